@@ -1,0 +1,254 @@
+//! Configuration: the TOML file as written (`raw`, unknown keys rejected) and
+//! the validated `Config` the rest of the host uses. Every error names the file
+//! and the key it is about. Loading filters and checking their tables is the
+//! runtime's job (`runtime::catalog`), not this module's.
+
+mod raw;
+
+use crate::providers::{self, ProviderSpec};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use raw::RawConfig;
+
+/// A configuration problem, with the file and key it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// TOML syntax or shape error (toml names the key and line).
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    /// A value that parsed but is not acceptable.
+    #[error("{file}: {key}: {reason}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+/// What a filter does when it fails (trap, deadline, memory limit, bad answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Skip the filter for the rest of the request.
+    Open,
+    /// Answer 500 naming the filter.
+    Closed,
+}
+
+/// Host-side settings of one filter in one gateway.
+#[derive(Debug, Clone)]
+pub struct FilterSettings {
+    /// Behaviour on failure.
+    pub on_error: OnError,
+    /// Deadline of each hook call.
+    pub timeout_ms: u64,
+    /// Memory cap of the filter's instance.
+    pub max_memory_mb: u64,
+    /// The rest of the table, handed to `configure` as JSON.
+    pub config_json: String,
+}
+
+/// One gateway: who may use it and its filter pipeline.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Accepted account tags (`*` accepts any).
+    pub accounts: Vec<String>,
+    /// Filter names in request order.
+    pub pipeline: Vec<String>,
+    /// Settings per filter named in `pipeline`.
+    pub filters: BTreeMap<String, FilterSettings>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the file was read from (for messages).
+    pub file: PathBuf,
+    /// Client listener.
+    pub listen: SocketAddr,
+    /// Folder of `<name>.wasm` filters (relative to the config file).
+    pub plugins_dir: PathBuf,
+    /// Folder for the log store and cache snapshot (relative to the config file).
+    pub data_dir: PathBuf,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Default wait for the upstream's first byte.
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_ms: u64,
+    /// Start the built-in mock provider on this address (demo, offline use).
+    pub mock_provider: Option<SocketAddr>,
+    /// Providers by name: built-ins merged with the file's overrides.
+    pub providers: BTreeMap<String, ProviderSpec>,
+    /// Gateways by name.
+    pub gateways: BTreeMap<String, GatewayConfig>,
+}
+
+/// Largest per-filter memory cap the engine's pool is sized for.
+pub const MAX_FILTER_MEMORY_MB: u64 = 256;
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates configuration text; `path` is used for messages and relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })?;
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            file: path.to_path_buf(),
+            key: key.to_string(),
+            reason,
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let server = raw.server.unwrap_or_default();
+        let listen = parse_addr(server.listen.as_deref().unwrap_or("127.0.0.1:8787"))
+            .map_err(|r| invalid("server.listen", r))?;
+        let mock_provider = match raw.mock_provider {
+            Some(m) => Some(parse_addr(&m.listen).map_err(|r| invalid("mock_provider.listen", r))?),
+            None => None,
+        };
+        let max_body_bytes = server.max_body_bytes.unwrap_or(25 * 1024 * 1024);
+        if max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes", "must be greater than 0".into()));
+        }
+
+        let mut providers = providers::builtin_providers();
+        for (name, p) in raw.providers {
+            let key = format!("providers.{name}.base_url");
+            let spec = match (providers.get(&name), p.base_url) {
+                (_, Some(url)) => {
+                    let mut spec = providers
+                        .get(&name)
+                        .cloned()
+                        .unwrap_or_else(|| ProviderSpec::custom(&name));
+                    spec.base_url = providers::parse_base_url(&url).map_err(|r| invalid(&key, r))?;
+                    spec
+                }
+                (Some(existing), None) => existing.clone(),
+                (None, None) => {
+                    return Err(invalid(&key, "required for a provider that is not built in".into()));
+                }
+            };
+            providers.insert(name, spec);
+        }
+
+        let mut gateways = BTreeMap::new();
+        for (name, g) in raw.gateways {
+            if !valid_segment(&name) {
+                return Err(invalid(
+                    &format!("gateways.{name}"),
+                    "gateway names use letters, digits, '-' and '_'".into(),
+                ));
+            }
+            let accounts = g.accounts.unwrap_or_else(|| vec!["*".to_string()]);
+            let mut filters = BTreeMap::new();
+            for (fname, table) in &g.filters {
+                if !g.pipeline.contains(fname) {
+                    return Err(invalid(
+                        &format!("gateways.{name}.filters.{fname}"),
+                        format!("filter '{fname}' has a table but is not in gateways.{name}.pipeline"),
+                    ));
+                }
+                let _ = table;
+            }
+            for (i, fname) in g.pipeline.iter().enumerate() {
+                if !valid_segment(fname) {
+                    return Err(invalid(
+                        &format!("gateways.{name}.pipeline[{i}]"),
+                        format!("'{fname}' is not a valid filter name (letters, digits, '-', '_')"),
+                    ));
+                }
+                if g.pipeline[..i].contains(fname) {
+                    return Err(invalid(
+                        &format!("gateways.{name}.pipeline[{i}]"),
+                        format!("filter '{fname}' is listed twice"),
+                    ));
+                }
+                let key = format!("gateways.{name}.filters.{fname}");
+                let table = g.filters.get(fname).cloned().unwrap_or_default();
+                let settings = filter_settings(table).map_err(|(k, r)| invalid(&format!("{key}.{k}"), r))?;
+                filters.insert(fname.clone(), settings);
+            }
+            gateways.insert(
+                name,
+                GatewayConfig {
+                    accounts,
+                    pipeline: g.pipeline,
+                    filters,
+                },
+            );
+        }
+        if gateways.is_empty() {
+            return Err(invalid("gateways", "define at least one [gateways.NAME] table".into()));
+        }
+
+        Ok(Config {
+            file: path.to_path_buf(),
+            listen,
+            plugins_dir: base.join(server.plugins_dir.as_deref().unwrap_or("plugins")),
+            data_dir: base.join(server.data_dir.as_deref().unwrap_or("data")),
+            max_body_bytes,
+            request_timeout_ms: server.request_timeout_ms.unwrap_or(120_000),
+            shutdown_grace_ms: server.shutdown_grace_ms.unwrap_or(30_000),
+            mock_provider,
+            providers,
+            gateways,
+        })
+    }
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|e| format!("'{text}' is not an address like 127.0.0.1:8787 ({e})"))
+}
+
+fn valid_segment(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Splits the host's own keys off a filter table; the rest goes to `configure`.
+fn filter_settings(mut table: toml::Table) -> Result<FilterSettings, (String, String)> {
+    let on_error = match table.remove("on_error") {
+        None => OnError::Open,
+        Some(toml::Value::String(s)) if s == "open" => OnError::Open,
+        Some(toml::Value::String(s)) if s == "closed" => OnError::Closed,
+        Some(other) => {
+            return Err(("on_error".into(), format!("expected \"open\" or \"closed\", got {other}")));
+        }
+    };
+    let mut number = |key: &str, default: u64, max: u64| -> Result<u64, (String, String)> {
+        match table.remove(key) {
+            None => Ok(default),
+            Some(toml::Value::Integer(n)) if n >= 1 && (n as u64) <= max => Ok(n as u64),
+            Some(other) => Err((key.into(), format!("expected an integer from 1 to {max}, got {other}"))),
+        }
+    };
+    let timeout_ms = number("timeout_ms", 50, 60_000)?;
+    let max_memory_mb = number("max_memory_mb", 64, MAX_FILTER_MEMORY_MB)?;
+    let config_json = serde_json::to_string(&table).map_err(|e| (String::new(), e.to_string()))?;
+    Ok(FilterSettings {
+        on_error,
+        timeout_ms,
+        max_memory_mb,
+        config_json,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,53 @@
+//! The `aigw` binary: parses the command line and hands over to the library.
+
+use aigw::cli::{Cli, Command};
+use clap::Parser;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    aigw::telemetry::init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { config } => aigw::server::serve(&config).await,
+            Command::Check { config } => aigw::server::check(&config).map(|report| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{report}\n{}: OK", config.display());
+            }),
+            Command::MockProvider { listen } => run_mock(listen).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_mock(listen: std::net::SocketAddr) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("--listen {listen}: cannot bind: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "mock provider listening on http://{bound}");
+        let _ = out.flush();
+    }
+    let state = std::sync::Arc::new(aigw::mock::MockState::default());
+    tokio::select! {
+        _ = aigw::mock::serve(listener, state) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! A mock AI provider for demos and tests, offline: OpenAI-shaped chat
+//! completions (JSON and SSE with a usage chunk), Anthropic-shaped messages
+//! (JSON and SSE events), and a model list. Failure injection through request
+//! headers:
+//!
+//! | header | effect |
+//! |---|---|
+//! | `x-mock-status: 503` | answer with this status and a JSON error |
+//! | `x-mock-fail-times: 2` | fail only the first 2 requests carrying the same `x-mock-fail-key` |
+//! | `x-mock-delay-ms: 300` | wait before the response head |
+//! | `x-mock-chunks: 8` / `x-mock-chunk-delay-ms: 50` | SSE pacing |
+//! | `x-mock-truncate-after: 2` | break the SSE stream after 2 chunks |
+//! | `x-mock-reply: text` | the assistant's reply |
+//!
+//! `GET /__mock/requests` lists what it received; `DELETE` clears it.
+
+use crate::server::body::{BodyError, GatewayBody};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// What the mock remembers.
+#[derive(Debug, Default)]
+pub struct MockState {
+    requests: Mutex<Vec<Value>>,
+    failures: Mutex<HashMap<String, u64>>,
+}
+
+impl MockState {
+    /// The requests received so far (method, path, headers, body).
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+/// Serves the mock on an already bound listener until the task is dropped.
+pub async fn serve(listener: TcpListener, state: Arc<MockState>) {
+    let builder = auto_builder();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}
+
+fn auto_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+}
+
+fn header<'a>(req: &'a hyper::http::request::Parts, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn number(parts: &hyper::http::request::Parts, name: &str) -> Option<u64> {
+    header(parts, name).and_then(|v| v.trim().parse().ok())
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<GatewayBody> {
+    let mut r = Response::new(GatewayBody::full(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<GatewayBody> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let path = parts.uri.path().to_string();
+    if path == "/__mock/requests" {
+        if parts.method == Method::DELETE {
+            if let Ok(mut r) = state.requests.lock() {
+                r.clear();
+            }
+            return json_response(StatusCode::OK, json!({"cleared": true}));
+        }
+        return json_response(StatusCode::OK, Value::Array(state.requests()));
+    }
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), Value::String(v.to_str().unwrap_or("").to_string())))
+        .collect();
+    if let Ok(mut r) = state.requests.lock() {
+        r.push(json!({
+            "method": parts.method.as_str(),
+            "path": path,
+            "query": parts.uri.query(),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+            "at_ms": crate::store::now_ms(),
+        }));
+    }
+
+    if let Some(ms) = number(&parts, "x-mock-delay-ms") {
+        tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+    }
+    if let Some(status) = number(&parts, "x-mock-status") {
+        let should_fail = match number(&parts, "x-mock-fail-times") {
+            None => true,
+            Some(times) => {
+                let key = header(&parts, "x-mock-fail-key").unwrap_or("default").to_string();
+                let mut f = state.failures.lock().unwrap_or_else(|e| e.into_inner());
+                let seen = f.entry(key).or_insert(0);
+                *seen += 1;
+                *seen <= times
+            }
+        };
+        if should_fail {
+            let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return json_response(
+                status,
+                json!({"error": {"message": format!("mock failure {}", status.as_u16()), "type": "mock_error"}}),
+            );
+        }
+    }
+
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if path.ends_with("/models") && parts.method == Method::GET {
+        return json_response(
+            StatusCode::OK,
+            json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "owned_by": "aigw"}]}),
+        );
+    }
+    if parts.method != Method::POST {
+        return json_response(StatusCode::NOT_FOUND, json!({"error": {"message": format!("mock has no route for {} {path}", parts.method)}}));
+    }
+    let reply = header(&parts, "x-mock-reply")
+        .map(str::to_string)
+        .unwrap_or_else(|| default_reply(&request));
+    let model = request.get("model").and_then(Value::as_str).unwrap_or("mock-model").to_string();
+    let prompt_tokens = count_words(&request) + 3;
+    let words: Vec<String> = reply.split_inclusive(' ').map(str::to_string).collect();
+    let completion_tokens = words.len() as u64;
+    let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let pacing = Pacing {
+        chunks: number(&parts, "x-mock-chunks").map(|c| c.clamp(1, 1000) as usize),
+        delay: Duration::from_millis(number(&parts, "x-mock-chunk-delay-ms").unwrap_or(10).min(10_000)),
+        truncate_after: number(&parts, "x-mock-truncate-after").map(|n| n as usize),
+    };
+    if path.ends_with("/messages") {
+        if stream {
+            return sse(anthropic_events(&model, &words, prompt_tokens, completion_tokens, pacing.chunks), pacing);
+        }
+        return json_response(
+            StatusCode::OK,
+            json!({
+                "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": reply}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}
+            }),
+        );
+    }
+    if stream {
+        return sse(openai_events(&model, &words, prompt_tokens, completion_tokens, pacing.chunks), pacing);
+    }
+    json_response(
+        StatusCode::OK,
+        json!({
+            "id": "chatcmpl-mock", "object": "chat.completion", "created": crate::store::now_ms() / 1000,
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}
+        }),
+    )
+}
+
+fn default_reply(request: &Value) -> String {
+    let last = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())
+        .and_then(|m| m.get("content"))
+        .map(|c| match c {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    let last: String = last.chars().take(200).collect();
+    format!("Hello from the aigw mock provider! You said: {last}")
+}
+
+fn count_words(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => s.split_whitespace().count() as u64,
+        Value::Array(a) => a.iter().map(count_words).sum(),
+        Value::Object(o) => o
+            .iter()
+            .filter(|(k, _)| k.as_str() == "messages" || k.as_str() == "content" || k.as_str() == "system")
+            .map(|(_, v)| count_words(v))
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Splits the words into `chunks` groups (default: one word per chunk).
+fn groups(words: &[String], chunks: Option<usize>) -> Vec<String> {
+    let n = chunks.unwrap_or(words.len()).max(1);
+    let per = words.len().div_ceil(n).max(1);
+    words.chunks(per).map(|c| c.concat()).collect()
+}
+
+fn openai_events(model: &str, words: &[String], pin: u64, pout: u64, chunks: Option<usize>) -> Vec<String> {
+    let created = crate::store::now_ms() / 1000;
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut events = vec![format!("data: {}\n\n", chunk(json!({"role": "assistant", "content": ""}), Value::Null))];
+    for g in groups(words, chunks) {
+        events.push(format!("data: {}\n\n", chunk(json!({"content": g}), Value::Null)));
+    }
+    events.push(format!("data: {}\n\n", chunk(json!({}), json!("stop"))));
+    events.push(format!(
+        "data: {}\n\n",
+        json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model,
+               "choices": [], "usage": {"prompt_tokens": pin, "completion_tokens": pout, "total_tokens": pin + pout}})
+    ));
+    events.push("data: [DONE]\n\n".to_string());
+    events
+}
+
+fn anthropic_events(model: &str, words: &[String], pin: u64, pout: u64, chunks: Option<usize>) -> Vec<String> {
+    let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut events = vec![
+        ev("message_start", json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message",
+            "role": "assistant", "model": model, "content": [], "stop_reason": null,
+            "usage": {"input_tokens": pin, "output_tokens": 1}}})),
+        ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+    ];
+    for g in groups(words, chunks) {
+        events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": g}})));
+    }
+    events.push(ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    events.push(ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": pout}})));
+    events.push(ev("message_stop", json!({"type": "message_stop"})));
+    events
+}
+
+struct Pacing {
+    chunks: Option<usize>,
+    delay: Duration,
+    truncate_after: Option<usize>,
+}
+
+fn sse(events: Vec<String>, pacing: Pacing) -> Response<GatewayBody> {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(4);
+    tokio::spawn(async move {
+        for (i, e) in events.into_iter().enumerate() {
+            if pacing.truncate_after == Some(i) {
+                let _ = tx.send(Err("mock: stream truncated on purpose".into())).await;
+                return;
+            }
+            if i > 0 {
+                tokio::time::sleep(pacing.delay).await;
+            }
+            if tx.send(Ok(Bytes::from(e))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(GatewayBody::Channel(rx));
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/event-stream"));
+    r.headers_mut().insert("cache-control", hyper::header::HeaderValue::from_static("no-cache"));
+    r
+}

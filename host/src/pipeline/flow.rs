@@ -1,0 +1,717 @@
+//! One request through one gateway's pipeline:
+//! request-headers hooks (in order) → body read → request-body hooks →
+//! upstream call → response-headers hooks (reverse order; may retry) →
+//! response body through the body hooks, streamed to the client → done hooks
+//! with the summary. A filter that answers early skips the later filters and
+//! the upstream; filters before it still see the response.
+
+use super::headers;
+use super::{Generation, GatewayPipeline};
+use crate::config::OnError;
+use crate::providers::usage::{UsageReader, request_model};
+use crate::providers::ProviderSpec;
+use crate::runtime::bindings::types::{
+    BodyDecision, BodyMode, ChunkDecision, Decision, Header, Hooks, LocalResponse, Outcome,
+    RequestHead, ResponseDecision, ResponseHead, Summary,
+};
+use crate::runtime::instance::{FilterError, FilterInstance};
+use crate::runtime::Runtime;
+use crate::server::body::{BodyError, GatewayBody};
+use crate::server::error::GatewayError;
+use crate::server::upstream::UpstreamClient;
+use crate::store::now_ms;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{HeaderMap, Request, Response, StatusCode};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Most upstream attempts for one request, whatever filters ask.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Longest pause a filter may ask for between attempts.
+const MAX_RETRY_DELAY_MS: u32 = 30_000;
+
+/// What the flow needs from the server.
+#[derive(Clone)]
+pub struct Env {
+    /// Wasm runtime.
+    pub runtime: Arc<Runtime>,
+    /// Upstream client.
+    pub client: UpstreamClient,
+}
+
+/// The URL's parts.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Account tag.
+    pub account: String,
+    /// Gateway name.
+    pub gateway: String,
+    /// Provider name.
+    pub provider: String,
+    /// Provider path (starts with `/`, or empty).
+    pub path: String,
+    /// Query string.
+    pub query: Option<String>,
+}
+
+enum Slot {
+    Empty,
+    Live(Box<FilterInstance>),
+    Failed,
+}
+
+/// The per-request state that outlives the handler (moved into the body task).
+struct Exchange {
+    gw: Arc<GatewayPipeline>,
+    runtime: Arc<Runtime>,
+    slots: Vec<Slot>,
+    started: Instant,
+    created_at_ms: u64,
+    request_id: String,
+    account: String,
+    provider: String,
+    method: String,
+    path: String,
+    model: Option<String>,
+    request_bytes: u64,
+    request_headers: Vec<Header>,
+    attempts: u32,
+}
+
+impl Exchange {
+    fn wants(&self, i: usize, hook: Hooks) -> bool {
+        self.gw.stages[i].filter.info.hooks.contains(hook)
+    }
+
+    /// Calls a filter, creating its instance on first use. `Ok(None)`: the
+    /// filter is skipped (failed earlier, or failed now with `on_error = open`).
+    fn call<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut FilterInstance) -> Result<R, FilterError>,
+    ) -> Result<Option<R>, GatewayError> {
+        if matches!(self.slots[i], Slot::Empty) {
+            let stage = &self.gw.stages[i];
+            let created = self
+                .runtime
+                .instantiate(&stage.filter, stage.settings.timeout_ms, stage.settings.max_memory_mb)
+                .and_then(|mut inst| inst.configure(&stage.settings.config_json).map(|_| inst));
+            match created {
+                Ok(inst) => self.slots[i] = Slot::Live(Box::new(inst)),
+                Err(e) => return self.fail(i, e),
+            }
+        }
+        let Slot::Live(inst) = &mut self.slots[i] else {
+            return Ok(None);
+        };
+        match f(inst) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => self.fail(i, e),
+        }
+    }
+
+    fn fail<R>(&mut self, i: usize, e: FilterError) -> Result<Option<R>, GatewayError> {
+        self.slots[i] = Slot::Failed;
+        let stage = &self.gw.stages[i];
+        self.runtime.services.metrics.count_filter_failure(&stage.filter.name);
+        tracing::warn!(gateway = %self.gw.name, request_id = %self.request_id, on_error = ?stage.settings.on_error, "{e}");
+        match stage.settings.on_error {
+            OnError::Open => Ok(None),
+            OnError::Closed => Err(GatewayError::filter_failed(e.to_string())),
+        }
+    }
+
+    fn bad_answer(&self, i: usize, hook: &'static str, message: String) -> FilterError {
+        FilterError::Call {
+            filter: self.gw.stages[i].filter.name.to_string(),
+            hook,
+            message,
+        }
+    }
+}
+
+/// A response on its way to the client.
+struct Outgoing {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: BodySource,
+    local: bool,
+}
+
+enum BodySource {
+    Upstream(hyper::body::Incoming),
+    Bytes(Bytes),
+}
+
+impl Outgoing {
+    fn from_error(e: &GatewayError) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Outgoing {
+            status: e.status,
+            headers,
+            body: BodySource::Bytes(e.body()),
+            local: true,
+        }
+    }
+
+    fn from_local(local: LocalResponse) -> Result<Self, String> {
+        let status = StatusCode::from_u16(local.status)
+            .map_err(|_| format!("local response has invalid status {}", local.status))?;
+        Ok(Outgoing {
+            status,
+            headers: headers::map_from(&local.headers),
+            body: BodySource::Bytes(Bytes::from(local.body)),
+            local: true,
+        })
+    }
+}
+
+/// Serves one gateway request.
+pub async fn handle(
+    env: &Env,
+    generation: Arc<Generation>,
+    route: Route,
+    parts: hyper::http::request::Parts,
+    body: hyper::body::Incoming,
+    client_ip: IpAddr,
+) -> Response<GatewayBody> {
+    let metrics = &env.runtime.services.metrics;
+    metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let config = &generation.config;
+    let Some(gw) = generation.gateways.get(&route.gateway).cloned() else {
+        return GatewayError::not_found(format!("unknown gateway '{}'", route.gateway)).into_response();
+    };
+    if !gw.accepts(&route.account) {
+        return GatewayError::not_found(format!(
+            "gateway '{}' does not serve account '{}'",
+            route.gateway, route.account
+        ))
+        .into_response();
+    }
+    let Some(provider) = config.providers.get(&route.provider).cloned() else {
+        return GatewayError::not_found(format!(
+            "unknown provider '{}' (known: {})",
+            route.provider,
+            config.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+        .into_response();
+    };
+    let timeout_ms = match request_timeout(&parts.headers, config.request_timeout_ms) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(len) = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > config.max_body_bytes {
+            return GatewayError::too_large(config.max_body_bytes).into_response();
+        }
+    }
+
+    let mut upstream_headers = parts.headers.clone();
+    headers::strip_hop_by_hop(&mut upstream_headers);
+    for name in ["host", "content-length", "cf-aig-authorization", "accept-encoding"] {
+        upstream_headers.remove(name);
+    }
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut head = RequestHead {
+        request_id: request_id.clone(),
+        method: parts.method.as_str().to_string(),
+        account: route.account.clone(),
+        gateway: route.gateway.clone(),
+        provider: route.provider.clone(),
+        path: route.path.clone(),
+        query: route.query.clone(),
+        headers: headers::view(&upstream_headers),
+        client_ip: client_ip.to_string(),
+    };
+    let n = gw.stages.len();
+    let mut ex = Exchange {
+        gw: gw.clone(),
+        runtime: env.runtime.clone(),
+        slots: (0..n).map(|_| Slot::Empty).collect(),
+        started: Instant::now(),
+        created_at_ms: now_ms(),
+        request_id,
+        account: route.account.clone(),
+        provider: route.provider.clone(),
+        method: head.method.clone(),
+        path: route.path.clone(),
+        model: None,
+        request_bytes: 0,
+        request_headers: headers::redacted_view(&parts.headers),
+        attempts: 0,
+    };
+
+    // Request headers, in pipeline order.
+    for i in 0..n {
+        if !ex.wants(i, Hooks::REQUEST_HEADERS) {
+            continue;
+        }
+        match ex.call(i, |inst| inst.on_request_headers(&head)) {
+            Ok(None) => {}
+            Ok(Some(Decision::Continue(edits))) => {
+                if let Err(m) = headers::apply(&edits, &mut upstream_headers, &mut head.headers) {
+                    let err = ex.bad_answer(i, "on-request-headers", m);
+                    if let Err(e) = ex.fail::<()>(i, err) {
+                        return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed);
+                    }
+                }
+            }
+            Ok(Some(Decision::Respond(local))) => return respond_locally(ex, i, local),
+            Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
+        }
+    }
+
+    // The body, whole: kept as Bytes so retries resend it unchanged.
+    let mut body = match Limited::new(body, config.max_body_bytes).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            let err = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                GatewayError::too_large(config.max_body_bytes)
+            } else {
+                GatewayError::bad_request(format!("cannot read the request body: {e}"))
+            };
+            return finish(ex, 0, Outgoing::from_error(&err), Outcome::RespondedLocally);
+        }
+    };
+    (ex.model, _) = request_model(&body);
+
+    // Request body, in pipeline order.
+    for i in 0..n {
+        let mode = ex.gw.stages[i].filter.info.request_body;
+        if !ex.wants(i, Hooks::REQUEST_BODY) || matches!(mode, BodyMode::Ignore) {
+            continue;
+        }
+        if let BodyMode::Buffered(max) = mode {
+            if body.len() > max as usize {
+                let err = ex.bad_answer(
+                    i,
+                    "on-request-body",
+                    format!("request body of {} bytes is over the filter's buffered limit of {max}", body.len()),
+                );
+                match ex.fail::<()>(i, err) {
+                    Ok(_) => continue,
+                    Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
+                }
+            }
+        }
+        match ex.call(i, |inst| inst.on_request_body(&body)) {
+            Ok(None) | Ok(Some(BodyDecision::Continue)) => {}
+            Ok(Some(BodyDecision::Replace(b))) => body = Bytes::from(b),
+            Ok(Some(BodyDecision::Respond(local))) => return respond_locally(ex, i, local),
+            Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
+        }
+    }
+    ex.request_bytes = body.len() as u64;
+
+    let uri = match provider.upstream_uri(&route.account, &head.path, head.query.as_deref()) {
+        Ok(u) => u,
+        Err(m) => return finish(ex, n, Outgoing::from_error(&GatewayError::bad_request(m)), Outcome::RespondedLocally),
+    };
+    upstream_loop(env, ex, &provider, uri, parts.method, upstream_headers, body, timeout_ms).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upstream_loop(
+    env: &Env,
+    mut ex: Exchange,
+    provider: &ProviderSpec,
+    uri: hyper::Uri,
+    method: hyper::Method,
+    upstream_headers: HeaderMap,
+    body: Bytes,
+    timeout_ms: u64,
+) -> Response<GatewayBody> {
+    let metrics = &env.runtime.services.metrics;
+    let n = ex.gw.stages.len();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        ex.attempts = attempt;
+        metrics.upstream_attempts.fetch_add(1, Ordering::Relaxed);
+        let mut req = Request::new(Full::new(body.clone()));
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri.clone();
+        *req.headers_mut() = upstream_headers.clone();
+        let sent = tokio::time::timeout(Duration::from_millis(timeout_ms), env.client.request(req)).await;
+        let (mut out, upstream_error) = match sent {
+            Ok(Ok(resp)) => {
+                let (parts, incoming) = resp.into_parts();
+                let mut headers = parts.headers;
+                headers::strip_hop_by_hop(&mut headers);
+                let out = Outgoing {
+                    status: parts.status,
+                    headers,
+                    body: BodySource::Upstream(incoming),
+                    local: false,
+                };
+                (out, None)
+            }
+            Ok(Err(e)) => {
+                metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                let msg = format!("provider '{}' unreachable: {}", provider.name, error_chain(&e));
+                (Outgoing::from_error(&GatewayError::bad_gateway(msg.clone())), Some(msg))
+            }
+            Err(_) => {
+                metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                let msg = format!(
+                    "provider '{}' sent no response within {timeout_ms} ms (cf-aig-request-timeout / server.request_timeout_ms)",
+                    provider.name
+                );
+                (Outgoing::from_error(&GatewayError::timeout(msg.clone())), Some(msg))
+            }
+        };
+        let failed_upstream = upstream_error.is_some();
+        match response_hooks(&mut ex, n, &mut out, attempt, upstream_error, attempt < MAX_ATTEMPTS) {
+            Ok(Some(delay)) => {
+                drop(out);
+                tracing::debug!(request_id = %ex.request_id, attempt, delay, "retrying upstream");
+                tokio::time::sleep(Duration::from_millis(delay.min(MAX_RETRY_DELAY_MS) as u64)).await;
+                continue;
+            }
+            Ok(None) => {
+                let outcome = match (failed_upstream, out.local) {
+                    (true, true) => Outcome::UpstreamError,
+                    (_, true) => Outcome::RespondedLocally,
+                    _ => Outcome::Completed,
+                };
+                return finish(ex, n, out, outcome);
+            }
+            Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
+        }
+    }
+}
+
+/// A filter at stage `k` answered: filters before it see the response.
+fn respond_locally(mut ex: Exchange, k: usize, local: LocalResponse) -> Response<GatewayBody> {
+    let mut out = match Outgoing::from_local(local) {
+        Ok(o) => o,
+        Err(m) => {
+            let err = ex.bad_answer(k, "respond", m);
+            let e = match ex.fail::<()>(k, err) {
+                Ok(_) => GatewayError::filter_failed(format!(
+                    "filter '{}' answered with an invalid response",
+                    ex.gw.stages[k].filter.name
+                )),
+                Err(e) => e,
+            };
+            return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed);
+        }
+    };
+    ex.runtime.services.metrics.local_responses.fetch_add(1, Ordering::Relaxed);
+    match response_hooks(&mut ex, k, &mut out, 0, None, false) {
+        Ok(_) => finish(ex, k, out, Outcome::RespondedLocally),
+        Err(e) => finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
+    }
+}
+
+/// Response-headers hooks of stages `0..upto`, in reverse order. Returns the
+/// delay when a filter asks for a retry (and `allow_retry`).
+fn response_hooks(
+    ex: &mut Exchange,
+    upto: usize,
+    out: &mut Outgoing,
+    attempt: u32,
+    upstream_error: Option<String>,
+    allow_retry: bool,
+) -> Result<Option<u32>, GatewayError> {
+    let mut head = ResponseHead {
+        status: out.status.as_u16(),
+        headers: headers::view(&out.headers),
+        attempt,
+        upstream_error,
+        local: out.local,
+    };
+    for i in (0..upto).rev() {
+        if !ex.wants(i, Hooks::RESPONSE_HEADERS) {
+            continue;
+        }
+        match ex.call(i, |inst| inst.on_response_headers(&head))? {
+            None => {}
+            Some(ResponseDecision::Continue(edits)) => {
+                if let Err(m) = headers::apply(&edits, &mut out.headers, &mut head.headers) {
+                    let err = ex.bad_answer(i, "on-response-headers", m);
+                    ex.fail::<()>(i, err)?;
+                }
+            }
+            Some(ResponseDecision::Respond(local)) => match Outgoing::from_local(local) {
+                Ok(o) => {
+                    *out = o;
+                    head = ResponseHead {
+                        status: out.status.as_u16(),
+                        headers: headers::view(&out.headers),
+                        attempt,
+                        upstream_error: None,
+                        local: true,
+                    };
+                }
+                Err(m) => {
+                    let err = ex.bad_answer(i, "on-response-headers", m);
+                    ex.fail::<()>(i, err)?;
+                }
+            },
+            Some(ResponseDecision::Retry(spec)) => {
+                if allow_retry && !out.local || allow_retry && head.upstream_error.is_some() {
+                    return Ok(Some(spec.delay_ms));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Sends the head to the client and spawns the task that streams the body
+/// through the body hooks of stages `0..upto`, then runs the done hooks.
+fn finish(ex: Exchange, upto: usize, out: Outgoing, outcome: Outcome) -> Response<GatewayBody> {
+    let body_stages: Vec<usize> = (0..upto)
+        .rev()
+        .filter(|&i| {
+            ex.wants(i, Hooks::RESPONSE_BODY)
+                && !matches!(ex.gw.stages[i].filter.info.response_body, BodyMode::Ignore)
+        })
+        .collect();
+    let mut headers = out.headers;
+    if !body_stages.is_empty() {
+        headers.remove(CONTENT_LENGTH);
+    }
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let status = out.status;
+    let summary_headers = headers::redacted_view(&headers);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(16);
+    let task = BodyTask {
+        ex,
+        body_stages,
+        buffers: Vec::new(),
+        usage: UsageReader::for_content_type(content_type.as_deref()),
+        streamed: content_type.as_deref().is_some_and(|c| c.starts_with("text/event-stream")),
+        status: status.as_u16(),
+        outcome,
+        response_bytes: 0,
+        response_headers: summary_headers,
+    };
+    tokio::spawn(task.run(out.body, tx));
+    let mut resp = Response::new(GatewayBody::Channel(rx));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+struct BodyTask {
+    ex: Exchange,
+    body_stages: Vec<usize>,
+    buffers: Vec<(usize, Vec<u8>)>,
+    usage: UsageReader,
+    streamed: bool,
+    status: u16,
+    outcome: Outcome,
+    response_bytes: u64,
+    response_headers: Vec<Header>,
+}
+
+impl BodyTask {
+    async fn run(mut self, body: BodySource, tx: mpsc::Sender<Result<Bytes, BodyError>>) {
+        match body {
+            BodySource::Bytes(b) => {
+                self.forward(b, true, &tx).await;
+            }
+            BodySource::Upstream(mut incoming) => loop {
+                match incoming.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            if !self.forward(data, false, &tx).await {
+                                break;
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        self.outcome = Outcome::UpstreamError;
+                        let msg = format!("upstream stream broke: {}", error_chain(&e));
+                        tracing::warn!(request_id = %self.ex.request_id, "{msg}");
+                        let _ = tx.send(Err(msg.into())).await;
+                        break;
+                    }
+                    None => {
+                        self.forward(Bytes::new(), true, &tx).await;
+                        break;
+                    }
+                }
+            },
+        }
+        drop(tx);
+        self.done();
+    }
+
+    /// Runs a chunk through the body hooks and sends the result. False when
+    /// the stream must stop (client gone, or a closed filter failed).
+    async fn forward(&mut self, chunk: Bytes, eos: bool, tx: &mpsc::Sender<Result<Bytes, BodyError>>) -> bool {
+        let data = match self.through_filters(chunk, eos) {
+            Ok(d) => d,
+            Err(e) => {
+                self.outcome = Outcome::FilterFailed;
+                let _ = tx.send(Err(e.message.into())).await;
+                return false;
+            }
+        };
+        if data.is_empty() {
+            return true;
+        }
+        self.usage.feed(&data);
+        self.response_bytes += data.len() as u64;
+        if tx.send(Ok(data)).await.is_err() {
+            self.outcome = Outcome::ClientAborted;
+            return false;
+        }
+        true
+    }
+
+    fn through_filters(&mut self, chunk: Bytes, eos: bool) -> Result<Bytes, GatewayError> {
+        let mut data = chunk;
+        for idx in 0..self.body_stages.len() {
+            let i = self.body_stages[idx];
+            let failed = matches!(self.ex.slots[i], Slot::Failed);
+            match self.ex.gw.stages[i].filter.info.response_body {
+                BodyMode::Ignore => {}
+                BodyMode::Streaming => {
+                    if failed || (data.is_empty() && !eos) {
+                        continue;
+                    }
+                    let input = data.clone();
+                    match self.ex.call(i, |inst| inst.on_response_body(&input, eos))? {
+                        None | Some(ChunkDecision::Continue) => {}
+                        Some(ChunkDecision::Replace(b)) => data = Bytes::from(b),
+                        Some(ChunkDecision::Hold) => data = Bytes::new(),
+                    }
+                }
+                BodyMode::Buffered(max) => {
+                    let pos = match self.buffers.iter().position(|(s, _)| *s == i) {
+                        Some(p) => p,
+                        None => {
+                            self.buffers.push((i, Vec::new()));
+                            self.buffers.len() - 1
+                        }
+                    };
+                    let buf = &mut self.buffers[pos].1;
+                    buf.extend_from_slice(&data);
+                    if failed {
+                        data = Bytes::from(std::mem::take(buf));
+                        continue;
+                    }
+                    if buf.len() > max as usize {
+                        let len = buf.len();
+                        let err = self.ex.bad_answer(
+                            i,
+                            "on-response-body",
+                            format!("response body of {len}+ bytes is over the filter's buffered limit of {max}"),
+                        );
+                        self.ex.fail::<()>(i, err)?;
+                        data = Bytes::from(std::mem::take(&mut self.buffers[pos].1));
+                        continue;
+                    }
+                    if !eos {
+                        data = Bytes::new();
+                        continue;
+                    }
+                    let whole = std::mem::take(buf);
+                    data = match self.ex.call(i, |inst| inst.on_response_body(&whole, true))? {
+                        None | Some(ChunkDecision::Continue) => Bytes::from(whole),
+                        Some(ChunkDecision::Replace(b)) => Bytes::from(b),
+                        Some(ChunkDecision::Hold) => Bytes::new(),
+                    };
+                }
+            }
+        }
+        Ok(data)
+    }
+
+    /// Builds the summary, feeds metrics, and calls every `done` hook.
+    fn done(mut self) {
+        let usage = self.usage.finish();
+        let metrics = &self.ex.runtime.services.metrics;
+        metrics.count_status(self.status);
+        metrics.tokens_in.fetch_add(usage.tokens_in.unwrap_or(0) as u64, Ordering::Relaxed);
+        metrics.tokens_out.fetch_add(usage.tokens_out.unwrap_or(0) as u64, Ordering::Relaxed);
+        let cached = self
+            .response_headers
+            .iter()
+            .any(|h| h.name == "cf-aig-cache-status" && h.value.eq_ignore_ascii_case("hit"));
+        let ex = &mut self.ex;
+        let success = (200..300).contains(&self.status)
+            && matches!(self.outcome, Outcome::Completed | Outcome::RespondedLocally);
+        let summary = Summary {
+            request_id: ex.request_id.clone(),
+            created_at_ms: ex.created_at_ms,
+            account: ex.account.clone(),
+            gateway: ex.gw.name.clone(),
+            provider: ex.provider.clone(),
+            method: ex.method.clone(),
+            path: ex.path.clone(),
+            model: ex.model.clone(),
+            status: self.status,
+            outcome: self.outcome,
+            success,
+            cached,
+            streamed: self.streamed,
+            tokens_in: usage.tokens_in,
+            tokens_out: usage.tokens_out,
+            cost: None,
+            duration_ms: ex.started.elapsed().as_millis().min(u32::MAX as u128) as u32,
+            attempts: ex.attempts,
+            request_bytes: ex.request_bytes,
+            response_bytes: self.response_bytes,
+            request_headers: std::mem::take(&mut ex.request_headers),
+            response_headers: std::mem::take(&mut self.response_headers),
+        };
+        tracing::debug!(
+            request_id = %summary.request_id, gateway = %summary.gateway, provider = %summary.provider,
+            status = summary.status, outcome = ?summary.outcome, duration_ms = summary.duration_ms,
+            attempts = summary.attempts, "request done"
+        );
+        for i in 0..ex.gw.stages.len() {
+            if ex.wants(i, Hooks::DONE) {
+                let _ = ex.call(i, |inst| inst.on_done(&summary));
+            }
+        }
+    }
+}
+
+/// `cf-aig-request-timeout` (ms) or the configured default.
+fn request_timeout(headers: &HeaderMap, default_ms: u64) -> Result<u64, GatewayError> {
+    match headers.get("cf-aig-request-timeout") {
+        None => Ok(default_ms),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .filter(|n| (1..=3_600_000).contains(n))
+            .ok_or_else(|| {
+                GatewayError::bad_request(
+                    "cf-aig-request-timeout: expected milliseconds, an integer from 1 to 3600000",
+                )
+            }),
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,173 @@
+//! Token usage from provider responses, read from the bytes on their way to the
+//! client: OpenAI-style JSON (`usage.prompt_tokens`/`completion_tokens`),
+//! Anthropic JSON (`usage.input_tokens`/`output_tokens`), and SSE streams
+//! (OpenAI's final usage chunk, Anthropic's `message_start`/`message_delta`).
+//! Never buffers a stream: SSE is scanned line by line.
+
+use serde_json::Value;
+
+/// Largest JSON body kept for usage parsing.
+const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
+
+/// Tokens reported by a response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt / input tokens.
+    pub tokens_in: Option<u32>,
+    /// Completion / output tokens.
+    pub tokens_out: Option<u32>,
+}
+
+/// Incremental usage reader.
+#[derive(Debug)]
+pub enum UsageReader {
+    /// A JSON body, kept (up to a limit) and parsed at the end.
+    Json(Vec<u8>, bool),
+    /// An SSE stream: the unfinished line and the usage found so far.
+    Sse(Vec<u8>, Usage),
+    /// Anything else.
+    Other,
+}
+
+impl UsageReader {
+    /// Picks the reader from the response content type.
+    pub fn for_content_type(content_type: Option<&str>) -> Self {
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        if ct.starts_with("text/event-stream") {
+            UsageReader::Sse(Vec::new(), Usage::default())
+        } else if ct.contains("json") {
+            UsageReader::Json(Vec::new(), false)
+        } else {
+            UsageReader::Other
+        }
+    }
+
+    /// Feeds bytes as they go to the client.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        match self {
+            UsageReader::Json(buf, overflow) => {
+                if buf.len() + bytes.len() > MAX_JSON_BYTES {
+                    *overflow = true;
+                } else {
+                    buf.extend_from_slice(bytes);
+                }
+            }
+            UsageReader::Sse(line, usage) => {
+                for &b in bytes {
+                    if b == b'\n' {
+                        scan_sse_line(line, usage);
+                        line.clear();
+                    } else {
+                        line.push(b);
+                    }
+                }
+            }
+            UsageReader::Other => {}
+        }
+    }
+
+    /// The usage found, once the body is complete.
+    pub fn finish(&mut self) -> Usage {
+        match self {
+            UsageReader::Json(buf, false) => serde_json::from_slice::<Value>(buf)
+                .map(|v| usage_from(&v))
+                .unwrap_or_default(),
+            UsageReader::Json(_, true) | UsageReader::Other => Usage::default(),
+            UsageReader::Sse(line, usage) => {
+                scan_sse_line(line, usage);
+                line.clear();
+                *usage
+            }
+        }
+    }
+}
+
+fn scan_sse_line(line: &[u8], usage: &mut Usage) {
+    let Some(data) = line.strip_prefix(b"data:") else {
+        return;
+    };
+    // Cheap filter: only parse events that mention usage.
+    if !data.windows(7).any(|w| w == b"\"usage\"") {
+        return;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let found = match v.get("message") {
+        Some(message) => usage_from(message),
+        None => usage_from(&v),
+    };
+    if found.tokens_in.is_some() {
+        usage.tokens_in = found.tokens_in;
+    }
+    if found.tokens_out.is_some() {
+        usage.tokens_out = found.tokens_out;
+    }
+}
+
+fn usage_from(v: &Value) -> Usage {
+    let Some(u) = v.get("usage").filter(|u| u.is_object()) else {
+        return Usage::default();
+    };
+    let num = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| u.get(*k).and_then(Value::as_u64))
+            .map(|n| n.min(u32::MAX as u64) as u32)
+    };
+    Usage {
+        tokens_in: num(&["prompt_tokens", "input_tokens"]),
+        tokens_out: num(&["completion_tokens", "output_tokens"]),
+    }
+}
+
+/// The `model` and `stream` fields of a JSON request body, if present.
+pub fn request_model(body: &[u8]) -> (Option<String>, bool) {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        model: Option<String>,
+        #[serde(default)]
+        stream: bool,
+    }
+    match serde_json::from_slice::<Probe>(body) {
+        Ok(p) => (p.model, p.stream),
+        Err(_) => (None, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_json_usage() {
+        let mut r = UsageReader::for_content_type(Some("application/json"));
+        r.feed(br#"{"id":"x","usage":{"prompt_tokens":12,"#);
+        r.feed(br#""completion_tokens":7}}"#);
+        assert_eq!(r.finish(), Usage { tokens_in: Some(12), tokens_out: Some(7) });
+    }
+
+    #[test]
+    fn openai_sse_usage_split_across_chunks() {
+        let mut r = UsageReader::for_content_type(Some("text/event-stream"));
+        r.feed(b"data: {\"choices\":[]}\n\ndata: {\"choices\":[],\"us");
+        r.feed(b"age\":{\"prompt_tokens\":3,\"completion_tokens\":9}}\n\ndata: [DONE]\n\n");
+        assert_eq!(r.finish(), Usage { tokens_in: Some(3), tokens_out: Some(9) });
+    }
+
+    #[test]
+    fn anthropic_sse_usage() {
+        let mut r = UsageReader::for_content_type(Some("text/event-stream; charset=utf-8"));
+        r.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n");
+        r.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n");
+        assert_eq!(r.finish(), Usage { tokens_in: Some(25), tokens_out: Some(15) });
+    }
+
+    #[test]
+    fn model_and_stream_from_request() {
+        assert_eq!(
+            request_model(br#"{"model":"gpt-4o","stream":true,"messages":[]}"#),
+            (Some("gpt-4o".into()), true)
+        );
+        assert_eq!(request_model(b"not json"), (None, false));
+    }
+}

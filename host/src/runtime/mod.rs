@@ -1,0 +1,188 @@
+//! The WebAssembly runtime: one wasmtime `Engine` (epoch interruption,
+//! pooling allocator), the linker with WASI and the aigw imports, compiling a
+//! filter once into an `InstancePre`, and the built-in filters embedded in the
+//! binary. Per-request instances and their calls live in `instance`.
+
+pub mod bindings;
+pub mod builtin;
+pub mod host;
+pub mod instance;
+
+use bindings::FilterPluginPre;
+use host::{HostState, Services};
+use instance::{FilterError, FilterInstance};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; hook deadlines are multiples of it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Where a filter's code came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Embedded in the binary.
+    Builtin,
+    /// A file in `plugins_dir`.
+    File(std::path::PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Builtin => write!(f, "built-in"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Hooks and body modes a filter declared.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterInfo {
+    /// Hooks to call.
+    pub hooks: bindings::types::Hooks,
+    /// Request body mode.
+    pub request_body: bindings::types::BodyMode,
+    /// Response body mode.
+    pub response_body: bindings::types::BodyMode,
+}
+
+/// A compiled, type-checked filter.
+pub struct LoadedFilter {
+    /// Filter name.
+    pub name: Arc<str>,
+    /// Where it came from.
+    pub source: Source,
+    /// sha256 of the wasm bytes, hex.
+    pub sha256: String,
+    /// What `describe` returned.
+    pub info: FilterInfo,
+    pre: FilterPluginPre<HostState>,
+}
+
+impl std::fmt::Debug for LoadedFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedFilter")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("sha256", &self.sha256)
+            .finish()
+    }
+}
+
+/// Engine + linker + shared services.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    /// Services filters import.
+    pub services: Arc<Services>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+fn engine_config(pooling: bool) -> wasmtime::Config {
+    let mut cfg = wasmtime::Config::new();
+    cfg.wasm_component_model(true);
+    cfg.epoch_interruption(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(2_000)
+            .total_core_instances(8_000)
+            .total_memories(4_000)
+            .total_tables(4_000)
+            .max_memory_size((crate::config::MAX_FILTER_MEMORY_MB as usize) << 20)
+            .max_component_instance_size(1 << 20)
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(8)
+            .max_tables_per_component(16);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    cfg
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator, falling back to on-demand
+    /// allocation where the pool cannot be reserved) and starts the epoch ticker.
+    pub fn new(services: Arc<Services>) -> Result<Runtime, String> {
+        let engine = match Engine::new(&engine_config(true)) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "pooling allocator unavailable, using on-demand allocation");
+                Engine::new(&engine_config(false)).map_err(|e| format!("cannot create the wasm engine: {e}"))?
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| format!("cannot link WASI: {e}"))?;
+        bindings::FilterPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| format!("cannot link the aigw imports: {e}"))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("aigw-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+        Ok(Runtime {
+            engine,
+            linker,
+            services,
+        })
+    }
+
+    /// Compiles and type-checks a filter, then asks it to `describe` itself.
+    /// Errors name the stage: parse, type-check or describe.
+    pub fn load(&self, name: &str, source: Source, bytes: &[u8]) -> Result<Arc<LoadedFilter>, FilterError> {
+        let name: Arc<str> = Arc::from(name);
+        let fail = |stage: &'static str, e: String| FilterError::Load {
+            filter: name.to_string(),
+            source_desc: source.to_string(),
+            stage,
+            message: e,
+        };
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let component = Component::from_binary(&self.engine, bytes).map_err(|e| fail("parse", format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| fail("type-check", format!("{e:#}")))?;
+        let pre = FilterPluginPre::new(pre).map_err(|e| fail("type-check", format!("{e:#}")))?;
+        let mut probe = FilterInstance::new(&self.engine, &pre, name.clone(), self.services.clone(), 1_000, 64)
+            .map_err(|e| fail("instantiate", e.to_string()))?;
+        let info = probe.describe().map_err(|e| fail("describe", e.to_string()))?;
+        Ok(Arc::new(LoadedFilter {
+            name,
+            source,
+            sha256,
+            info,
+            pre,
+        }))
+    }
+
+    /// A fresh instance of a loaded filter with the given limits.
+    pub fn instantiate(
+        &self,
+        filter: &LoadedFilter,
+        timeout_ms: u64,
+        max_memory_mb: u64,
+    ) -> Result<FilterInstance, FilterError> {
+        FilterInstance::new(
+            &self.engine,
+            &filter.pre,
+            filter.name.clone(),
+            self.services.clone(),
+            timeout_ms,
+            max_memory_mb,
+        )
+    }
+}

@@ -1,0 +1,289 @@
+//! The client-facing server: accept loop (HTTP/1.1 and h2 on one port),
+//! routing of `/v1/{account}/{gateway}/{provider}/…`, the current pipeline
+//! generation, and graceful shutdown that drains in-flight requests.
+
+pub mod body;
+pub mod error;
+pub mod upstream;
+
+use crate::config::Config;
+use crate::pipeline::flow::{self, Env, Route};
+use crate::pipeline::{self, Generation};
+use crate::runtime::Runtime;
+use crate::runtime::host::Services;
+use crate::store::kv::{KvLimits, KvStore};
+use crate::store::limits::Limiter;
+use crate::store::logs::LogStore;
+use crate::store::now_ms;
+use crate::telemetry::Metrics;
+use arc_swap::ArcSwap;
+use body::GatewayBody;
+use error::GatewayError;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// What every connection shares.
+pub struct App {
+    env: Env,
+    generation: ArcSwap<Generation>,
+}
+
+impl App {
+    /// The generation new requests use.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.generation.load_full()
+    }
+
+    async fn route(&self, req: Request<Incoming>, peer: IpAddr) -> Response<GatewayBody> {
+        let path = req.uri().path().to_string();
+        if path == "/healthz" && req.method() == Method::GET {
+            let mut r = Response::new(GatewayBody::full("ok\n"));
+            *r.status_mut() = StatusCode::OK;
+            return r;
+        }
+        if path == "/metrics" && req.method() == Method::GET {
+            return Response::new(GatewayBody::full(self.env.runtime.services.metrics.render()));
+        }
+        let route = match parse_route(&path, req.uri().query()) {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        };
+        let (parts, body) = req.into_parts();
+        flow::handle(&self.env, self.generation(), route, parts, body, peer).await
+    }
+}
+
+/// Splits `/v1/{account}/{gateway}/{provider}/{rest…}`.
+pub fn parse_route(path: &str, query: Option<&str>) -> Result<Route, GatewayError> {
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return Err(GatewayError::not_found(format!(
+            "no route for '{path}': gateway URLs look like /v1/{{account}}/{{gateway}}/{{provider}}/{{provider path}}"
+        )));
+    };
+    let mut parts = rest.splitn(4, '/');
+    let account = parts.next().unwrap_or_default();
+    let gateway = parts.next().unwrap_or_default();
+    let provider = parts.next().unwrap_or_default();
+    let tail = parts.next();
+    if account.is_empty() || gateway.is_empty() {
+        return Err(GatewayError::not_found(format!(
+            "no route for '{path}': expected /v1/{{account}}/{{gateway}}/{{provider}}/…"
+        )));
+    }
+    if provider.is_empty() {
+        return Err(GatewayError::not_found(format!(
+            "'{path}': the universal endpoint (POST /v1/{{account}}/{{gateway}}) is not available yet; name a provider: /v1/{account}/{gateway}/{{provider}}/…"
+        )));
+    }
+    Ok(Route {
+        account: account.to_string(),
+        gateway: gateway.to_string(),
+        provider: provider.to_string(),
+        path: tail.map(|t| format!("/{t}")).unwrap_or_default(),
+        query: query.map(str::to_string),
+    })
+}
+
+/// Services for a config: kv (restored from the snapshot), limits, logs, metrics.
+pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, String> {
+    let kv = KvStore::new(KvLimits::default());
+    let logs = if with_log_store {
+        Some(LogStore::open(&config.data_dir)?)
+    } else {
+        None
+    };
+    Ok(Arc::new(Services {
+        kv,
+        limiter: Limiter::default(),
+        logs,
+        metrics: Metrics::default(),
+    }))
+}
+
+fn snapshot_path(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("kv-snapshot.bin")
+}
+
+/// `aigw check`: loads the config and every filter, and runs `configure`.
+pub fn check(config_path: &Path) -> Result<String, String> {
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    let services = services(&config, false)?;
+    let runtime = Runtime::new(services)?;
+    let generation = pipeline::build(&runtime, Arc::new(config), 1).map_err(|e| e.to_string())?;
+    let mut lines = Vec::new();
+    for (name, gw) in &generation.gateways {
+        let names: Vec<&str> = gw.stages.iter().map(|s| &*s.filter.name).collect();
+        lines.push(format!("gateway {name}: pipeline [{}]", names.join(", ")));
+    }
+    for (name, f) in &generation.filters {
+        lines.push(format!("filter {name}: {} sha256:{}", f.source, &f.sha256[..16]));
+    }
+    Ok(lines.join("\n"))
+}
+
+/// `aigw serve`: runs until SIGTERM / Ctrl-C, then drains.
+pub async fn serve(config_path: &Path) -> Result<(), String> {
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    let services = services(&config, true)?;
+    match services.kv.load_snapshot(&snapshot_path(&config), now_ms()) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(entries = n, "restored the key-value snapshot"),
+        Err(e) => tracing::warn!("ignoring the key-value snapshot: {e}"),
+    }
+    let runtime = Arc::new(Runtime::new(services.clone())?);
+    let config = Arc::new(config);
+    let generation = pipeline::build(&runtime, config.clone(), 1).map_err(|e| e.to_string())?;
+
+    if let Some(addr) = config.mock_provider {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("mock_provider.listen {addr}: cannot bind: {e}"))?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!("mock provider listening on http://{bound}");
+        tokio::spawn(crate::mock::serve(listener, Arc::new(crate::mock::MockState::default())));
+    }
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("server.listen {}: cannot bind: {e}", config.listen))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = Arc::new(App {
+        env: Env {
+            runtime: runtime.clone(),
+            client: upstream::client(),
+        },
+        generation: ArcSwap::from_pointee(generation),
+    });
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "aigw listening on http://{bound}");
+        let _ = out.flush();
+    }
+    tracing::info!(%bound, gateways = app.generation().gateways.len(), "serving");
+
+    let maintenance = {
+        let services = services.clone();
+        let path = snapshot_path(&config);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = now_ms();
+                services.kv.sweep(now);
+                services.limiter.sweep(now);
+                if !services.kv.is_empty() {
+                    if let Err(e) = services.kv.save_snapshot(&path, now) {
+                        tracing::warn!("cannot write the key-value snapshot: {e}");
+                    }
+                }
+            }
+        })
+    };
+
+    accept_loop(listener, app, Duration::from_millis(config.shutdown_grace_ms)).await;
+    maintenance.abort();
+    // Let the last body tasks run their done hooks before the log store closes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    match services.kv.save_snapshot(&snapshot_path(&config), now_ms()) {
+        Ok(n) => tracing::info!(entries = n, "saved the key-value snapshot"),
+        Err(e) => tracing::warn!("cannot write the key-value snapshot: {e}"),
+    }
+    if let Some(logs) = &services.logs {
+        logs.close();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, app: Arc<App>, grace: Duration) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let peer_ip = peer.ip();
+                let service = service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, std::convert::Infallible>(app.route(req, peer_ip).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+            _ = &mut shutdown => {
+                tracing::info!("shutting down: draining in-flight requests");
+                break;
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// The address a listener bound to (exposed for tests).
+pub type BoundAddr = SocketAddr;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_split_into_parts() {
+        let r = parse_route("/v1/acct/gw/openai/chat/completions", Some("x=1")).unwrap();
+        assert_eq!((r.account.as_str(), r.gateway.as_str(), r.provider.as_str()), ("acct", "gw", "openai"));
+        assert_eq!(r.path, "/chat/completions");
+        assert_eq!(r.query.as_deref(), Some("x=1"));
+        assert_eq!(parse_route("/v1/a/g/p", None).unwrap().path, "");
+        assert_eq!(parse_route("/nope", None).unwrap_err().status, StatusCode::NOT_FOUND);
+        assert!(parse_route("/v1/a/g", None).unwrap_err().message.contains("universal"));
+    }
+}

@@ -1,0 +1,215 @@
+//! The request log store: SQLite in WAL mode, written in batches by one
+//! writer thread so appends never wait on disk. A full queue drops the entry
+//! and counts it rather than blocking a request. Entries are JSON objects; the
+//! columns analytics filter on are also stored on their own.
+
+use rusqlite::{Connection, params};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Queue length between requests and the writer.
+const QUEUE: usize = 16_384;
+/// Most entries written in one transaction.
+const BATCH: usize = 512;
+
+/// Counters of the log store.
+#[derive(Debug, Default)]
+pub struct LogCounters {
+    /// Entries written.
+    pub written: AtomicU64,
+    /// Entries dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Write failures.
+    pub errors: AtomicU64,
+}
+
+/// Handle to the log store.
+#[derive(Debug)]
+pub struct LogStore {
+    path: PathBuf,
+    tx: Mutex<Option<SyncSender<Value>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Counters.
+    pub counters: Arc<LogCounters>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS logs (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    gateway TEXT, provider TEXT, model TEXT,
+    status INTEGER, success INTEGER, cached INTEGER,
+    duration_ms INTEGER, tokens_in INTEGER, tokens_out INTEGER, cost REAL,
+    entry TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_created_at ON logs(created_at);
+";
+
+impl LogStore {
+    /// Opens (or creates) `dir/logs.sqlite` and starts the writer.
+    pub fn open(dir: &Path) -> Result<LogStore, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+        let path = dir.join("logs.sqlite");
+        let conn = open_conn(&path)?;
+        let (tx, rx) = sync_channel(QUEUE);
+        let counters = Arc::new(LogCounters::default());
+        let c = counters.clone();
+        let writer = std::thread::Builder::new()
+            .name("aigw-log-writer".into())
+            .spawn(move || write_loop(conn, rx, c))
+            .map_err(|e| format!("cannot start the log writer: {e}"))?;
+        Ok(LogStore {
+            path,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            counters,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues an entry (a JSON object with a string `id`).
+    pub fn append(&self, entry: Value) -> Result<(), String> {
+        match entry.get("id") {
+            Some(Value::String(id)) if !id.is_empty() => {}
+            _ => return Err("log entry needs a non-empty string \"id\"".into()),
+        }
+        let guard = self.tx.lock().map_err(|_| "log store unavailable".to_string())?;
+        let Some(tx) = guard.as_ref() else {
+            return Err("log store is shut down".into());
+        };
+        match tx.try_send(entry) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                Err("log queue full: entry dropped".into())
+            }
+            Err(TrySendError::Disconnected(_)) => Err("log store is shut down".into()),
+        }
+    }
+
+    /// Stops accepting entries and waits until every queued one is written.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Ok(mut w) = self.writer.lock() {
+            if let Some(handle) = w.take() {
+                let _ = handle.join();
+            }
+        }
+    }
+
+    /// Reads entries, newest first (used by the admin API and tests).
+    pub fn recent(&self, limit: usize) -> Result<Vec<Value>, String> {
+        let conn = open_conn(&self.path)?;
+        let mut stmt = conn
+            .prepare("SELECT entry FROM logs ORDER BY created_at DESC, rowid DESC LIMIT ?1")
+            .map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| r.get::<_, String>(0))
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let text = row.map_err(|e| e.to_string())?;
+            out.push(serde_json::from_str(&text).map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for LogStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn open_conn(path: &Path) -> Result<Connection, String> {
+    let conn = Connection::open(path).map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
+        .and_then(|_| conn.execute_batch(SCHEMA))
+        .map_err(|e| format!("{}: cannot prepare: {e}", path.display()))?;
+    Ok(conn)
+}
+
+fn write_loop(mut conn: Connection, rx: Receiver<Value>, counters: Arc<LogCounters>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        match write_batch(&mut conn, &batch) {
+            Ok(()) => {
+                counters.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, entries = batch.len(), "log store write failed");
+            }
+        }
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: &[Value]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO logs (id, created_at, gateway, provider, model, status, success,
+             cached, duration_ms, tokens_in, tokens_out, cost, entry)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        for e in batch {
+            let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+            let i = |k: &str| e.get(k).and_then(Value::as_i64);
+            let b = |k: &str| e.get(k).and_then(Value::as_bool).map(i64::from);
+            stmt.execute(params![
+                s("id"),
+                i("created_at").unwrap_or(0),
+                s("gateway"),
+                s("provider"),
+                s("model"),
+                i("status"),
+                b("success"),
+                b("cached"),
+                i("duration_ms"),
+                i("tokens_in"),
+                i("tokens_out"),
+                e.get("cost").and_then(Value::as_f64),
+                e.to_string(),
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_written_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        for n in 0..3 {
+            store
+                .append(serde_json::json!({"id": format!("r{n}"), "created_at": n, "status": 200}))
+                .unwrap();
+        }
+        assert!(store.append(serde_json::json!({"status": 200})).is_err());
+        store.close();
+        let rows = store.recent(10).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0]["id"], "r2");
+        assert_eq!(store.counters.written.load(Ordering::Relaxed), 3);
+    }
+}

@@ -1,0 +1,14 @@
+//! The generated WIT bindings. Private to the SDK: filters use the SDK's own
+//! types, so a change in the generator never leaks into filter code.
+#![allow(unsafe_code, missing_docs, clippy::all)]
+
+wit_bindgen::generate!({
+    world: "filter-plugin",
+    path: "../wit",
+    pub_export_macro: true,
+    export_macro_name: "export",
+    default_bindings_module: "aigw_plugin_sdk::__private::bindings",
+    runtime_path: "aigw_plugin_sdk::__private::wit_bindgen::rt",
+    bitflags_path: "aigw_plugin_sdk::__private::wit_bindgen::rt::bitflags",
+    generate_all,
+});

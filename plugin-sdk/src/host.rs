@@ -1,0 +1,218 @@
+//! Typed access to the host's services: key-value store with expiry, rate-limit
+//! counters, telemetry and the log store. Compiled for `wasm32` these call the
+//! WIT imports; compiled natively (unit tests) they use the thread-local
+//! [`crate::testing::MockHost`]-backed store.
+
+/// Log levels for [`log`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Very detailed.
+    Trace,
+    /// Debugging.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something is off.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// Window technique for [`check_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Technique {
+    /// Counter reset at each period boundary.
+    Fixed,
+    /// Smooth window: requests are spread over the period.
+    Sliding,
+}
+
+/// Result of [`check_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// The cost was counted and is within the limit.
+    pub allowed: bool,
+    /// What is left in the current window.
+    pub remaining: u64,
+    /// When refused: how long until it would be allowed.
+    pub retry_after_ms: u64,
+}
+
+/// Reads `key` from this filter's key-value namespace.
+///
+/// ```
+/// aigw_plugin_sdk::host::kv_set("k", b"v", 1000);
+/// assert_eq!(aigw_plugin_sdk::host::kv_get("k"), Some(b"v".to_vec()));
+/// ```
+pub fn kv_get(key: &str) -> Option<Vec<u8>> {
+    imp::kv_get(key)
+}
+
+/// Stores `value` under `key` for `ttl_ms`; false when the store refused it.
+///
+/// ```
+/// assert!(aigw_plugin_sdk::host::kv_set("k", b"v", 1000));
+/// ```
+pub fn kv_set(key: &str, value: &[u8], ttl_ms: u64) -> bool {
+    imp::kv_set(key, value, ttl_ms)
+}
+
+/// Deletes `key`.
+///
+/// ```
+/// aigw_plugin_sdk::host::kv_set("k", b"v", 1000);
+/// aigw_plugin_sdk::host::kv_delete("k");
+/// assert_eq!(aigw_plugin_sdk::host::kv_get("k"), None);
+/// ```
+pub fn kv_delete(key: &str) {
+    imp::kv_delete(key)
+}
+
+/// Counts `cost` against `key` if that stays within `limit` per `period_ms`.
+///
+/// ```
+/// use aigw_plugin_sdk::host::{check_limit, Technique};
+/// assert!(check_limit("ip:1", 1, 1, 60_000, Technique::Fixed).allowed);
+/// assert!(!check_limit("ip:1", 1, 1, 60_000, Technique::Fixed).allowed);
+/// ```
+pub fn check_limit(key: &str, cost: u64, limit: u64, period_ms: u64, technique: Technique) -> Verdict {
+    imp::check_limit(key, cost, limit, period_ms, technique)
+}
+
+/// Counts `amount` against `key` without checking (token budgets).
+///
+/// ```
+/// use aigw_plugin_sdk::host::{check_limit, debit, Technique};
+/// debit("user:1", 100, 100, 60_000, Technique::Fixed);
+/// assert!(!check_limit("user:1", 1, 100, 60_000, Technique::Fixed).allowed);
+/// ```
+pub fn debit(key: &str, amount: u64, limit: u64, period_ms: u64, technique: Technique) {
+    imp::debit(key, amount, limit, period_ms, technique)
+}
+
+/// Writes a line to the host's log (tagged with the filter name).
+///
+/// ```
+/// aigw_plugin_sdk::host::log(aigw_plugin_sdk::host::Level::Info, "hello");
+/// ```
+pub fn log(level: Level, message: &str) {
+    imp::log(level, message)
+}
+
+/// Adds `value` to this filter's counter `name` (exported in `/metrics`).
+///
+/// ```
+/// aigw_plugin_sdk::host::counter_add("blocked", 1);
+/// ```
+pub fn counter_add(name: &str, value: u64) {
+    imp::counter_add(name, value)
+}
+
+/// Milliseconds since the Unix epoch.
+///
+/// ```
+/// assert!(aigw_plugin_sdk::host::now_ms() > 0);
+/// ```
+pub fn now_ms() -> u64 {
+    imp::now_ms()
+}
+
+/// Appends one entry to the request log store.
+///
+/// ```
+/// aigw_plugin_sdk::host::append_log(&serde_json::json!({"id": "1"})).unwrap();
+/// ```
+pub fn append_log(entry: &serde_json::Value) -> Result<(), String> {
+    imp::append_log(&entry.to_string())
+}
+
+#[cfg(target_arch = "wasm32")]
+mod imp {
+    use super::{Level, Technique, Verdict};
+    use crate::bindings::aigw::filter::{kv, limits, log_store, telemetry};
+
+    pub fn kv_get(key: &str) -> Option<Vec<u8>> {
+        kv::get(key)
+    }
+    pub fn kv_set(key: &str, value: &[u8], ttl_ms: u64) -> bool {
+        kv::set(key, value, ttl_ms)
+    }
+    pub fn kv_delete(key: &str) {
+        kv::delete(key)
+    }
+    fn technique(t: Technique) -> limits::Technique {
+        match t {
+            Technique::Fixed => limits::Technique::Fixed,
+            Technique::Sliding => limits::Technique::Sliding,
+        }
+    }
+    pub fn check_limit(key: &str, cost: u64, limit: u64, period_ms: u64, t: Technique) -> Verdict {
+        let v = limits::check(key, cost, limit, period_ms, technique(t));
+        Verdict {
+            allowed: v.allowed,
+            remaining: v.remaining,
+            retry_after_ms: v.retry_after_ms,
+        }
+    }
+    pub fn debit(key: &str, amount: u64, limit: u64, period_ms: u64, t: Technique) {
+        limits::debit(key, amount, limit, period_ms, technique(t))
+    }
+    pub fn log(level: Level, message: &str) {
+        let level = match level {
+            Level::Trace => telemetry::Level::Trace,
+            Level::Debug => telemetry::Level::Debug,
+            Level::Info => telemetry::Level::Info,
+            Level::Warn => telemetry::Level::Warn,
+            Level::Error => telemetry::Level::Error,
+        };
+        telemetry::log(level, message)
+    }
+    pub fn counter_add(name: &str, value: u64) {
+        telemetry::counter_add(name, value)
+    }
+    pub fn now_ms() -> u64 {
+        telemetry::now_ms()
+    }
+    pub fn append_log(entry: &str) -> Result<(), String> {
+        log_store::append(entry)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod imp {
+    use super::{Level, Technique, Verdict};
+    use crate::testing::with_mock;
+
+    pub fn kv_get(key: &str) -> Option<Vec<u8>> {
+        with_mock(|m| m.kv_get(key))
+    }
+    pub fn kv_set(key: &str, value: &[u8], ttl_ms: u64) -> bool {
+        with_mock(|m| m.kv_set(key, value, ttl_ms))
+    }
+    pub fn kv_delete(key: &str) {
+        with_mock(|m| m.kv_delete(key))
+    }
+    pub fn check_limit(key: &str, cost: u64, limit: u64, period_ms: u64, t: Technique) -> Verdict {
+        with_mock(|m| m.check_limit(key, cost, limit, period_ms, t, true))
+    }
+    pub fn debit(key: &str, amount: u64, limit: u64, period_ms: u64, t: Technique) {
+        with_mock(|m| {
+            m.check_limit(key, amount, limit, period_ms, t, false);
+        })
+    }
+    pub fn log(level: Level, message: &str) {
+        with_mock(|m| m.logs.push((level, message.to_string())))
+    }
+    pub fn counter_add(name: &str, value: u64) {
+        with_mock(|m| *m.counters.entry(name.to_string()).or_insert(0) += value)
+    }
+    pub fn now_ms() -> u64 {
+        with_mock(|m| m.now_ms)
+    }
+    pub fn append_log(entry: &str) -> Result<(), String> {
+        let value: serde_json::Value =
+            serde_json::from_str(entry).map_err(|e| format!("log entry is not JSON: {e}"))?;
+        with_mock(|m| m.log_entries.push(value));
+        Ok(())
+    }
+}

@@ -1,0 +1,398 @@
+//! The values a filter receives and returns: request and response heads,
+//! decisions, the request summary. These mirror the WIT contract
+//! `aigw:filter@0.1.0` with Rust-friendly helpers; conversion lives in `glue`.
+
+use serde_json::Value;
+
+/// One HTTP header (names are lower-case).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Lower-case header name.
+    pub name: String,
+    /// Header value.
+    pub value: String,
+}
+
+/// A list of headers with case-insensitive look-ups.
+///
+/// ```
+/// use aigw_plugin_sdk::Headers;
+/// let h = Headers::from_pairs([("x-user", "ada")]);
+/// assert_eq!(h.get("X-User"), Some("ada"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(pub Vec<Header>);
+
+impl Headers {
+    /// Builds a header list from name/value pairs.
+    ///
+    /// ```
+    /// let h = aigw_plugin_sdk::Headers::from_pairs([("a", "1"), ("b", "2")]);
+    /// assert_eq!(h.iter().count(), 2);
+    /// ```
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Headers(
+            pairs
+                .into_iter()
+                .map(|(n, v)| Header {
+                    name: n.to_ascii_lowercase(),
+                    value: v.to_string(),
+                })
+                .collect(),
+        )
+    }
+
+    /// The first value of `name` (case-insensitive).
+    ///
+    /// ```
+    /// let h = aigw_plugin_sdk::Headers::from_pairs([("content-type", "application/json")]);
+    /// assert_eq!(h.get("Content-Type"), Some("application/json"));
+    /// assert_eq!(h.get("accept"), None);
+    /// ```
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// Every header, in order.
+    ///
+    /// ```
+    /// let h = aigw_plugin_sdk::Headers::from_pairs([("a", "1")]);
+    /// assert_eq!(h.iter().next().map(|h| h.value.as_str()), Some("1"));
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+        self.0.iter()
+    }
+}
+
+/// The client's request as this filter sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// Unique id of the request (also its log id).
+    pub request_id: String,
+    /// HTTP method, upper-case.
+    pub method: String,
+    /// Account segment of the URL.
+    pub account: String,
+    /// Gateway name.
+    pub gateway: String,
+    /// Provider name (`openai`, `anthropic`, …).
+    pub provider: String,
+    /// Provider path after `/{provider}`, starting with `/`.
+    pub path: String,
+    /// Query string without `?`.
+    pub query: Option<String>,
+    /// Request headers after earlier filters' edits.
+    pub headers: Headers,
+    /// The client's IP address.
+    pub client_ip: String,
+}
+
+/// The response head seen by `on_response_headers`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: Headers,
+    /// Attempt number, 1 for the first.
+    pub attempt: u32,
+    /// Set when the upstream could not be reached (status is then 502 or 504).
+    pub upstream_error: Option<String>,
+    /// True when another filter produced this response.
+    pub local: bool,
+}
+
+/// A response produced by the filter itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers to send.
+    pub headers: Vec<Header>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl LocalResponse {
+    /// A JSON response.
+    ///
+    /// ```
+    /// let r = aigw_plugin_sdk::LocalResponse::json(200, &serde_json::json!({"ok": true}));
+    /// assert_eq!(r.status, 200);
+    /// assert_eq!(r.body, br#"{"ok":true}"#);
+    /// ```
+    pub fn json(status: u16, value: &Value) -> Self {
+        LocalResponse {
+            status,
+            headers: vec![Header {
+                name: "content-type".into(),
+                value: "application/json".into(),
+            }],
+            body: value.to_string().into_bytes(),
+        }
+    }
+
+    /// The gateway's standard JSON error: `{"error": {"type": …, "message": …}}`.
+    ///
+    /// ```
+    /// let r = aigw_plugin_sdk::LocalResponse::error(429, "rate_limited", "limit of 20 per 60s reached");
+    /// assert!(String::from_utf8(r.body).unwrap().contains("rate_limited"));
+    /// ```
+    pub fn error(status: u16, kind: &str, message: &str) -> Self {
+        Self::json(
+            status,
+            &serde_json::json!({"error": {"type": kind, "message": message}}),
+        )
+    }
+
+    /// Adds a header (builder style).
+    ///
+    /// ```
+    /// let r = aigw_plugin_sdk::LocalResponse::error(429, "rate_limited", "x").with_header("retry-after", "3");
+    /// assert!(r.headers.iter().any(|h| h.name == "retry-after"));
+    /// ```
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push(Header {
+            name: name.to_ascii_lowercase(),
+            value: value.to_string(),
+        });
+        self
+    }
+}
+
+/// Header changes returned with a `Continue` decision.
+///
+/// ```
+/// let e = aigw_plugin_sdk::HeaderEdits::default().set("x-team", "search").remove("x-debug");
+/// assert_eq!(e.set.len(), 1);
+/// assert_eq!(e.remove, vec!["x-debug".to_string()]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Headers to set (replacing every existing value of the name).
+    pub set: Vec<Header>,
+    /// Header names to remove.
+    pub remove: Vec<String>,
+}
+
+impl HeaderEdits {
+    /// Sets a header.
+    ///
+    /// ```
+    /// let e = aigw_plugin_sdk::HeaderEdits::default().set("X-A", "1");
+    /// assert_eq!(e.set[0].name, "x-a");
+    /// ```
+    pub fn set(mut self, name: &str, value: &str) -> Self {
+        self.set.push(Header {
+            name: name.to_ascii_lowercase(),
+            value: value.to_string(),
+        });
+        self
+    }
+
+    /// Removes a header.
+    ///
+    /// ```
+    /// let e = aigw_plugin_sdk::HeaderEdits::default().remove("X-A");
+    /// assert_eq!(e.remove[0], "x-a");
+    /// ```
+    pub fn remove(mut self, name: &str) -> Self {
+        self.remove.push(name.to_ascii_lowercase());
+        self
+    }
+}
+
+/// What `on_request_headers` decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Go on, with these header edits.
+    Continue(HeaderEdits),
+    /// Answer the client now; later filters and the upstream are skipped.
+    Respond(LocalResponse),
+}
+
+impl Decision {
+    /// Continue without edits.
+    ///
+    /// ```
+    /// assert!(matches!(aigw_plugin_sdk::Decision::proceed(), aigw_plugin_sdk::Decision::Continue(_)));
+    /// ```
+    pub fn proceed() -> Self {
+        Decision::Continue(HeaderEdits::default())
+    }
+}
+
+/// What `on_request_body` decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyDecision {
+    /// Keep the body.
+    Continue,
+    /// Send this body upstream instead.
+    Replace(Vec<u8>),
+    /// Answer the client now.
+    Respond(LocalResponse),
+}
+
+/// What `on_response_headers` decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseDecision {
+    /// Go on, with these header edits to the response.
+    Continue(HeaderEdits),
+    /// Replace the response with this one.
+    Respond(LocalResponse),
+    /// Send the request upstream again after `delay_ms` (honoured only before any
+    /// byte reached the client, and within the host's attempt cap).
+    Retry {
+        /// Pause before the next attempt.
+        delay_ms: u32,
+    },
+}
+
+impl ResponseDecision {
+    /// Continue without edits.
+    ///
+    /// ```
+    /// assert!(matches!(aigw_plugin_sdk::ResponseDecision::proceed(), aigw_plugin_sdk::ResponseDecision::Continue(_)));
+    /// ```
+    pub fn proceed() -> Self {
+        ResponseDecision::Continue(HeaderEdits::default())
+    }
+}
+
+/// What `on_response_body` decides for one chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkDecision {
+    /// Pass the chunk on unchanged.
+    Continue,
+    /// Pass these bytes on instead.
+    Replace(Vec<u8>),
+    /// Emit nothing now; the filter keeps the bytes and emits them later with `Replace`.
+    Hold,
+}
+
+/// Which hooks a filter wants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hooks {
+    /// `on_request_headers`.
+    pub request_headers: bool,
+    /// `on_request_body`.
+    pub request_body: bool,
+    /// `on_response_headers`.
+    pub response_headers: bool,
+    /// `on_response_body`.
+    pub response_body: bool,
+    /// `on_done`.
+    pub done: bool,
+}
+
+/// How a filter wants a body delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyMode {
+    /// Not at all.
+    #[default]
+    Ignore,
+    /// Whole, up to this many bytes.
+    Buffered(u32),
+    /// Chunk by chunk.
+    Streaming,
+}
+
+/// What `describe` returns.
+///
+/// ```
+/// use aigw_plugin_sdk::{FilterInfo, Hooks};
+/// let info = FilterInfo::hooks(Hooks { request_headers: true, ..Hooks::default() });
+/// assert!(info.hooks.request_headers && !info.hooks.done);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilterInfo {
+    /// Hooks to call.
+    pub hooks: Hooks,
+    /// Request body delivery (only with `hooks.request_body`).
+    pub request_body: BodyMode,
+    /// Response body delivery (only with `hooks.response_body`).
+    pub response_body: BodyMode,
+}
+
+impl FilterInfo {
+    /// Only these hooks, no bodies.
+    ///
+    /// ```
+    /// let i = aigw_plugin_sdk::FilterInfo::hooks(Default::default());
+    /// assert_eq!(i.request_body, aigw_plugin_sdk::BodyMode::Ignore);
+    /// ```
+    pub fn hooks(hooks: Hooks) -> Self {
+        FilterInfo {
+            hooks,
+            ..FilterInfo::default()
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered and the response was delivered.
+    #[default]
+    Completed,
+    /// A filter answered.
+    RespondedLocally,
+    /// The upstream failed (connection, timeout, broken stream).
+    UpstreamError,
+    /// The client went away before the end.
+    ClientAborted,
+    /// A filter failed with `on_error = "closed"`.
+    FilterFailed,
+}
+
+/// Everything known about a finished request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// Request id (log id).
+    pub request_id: String,
+    /// Arrival time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Account segment.
+    pub account: String,
+    /// Gateway name.
+    pub gateway: String,
+    /// Provider name.
+    pub provider: String,
+    /// HTTP method.
+    pub method: String,
+    /// Provider path.
+    pub path: String,
+    /// Model named in the request body, if any.
+    pub model: Option<String>,
+    /// Status sent to the client.
+    pub status: u16,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// 2xx and completed.
+    pub success: bool,
+    /// Answered from cache.
+    pub cached: bool,
+    /// The response was an SSE stream.
+    pub streamed: bool,
+    /// Prompt tokens, when the response reported usage.
+    pub tokens_in: Option<u32>,
+    /// Completion tokens, when the response reported usage.
+    pub tokens_out: Option<u32>,
+    /// Cost in USD, when known.
+    pub cost: Option<f64>,
+    /// Wall time from arrival to the last byte.
+    pub duration_ms: u32,
+    /// Upstream attempts made.
+    pub attempts: u32,
+    /// Request body size.
+    pub request_bytes: u64,
+    /// Response body size.
+    pub response_bytes: u64,
+    /// Client request headers, provider keys removed.
+    pub request_headers: Headers,
+    /// Response headers sent to the client.
+    pub response_headers: Headers,
+}

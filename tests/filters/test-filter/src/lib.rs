@@ -1,0 +1,126 @@
+//! A test filter whose behaviour is chosen by its config `mode`, so the
+//! end-to-end tests can exercise every host path with one component:
+//! `respond` (answer early), `set-header` (rewrite request and response
+//! headers), `trap` (panic), `loop` (never return), `memory-bomb` (allocate
+//! without end), `reject-config` (refuse its table).
+
+use aigw_plugin_sdk::{
+    Decision, Filter, FilterInfo, HeaderEdits, Hooks, LocalResponse, Request, Response,
+    ResponseDecision,
+};
+
+/// The filter; `mode` picks the behaviour.
+pub struct TestFilter {
+    mode: String,
+    status: u16,
+    header: String,
+    value: String,
+}
+
+impl Filter for TestFilter {
+    fn describe() -> FilterInfo {
+        FilterInfo::hooks(Hooks {
+            request_headers: true,
+            response_headers: true,
+            ..Hooks::default()
+        })
+    }
+
+    fn configure(config: serde_json::Value) -> Result<Self, String> {
+        let mode = config
+            .get("mode")
+            .and_then(|m| m.as_str())
+            .ok_or("mode: required, one of respond, set-header, trap, loop, memory-bomb")?
+            .to_string();
+        if mode == "reject-config" {
+            return Err("mode: reject-config always refuses its table".into());
+        }
+        let text = |key: &str, default: &str| {
+            config
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or(default)
+                .to_string()
+        };
+        Ok(TestFilter {
+            status: config.get("status").and_then(|v| v.as_u64()).unwrap_or(418) as u16,
+            header: text("header", "x-test-filter"),
+            value: text("value", "seen"),
+            mode,
+        })
+    }
+
+    fn on_request_headers(&mut self, request: &Request) -> Decision {
+        match self.mode.as_str() {
+            "respond" => Decision::Respond(
+                LocalResponse::error(self.status, "blocked", "answered by test filter")
+                    .with_header("x-answered-by", "test-filter"),
+            ),
+            "set-header" => {
+                let seen = request.headers.get(&self.header).unwrap_or("none").to_string();
+                Decision::Continue(
+                    HeaderEdits::default()
+                        .set(&self.header, &self.value)
+                        .set("x-test-previous", &seen),
+                )
+            }
+            "trap" => trap(),
+            "loop" => spin(),
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    if hoard.len() == usize::MAX {
+                        return Decision::proceed();
+                    }
+                }
+            }
+            _ => Decision::proceed(),
+        }
+    }
+
+    fn on_response_headers(&mut self, _response: &Response) -> ResponseDecision {
+        if self.mode == "set-header" {
+            ResponseDecision::Continue(HeaderEdits::default().set("x-filtered", &self.value))
+        } else {
+            ResponseDecision::proceed()
+        }
+    }
+}
+
+#[allow(clippy::panic)]
+fn trap() -> Decision {
+    panic!("test filter trapped on purpose")
+}
+
+fn spin() -> Decision {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+        if n == u64::MAX {
+            return Decision::proceed();
+        }
+    }
+}
+
+aigw_plugin_sdk::export_filter!(TestFilter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn respond_mode_answers_with_configured_status() {
+        let mut f = TestFilter::configure(serde_json::json!({"mode": "respond", "status": 451})).unwrap();
+        match f.on_request_headers(&Request::default()) {
+            Decision::Respond(r) => assert_eq!(r.status, 451),
+            other => panic!("expected a local response, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reject_config_is_an_error() {
+        assert!(TestFilter::configure(serde_json::json!({"mode": "reject-config"})).is_err());
+        assert!(TestFilter::configure(serde_json::json!({})).is_err());
+    }
+}
