@@ -7,7 +7,10 @@ use std::process::Command;
 
 /// (filter name, crate name) of the built-in filters, embedded in the binary.
 const BUILTINS: &[(&str, &str)] = &[
-    // BUILTINS-LIST
+    ("cache", "aigw-filter-cache"),
+    ("rate-limit", "aigw-filter-rate-limit"),
+    ("retry", "aigw-filter-retry"),
+    ("logging", "aigw-filter-logging"),
 ];
 
 /// Filters built only for the end-to-end tests.

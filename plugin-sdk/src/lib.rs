@@ -44,6 +44,7 @@ extern crate self as aigw_plugin_sdk;
 pub mod bindings;
 #[doc(hidden)]
 pub mod glue;
+pub mod cf;
 pub mod host;
 pub mod testing;
 mod types;
@@ -149,6 +150,8 @@ pub trait Filter: Sized + 'static {
 #[macro_export]
 macro_rules! export_filter {
     ($ty:ty) => {
+        // Exported only for wasm: native builds (unit tests) link no component exports.
+        #[cfg(target_arch = "wasm32")]
         #[allow(unsafe_code)]
         const _: () = {
             struct AigwFilterExport;

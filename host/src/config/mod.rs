@@ -115,7 +115,8 @@ impl Config {
             key: key.to_string(),
             reason,
         };
-        let base = path.parent().unwrap_or(Path::new("."));
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
         let server = raw.server.unwrap_or_default();
         let listen = parse_addr(server.listen.as_deref().unwrap_or("127.0.0.1:8787"))
             .map_err(|r| invalid("server.listen", r))?;

@@ -483,6 +483,8 @@ fn finish(ex: Exchange, upto: usize, out: Outgoing, outcome: Outcome) -> Respons
     let mut headers = out.headers;
     if !body_stages.is_empty() {
         headers.remove(CONTENT_LENGTH);
+    } else if let BodySource::Bytes(b) = &out.body {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
     }
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let status = out.status;

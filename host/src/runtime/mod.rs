@@ -86,8 +86,20 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-fn engine_config(pooling: bool) -> wasmtime::Config {
+fn engine_config(pooling: bool, cache_dir: Option<&std::path::Path>) -> wasmtime::Config {
     let mut cfg = wasmtime::Config::new();
+    if let Some(dir) = cache_dir {
+        // Compiled code is cached on disk, keyed by wasmtime on the wasm bytes
+        // and the engine's settings: a restart skips compilation.
+        let mut cache_config = wasmtime::CacheConfig::new();
+        cache_config.with_directory(dir);
+        match wasmtime::Cache::new(cache_config) {
+            Ok(cache) => {
+                cfg.cache(Some(cache));
+            }
+            Err(e) => tracing::warn!(dir = %dir.display(), "compilation cache disabled: {e}"),
+        }
+    }
     cfg.wasm_component_model(true);
     cfg.epoch_interruption(true);
     if pooling {
@@ -109,12 +121,12 @@ fn engine_config(pooling: bool) -> wasmtime::Config {
 impl Runtime {
     /// Builds the engine (pooling allocator, falling back to on-demand
     /// allocation where the pool cannot be reserved) and starts the epoch ticker.
-    pub fn new(services: Arc<Services>) -> Result<Runtime, String> {
-        let engine = match Engine::new(&engine_config(true)) {
+    pub fn new(services: Arc<Services>, cache_dir: Option<&std::path::Path>) -> Result<Runtime, String> {
+        let engine = match Engine::new(&engine_config(true, cache_dir)) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, "pooling allocator unavailable, using on-demand allocation");
-                Engine::new(&engine_config(false)).map_err(|e| format!("cannot create the wasm engine: {e}"))?
+                Engine::new(&engine_config(false, cache_dir)).map_err(|e| format!("cannot create the wasm engine: {e}"))?
             }
         };
         let mut linker = Linker::new(&engine);

@@ -118,7 +118,7 @@ fn snapshot_path(config: &Config) -> std::path::PathBuf {
 pub fn check(config_path: &Path) -> Result<String, String> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     let services = services(&config, false)?;
-    let runtime = Runtime::new(services)?;
+    let runtime = Runtime::new(services, Some(&config.data_dir.join("wasm-cache")))?;
     let generation = pipeline::build(&runtime, Arc::new(config), 1).map_err(|e| e.to_string())?;
     let mut lines = Vec::new();
     for (name, gw) in &generation.gateways {
@@ -140,7 +140,7 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
         Ok(n) => tracing::info!(entries = n, "restored the key-value snapshot"),
         Err(e) => tracing::warn!("ignoring the key-value snapshot: {e}"),
     }
-    let runtime = Arc::new(Runtime::new(services.clone())?);
+    let runtime = Arc::new(Runtime::new(services.clone(), Some(&config.data_dir.join("wasm-cache")))?);
     let config = Arc::new(config);
     let generation = pipeline::build(&runtime, config.clone(), 1).map_err(|e| e.to_string())?;
 

@@ -10,6 +10,7 @@ use aigw_plugin_sdk::{
 };
 
 /// The filter; `mode` picks the behaviour.
+#[derive(Debug)]
 pub struct TestFilter {
     mode: String,
     status: u16,

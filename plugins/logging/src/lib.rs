@@ -1,0 +1,299 @@
+//! The built-in logging filter: one entry per request in the host log store,
+//! with the id returned to the client as `cf-aig-log-id`. Records gateway,
+//! provider, model, path, status, success, cached, duration, tokens, cost,
+//! attempts, sizes, metadata and (unless turned off) the bodies.
+//!
+//! Config: `collect_logs` (default true), `collect_payload` (default true),
+//! `max_payload_bytes` (default 65536).
+//! Per request: `cf-aig-collect-log`, `cf-aig-collect-log-payload`,
+//! `cf-aig-metadata` (flat JSON object, ≤ 5 keys, string/number/bool values),
+//! `cf-aig-custom-cost` (`{"per_token_in":x,"per_token_out":y}` or
+//! `{"total_cost":z}`), `cf-aig-event-id`. Bad values are a 400 naming the header.
+
+use aigw_plugin_sdk::host::{Level, append_log, log};
+use aigw_plugin_sdk::{
+    BodyDecision, BodyMode, ChunkDecision, Decision, Filter, FilterInfo, HeaderEdits, Hooks, Request,
+    Response, ResponseDecision, Summary, cf,
+};
+use serde_json::{Map, Value, json};
+
+/// Custom cost from `cf-aig-custom-cost`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CustomCost {
+    PerToken { input: f64, output: f64 },
+    Total(f64),
+}
+
+/// The logging filter for one request.
+#[derive(Debug)]
+pub struct Logging {
+    collect: bool,
+    payload: bool,
+    max_payload: usize,
+    metadata: Option<Map<String, Value>>,
+    custom_cost: Option<CustomCost>,
+    event_id: Option<String>,
+    request_id: String,
+    request_body: Vec<u8>,
+    response_body: Vec<u8>,
+    response_truncated: bool,
+    request_truncated: bool,
+}
+
+const KNOWN: &[&str] = &["collect_logs", "collect_payload", "max_payload_bytes"];
+
+fn parse_metadata(text: &str) -> Result<Map<String, Value>, String> {
+    let v: Value = serde_json::from_str(text).map_err(|_| "a JSON object".to_string())?;
+    let obj = v.as_object().ok_or("a JSON object")?;
+    if obj.len() > 5 {
+        return Err("a JSON object with at most 5 keys".into());
+    }
+    for value in obj.values() {
+        if !(value.is_string() || value.is_number() || value.is_boolean()) {
+            return Err("a flat JSON object whose values are strings, numbers or booleans".into());
+        }
+    }
+    Ok(obj.clone())
+}
+
+fn parse_cost(text: &str) -> Result<CustomCost, String> {
+    let expected = "{\"per_token_in\":x,\"per_token_out\":y} or {\"total_cost\":z} with numbers >= 0";
+    let v: Value = serde_json::from_str(text).map_err(|_| expected.to_string())?;
+    let num = |k: &str| v.get(k).and_then(Value::as_f64).filter(|n| *n >= 0.0 && n.is_finite());
+    if let Some(total) = num("total_cost") {
+        return Ok(CustomCost::Total(total));
+    }
+    match (num("per_token_in"), num("per_token_out")) {
+        (Some(input), Some(output)) => Ok(CustomCost::PerToken { input, output }),
+        _ => Err(expected.into()),
+    }
+}
+
+fn body_text(bytes: &[u8], truncated: bool) -> Value {
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    if truncated {
+        text.push_str("…[truncated]");
+    }
+    Value::String(text)
+}
+
+impl Filter for Logging {
+    fn describe() -> FilterInfo {
+        FilterInfo {
+            hooks: Hooks {
+                request_headers: true,
+                request_body: true,
+                response_headers: true,
+                response_body: true,
+                done: true,
+            },
+            request_body: BodyMode::Buffered(32 * 1024 * 1024),
+            response_body: BodyMode::Streaming,
+        }
+    }
+
+    fn configure(config: serde_json::Value) -> Result<Self, String> {
+        let obj = config.as_object().ok_or("expected a table")?;
+        if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(format!("unknown key '{k}' (known: {})", KNOWN.join(", ")));
+        }
+        let flag = |k: &str| match obj.get(k) {
+            None => Ok(true),
+            Some(v) => v.as_bool().ok_or(format!("{k}: expected true or false")),
+        };
+        let max_payload = match obj.get("max_payload_bytes") {
+            None => 65_536,
+            Some(v) => v.as_u64().ok_or("max_payload_bytes: expected an integer >= 0")? as usize,
+        };
+        Ok(Logging {
+            collect: flag("collect_logs")?,
+            payload: flag("collect_payload")?,
+            max_payload,
+            metadata: None,
+            custom_cost: None,
+            event_id: None,
+            request_id: String::new(),
+            request_body: Vec::new(),
+            response_body: Vec::new(),
+            response_truncated: false,
+            request_truncated: false,
+        })
+    }
+
+    fn on_request_headers(&mut self, req: &Request) -> Decision {
+        match cf::bool_header(&req.headers, "cf-aig-collect-log") {
+            Ok(Some(v)) => self.collect = v,
+            Ok(None) => {}
+            Err(r) => return Decision::Respond(r),
+        }
+        match cf::bool_header(&req.headers, "cf-aig-collect-log-payload") {
+            Ok(Some(v)) => self.payload = v,
+            Ok(None) => {}
+            Err(r) => return Decision::Respond(r),
+        }
+        if let Some(m) = req.headers.get("cf-aig-metadata") {
+            match parse_metadata(m) {
+                Ok(m) => self.metadata = Some(m),
+                Err(expected) => return Decision::Respond(cf::bad_header("cf-aig-metadata", &expected)),
+            }
+        }
+        if let Some(c) = req.headers.get("cf-aig-custom-cost") {
+            match parse_cost(c) {
+                Ok(c) => self.custom_cost = Some(c),
+                Err(expected) => return Decision::Respond(cf::bad_header("cf-aig-custom-cost", &expected)),
+            }
+        }
+        self.event_id = req.headers.get("cf-aig-event-id").map(str::to_string);
+        self.request_id = req.request_id.clone();
+        Decision::proceed()
+    }
+
+    fn on_request_body(&mut self, body: &[u8]) -> BodyDecision {
+        if self.collect && self.payload {
+            let n = body.len().min(self.max_payload);
+            self.request_body = body[..n].to_vec();
+            self.request_truncated = n < body.len();
+        }
+        BodyDecision::Continue
+    }
+
+    fn on_response_headers(&mut self, _resp: &Response) -> ResponseDecision {
+        self.response_body.clear();
+        self.response_truncated = false;
+        if self.collect && !self.request_id.is_empty() {
+            ResponseDecision::Continue(HeaderEdits::default().set("cf-aig-log-id", &self.request_id))
+        } else {
+            ResponseDecision::proceed()
+        }
+    }
+
+    fn on_response_body(&mut self, chunk: &[u8], _end_of_stream: bool) -> ChunkDecision {
+        if self.collect && self.payload {
+            let room = self.max_payload.saturating_sub(self.response_body.len());
+            let n = chunk.len().min(room);
+            self.response_body.extend_from_slice(&chunk[..n]);
+            self.response_truncated |= n < chunk.len();
+        }
+        ChunkDecision::Continue
+    }
+
+    fn on_done(&mut self, s: &Summary) {
+        if !self.collect {
+            return;
+        }
+        let cost = match self.custom_cost {
+            _ if s.cached => Some(0.0),
+            Some(CustomCost::Total(t)) => Some(t),
+            Some(CustomCost::PerToken { input, output }) => {
+                Some(input * s.tokens_in.unwrap_or(0) as f64 + output * s.tokens_out.unwrap_or(0) as f64)
+            }
+            None => s.cost,
+        };
+        let mut entry = json!({
+            "id": s.request_id,
+            "created_at": s.created_at_ms,
+            "account": s.account,
+            "gateway": s.gateway,
+            "provider": s.provider,
+            "model": s.model,
+            "method": s.method,
+            "path": s.path,
+            "status": s.status,
+            "success": s.success,
+            "cached": s.cached,
+            "streamed": s.streamed,
+            "outcome": format!("{:?}", s.outcome),
+            "duration_ms": s.duration_ms,
+            "tokens_in": s.tokens_in,
+            "tokens_out": s.tokens_out,
+            "cost": cost,
+            "attempts": s.attempts,
+            "request_size": s.request_bytes,
+            "response_size": s.response_bytes,
+            "metadata": self.metadata.clone().map(Value::Object).unwrap_or(Value::Null),
+            "event_id": self.event_id,
+        });
+        if self.payload {
+            if let Some(obj) = entry.as_object_mut() {
+                obj.insert("request_body".into(), body_text(&self.request_body, self.request_truncated));
+                obj.insert("response_body".into(), body_text(&self.response_body, self.response_truncated));
+            }
+        }
+        if let Err(e) = append_log(&entry) {
+            log(Level::Warn, &format!("log entry {} not stored: {e}", s.request_id));
+        }
+    }
+}
+
+aigw_plugin_sdk::export_filter!(Logging);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aigw_plugin_sdk::testing::MockHost;
+    use aigw_plugin_sdk::Headers;
+
+    fn req(headers: &[(&str, &str)]) -> Request {
+        Request { request_id: "r1".into(), headers: Headers::from_pairs(headers.iter().copied()), ..Request::default() }
+    }
+
+    #[test]
+    fn one_entry_with_tokens_metadata_and_bodies() {
+        MockHost::reset();
+        let mut f = Logging::configure(json!({})).unwrap();
+        assert!(matches!(f.on_request_headers(&req(&[("cf-aig-metadata", r#"{"user":"ada","n":1}"#)])), Decision::Continue(_)));
+        f.on_request_body(b"{\"q\":1}");
+        f.on_response_headers(&Response { status: 200, ..Response::default() });
+        f.on_response_body(b"{\"a\":", false);
+        f.on_response_body(b"2}", true);
+        f.on_done(&Summary { request_id: "r1".into(), status: 200, success: true, tokens_in: Some(3), tokens_out: Some(4), ..Summary::default() });
+        let entries = MockHost::with(|m| m.log_entries.clone());
+        assert_eq!(entries.len(), 1);
+        let e = &entries[0];
+        assert_eq!(e["id"], "r1");
+        assert_eq!(e["tokens_in"], 3);
+        assert_eq!(e["metadata"]["user"], "ada");
+        assert_eq!(e["response_body"], "{\"a\":2}");
+    }
+
+    #[test]
+    fn bad_headers_name_themselves() {
+        MockHost::reset();
+        for (h, v) in [
+            ("cf-aig-metadata", r#"{"a":{"nested":1}}"#),
+            ("cf-aig-metadata", r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6}"#),
+            ("cf-aig-collect-log", "yes"),
+            ("cf-aig-custom-cost", r#"{"per_token_in":1}"#),
+        ] {
+            let mut f = Logging::configure(json!({})).unwrap();
+            match f.on_request_headers(&req(&[(h, v)])) {
+                Decision::Respond(r) => {
+                    assert_eq!(r.status, 400);
+                    assert!(String::from_utf8(r.body).unwrap().contains(h));
+                }
+                other => panic!("expected 400 for {h}: {v}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn collect_log_false_writes_nothing_and_payload_false_drops_bodies() {
+        MockHost::reset();
+        let mut f = Logging::configure(json!({})).unwrap();
+        f.on_request_headers(&req(&[("cf-aig-collect-log", "false")]));
+        f.on_done(&Summary::default());
+        assert!(MockHost::with(|m| m.log_entries.is_empty()));
+        let mut f = Logging::configure(json!({"collect_payload": false})).unwrap();
+        f.on_request_headers(&req(&[]));
+        f.on_request_body(b"secret prompt");
+        f.on_done(&Summary { request_id: "x".into(), ..Summary::default() });
+        let e = MockHost::with(|m| m.log_entries[0].clone());
+        assert!(e.get("request_body").is_none());
+    }
+
+    #[test]
+    fn custom_cost() {
+        assert_eq!(parse_cost(r#"{"total_cost":0.5}"#).unwrap(), CustomCost::Total(0.5));
+        assert!(parse_cost("nope").is_err());
+    }
+}

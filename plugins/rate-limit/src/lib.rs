@@ -1,0 +1,211 @@
+//! The built-in rate-limit filter: `limit` requests per `period_s`, counted in
+//! the host (`fixed` or `sliding` window), keyed by client IP or a header
+//! (`key = "header:x-user-id"`; requests without it fall back to the IP).
+//! Over the limit: 429 JSON naming the limit, with `Retry-After`.
+//! Optional `token_budget`: tokens (in + out) per key and period, debited
+//! from the response's usage when the request is done.
+
+use aigw_plugin_sdk::host::{Technique, check_limit, debit};
+use aigw_plugin_sdk::{Decision, Filter, FilterInfo, Hooks, LocalResponse, Request, Summary};
+
+/// What the limit is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyBy {
+    Ip,
+    Header(String),
+}
+
+/// The rate-limit filter for one request.
+#[derive(Debug)]
+pub struct RateLimit {
+    limit: u64,
+    period_s: u64,
+    key_by: KeyBy,
+    technique: Technique,
+    token_budget: Option<u64>,
+    key: String,
+}
+
+const KNOWN: &[&str] = &["limit", "period_s", "key", "technique", "token_budget"];
+
+impl RateLimit {
+    fn period_ms(&self) -> u64 {
+        self.period_s * 1000
+    }
+
+    fn refuse(&self, what: &str, retry_after_ms: u64) -> Decision {
+        let secs = retry_after_ms.div_ceil(1000).max(1);
+        Decision::Respond(
+            LocalResponse::error(
+                429,
+                "rate_limited",
+                &format!("{what} per {}s reached for this client; retry in {secs}s", self.period_s),
+            )
+            .with_header("retry-after", &secs.to_string()),
+        )
+    }
+}
+
+impl Filter for RateLimit {
+    fn describe() -> FilterInfo {
+        FilterInfo::hooks(Hooks {
+            request_headers: true,
+            done: true,
+            ..Hooks::default()
+        })
+    }
+
+    fn configure(config: serde_json::Value) -> Result<Self, String> {
+        let obj = config.as_object().ok_or("expected a table")?;
+        if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(format!("unknown key '{k}' (known: {})", KNOWN.join(", ")));
+        }
+        let positive = |key: &str| -> Result<u64, String> {
+            obj.get(key)
+                .ok_or(format!("{key}: required"))?
+                .as_u64()
+                .filter(|n| *n > 0)
+                .ok_or(format!("{key}: expected a positive integer"))
+        };
+        let limit = positive("limit")?;
+        let period_s = positive("period_s")?;
+        let key_by = match obj.get("key").map(|v| v.as_str()) {
+            None | Some(Some("ip")) => KeyBy::Ip,
+            Some(Some(k)) if k.starts_with("header:") && k.len() > 7 => KeyBy::Header(k[7..].to_ascii_lowercase()),
+            _ => return Err("key: expected \"ip\" or \"header:<name>\"".into()),
+        };
+        let technique = match obj.get("technique").map(|v| v.as_str()) {
+            None | Some(Some("fixed")) => Technique::Fixed,
+            Some(Some("sliding")) => Technique::Sliding,
+            _ => return Err("technique: expected \"fixed\" or \"sliding\"".into()),
+        };
+        let token_budget = match obj.get("token_budget") {
+            None => None,
+            Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or("token_budget: expected a positive integer")?),
+        };
+        Ok(RateLimit {
+            limit,
+            period_s,
+            key_by,
+            technique,
+            token_budget,
+            key: String::new(),
+        })
+    }
+
+    fn on_request_headers(&mut self, req: &Request) -> Decision {
+        self.key = match &self.key_by {
+            KeyBy::Header(name) => match req.headers.get(name) {
+                Some(v) if !v.is_empty() => format!("{}|h:{name}={v}", req.gateway),
+                _ => format!("{}|ip:{}", req.gateway, req.client_ip),
+            },
+            KeyBy::Ip => format!("{}|ip:{}", req.gateway, req.client_ip),
+        };
+        if let Some(budget) = self.token_budget {
+            // Cost 0: refused only when earlier responses already spent the budget.
+            let v = check_limit(&format!("tokens|{}", self.key), 0, budget, self.period_ms(), Technique::Fixed);
+            if !v.allowed || v.remaining == 0 {
+                return self.refuse(&format!("token budget of {budget} tokens"), v.retry_after_ms);
+            }
+        }
+        let v = check_limit(&self.key, 1, self.limit, self.period_ms(), self.technique);
+        if !v.allowed {
+            return self.refuse(&format!("rate limit of {} requests", self.limit), v.retry_after_ms);
+        }
+        Decision::proceed()
+    }
+
+    fn on_done(&mut self, summary: &Summary) {
+        let (Some(budget), false) = (self.token_budget, self.key.is_empty()) else {
+            return;
+        };
+        let used = summary.tokens_in.unwrap_or(0) as u64 + summary.tokens_out.unwrap_or(0) as u64;
+        if used > 0 && !summary.cached {
+            debit(&format!("tokens|{}", self.key), used, budget, self.period_ms(), Technique::Fixed);
+        }
+    }
+}
+
+aigw_plugin_sdk::export_filter!(RateLimit);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aigw_plugin_sdk::testing::MockHost;
+    use aigw_plugin_sdk::Headers;
+
+    fn req(ip: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            gateway: "g".into(),
+            client_ip: ip.into(),
+            headers: Headers::from_pairs(headers.iter().copied()),
+            ..Request::default()
+        }
+    }
+
+    fn status(config: serde_json::Value, r: &Request) -> u16 {
+        let mut f = RateLimit::configure(config).unwrap();
+        match f.on_request_headers(r) {
+            Decision::Respond(resp) => resp.status,
+            Decision::Continue(_) => 200,
+        }
+    }
+
+    #[test]
+    fn limit_by_ip() {
+        MockHost::reset();
+        let cfg = serde_json::json!({"limit": 2, "period_s": 60});
+        assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[])), 200);
+        assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[])), 200);
+        assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[])), 429);
+        assert_eq!(status(cfg, &req("2.2.2.2", &[])), 200);
+    }
+
+    #[test]
+    fn limit_by_header_falls_back_to_ip() {
+        MockHost::reset();
+        let cfg = serde_json::json!({"limit": 1, "period_s": 60, "key": "header:x-user"});
+        assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[("x-user", "a")])), 200);
+        assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[("x-user", "a")])), 429);
+        assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[("x-user", "b")])), 200);
+        assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[])), 200);
+        assert_eq!(status(cfg, &req("1.1.1.1", &[])), 429);
+    }
+
+    #[test]
+    fn refusal_has_retry_after() {
+        MockHost::reset();
+        let cfg = serde_json::json!({"limit": 1, "period_s": 10});
+        let mut f = RateLimit::configure(cfg.clone()).unwrap();
+        f.on_request_headers(&req("ip", &[]));
+        let mut f = RateLimit::configure(cfg).unwrap();
+        match f.on_request_headers(&req("ip", &[])) {
+            Decision::Respond(r) => {
+                assert!(r.headers.iter().any(|h| h.name == "retry-after"));
+                assert!(String::from_utf8(r.body).unwrap().contains("rate limit of 1 requests per 10s"));
+            }
+            other => panic!("expected 429, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn token_budget_is_debited_at_done() {
+        MockHost::reset();
+        let cfg = serde_json::json!({"limit": 100, "period_s": 60, "token_budget": 50});
+        let mut f = RateLimit::configure(cfg.clone()).unwrap();
+        assert!(matches!(f.on_request_headers(&req("ip", &[])), Decision::Continue(_)));
+        f.on_done(&Summary { tokens_in: Some(30), tokens_out: Some(30), ..Summary::default() });
+        assert_eq!(status(cfg, &req("ip", &[])), 429);
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        assert!(RateLimit::configure(serde_json::json!({"period_s": 1})).unwrap_err().contains("limit"));
+        assert!(RateLimit::configure(serde_json::json!({"limit": 1, "period_s": 1, "key": "cookie"}))
+            .unwrap_err()
+            .contains("key"));
+        assert!(RateLimit::configure(serde_json::json!({"limit": 1, "period_s": 1, "technique": "leaky"}))
+            .unwrap_err()
+            .contains("technique"));
+    }
+}
