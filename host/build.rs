@@ -22,7 +22,10 @@ fn main() {
     for dir in ["plugin-sdk", "plugins", "wit", "tests/filters"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     let target_dir = out.join("wasm");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -57,17 +60,27 @@ fn main() {
         Ok(s) => fail(&format!(
             "building the built-in filters for wasm32-wasip2 failed ({s}); if the target is missing run `rustup target add wasm32-wasip2`"
         )),
-        Err(e) => fail(&format!("cannot run cargo to build the built-in filters: {e}")),
+        Err(e) => fail(&format!(
+            "cannot run cargo to build the built-in filters: {e}"
+        )),
     }
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("wasm");
-    let mut table = String::from("/// (name, wasm bytes) of each built-in filter.\npub static BUILTINS: &[(&str, &[u8])] = &[\n");
+    let mut table = String::from(
+        "/// (name, wasm bytes) of each built-in filter.\npub static BUILTINS: &[(&str, &[u8])] = &[\n",
+    );
     for (name, krate) in BUILTINS {
         let file = wasm_dir.join(format!("{}.wasm", krate.replace('-', "_")));
         if !file.exists() {
-            fail(&format!("expected {} after building {krate}", file.display()));
+            fail(&format!(
+                "expected {} after building {krate}",
+                file.display()
+            ));
         }
-        table.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", file.display().to_string()));
+        table.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            file.display().to_string()
+        ));
     }
     table.push_str("];\n");
     if let Err(e) = std::fs::write(out.join("builtins.rs"), table) {

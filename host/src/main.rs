@@ -8,7 +8,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     aigw::telemetry::init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -18,7 +21,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { config } => aigw::server::serve(&config).await,
-            Command::Check { config } => aigw::server::check(&config).map(|report| {
+            Command::Check { config } => aigw::server::check(&config).await.map(|report| {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{report}\n{}: OK", config.display());
             }),

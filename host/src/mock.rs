@@ -23,8 +23,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -57,7 +57,9 @@ pub async fn serve(listener: TcpListener, state: Arc<MockState>) {
             let state = state.clone();
             async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -79,13 +81,20 @@ fn number(parts: &hyper::http::request::Parts, name: &str) -> Option<u64> {
 fn json_response(status: StatusCode, body: Value) -> Response<GatewayBody> {
     let mut r = Response::new(GatewayBody::full(body.to_string()));
     *r.status_mut() = status;
-    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<GatewayBody> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let path = parts.uri.path().to_string();
     if path == "/__mock/requests" {
         if parts.method == Method::DELETE {
@@ -99,7 +108,12 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
     let headers: serde_json::Map<String, Value> = parts
         .headers
         .iter()
-        .map(|(n, v)| (n.as_str().to_string(), Value::String(v.to_str().unwrap_or("").to_string())))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                Value::String(v.to_str().unwrap_or("").to_string()),
+            )
+        })
         .collect();
     if let Ok(mut r) = state.requests.lock() {
         r.push(json!({
@@ -119,7 +133,9 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
         let should_fail = match number(&parts, "x-mock-fail-times") {
             None => true,
             Some(times) => {
-                let key = header(&parts, "x-mock-fail-key").unwrap_or("default").to_string();
+                let key = header(&parts, "x-mock-fail-key")
+                    .unwrap_or("default")
+                    .to_string();
                 let mut f = state.failures.lock().unwrap_or_else(|e| e.into_inner());
                 let seen = f.entry(key).or_insert(0);
                 *seen += 1;
@@ -127,7 +143,8 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
             }
         };
         if should_fail {
-            let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status =
+                StatusCode::from_u16(status as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return json_response(
                 status,
                 json!({"error": {"message": format!("mock failure {}", status.as_u16()), "type": "mock_error"}}),
@@ -143,24 +160,47 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
         );
     }
     if parts.method != Method::POST {
-        return json_response(StatusCode::NOT_FOUND, json!({"error": {"message": format!("mock has no route for {} {path}", parts.method)}}));
+        return json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": {"message": format!("mock has no route for {} {path}", parts.method)}}),
+        );
     }
     let reply = header(&parts, "x-mock-reply")
         .map(str::to_string)
         .unwrap_or_else(|| default_reply(&request));
-    let model = request.get("model").and_then(Value::as_str).unwrap_or("mock-model").to_string();
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-model")
+        .to_string();
     let prompt_tokens = count_words(&request) + 3;
     let words: Vec<String> = reply.split_inclusive(' ').map(str::to_string).collect();
     let completion_tokens = words.len() as u64;
-    let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stream = request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let pacing = Pacing {
         chunks: number(&parts, "x-mock-chunks").map(|c| c.clamp(1, 1000) as usize),
-        delay: Duration::from_millis(number(&parts, "x-mock-chunk-delay-ms").unwrap_or(10).min(10_000)),
+        delay: Duration::from_millis(
+            number(&parts, "x-mock-chunk-delay-ms")
+                .unwrap_or(10)
+                .min(10_000),
+        ),
         truncate_after: number(&parts, "x-mock-truncate-after").map(|n| n as usize),
     };
     if path.ends_with("/messages") {
         if stream {
-            return sse(anthropic_events(&model, &words, prompt_tokens, completion_tokens, pacing.chunks), pacing);
+            return sse(
+                anthropic_events(
+                    &model,
+                    &words,
+                    prompt_tokens,
+                    completion_tokens,
+                    pacing.chunks,
+                ),
+                pacing,
+            );
         }
         return json_response(
             StatusCode::OK,
@@ -173,7 +213,16 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
         );
     }
     if stream {
-        return sse(openai_events(&model, &words, prompt_tokens, completion_tokens, pacing.chunks), pacing);
+        return sse(
+            openai_events(
+                &model,
+                &words,
+                prompt_tokens,
+                completion_tokens,
+                pacing.chunks,
+            ),
+            pacing,
+        );
     }
     json_response(
         StatusCode::OK,
@@ -208,7 +257,9 @@ fn count_words(v: &Value) -> u64 {
         Value::Array(a) => a.iter().map(count_words).sum(),
         Value::Object(o) => o
             .iter()
-            .filter(|(k, _)| k.as_str() == "messages" || k.as_str() == "content" || k.as_str() == "system")
+            .filter(|(k, _)| {
+                k.as_str() == "messages" || k.as_str() == "content" || k.as_str() == "system"
+            })
             .map(|(_, v)| count_words(v))
             .sum(),
         _ => 0,
@@ -222,15 +273,27 @@ fn groups(words: &[String], chunks: Option<usize>) -> Vec<String> {
     words.chunks(per).map(|c| c.concat()).collect()
 }
 
-fn openai_events(model: &str, words: &[String], pin: u64, pout: u64, chunks: Option<usize>) -> Vec<String> {
+fn openai_events(
+    model: &str,
+    words: &[String],
+    pin: u64,
+    pout: u64,
+    chunks: Option<usize>,
+) -> Vec<String> {
     let created = crate::store::now_ms() / 1000;
     let chunk = |delta: Value, finish: Value| {
         json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model,
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
-    let mut events = vec![format!("data: {}\n\n", chunk(json!({"role": "assistant", "content": ""}), Value::Null))];
+    let mut events = vec![format!(
+        "data: {}\n\n",
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null)
+    )];
     for g in groups(words, chunks) {
-        events.push(format!("data: {}\n\n", chunk(json!({"content": g}), Value::Null)));
+        events.push(format!(
+            "data: {}\n\n",
+            chunk(json!({"content": g}), Value::Null)
+        ));
     }
     events.push(format!("data: {}\n\n", chunk(json!({}), json!("stop"))));
     events.push(format!(
@@ -242,18 +305,33 @@ fn openai_events(model: &str, words: &[String], pin: u64, pout: u64, chunks: Opt
     events
 }
 
-fn anthropic_events(model: &str, words: &[String], pin: u64, pout: u64, chunks: Option<usize>) -> Vec<String> {
+fn anthropic_events(
+    model: &str,
+    words: &[String],
+    pin: u64,
+    pout: u64,
+    chunks: Option<usize>,
+) -> Vec<String> {
     let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
     let mut events = vec![
-        ev("message_start", json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message",
+        ev(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message",
             "role": "assistant", "model": model, "content": [], "stop_reason": null,
-            "usage": {"input_tokens": pin, "output_tokens": 1}}})),
-        ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+            "usage": {"input_tokens": pin, "output_tokens": 1}}}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
     ];
     for g in groups(words, chunks) {
         events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": g}})));
     }
-    events.push(ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    events.push(ev(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
     events.push(ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": pout}})));
     events.push(ev("message_stop", json!({"type": "message_stop"})));
     events
@@ -270,7 +348,9 @@ fn sse(events: Vec<String>, pacing: Pacing) -> Response<GatewayBody> {
     tokio::spawn(async move {
         for (i, e) in events.into_iter().enumerate() {
             if pacing.truncate_after == Some(i) {
-                let _ = tx.send(Err("mock: stream truncated on purpose".into())).await;
+                let _ = tx
+                    .send(Err("mock: stream truncated on purpose".into()))
+                    .await;
                 return;
             }
             if i > 0 {
@@ -282,7 +362,13 @@ fn sse(events: Vec<String>, pacing: Pacing) -> Response<GatewayBody> {
         }
     });
     let mut r = Response::new(GatewayBody::Channel(rx));
-    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/event-stream"));
-    r.headers_mut().insert("cache-control", hyper::header::HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut().insert(
+        "cache-control",
+        hyper::header::HeaderValue::from_static("no-cache"),
+    );
     r
 }

@@ -18,7 +18,11 @@ use crate::{Headers, LocalResponse};
 /// assert_eq!(r.status, 400);
 /// ```
 pub fn bad_header(name: &str, expected: &str) -> LocalResponse {
-    LocalResponse::error(400, "bad_request", &format!("invalid {name} header: expected {expected}"))
+    LocalResponse::error(
+        400,
+        "bad_request",
+        &format!("invalid {name} header: expected {expected}"),
+    )
 }
 
 /// `true`/`false` (case-insensitive), absent → `None`.
@@ -43,7 +47,12 @@ pub fn bool_header(headers: &Headers, name: &str) -> Result<Option<bool>, LocalR
 /// assert_eq!(aigw_plugin_sdk::cf::int_header(&h, "n", 1, 5).unwrap_err().status, 400);
 /// assert_eq!(aigw_plugin_sdk::cf::int_header(&h, "n", 1, 10).unwrap(), Some(7));
 /// ```
-pub fn int_header(headers: &Headers, name: &str, min: u64, max: u64) -> Result<Option<u64>, LocalResponse> {
+pub fn int_header(
+    headers: &Headers,
+    name: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, LocalResponse> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => match v.trim().parse::<u64>() {

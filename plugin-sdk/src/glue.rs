@@ -2,9 +2,9 @@
 //! values to SDK types and back, and keeps the one filter value of this
 //! instance (an instance serves exactly one request). Used by `export_filter!`.
 
+use crate::Filter;
 use crate::bindings::aigw::filter::types as wit;
 use crate::types::*;
-use crate::Filter;
 use std::any::Any;
 use std::cell::RefCell;
 
@@ -132,7 +132,9 @@ pub fn on_response_headers<F: Filter>(response: wit::ResponseHead) -> wit::Respo
         upstream_error: response.upstream_error,
         local: response.local,
     };
-    match with_filter::<F, _>(ResponseDecision::proceed(), |f| f.on_response_headers(&resp)) {
+    match with_filter::<F, _>(ResponseDecision::proceed(), |f| {
+        f.on_response_headers(&resp)
+    }) {
         ResponseDecision::Continue(e) => wit::ResponseDecision::Continue(edits(e)),
         ResponseDecision::Respond(r) => wit::ResponseDecision::Respond(local(r)),
         ResponseDecision::Retry { delay_ms } => {

@@ -75,7 +75,13 @@ pub fn kv_delete(key: &str) {
 /// assert!(check_limit("ip:1", 1, 1, 60_000, Technique::Fixed).allowed);
 /// assert!(!check_limit("ip:1", 1, 1, 60_000, Technique::Fixed).allowed);
 /// ```
-pub fn check_limit(key: &str, cost: u64, limit: u64, period_ms: u64, technique: Technique) -> Verdict {
+pub fn check_limit(
+    key: &str,
+    cost: u64,
+    limit: u64,
+    period_ms: u64,
+    technique: Technique,
+) -> Verdict {
     imp::check_limit(key, cost, limit, period_ms, technique)
 }
 

@@ -42,9 +42,9 @@ extern crate self as aigw_plugin_sdk;
 
 #[doc(hidden)]
 pub mod bindings;
+pub mod cf;
 #[doc(hidden)]
 pub mod glue;
-pub mod cf;
 pub mod host;
 pub mod testing;
 mod types;
@@ -185,7 +185,7 @@ macro_rules! export_filter {
                     $crate::glue::on_done::<$ty>(summary)
                 }
             }
-            $crate::__private::export!(AigwFilterExport with_types_in $crate::__private::bindings);
+    $crate::__private::export!(AigwFilterExport with_types_in $crate::__private::bindings);
         };
     };
 }
@@ -194,7 +194,7 @@ macro_rules! export_filter {
 pub mod __private {
     pub use crate::bindings;
     pub use crate::bindings::aigw::filter::types as wit;
-    pub use crate::bindings::exports::aigw::filter::filter::Guest;
     pub use crate::bindings::export;
+    pub use crate::bindings::exports::aigw::filter::filter::Guest;
     pub use wit_bindgen;
 }

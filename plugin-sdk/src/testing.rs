@@ -107,7 +107,10 @@ impl MockHost {
         let now = self.now_ms;
         let period = period_ms.max(1);
         let start = now - now % period;
-        let entry = self.counters_by_key.entry(key.to_string()).or_insert((start, 0));
+        let entry = self
+            .counters_by_key
+            .entry(key.to_string())
+            .or_insert((start, 0));
         if entry.0 != start {
             *entry = (start, 0);
         }

@@ -1,1 +1,14 @@
+//! End-to-end tests: the real `aigw` binary on port 0, against the mock
+//! provider running in the test process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
 
+mod harness;
+
+mod builtin_filters;
+mod core;
+mod filter_failures;

@@ -115,7 +115,10 @@ impl Config {
             key: key.to_string(),
             reason,
         };
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let base = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
         let server = raw.server.unwrap_or_default();
         let listen = parse_addr(server.listen.as_deref().unwrap_or("127.0.0.1:8787"))
@@ -126,7 +129,10 @@ impl Config {
         };
         let max_body_bytes = server.max_body_bytes.unwrap_or(25 * 1024 * 1024);
         if max_body_bytes == 0 {
-            return Err(invalid("server.max_body_bytes", "must be greater than 0".into()));
+            return Err(invalid(
+                "server.max_body_bytes",
+                "must be greater than 0".into(),
+            ));
         }
 
         let mut providers = providers::builtin_providers();
@@ -138,12 +144,16 @@ impl Config {
                         .get(&name)
                         .cloned()
                         .unwrap_or_else(|| ProviderSpec::custom(&name));
-                    spec.base_url = providers::parse_base_url(&url).map_err(|r| invalid(&key, r))?;
+                    spec.base_url =
+                        providers::parse_base_url(&url).map_err(|r| invalid(&key, r))?;
                     spec
                 }
                 (Some(existing), None) => existing.clone(),
                 (None, None) => {
-                    return Err(invalid(&key, "required for a provider that is not built in".into()));
+                    return Err(invalid(
+                        &key,
+                        "required for a provider that is not built in".into(),
+                    ));
                 }
             };
             providers.insert(name, spec);
@@ -163,7 +173,9 @@ impl Config {
                 if !g.pipeline.contains(fname) {
                     return Err(invalid(
                         &format!("gateways.{name}.filters.{fname}"),
-                        format!("filter '{fname}' has a table but is not in gateways.{name}.pipeline"),
+                        format!(
+                            "filter '{fname}' has a table but is not in gateways.{name}.pipeline"
+                        ),
                     ));
                 }
                 let _ = table;
@@ -183,7 +195,8 @@ impl Config {
                 }
                 let key = format!("gateways.{name}.filters.{fname}");
                 let table = g.filters.get(fname).cloned().unwrap_or_default();
-                let settings = filter_settings(table).map_err(|(k, r)| invalid(&format!("{key}.{k}"), r))?;
+                let settings =
+                    filter_settings(table).map_err(|(k, r)| invalid(&format!("{key}.{k}"), r))?;
                 filters.insert(fname.clone(), settings);
             }
             gateways.insert(
@@ -196,7 +209,10 @@ impl Config {
             );
         }
         if gateways.is_empty() {
-            return Err(invalid("gateways", "define at least one [gateways.NAME] table".into()));
+            return Err(invalid(
+                "gateways",
+                "define at least one [gateways.NAME] table".into(),
+            ));
         }
 
         Ok(Config {
@@ -220,7 +236,9 @@ fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 }
 
 fn valid_segment(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Splits the host's own keys off a filter table; the rest goes to `configure`.
@@ -230,14 +248,20 @@ fn filter_settings(mut table: toml::Table) -> Result<FilterSettings, (String, St
         Some(toml::Value::String(s)) if s == "open" => OnError::Open,
         Some(toml::Value::String(s)) if s == "closed" => OnError::Closed,
         Some(other) => {
-            return Err(("on_error".into(), format!("expected \"open\" or \"closed\", got {other}")));
+            return Err((
+                "on_error".into(),
+                format!("expected \"open\" or \"closed\", got {other}"),
+            ));
         }
     };
     let mut number = |key: &str, default: u64, max: u64| -> Result<u64, (String, String)> {
         match table.remove(key) {
             None => Ok(default),
             Some(toml::Value::Integer(n)) if n >= 1 && (n as u64) <= max => Ok(n as u64),
-            Some(other) => Err((key.into(), format!("expected an integer from 1 to {max}, got {other}"))),
+            Some(other) => Err((
+                key.into(),
+                format!("expected an integer from 1 to {max}, got {other}"),
+            )),
         }
     };
     let timeout_ms = number("timeout_ms", 50, 60_000)?;

@@ -15,9 +15,13 @@ fn minimal_config_gets_defaults() {
 
 #[test]
 fn unknown_keys_are_named() {
-    let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 2\n[gateways.g]\n").unwrap_err().to_string();
+    let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 2\n[gateways.g]\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("lisen") && e.contains("aigw.toml"), "{e}");
-    let e = parse("[gateways.g]\npipline = []\n").unwrap_err().to_string();
+    let e = parse("[gateways.g]\npipline = []\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("pipline"), "{e}");
 }
 
@@ -35,22 +39,32 @@ fn filter_tables_split_host_keys() {
 
 #[test]
 fn bad_values_name_their_key() {
-    let e = parse("[gateways.g]\npipeline = [\"x\"]\n[gateways.g.filters.x]\non_error = \"maybe\"\n")
+    let e =
+        parse("[gateways.g]\npipeline = [\"x\"]\n[gateways.g.filters.x]\non_error = \"maybe\"\n")
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("gateways.g.filters.x.on_error"), "{e}");
+    let e = parse("[gateways.g]\npipeline = [\"x\"]\n[gateways.g.filters.y]\n")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("gateways.g.filters.x.on_error"), "{e}");
-    let e = parse("[gateways.g]\npipeline = [\"x\"]\n[gateways.g.filters.y]\n").unwrap_err().to_string();
     assert!(e.contains("gateways.g.filters.y"), "{e}");
-    let e = parse("[providers.mine]\n[gateways.g]\n").unwrap_err().to_string();
+    let e = parse("[providers.mine]\n[gateways.g]\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("providers.mine.base_url"), "{e}");
-    let e = parse("[server]\nlisten = \"nowhere\"\n[gateways.g]\n").unwrap_err().to_string();
+    let e = parse("[server]\nlisten = \"nowhere\"\n[gateways.g]\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("server.listen"), "{e}");
-    let e = parse("[gateways.g]\npipeline = [\"a\", \"a\"]\n").unwrap_err().to_string();
+    let e = parse("[gateways.g]\npipeline = [\"a\", \"a\"]\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("listed twice"), "{e}");
 }
 
 #[test]
 fn provider_base_url_override() {
-    let c = parse("[providers.openai]\nbase_url = \"http://127.0.0.1:9/v1/\"\n[gateways.g]\n").unwrap();
+    let c =
+        parse("[providers.openai]\nbase_url = \"http://127.0.0.1:9/v1/\"\n[gateways.g]\n").unwrap();
     assert_eq!(c.providers["openai"].base_url, "http://127.0.0.1:9/v1");
 }

@@ -6,16 +6,16 @@
 //! the upstream; filters before it still see the response.
 
 use super::headers;
-use super::{Generation, GatewayPipeline};
+use super::{GatewayPipeline, Generation};
 use crate::config::OnError;
-use crate::providers::usage::{UsageReader, request_model};
 use crate::providers::ProviderSpec;
+use crate::providers::usage::{UsageReader, request_model};
+use crate::runtime::Runtime;
 use crate::runtime::bindings::types::{
     BodyDecision, BodyMode, ChunkDecision, Decision, Header, Hooks, LocalResponse, Outcome,
     RequestHead, ResponseDecision, ResponseHead, Summary,
 };
-use crate::runtime::instance::{FilterError, FilterInstance};
-use crate::runtime::Runtime;
+use crate::runtime::instance::{Answer, FilterError, FilterInstance, Hook};
 use crate::server::body::{BodyError, GatewayBody};
 use crate::server::error::GatewayError;
 use crate::server::upstream::UpstreamClient;
@@ -88,19 +88,26 @@ impl Exchange {
         self.gw.stages[i].filter.info.hooks.contains(hook)
     }
 
-    /// Calls a filter, creating its instance on first use. `Ok(None)`: the
-    /// filter is skipped (failed earlier, or failed now with `on_error = open`).
-    fn call<R>(
-        &mut self,
-        i: usize,
-        f: impl FnOnce(&mut FilterInstance) -> Result<R, FilterError>,
-    ) -> Result<Option<R>, GatewayError> {
+    /// Calls a filter's hook, creating its instance on first use. `Ok(None)`:
+    /// the filter is skipped (failed earlier, or failed now with `on_error = open`).
+    async fn call(&mut self, i: usize, hook: Hook<'_>) -> Result<Option<Answer>, GatewayError> {
         if matches!(self.slots[i], Slot::Empty) {
             let stage = &self.gw.stages[i];
-            let created = self
+            let created = match self
                 .runtime
-                .instantiate(&stage.filter, stage.settings.timeout_ms, stage.settings.max_memory_mb)
-                .and_then(|mut inst| inst.configure(&stage.settings.config_json).map(|_| inst));
+                .instantiate(
+                    &stage.filter,
+                    stage.settings.timeout_ms,
+                    stage.settings.max_memory_mb,
+                )
+                .await
+            {
+                Ok(mut inst) => inst
+                    .configure(&stage.settings.config_json)
+                    .await
+                    .map(|_| inst),
+                Err(e) => Err(e),
+            };
             match created {
                 Ok(inst) => self.slots[i] = Slot::Live(Box::new(inst)),
                 Err(e) => return self.fail(i, e),
@@ -109,7 +116,7 @@ impl Exchange {
         let Slot::Live(inst) = &mut self.slots[i] else {
             return Ok(None);
         };
-        match f(inst) {
+        match inst.hook(hook).await {
             Ok(r) => Ok(Some(r)),
             Err(e) => self.fail(i, e),
         }
@@ -118,7 +125,10 @@ impl Exchange {
     fn fail<R>(&mut self, i: usize, e: FilterError) -> Result<Option<R>, GatewayError> {
         self.slots[i] = Slot::Failed;
         let stage = &self.gw.stages[i];
-        self.runtime.services.metrics.count_filter_failure(&stage.filter.name);
+        self.runtime
+            .services
+            .metrics
+            .count_filter_failure(&stage.filter.name);
         tracing::warn!(gateway = %self.gw.name, request_id = %self.request_id, on_error = ?stage.settings.on_error, "{e}");
         match stage.settings.on_error {
             OnError::Open => Ok(None),
@@ -185,7 +195,8 @@ pub async fn handle(
     metrics.requests.fetch_add(1, Ordering::Relaxed);
     let config = &generation.config;
     let Some(gw) = generation.gateways.get(&route.gateway).cloned() else {
-        return GatewayError::not_found(format!("unknown gateway '{}'", route.gateway)).into_response();
+        return GatewayError::not_found(format!("unknown gateway '{}'", route.gateway))
+            .into_response();
     };
     if !gw.accepts(&route.account) {
         return GatewayError::not_found(format!(
@@ -198,7 +209,12 @@ pub async fn handle(
         return GatewayError::not_found(format!(
             "unknown provider '{}' (known: {})",
             route.provider,
-            config.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+            config
+                .providers
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
         .into_response();
     };
@@ -211,15 +227,19 @@ pub async fn handle(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
+        && len > config.max_body_bytes
     {
-        if len > config.max_body_bytes {
-            return GatewayError::too_large(config.max_body_bytes).into_response();
-        }
+        return GatewayError::too_large(config.max_body_bytes).into_response();
     }
 
     let mut upstream_headers = parts.headers.clone();
     headers::strip_hop_by_hop(&mut upstream_headers);
-    for name in ["host", "content-length", "cf-aig-authorization", "accept-encoding"] {
+    for name in [
+        "host",
+        "content-length",
+        "cf-aig-authorization",
+        "accept-encoding",
+    ] {
         upstream_headers.remove(name);
     }
     let request_id = uuid::Uuid::new_v4().simple().to_string();
@@ -257,9 +277,8 @@ pub async fn handle(
         if !ex.wants(i, Hooks::REQUEST_HEADERS) {
             continue;
         }
-        match ex.call(i, |inst| inst.on_request_headers(&head)) {
-            Ok(None) => {}
-            Ok(Some(Decision::Continue(edits))) => {
+        match ex.call(i, Hook::RequestHeaders(&head)).await {
+            Ok(Some(Answer::Decision(Decision::Continue(edits)))) => {
                 if let Err(m) = headers::apply(&edits, &mut upstream_headers, &mut head.headers) {
                     let err = ex.bad_answer(i, "on-request-headers", m);
                     if let Err(e) = ex.fail::<()>(i, err) {
@@ -267,7 +286,10 @@ pub async fn handle(
                     }
                 }
             }
-            Ok(Some(Decision::Respond(local))) => return respond_locally(ex, i, local),
+            Ok(Some(Answer::Decision(Decision::Respond(local)))) => {
+                return respond_locally(ex, i, local).await;
+            }
+            Ok(_) => {}
             Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
         }
     }
@@ -276,7 +298,10 @@ pub async fn handle(
     let mut body = match Limited::new(body, config.max_body_bytes).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) => {
-            let err = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            let err = if e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 GatewayError::too_large(config.max_body_bytes)
             } else {
                 GatewayError::bad_request(format!("cannot read the request body: {e}"))
@@ -292,23 +317,30 @@ pub async fn handle(
         if !ex.wants(i, Hooks::REQUEST_BODY) || matches!(mode, BodyMode::Ignore) {
             continue;
         }
-        if let BodyMode::Buffered(max) = mode {
-            if body.len() > max as usize {
-                let err = ex.bad_answer(
-                    i,
-                    "on-request-body",
-                    format!("request body of {} bytes is over the filter's buffered limit of {max}", body.len()),
-                );
-                match ex.fail::<()>(i, err) {
-                    Ok(_) => continue,
-                    Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
+        if let BodyMode::Buffered(max) = mode
+            && body.len() > max as usize
+        {
+            let err = ex.bad_answer(
+                i,
+                "on-request-body",
+                format!(
+                    "request body of {} bytes is over the filter's buffered limit of {max}",
+                    body.len()
+                ),
+            );
+            match ex.fail::<()>(i, err) {
+                Ok(_) => continue,
+                Err(e) => {
+                    return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed);
                 }
             }
         }
-        match ex.call(i, |inst| inst.on_request_body(&body)) {
-            Ok(None) | Ok(Some(BodyDecision::Continue)) => {}
-            Ok(Some(BodyDecision::Replace(b))) => body = Bytes::from(b),
-            Ok(Some(BodyDecision::Respond(local))) => return respond_locally(ex, i, local),
+        match ex.call(i, Hook::RequestBody(&body)).await {
+            Ok(Some(Answer::Body(BodyDecision::Replace(b)))) => body = Bytes::from(b),
+            Ok(Some(Answer::Body(BodyDecision::Respond(local)))) => {
+                return respond_locally(ex, i, local).await;
+            }
+            Ok(_) => {}
             Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
         }
     }
@@ -316,9 +348,26 @@ pub async fn handle(
 
     let uri = match provider.upstream_uri(&route.account, &head.path, head.query.as_deref()) {
         Ok(u) => u,
-        Err(m) => return finish(ex, n, Outgoing::from_error(&GatewayError::bad_request(m)), Outcome::RespondedLocally),
+        Err(m) => {
+            return finish(
+                ex,
+                n,
+                Outgoing::from_error(&GatewayError::bad_request(m)),
+                Outcome::RespondedLocally,
+            );
+        }
     };
-    upstream_loop(env, ex, &provider, uri, parts.method, upstream_headers, body, timeout_ms).await
+    upstream_loop(
+        env,
+        ex,
+        &provider,
+        uri,
+        parts.method,
+        upstream_headers,
+        body,
+        timeout_ms,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -343,7 +392,8 @@ async fn upstream_loop(
         *req.method_mut() = method.clone();
         *req.uri_mut() = uri.clone();
         *req.headers_mut() = upstream_headers.clone();
-        let sent = tokio::time::timeout(Duration::from_millis(timeout_ms), env.client.request(req)).await;
+        let sent =
+            tokio::time::timeout(Duration::from_millis(timeout_ms), env.client.request(req)).await;
         let (mut out, upstream_error) = match sent {
             Ok(Ok(resp)) => {
                 let (parts, incoming) = resp.into_parts();
@@ -359,8 +409,15 @@ async fn upstream_loop(
             }
             Ok(Err(e)) => {
                 metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
-                let msg = format!("provider '{}' unreachable: {}", provider.name, error_chain(&e));
-                (Outgoing::from_error(&GatewayError::bad_gateway(msg.clone())), Some(msg))
+                let msg = format!(
+                    "provider '{}' unreachable: {}",
+                    provider.name,
+                    error_chain(&e)
+                );
+                (
+                    Outgoing::from_error(&GatewayError::bad_gateway(msg.clone())),
+                    Some(msg),
+                )
             }
             Err(_) => {
                 metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
@@ -368,15 +425,28 @@ async fn upstream_loop(
                     "provider '{}' sent no response within {timeout_ms} ms (cf-aig-request-timeout / server.request_timeout_ms)",
                     provider.name
                 );
-                (Outgoing::from_error(&GatewayError::timeout(msg.clone())), Some(msg))
+                (
+                    Outgoing::from_error(&GatewayError::timeout(msg.clone())),
+                    Some(msg),
+                )
             }
         };
         let failed_upstream = upstream_error.is_some();
-        match response_hooks(&mut ex, n, &mut out, attempt, upstream_error, attempt < MAX_ATTEMPTS) {
+        match response_hooks(
+            &mut ex,
+            n,
+            &mut out,
+            attempt,
+            upstream_error,
+            attempt < MAX_ATTEMPTS,
+        )
+        .await
+        {
             Ok(Some(delay)) => {
                 drop(out);
                 tracing::debug!(request_id = %ex.request_id, attempt, delay, "retrying upstream");
-                tokio::time::sleep(Duration::from_millis(delay.min(MAX_RETRY_DELAY_MS) as u64)).await;
+                tokio::time::sleep(Duration::from_millis(delay.min(MAX_RETRY_DELAY_MS) as u64))
+                    .await;
                 continue;
             }
             Ok(None) => {
@@ -393,7 +463,11 @@ async fn upstream_loop(
 }
 
 /// A filter at stage `k` answered: filters before it see the response.
-fn respond_locally(mut ex: Exchange, k: usize, local: LocalResponse) -> Response<GatewayBody> {
+async fn respond_locally(
+    mut ex: Exchange,
+    k: usize,
+    local: LocalResponse,
+) -> Response<GatewayBody> {
     let mut out = match Outgoing::from_local(local) {
         Ok(o) => o,
         Err(m) => {
@@ -408,8 +482,12 @@ fn respond_locally(mut ex: Exchange, k: usize, local: LocalResponse) -> Response
             return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed);
         }
     };
-    ex.runtime.services.metrics.local_responses.fetch_add(1, Ordering::Relaxed);
-    match response_hooks(&mut ex, k, &mut out, 0, None, false) {
+    ex.runtime
+        .services
+        .metrics
+        .local_responses
+        .fetch_add(1, Ordering::Relaxed);
+    match response_hooks(&mut ex, k, &mut out, 0, None, false).await {
         Ok(_) => finish(ex, k, out, Outcome::RespondedLocally),
         Err(e) => finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
     }
@@ -417,7 +495,7 @@ fn respond_locally(mut ex: Exchange, k: usize, local: LocalResponse) -> Response
 
 /// Response-headers hooks of stages `0..upto`, in reverse order. Returns the
 /// delay when a filter asks for a retry (and `allow_retry`).
-fn response_hooks(
+async fn response_hooks(
     ex: &mut Exchange,
     upto: usize,
     out: &mut Outgoing,
@@ -436,35 +514,37 @@ fn response_hooks(
         if !ex.wants(i, Hooks::RESPONSE_HEADERS) {
             continue;
         }
-        match ex.call(i, |inst| inst.on_response_headers(&head))? {
-            None => {}
-            Some(ResponseDecision::Continue(edits)) => {
+        match ex.call(i, Hook::ResponseHeaders(&head)).await? {
+            Some(Answer::Response(ResponseDecision::Continue(edits))) => {
                 if let Err(m) = headers::apply(&edits, &mut out.headers, &mut head.headers) {
                     let err = ex.bad_answer(i, "on-response-headers", m);
                     ex.fail::<()>(i, err)?;
                 }
             }
-            Some(ResponseDecision::Respond(local)) => match Outgoing::from_local(local) {
-                Ok(o) => {
-                    *out = o;
-                    head = ResponseHead {
-                        status: out.status.as_u16(),
-                        headers: headers::view(&out.headers),
-                        attempt,
-                        upstream_error: None,
-                        local: true,
-                    };
-                }
-                Err(m) => {
-                    let err = ex.bad_answer(i, "on-response-headers", m);
-                    ex.fail::<()>(i, err)?;
-                }
-            },
-            Some(ResponseDecision::Retry(spec)) => {
-                if allow_retry && !out.local || allow_retry && head.upstream_error.is_some() {
-                    return Ok(Some(spec.delay_ms));
+            Some(Answer::Response(ResponseDecision::Respond(local))) => {
+                match Outgoing::from_local(local) {
+                    Ok(o) => {
+                        *out = o;
+                        head = ResponseHead {
+                            status: out.status.as_u16(),
+                            headers: headers::view(&out.headers),
+                            attempt,
+                            upstream_error: None,
+                            local: true,
+                        };
+                    }
+                    Err(m) => {
+                        let err = ex.bad_answer(i, "on-response-headers", m);
+                        ex.fail::<()>(i, err)?;
+                    }
                 }
             }
+            Some(Answer::Response(ResponseDecision::Retry(spec)))
+                if allow_retry && (!out.local || head.upstream_error.is_some()) =>
+            {
+                return Ok(Some(spec.delay_ms));
+            }
+            _ => {}
         }
     }
     Ok(None)
@@ -486,7 +566,10 @@ fn finish(ex: Exchange, upto: usize, out: Outgoing, outcome: Outcome) -> Respons
     } else if let BodySource::Bytes(b) = &out.body {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
     }
-    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let status = out.status;
     let summary_headers = headers::redacted_view(&headers);
     let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(16);
@@ -495,7 +578,9 @@ fn finish(ex: Exchange, upto: usize, out: Outgoing, outcome: Outcome) -> Respons
         body_stages,
         buffers: Vec::new(),
         usage: UsageReader::for_content_type(content_type.as_deref()),
-        streamed: content_type.as_deref().is_some_and(|c| c.starts_with("text/event-stream")),
+        streamed: content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/event-stream")),
         status: status.as_u16(),
         outcome,
         response_bytes: 0,
@@ -529,10 +614,10 @@ impl BodyTask {
             BodySource::Upstream(mut incoming) => loop {
                 match incoming.frame().await {
                     Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            if !self.forward(data, false, &tx).await {
-                                break;
-                            }
+                        if let Ok(data) = frame.into_data()
+                            && !self.forward(data, false, &tx).await
+                        {
+                            break;
                         }
                     }
                     Some(Err(e)) => {
@@ -550,13 +635,18 @@ impl BodyTask {
             },
         }
         drop(tx);
-        self.done();
+        self.done().await;
     }
 
     /// Runs a chunk through the body hooks and sends the result. False when
     /// the stream must stop (client gone, or a closed filter failed).
-    async fn forward(&mut self, chunk: Bytes, eos: bool, tx: &mpsc::Sender<Result<Bytes, BodyError>>) -> bool {
-        let data = match self.through_filters(chunk, eos) {
+    async fn forward(
+        &mut self,
+        chunk: Bytes,
+        eos: bool,
+        tx: &mpsc::Sender<Result<Bytes, BodyError>>,
+    ) -> bool {
+        let data = match self.through_filters(chunk, eos).await {
             Ok(d) => d,
             Err(e) => {
                 self.outcome = Outcome::FilterFailed;
@@ -576,7 +666,7 @@ impl BodyTask {
         true
     }
 
-    fn through_filters(&mut self, chunk: Bytes, eos: bool) -> Result<Bytes, GatewayError> {
+    async fn through_filters(&mut self, chunk: Bytes, eos: bool) -> Result<Bytes, GatewayError> {
         let mut data = chunk;
         for idx in 0..self.body_stages.len() {
             let i = self.body_stages[idx];
@@ -588,10 +678,10 @@ impl BodyTask {
                         continue;
                     }
                     let input = data.clone();
-                    match self.ex.call(i, |inst| inst.on_response_body(&input, eos))? {
-                        None | Some(ChunkDecision::Continue) => {}
-                        Some(ChunkDecision::Replace(b)) => data = Bytes::from(b),
-                        Some(ChunkDecision::Hold) => data = Bytes::new(),
+                    match self.ex.call(i, Hook::ResponseBody(&input, eos)).await? {
+                        Some(Answer::Chunk(ChunkDecision::Replace(b))) => data = Bytes::from(b),
+                        Some(Answer::Chunk(ChunkDecision::Hold)) => data = Bytes::new(),
+                        _ => {}
                     }
                 }
                 BodyMode::Buffered(max) => {
@@ -624,10 +714,10 @@ impl BodyTask {
                         continue;
                     }
                     let whole = std::mem::take(buf);
-                    data = match self.ex.call(i, |inst| inst.on_response_body(&whole, true))? {
-                        None | Some(ChunkDecision::Continue) => Bytes::from(whole),
-                        Some(ChunkDecision::Replace(b)) => Bytes::from(b),
-                        Some(ChunkDecision::Hold) => Bytes::new(),
+                    data = match self.ex.call(i, Hook::ResponseBody(&whole, true)).await? {
+                        Some(Answer::Chunk(ChunkDecision::Replace(b))) => Bytes::from(b),
+                        Some(Answer::Chunk(ChunkDecision::Hold)) => Bytes::new(),
+                        _ => Bytes::from(whole),
                     };
                 }
             }
@@ -636,12 +726,16 @@ impl BodyTask {
     }
 
     /// Builds the summary, feeds metrics, and calls every `done` hook.
-    fn done(mut self) {
+    async fn done(mut self) {
         let usage = self.usage.finish();
         let metrics = &self.ex.runtime.services.metrics;
         metrics.count_status(self.status);
-        metrics.tokens_in.fetch_add(usage.tokens_in.unwrap_or(0) as u64, Ordering::Relaxed);
-        metrics.tokens_out.fetch_add(usage.tokens_out.unwrap_or(0) as u64, Ordering::Relaxed);
+        metrics
+            .tokens_in
+            .fetch_add(usage.tokens_in.unwrap_or(0) as u64, Ordering::Relaxed);
+        metrics
+            .tokens_out
+            .fetch_add(usage.tokens_out.unwrap_or(0) as u64, Ordering::Relaxed);
         let cached = self
             .response_headers
             .iter()
@@ -680,7 +774,7 @@ impl BodyTask {
         );
         for i in 0..ex.gw.stages.len() {
             if ex.wants(i, Hooks::DONE) {
-                let _ = ex.call(i, |inst| inst.on_done(&summary));
+                let _ = ex.call(i, Hook::Done(&summary)).await;
             }
         }
     }

@@ -57,7 +57,11 @@ pub fn redacted_view(map: &HeaderMap) -> Vec<Header> {
 
 /// Applies a filter's edits to the map and the view. An invalid name or value
 /// is an error naming it.
-pub fn apply(edits: &HeaderEdits, map: &mut HeaderMap, view: &mut Vec<Header>) -> Result<(), String> {
+pub fn apply(
+    edits: &HeaderEdits,
+    map: &mut HeaderMap,
+    view: &mut Vec<Header>,
+) -> Result<(), String> {
     for name in &edits.remove {
         let lower = name.to_ascii_lowercase();
         map.remove(lower.as_str());
@@ -115,21 +119,37 @@ mod tests {
         m.insert("x-b", HeaderValue::from_static("2"));
         let mut v = view(&m);
         let edits = HeaderEdits {
-            set: vec![Header { name: "X-A".into(), value: "9".into() }],
+            set: vec![Header {
+                name: "X-A".into(),
+                value: "9".into(),
+            }],
             remove: vec!["x-b".into()],
         };
         apply(&edits, &mut m, &mut v).unwrap();
         assert_eq!(m.get("x-a").unwrap(), "9");
         assert!(m.get("x-b").is_none());
         assert_eq!(v.len(), 1);
-        let bad = HeaderEdits { set: vec![Header { name: "bad name".into(), value: "x".into() }], remove: vec![] };
-        assert!(apply(&bad, &mut m, &mut v).unwrap_err().contains("bad name"));
+        let bad = HeaderEdits {
+            set: vec![Header {
+                name: "bad name".into(),
+                value: "x".into(),
+            }],
+            remove: vec![],
+        };
+        assert!(
+            apply(&bad, &mut m, &mut v)
+                .unwrap_err()
+                .contains("bad name")
+        );
     }
 
     #[test]
     fn redaction_drops_keys() {
         let mut m = HeaderMap::new();
-        m.insert("authorization", HeaderValue::from_static("Bearer sk-secret"));
+        m.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer sk-secret"),
+        );
         m.insert("x-api-key", HeaderValue::from_static("sk-ant"));
         m.insert("content-type", HeaderValue::from_static("application/json"));
         let v = redacted_view(&m);

@@ -58,7 +58,11 @@ pub struct Generation {
 pub struct BuildError(pub Vec<String>);
 
 /// Loads every filter the config names and checks every filter table.
-pub fn build(runtime: &Runtime, config: Arc<Config>, id: u64) -> Result<Generation, BuildError> {
+pub async fn build(
+    runtime: &Runtime,
+    config: Arc<Config>,
+    id: u64,
+) -> Result<Generation, BuildError> {
     let mut problems = Vec::new();
     let mut filters: BTreeMap<String, Arc<LoadedFilter>> = BTreeMap::new();
     let file = config.file.display().to_string();
@@ -67,7 +71,7 @@ pub fn build(runtime: &Runtime, config: Arc<Config>, id: u64) -> Result<Generati
             if filters.contains_key(name) {
                 continue;
             }
-            match load_filter(runtime, &config, name) {
+            match load_filter(runtime, &config, name).await {
                 Ok(Some(f)) => {
                     filters.insert(name.clone(), f);
                 }
@@ -87,9 +91,17 @@ pub fn build(runtime: &Runtime, config: Arc<Config>, id: u64) -> Result<Generati
             let (Some(filter), Some(settings)) = (filters.get(name), gw.filters.get(name)) else {
                 continue;
             };
-            let checked = runtime
-                .instantiate(filter, settings.timeout_ms.max(1_000), settings.max_memory_mb)
-                .and_then(|mut inst| inst.configure(&settings.config_json));
+            let checked = match runtime
+                .instantiate(
+                    filter,
+                    settings.timeout_ms.max(1_000),
+                    settings.max_memory_mb,
+                )
+                .await
+            {
+                Ok(mut inst) => inst.configure(&settings.config_json).await,
+                Err(e) => Err(e),
+            };
             if let Err(e) = checked {
                 problems.push(format!("{file}: gateways.{gw_name}.filters.{name}: {e}"));
                 continue;
@@ -120,12 +132,17 @@ pub fn build(runtime: &Runtime, config: Arc<Config>, id: u64) -> Result<Generati
 }
 
 /// `plugins_dir/<name>.wasm` if present, else the built-in of that name.
-fn load_filter(runtime: &Runtime, config: &Config, name: &str) -> Result<Option<Arc<LoadedFilter>>, String> {
+async fn load_filter(
+    runtime: &Runtime,
+    config: &Config,
+    name: &str,
+) -> Result<Option<Arc<LoadedFilter>>, String> {
     let path = config.plugins_dir.join(format!("{name}.wasm"));
     match std::fs::read(&path) {
         Ok(bytes) => {
             return runtime
                 .load(name, Source::File(path), &bytes)
+                .await
                 .map(Some)
                 .map_err(|e| e.to_string());
         }
@@ -135,6 +152,7 @@ fn load_filter(runtime: &Runtime, config: &Config, name: &str) -> Result<Option<
     match builtin::bytes(name) {
         Some(bytes) => runtime
             .load(name, Source::Builtin, bytes)
+            .await
             .map(Some)
             .map_err(|e| e.to_string()),
         None => Ok(None),

@@ -26,7 +26,12 @@ impl ProviderSpec {
     }
 
     /// The upstream URI for a provider path (starting with `/`) and query.
-    pub fn upstream_uri(&self, account: &str, path: &str, query: Option<&str>) -> Result<Uri, String> {
+    pub fn upstream_uri(
+        &self,
+        account: &str,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<Uri, String> {
         let base = self.base_url.replace("{account}", account);
         let mut uri = String::with_capacity(base.len() + path.len() + 16);
         uri.push_str(&base);
@@ -35,8 +40,12 @@ impl ProviderSpec {
             uri.push('?');
             uri.push_str(q);
         }
-        uri.parse::<Uri>()
-            .map_err(|e| format!("cannot build the upstream URL for provider '{}': {e}", self.name))
+        uri.parse::<Uri>().map_err(|e| {
+            format!(
+                "cannot build the upstream URL for provider '{}': {e}",
+                self.name
+            )
+        })
     }
 }
 
@@ -45,13 +54,19 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
     const TABLE: &[(&str, &str)] = &[
         ("openai", "https://api.openai.com/v1"),
         ("anthropic", "https://api.anthropic.com"),
-        ("workers-ai", "https://api.cloudflare.com/client/v4/accounts/{account}/ai/run"),
+        (
+            "workers-ai",
+            "https://api.cloudflare.com/client/v4/accounts/{account}/ai/run",
+        ),
         ("huggingface", "https://api-inference.huggingface.co/models"),
         ("groq", "https://api.groq.com/openai/v1"),
         ("mistral", "https://api.mistral.ai/v1"),
         ("deepseek", "https://api.deepseek.com"),
         ("openrouter", "https://openrouter.ai/api/v1"),
-        ("google-ai-studio", "https://generativelanguage.googleapis.com"),
+        (
+            "google-ai-studio",
+            "https://generativelanguage.googleapis.com",
+        ),
         ("cohere", "https://api.cohere.com"),
         ("perplexity-ai", "https://api.perplexity.ai"),
         ("replicate", "https://api.replicate.com/v1"),
@@ -120,8 +135,13 @@ mod tests {
     #[test]
     fn upstream_uri_joins_base_path_and_query() {
         let p = &builtin_providers()["openai"];
-        let uri = p.upstream_uri("acct", "/chat/completions", Some("a=1")).unwrap();
-        assert_eq!(uri.to_string(), "https://api.openai.com/v1/chat/completions?a=1");
+        let uri = p
+            .upstream_uri("acct", "/chat/completions", Some("a=1"))
+            .unwrap();
+        assert_eq!(
+            uri.to_string(),
+            "https://api.openai.com/v1/chat/completions?a=1"
+        );
     }
 
     #[test]
@@ -138,7 +158,10 @@ mod tests {
     fn base_url_validation_names_the_problem() {
         assert!(parse_base_url("ftp://x").unwrap_err().contains("http"));
         assert!(parse_base_url("http://127.0.0.1:9/v1/?a=b").is_err());
-        assert_eq!(parse_base_url("http://127.0.0.1:9/v1/").unwrap(), "http://127.0.0.1:9/v1");
+        assert_eq!(
+            parse_base_url("http://127.0.0.1:9/v1/").unwrap(),
+            "http://127.0.0.1:9/v1"
+        );
     }
 
     #[test]

@@ -143,7 +143,13 @@ mod tests {
         let mut r = UsageReader::for_content_type(Some("application/json"));
         r.feed(br#"{"id":"x","usage":{"prompt_tokens":12,"#);
         r.feed(br#""completion_tokens":7}}"#);
-        assert_eq!(r.finish(), Usage { tokens_in: Some(12), tokens_out: Some(7) });
+        assert_eq!(
+            r.finish(),
+            Usage {
+                tokens_in: Some(12),
+                tokens_out: Some(7)
+            }
+        );
     }
 
     #[test]
@@ -151,7 +157,13 @@ mod tests {
         let mut r = UsageReader::for_content_type(Some("text/event-stream"));
         r.feed(b"data: {\"choices\":[]}\n\ndata: {\"choices\":[],\"us");
         r.feed(b"age\":{\"prompt_tokens\":3,\"completion_tokens\":9}}\n\ndata: [DONE]\n\n");
-        assert_eq!(r.finish(), Usage { tokens_in: Some(3), tokens_out: Some(9) });
+        assert_eq!(
+            r.finish(),
+            Usage {
+                tokens_in: Some(3),
+                tokens_out: Some(9)
+            }
+        );
     }
 
     #[test]
@@ -159,7 +171,13 @@ mod tests {
         let mut r = UsageReader::for_content_type(Some("text/event-stream; charset=utf-8"));
         r.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n");
         r.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n");
-        assert_eq!(r.finish(), Usage { tokens_in: Some(25), tokens_out: Some(15) });
+        assert_eq!(
+            r.finish(),
+            Usage {
+                tokens_in: Some(25),
+                tokens_out: Some(15)
+            }
+        );
     }
 
     #[test]

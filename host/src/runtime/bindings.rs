@@ -5,6 +5,10 @@
 wasmtime::component::bindgen!({
     world: "filter-plugin",
     path: "../wit",
+    // Exports are called asynchronously (on a fiber) so WASI calls a filter
+    // makes, such as writing a panic message to stderr, never block a tokio
+    // worker; the aigw imports themselves are plain synchronous functions.
+    exports: { default: async },
 });
 
 pub use aigw::filter::types;

@@ -83,7 +83,9 @@ impl kv::Host for HostState {
     }
 
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> bool {
-        self.services.kv.set(&self.key(&key), &value, ttl_ms, now_ms())
+        self.services
+            .kv
+            .set(&self.key(&key), &value, ttl_ms, now_ms())
     }
 
     fn delete(&mut self, key: String) {
@@ -107,10 +109,15 @@ impl limits::Host for HostState {
         period_ms: u64,
         t: limits::Technique,
     ) -> limits::Verdict {
-        let v = self
-            .services
-            .limiter
-            .check(&self.key(&key), cost, limit, period_ms, technique(t), now_ms(), true);
+        let v = self.services.limiter.check(
+            &self.key(&key),
+            cost,
+            limit,
+            period_ms,
+            technique(t),
+            now_ms(),
+            true,
+        );
         limits::Verdict {
             allowed: v.allowed,
             remaining: v.remaining,
@@ -118,10 +125,23 @@ impl limits::Host for HostState {
         }
     }
 
-    fn debit(&mut self, key: String, amount: u64, limit: u64, period_ms: u64, t: limits::Technique) {
-        self.services
-            .limiter
-            .check(&self.key(&key), amount, limit, period_ms, technique(t), now_ms(), false);
+    fn debit(
+        &mut self,
+        key: String,
+        amount: u64,
+        limit: u64,
+        period_ms: u64,
+        t: limits::Technique,
+    ) {
+        self.services.limiter.check(
+            &self.key(&key),
+            amount,
+            limit,
+            period_ms,
+            technique(t),
+            now_ms(),
+            false,
+        );
     }
 }
 
@@ -138,7 +158,9 @@ impl telemetry::Host for HostState {
     }
 
     fn counter_add(&mut self, name: String, value: u64) {
-        self.services.metrics.add_filter_counter(&self.filter, &name, value);
+        self.services
+            .metrics
+            .add_filter_counter(&self.filter, &name, value);
     }
 
     fn now_ms(&mut self) -> u64 {
@@ -148,8 +170,8 @@ impl telemetry::Host for HostState {
 
 impl log_store::Host for HostState {
     fn append(&mut self, entry_json: String) -> Result<(), String> {
-        let entry: serde_json::Value = serde_json::from_str(&entry_json)
-            .map_err(|e| format!("log entry is not JSON: {e}"))?;
+        let entry: serde_json::Value =
+            serde_json::from_str(&entry_json).map_err(|e| format!("log entry is not JSON: {e}"))?;
         if !entry.is_object() {
             return Err("log entry must be a JSON object".into());
         }

@@ -43,8 +43,51 @@ pub struct FilterInstance {
     name: Arc<str>,
 }
 
+/// A hook call and its argument.
+#[derive(Debug, Clone, Copy)]
+pub enum Hook<'a> {
+    /// `on-request-headers`.
+    RequestHeaders(&'a RequestHead),
+    /// `on-request-body`.
+    RequestBody(&'a [u8]),
+    /// `on-response-headers`.
+    ResponseHeaders(&'a ResponseHead),
+    /// `on-response-body` (chunk, end of stream).
+    ResponseBody(&'a [u8], bool),
+    /// `on-done`.
+    Done(&'a Summary),
+}
+
+impl Hook<'_> {
+    /// The WIT name of the hook.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Hook::RequestHeaders(_) => "on-request-headers",
+            Hook::RequestBody(_) => "on-request-body",
+            Hook::ResponseHeaders(_) => "on-response-headers",
+            Hook::ResponseBody(..) => "on-response-body",
+            Hook::Done(_) => "on-done",
+        }
+    }
+}
+
+/// A hook's answer.
+#[derive(Debug)]
+pub enum Answer {
+    /// From `on-request-headers`.
+    Decision(Decision),
+    /// From `on-request-body`.
+    Body(BodyDecision),
+    /// From `on-response-headers`.
+    Response(ResponseDecision),
+    /// From `on-response-body`.
+    Chunk(ChunkDecision),
+    /// From `on-done`.
+    Done,
+}
+
 impl FilterInstance {
-    pub(super) fn new(
+    pub(super) async fn new(
         engine: &Engine,
         pre: &FilterPluginPre<HostState>,
         name: Arc<str>,
@@ -58,11 +101,14 @@ impl FilterInstance {
         let tick = super::EPOCH_TICK.as_millis() as u64;
         let ticks = timeout_ms.div_ceil(tick).max(1) + 1;
         store.set_epoch_deadline(ticks);
-        let bindings = pre.instantiate(&mut store).map_err(|e| FilterError::Call {
-            filter: name.to_string(),
-            hook: "instantiate",
-            message: describe_error(&e),
-        })?;
+        let bindings = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| FilterError::Call {
+                filter: name.to_string(),
+                hook: "instantiate",
+                message: describe_error(&e),
+            })?;
         Ok(FilterInstance {
             store,
             bindings,
@@ -71,13 +117,12 @@ impl FilterInstance {
         })
     }
 
-    fn call<R>(
-        &mut self,
+    fn checked<R>(
+        &self,
         hook: &'static str,
-        f: impl FnOnce(&FilterPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+        result: wasmtime::Result<R>,
     ) -> Result<R, FilterError> {
-        self.store.set_epoch_deadline(self.ticks);
-        f(&self.bindings, &mut self.store).map_err(|e| FilterError::Call {
+        result.map_err(|e| FilterError::Call {
             filter: self.name.to_string(),
             hook,
             message: describe_error(&e),
@@ -85,8 +130,14 @@ impl FilterInstance {
     }
 
     /// `describe`.
-    pub fn describe(&mut self) -> Result<FilterInfo, FilterError> {
-        let info = self.call("describe", |b, s| b.aigw_filter_filter().call_describe(s))?;
+    pub async fn describe(&mut self) -> Result<FilterInfo, FilterError> {
+        self.store.set_epoch_deadline(self.ticks);
+        let r = self
+            .bindings
+            .aigw_filter_filter()
+            .call_describe(&mut self.store)
+            .await;
+        let info = self.checked("describe", r)?;
         Ok(FilterInfo {
             hooks: info.hooks,
             request_body: info.request_body,
@@ -95,37 +146,42 @@ impl FilterInstance {
     }
 
     /// `configure`; a rejection is `FilterError::Configure`.
-    pub fn configure(&mut self, config_json: &str) -> Result<(), FilterError> {
-        self.call("configure", |b, s| b.aigw_filter_filter().call_configure(s, config_json))?
+    pub async fn configure(&mut self, config_json: &str) -> Result<(), FilterError> {
+        self.store.set_epoch_deadline(self.ticks);
+        let r = self
+            .bindings
+            .aigw_filter_filter()
+            .call_configure(&mut self.store, config_json)
+            .await;
+        self.checked("configure", r)?
             .map_err(|message| FilterError::Configure {
                 filter: self.name.to_string(),
                 message,
             })
     }
 
-    /// `on-request-headers`.
-    pub fn on_request_headers(&mut self, head: &RequestHead) -> Result<Decision, FilterError> {
-        self.call("on-request-headers", |b, s| b.aigw_filter_filter().call_on_request_headers(s, head))
-    }
-
-    /// `on-request-body`.
-    pub fn on_request_body(&mut self, body: &[u8]) -> Result<BodyDecision, FilterError> {
-        self.call("on-request-body", |b, s| b.aigw_filter_filter().call_on_request_body(s, body))
-    }
-
-    /// `on-response-headers`.
-    pub fn on_response_headers(&mut self, head: &ResponseHead) -> Result<ResponseDecision, FilterError> {
-        self.call("on-response-headers", |b, s| b.aigw_filter_filter().call_on_response_headers(s, head))
-    }
-
-    /// `on-response-body`.
-    pub fn on_response_body(&mut self, chunk: &[u8], end: bool) -> Result<ChunkDecision, FilterError> {
-        self.call("on-response-body", |b, s| b.aigw_filter_filter().call_on_response_body(s, chunk, end))
-    }
-
-    /// `on-done`.
-    pub fn on_done(&mut self, summary: &Summary) -> Result<(), FilterError> {
-        self.call("on-done", |b, s| b.aigw_filter_filter().call_on_done(s, summary))
+    /// Calls one hook with the call deadline armed.
+    pub async fn hook(&mut self, hook: Hook<'_>) -> Result<Answer, FilterError> {
+        self.store.set_epoch_deadline(self.ticks);
+        let f = self.bindings.aigw_filter_filter();
+        let store = &mut self.store;
+        let result = match hook {
+            Hook::RequestHeaders(h) => f
+                .call_on_request_headers(store, h)
+                .await
+                .map(Answer::Decision),
+            Hook::RequestBody(b) => f.call_on_request_body(store, b).await.map(Answer::Body),
+            Hook::ResponseHeaders(h) => f
+                .call_on_response_headers(store, h)
+                .await
+                .map(Answer::Response),
+            Hook::ResponseBody(c, end) => f
+                .call_on_response_body(store, c, end)
+                .await
+                .map(Answer::Chunk),
+            Hook::Done(s) => f.call_on_done(store, s).await.map(|_| Answer::Done),
+        };
+        self.checked(hook.name(), result)
     }
 }
 
@@ -134,7 +190,10 @@ fn describe_error(e: &wasmtime::Error) -> String {
     if let Some(trap) = e.downcast_ref::<Trap>() {
         return match trap {
             Trap::Interrupt => "deadline exceeded (hook ran past timeout_ms)".to_string(),
-            Trap::UnreachableCodeReached => "trapped: unreachable (the filter panicked or aborted, possibly out of memory)".to_string(),
+            Trap::UnreachableCodeReached => {
+                "trapped: unreachable (the filter panicked or aborted, possibly out of memory)"
+                    .to_string()
+            }
             other => format!("trapped: {other}"),
         };
     }

@@ -121,16 +121,20 @@ fn engine_config(pooling: bool, cache_dir: Option<&std::path::Path>) -> wasmtime
 impl Runtime {
     /// Builds the engine (pooling allocator, falling back to on-demand
     /// allocation where the pool cannot be reserved) and starts the epoch ticker.
-    pub fn new(services: Arc<Services>, cache_dir: Option<&std::path::Path>) -> Result<Runtime, String> {
+    pub fn new(
+        services: Arc<Services>,
+        cache_dir: Option<&std::path::Path>,
+    ) -> Result<Runtime, String> {
         let engine = match Engine::new(&engine_config(true, cache_dir)) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, "pooling allocator unavailable, using on-demand allocation");
-                Engine::new(&engine_config(false, cache_dir)).map_err(|e| format!("cannot create the wasm engine: {e}"))?
+                Engine::new(&engine_config(false, cache_dir))
+                    .map_err(|e| format!("cannot create the wasm engine: {e}"))?
             }
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| format!("cannot link WASI: {e}"))?;
         bindings::FilterPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| format!("cannot link the aigw imports: {e}"))?;
@@ -154,7 +158,12 @@ impl Runtime {
 
     /// Compiles and type-checks a filter, then asks it to `describe` itself.
     /// Errors name the stage: parse, type-check or describe.
-    pub fn load(&self, name: &str, source: Source, bytes: &[u8]) -> Result<Arc<LoadedFilter>, FilterError> {
+    pub async fn load(
+        &self,
+        name: &str,
+        source: Source,
+        bytes: &[u8],
+    ) -> Result<Arc<LoadedFilter>, FilterError> {
         let name: Arc<str> = Arc::from(name);
         let fail = |stage: &'static str, e: String| FilterError::Load {
             filter: name.to_string(),
@@ -163,15 +172,27 @@ impl Runtime {
             message: e,
         };
         let sha256 = hex::encode(Sha256::digest(bytes));
-        let component = Component::from_binary(&self.engine, bytes).map_err(|e| fail("parse", format!("{e:#}")))?;
+        let component = Component::from_binary(&self.engine, bytes)
+            .map_err(|e| fail("parse", format!("{e:#}")))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| fail("type-check", format!("{e:#}")))?;
         let pre = FilterPluginPre::new(pre).map_err(|e| fail("type-check", format!("{e:#}")))?;
-        let mut probe = FilterInstance::new(&self.engine, &pre, name.clone(), self.services.clone(), 1_000, 64)
-            .map_err(|e| fail("instantiate", e.to_string()))?;
-        let info = probe.describe().map_err(|e| fail("describe", e.to_string()))?;
+        let mut probe = FilterInstance::new(
+            &self.engine,
+            &pre,
+            name.clone(),
+            self.services.clone(),
+            1_000,
+            64,
+        )
+        .await
+        .map_err(|e| fail("instantiate", e.to_string()))?;
+        let info = probe
+            .describe()
+            .await
+            .map_err(|e| fail("describe", e.to_string()))?;
         Ok(Arc::new(LoadedFilter {
             name,
             source,
@@ -182,7 +203,7 @@ impl Runtime {
     }
 
     /// A fresh instance of a loaded filter with the given limits.
-    pub fn instantiate(
+    pub async fn instantiate(
         &self,
         filter: &LoadedFilter,
         timeout_ms: u64,
@@ -196,5 +217,6 @@ impl Runtime {
             timeout_ms,
             max_memory_mb,
         )
+        .await
     }
 }

@@ -52,7 +52,9 @@ impl App {
             return r;
         }
         if path == "/metrics" && req.method() == Method::GET {
-            return Response::new(GatewayBody::full(self.env.runtime.services.metrics.render()));
+            return Response::new(GatewayBody::full(
+                self.env.runtime.services.metrics.render(),
+            ));
         }
         let route = match parse_route(&path, req.uri().query()) {
             Ok(r) => r,
@@ -115,18 +117,24 @@ fn snapshot_path(config: &Config) -> std::path::PathBuf {
 }
 
 /// `aigw check`: loads the config and every filter, and runs `configure`.
-pub fn check(config_path: &Path) -> Result<String, String> {
+pub async fn check(config_path: &Path) -> Result<String, String> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     let services = services(&config, false)?;
     let runtime = Runtime::new(services, Some(&config.data_dir.join("wasm-cache")))?;
-    let generation = pipeline::build(&runtime, Arc::new(config), 1).map_err(|e| e.to_string())?;
+    let generation = pipeline::build(&runtime, Arc::new(config), 1)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut lines = Vec::new();
     for (name, gw) in &generation.gateways {
         let names: Vec<&str> = gw.stages.iter().map(|s| &*s.filter.name).collect();
         lines.push(format!("gateway {name}: pipeline [{}]", names.join(", ")));
     }
     for (name, f) in &generation.filters {
-        lines.push(format!("filter {name}: {} sha256:{}", f.source, &f.sha256[..16]));
+        lines.push(format!(
+            "filter {name}: {} sha256:{}",
+            f.source,
+            &f.sha256[..16]
+        ));
     }
     Ok(lines.join("\n"))
 }
@@ -140,9 +148,14 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
         Ok(n) => tracing::info!(entries = n, "restored the key-value snapshot"),
         Err(e) => tracing::warn!("ignoring the key-value snapshot: {e}"),
     }
-    let runtime = Arc::new(Runtime::new(services.clone(), Some(&config.data_dir.join("wasm-cache")))?);
+    let runtime = Arc::new(Runtime::new(
+        services.clone(),
+        Some(&config.data_dir.join("wasm-cache")),
+    )?);
     let config = Arc::new(config);
-    let generation = pipeline::build(&runtime, config.clone(), 1).map_err(|e| e.to_string())?;
+    let generation = pipeline::build(&runtime, config.clone(), 1)
+        .await
+        .map_err(|e| e.to_string())?;
 
     if let Some(addr) = config.mock_provider {
         let listener = TcpListener::bind(addr)
@@ -150,7 +163,10 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
             .map_err(|e| format!("mock_provider.listen {addr}: cannot bind: {e}"))?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!("mock provider listening on http://{bound}");
-        tokio::spawn(crate::mock::serve(listener, Arc::new(crate::mock::MockState::default())));
+        tokio::spawn(crate::mock::serve(
+            listener,
+            Arc::new(crate::mock::MockState::default()),
+        ));
     }
 
     let listener = TcpListener::bind(config.listen)
@@ -182,16 +198,21 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
                 let now = now_ms();
                 services.kv.sweep(now);
                 services.limiter.sweep(now);
-                if !services.kv.is_empty() {
-                    if let Err(e) = services.kv.save_snapshot(&path, now) {
-                        tracing::warn!("cannot write the key-value snapshot: {e}");
-                    }
+                if !services.kv.is_empty()
+                    && let Err(e) = services.kv.save_snapshot(&path, now)
+                {
+                    tracing::warn!("cannot write the key-value snapshot: {e}");
                 }
             }
         })
     };
 
-    accept_loop(listener, app, Duration::from_millis(config.shutdown_grace_ms)).await;
+    accept_loop(
+        listener,
+        app,
+        Duration::from_millis(config.shutdown_grace_ms),
+    )
+    .await;
     maintenance.abort();
     // Let the last body tasks run their done hooks before the log store closes.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -243,7 +264,10 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, grace: Duration) {
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
 }
@@ -279,11 +303,22 @@ mod tests {
     #[test]
     fn routes_split_into_parts() {
         let r = parse_route("/v1/acct/gw/openai/chat/completions", Some("x=1")).unwrap();
-        assert_eq!((r.account.as_str(), r.gateway.as_str(), r.provider.as_str()), ("acct", "gw", "openai"));
+        assert_eq!(
+            (r.account.as_str(), r.gateway.as_str(), r.provider.as_str()),
+            ("acct", "gw", "openai")
+        );
         assert_eq!(r.path, "/chat/completions");
         assert_eq!(r.query.as_deref(), Some("x=1"));
         assert_eq!(parse_route("/v1/a/g/p", None).unwrap().path, "");
-        assert_eq!(parse_route("/nope", None).unwrap_err().status, StatusCode::NOT_FOUND);
-        assert!(parse_route("/v1/a/g", None).unwrap_err().message.contains("universal"));
+        assert_eq!(
+            parse_route("/nope", None).unwrap_err().status,
+            StatusCode::NOT_FOUND
+        );
+        assert!(
+            parse_route("/v1/a/g", None)
+                .unwrap_err()
+                .message
+                .contains("universal")
+        );
     }
 }

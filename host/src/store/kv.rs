@@ -87,7 +87,8 @@ impl KvStore {
         };
         let added = cost(key, value);
         if let Some(old) = self.map.insert(key.to_string(), entry) {
-            self.bytes.fetch_sub(cost(key, &old.value), Ordering::Relaxed);
+            self.bytes
+                .fetch_sub(cost(key, &old.value), Ordering::Relaxed);
         }
         let total = self.bytes.fetch_add(added, Ordering::Relaxed) + added;
         if total > self.limits.max_bytes {
@@ -99,7 +100,8 @@ impl KvStore {
     /// Removes `key`.
     pub fn delete(&self, key: &str) {
         if let Some((k, old)) = self.map.remove(key) {
-            self.bytes.fetch_sub(cost(&k, &old.value), Ordering::Relaxed);
+            self.bytes
+                .fetch_sub(cost(&k, &old.value), Ordering::Relaxed);
         }
     }
 
@@ -210,7 +212,10 @@ mod tests {
 
     #[test]
     fn oldest_entries_are_evicted_when_full() {
-        let kv = KvStore::new(KvLimits { max_bytes: 1000, max_entry_bytes: 500 });
+        let kv = KvStore::new(KvLimits {
+            max_bytes: 1000,
+            max_entry_bytes: 500,
+        });
         for i in 0..20 {
             assert!(kv.set(&format!("k{i}"), &[0u8; 100], 60_000, 0));
         }
@@ -232,6 +237,11 @@ mod tests {
         assert_eq!(restored.load_snapshot(&path, 200).unwrap(), 1);
         assert_eq!(restored.get("live", 300), Some(b"yes".to_vec()));
         std::fs::write(&path, b"\xff\xff garbage").unwrap();
-        assert!(restored.load_snapshot(&path, 200).unwrap_err().contains("corrupt"));
+        assert!(
+            restored
+                .load_snapshot(&path, 200)
+                .unwrap_err()
+                .contains("corrupt")
+        );
     }
 }

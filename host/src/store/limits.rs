@@ -12,7 +12,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type Keyed =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
 /// Window technique.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,7 @@ impl std::fmt::Debug for Limiter {
 impl Limiter {
     /// Counts `cost` against `key` if that stays within `limit` per `period_ms`.
     /// With `enforce = false` the cost is counted regardless (a debit).
+    #[allow(clippy::too_many_arguments)]
     pub fn check(
         &self,
         key: &str,
@@ -71,7 +73,15 @@ impl Limiter {
         }
     }
 
-    fn fixed(&self, key: &str, cost: u64, limit: u64, period_ms: u64, now_ms: u64, enforce: bool) -> Verdict {
+    fn fixed(
+        &self,
+        key: &str,
+        cost: u64,
+        limit: u64,
+        period_ms: u64,
+        now_ms: u64,
+        enforce: bool,
+    ) -> Verdict {
         let start = now_ms - now_ms % period_ms;
         let full_key = format!("{period_ms}:{limit}:{key}");
         let mut entry = self.fixed.entry(full_key).or_insert((start, 0));
@@ -98,7 +108,8 @@ impl Limiter {
             .sliding
             .entry((limit, period_ms))
             .or_insert_with(|| {
-                let burst = NonZeroU32::new(limit.min(u32::MAX as u64) as u32).unwrap_or(NonZeroU32::MIN);
+                let burst =
+                    NonZeroU32::new(limit.min(u32::MAX as u64) as u32).unwrap_or(NonZeroU32::MIN);
                 let per_cell = Duration::from_nanos((period_ms * 1_000_000 / limit).max(1));
                 let quota = Quota::with_period(per_cell)
                     .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
@@ -110,7 +121,11 @@ impl Limiter {
         let mut wanted = cost.min(limit).min(u32::MAX as u64) as u32;
         loop {
             let Some(n) = NonZeroU32::new(wanted) else {
-                return Verdict { allowed: true, remaining: limit, retry_after_ms: 0 };
+                return Verdict {
+                    allowed: true,
+                    remaining: limit,
+                    retry_after_ms: 0,
+                };
             };
             match limiter.check_key_n(&key, n) {
                 Ok(Ok(snapshot)) => {
@@ -130,7 +145,13 @@ impl Limiter {
                 }
                 // A debit takes what capacity is left (GCRA cannot be overdrawn).
                 Ok(Err(_)) | Err(_) if !enforce && wanted > 1 => wanted /= 2,
-                _ => return Verdict { allowed: false, remaining: 0, retry_after_ms: period_ms },
+                _ => {
+                    return Verdict {
+                        allowed: false,
+                        remaining: 0,
+                        retry_after_ms: period_ms,
+                    };
+                }
             }
         }
     }
@@ -138,7 +159,11 @@ impl Limiter {
     /// Forgets counters of past windows.
     pub fn sweep(&self, now_ms: u64) {
         self.fixed.retain(|k, v| {
-            let period = k.split(':').next().and_then(|p| p.parse::<u64>().ok()).unwrap_or(1);
+            let period = k
+                .split(':')
+                .next()
+                .and_then(|p| p.parse::<u64>().ok())
+                .unwrap_or(1);
             v.0 + period > now_ms
         });
         for l in self.sliding.iter() {
@@ -155,20 +180,32 @@ mod tests {
     fn fixed_window_counts_and_resets() {
         let l = Limiter::default();
         for _ in 0..3 {
-            assert!(l.check("ip", 1, 3, 1000, Technique::Fixed, 5_000, true).allowed);
+            assert!(
+                l.check("ip", 1, 3, 1000, Technique::Fixed, 5_000, true)
+                    .allowed
+            );
         }
         let refused = l.check("ip", 1, 3, 1000, Technique::Fixed, 5_400, true);
         assert!(!refused.allowed);
         assert_eq!(refused.retry_after_ms, 600);
-        assert!(l.check("other", 1, 3, 1000, Technique::Fixed, 5_400, true).allowed);
-        assert!(l.check("ip", 1, 3, 1000, Technique::Fixed, 6_000, true).allowed);
+        assert!(
+            l.check("other", 1, 3, 1000, Technique::Fixed, 5_400, true)
+                .allowed
+        );
+        assert!(
+            l.check("ip", 1, 3, 1000, Technique::Fixed, 6_000, true)
+                .allowed
+        );
     }
 
     #[test]
     fn sliding_window_refuses_after_limit() {
         let l = Limiter::default();
         for _ in 0..5 {
-            assert!(l.check("k", 1, 5, 60_000, Technique::Sliding, 0, true).allowed);
+            assert!(
+                l.check("k", 1, 5, 60_000, Technique::Sliding, 0, true)
+                    .allowed
+            );
         }
         let v = l.check("k", 1, 5, 60_000, Technique::Sliding, 0, true);
         assert!(!v.allowed);
@@ -179,6 +216,9 @@ mod tests {
     fn debit_overdraws_fixed_windows() {
         let l = Limiter::default();
         l.check("u", 150, 100, 60_000, Technique::Fixed, 0, false);
-        assert!(!l.check("u", 1, 100, 60_000, Technique::Fixed, 1, true).allowed);
+        assert!(
+            !l.check("u", 1, 100, 60_000, Technique::Fixed, 1, true)
+                .allowed
+        );
     }
 }

@@ -52,7 +52,8 @@ CREATE INDEX IF NOT EXISTS logs_created_at ON logs(created_at);
 impl LogStore {
     /// Opens (or creates) `dir/logs.sqlite` and starts the writer.
     pub fn open(dir: &Path) -> Result<LogStore, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
         let path = dir.join("logs.sqlite");
         let conn = open_conn(&path)?;
         let (tx, rx) = sync_channel(QUEUE);
@@ -81,7 +82,10 @@ impl LogStore {
             Some(Value::String(id)) if !id.is_empty() => {}
             _ => return Err("log entry needs a non-empty string \"id\"".into()),
         }
-        let guard = self.tx.lock().map_err(|_| "log store unavailable".to_string())?;
+        let guard = self
+            .tx
+            .lock()
+            .map_err(|_| "log store unavailable".to_string())?;
         let Some(tx) = guard.as_ref() else {
             return Err("log store is shut down".into());
         };
@@ -100,10 +104,10 @@ impl LogStore {
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
-        if let Ok(mut w) = self.writer.lock() {
-            if let Some(handle) = w.take() {
-                let _ = handle.join();
-            }
+        if let Ok(mut w) = self.writer.lock()
+            && let Some(handle) = w.take()
+        {
+            let _ = handle.join();
         }
     }
 
@@ -132,10 +136,13 @@ impl Drop for LogStore {
 }
 
 fn open_conn(path: &Path) -> Result<Connection, String> {
-    let conn = Connection::open(path).map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
-        .and_then(|_| conn.execute_batch(SCHEMA))
-        .map_err(|e| format!("{}: cannot prepare: {e}", path.display()))?;
+    let conn =
+        Connection::open(path).map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+    )
+    .and_then(|_| conn.execute_batch(SCHEMA))
+    .map_err(|e| format!("{}: cannot prepare: {e}", path.display()))?;
     Ok(conn)
 }
 
@@ -150,7 +157,9 @@ fn write_loop(mut conn: Connection, rx: Receiver<Value>, counters: Arc<LogCounte
         }
         match write_batch(&mut conn, &batch) {
             Ok(()) => {
-                counters.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                counters
+                    .written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);

@@ -70,17 +70,42 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# TYPE aigw_upstream_attempts_total counter");
-        let _ = writeln!(out, "aigw_upstream_attempts_total {}", get(&self.upstream_attempts));
+        let _ = writeln!(
+            out,
+            "aigw_upstream_attempts_total {}",
+            get(&self.upstream_attempts)
+        );
         let _ = writeln!(out, "# TYPE aigw_upstream_errors_total counter");
-        let _ = writeln!(out, "aigw_upstream_errors_total {}", get(&self.upstream_errors));
+        let _ = writeln!(
+            out,
+            "aigw_upstream_errors_total {}",
+            get(&self.upstream_errors)
+        );
         let _ = writeln!(out, "# TYPE aigw_local_responses_total counter");
-        let _ = writeln!(out, "aigw_local_responses_total {}", get(&self.local_responses));
+        let _ = writeln!(
+            out,
+            "aigw_local_responses_total {}",
+            get(&self.local_responses)
+        );
         let _ = writeln!(out, "# TYPE aigw_tokens_total counter");
-        let _ = writeln!(out, "aigw_tokens_total{{direction=\"in\"}} {}", get(&self.tokens_in));
-        let _ = writeln!(out, "aigw_tokens_total{{direction=\"out\"}} {}", get(&self.tokens_out));
+        let _ = writeln!(
+            out,
+            "aigw_tokens_total{{direction=\"in\"}} {}",
+            get(&self.tokens_in)
+        );
+        let _ = writeln!(
+            out,
+            "aigw_tokens_total{{direction=\"out\"}} {}",
+            get(&self.tokens_out)
+        );
         let _ = writeln!(out, "# TYPE aigw_filter_failures_total counter");
         for e in self.filter_failures.iter() {
-            let _ = writeln!(out, "aigw_filter_failures_total{{filter=\"{}\"}} {}", e.key(), get(e.value()));
+            let _ = writeln!(
+                out,
+                "aigw_filter_failures_total{{filter=\"{}\"}} {}",
+                e.key(),
+                get(e.value())
+            );
         }
         let _ = writeln!(out, "# TYPE aigw_filter_counter_total counter");
         for e in self.filter_counters.iter() {

@@ -39,7 +39,9 @@ pub struct Cache {
 
 /// What is stored: a small JSON head line, then the body bytes.
 fn encode_entry(content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = serde_json::json!({ "content_type": content_type }).to_string().into_bytes();
+    let mut out = serde_json::json!({ "content_type": content_type })
+        .to_string()
+        .into_bytes();
     out.push(b'\n');
     out.extend_from_slice(body);
     out
@@ -73,13 +75,15 @@ impl Cache {
     fn hit(&self, key: &str) -> Option<LocalResponse> {
         let stored = kv_get(key)?;
         let (content_type, body) = decode_entry(&stored)?;
-        Some(LocalResponse {
-            status: 200,
-            headers: vec![],
-            body: body.to_vec(),
-        }
-        .with_header("content-type", &content_type)
-        .with_header("cf-aig-cache-status", "HIT"))
+        Some(
+            LocalResponse {
+                status: 200,
+                headers: vec![],
+                body: body.to_vec(),
+            }
+            .with_header("content-type", &content_type)
+            .with_header("cf-aig-cache-status", "HIT"),
+        )
     }
 }
 
@@ -102,19 +106,24 @@ impl Filter for Cache {
         let obj = config.as_object().ok_or("expected a table")?;
         for key in obj.keys() {
             if key != "ttl_s" && key != "max_entry_bytes" {
-                return Err(format!("unknown key '{key}' (known: ttl_s, max_entry_bytes)"));
+                return Err(format!(
+                    "unknown key '{key}' (known: ttl_s, max_entry_bytes)"
+                ));
             }
         }
         let ttl_s = match obj.get("ttl_s") {
             None => 3600,
-            Some(v) => v.as_u64().ok_or("ttl_s: expected seconds, an integer >= 0")?,
+            Some(v) => v
+                .as_u64()
+                .ok_or("ttl_s: expected seconds, an integer >= 0")?,
         };
         let max_entry_bytes = match obj.get("max_entry_bytes") {
             None => 4 * 1024 * 1024,
-            Some(v) => v
-                .as_u64()
-                .filter(|n| *n > 0)
-                .ok_or("max_entry_bytes: expected a positive integer")? as usize,
+            Some(v) => {
+                v.as_u64()
+                    .filter(|n| *n > 0)
+                    .ok_or("max_entry_bytes: expected a positive integer")? as usize
+            }
         };
         Ok(Cache {
             ttl_s,
@@ -157,11 +166,14 @@ impl Filter for Cache {
                 ));
             }
             // Still separated by provider auth: a custom key never leaks across keys.
-            let key = hex::encode(Sha256::digest(format!("custom\u{0}{}\u{0}{custom}", self.auth)));
-            if !self.bypass {
-                if let Some(hit) = self.hit(&key) {
-                    return Decision::Respond(hit);
-                }
+            let key = hex::encode(Sha256::digest(format!(
+                "custom\u{0}{}\u{0}{custom}",
+                self.auth
+            )));
+            if !self.bypass
+                && let Some(hit) = self.hit(&key)
+            {
+                return Decision::Respond(hit);
             }
             self.key = Some(key);
         }
@@ -173,7 +185,12 @@ impl Filter for Cache {
             return BodyDecision::Continue;
         }
         let mut h = Sha256::new();
-        for part in [self.provider.as_bytes(), self.path.as_bytes(), model_of(body).as_bytes(), self.auth.as_bytes()] {
+        for part in [
+            self.provider.as_bytes(),
+            self.path.as_bytes(),
+            model_of(body).as_bytes(),
+            self.auth.as_bytes(),
+        ] {
             h.update(part);
             h.update([0u8]);
         }
@@ -196,7 +213,11 @@ impl Filter for Cache {
             && self.key.is_some()
             && (200..300).contains(&resp.status)
             && resp.upstream_error.is_none();
-        self.content_type = resp.headers.get("content-type").unwrap_or("application/octet-stream").to_string();
+        self.content_type = resp
+            .headers
+            .get("content-type")
+            .unwrap_or("application/octet-stream")
+            .to_string();
         self.collected.clear();
         ResponseDecision::Continue(HeaderEdits::default().set("cf-aig-cache-status", "MISS"))
     }
@@ -227,8 +248,8 @@ aigw_plugin_sdk::export_filter!(Cache);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aigw_plugin_sdk::testing::MockHost;
     use aigw_plugin_sdk::Headers;
+    use aigw_plugin_sdk::testing::MockHost;
 
     fn request(headers: &[(&str, &str)]) -> Request {
         Request {
@@ -256,7 +277,11 @@ mod tests {
             return Some(r.body);
         }
         if let BodyDecision::Respond(r) = f.on_request_body(body) {
-            assert!(r.headers.iter().any(|h| h.name == "cf-aig-cache-status" && h.value == "HIT"));
+            assert!(
+                r.headers
+                    .iter()
+                    .any(|h| h.name == "cf-aig-cache-status" && h.value == "HIT")
+            );
             return Some(r.body);
         }
         f.on_response_headers(&ok_response());
@@ -269,7 +294,10 @@ mod tests {
         MockHost::reset();
         let auth = [("authorization", "Bearer a")];
         assert_eq!(run(&auth, br#"{"model":"m","x":1}"#, b"answer"), None);
-        assert_eq!(run(&auth, br#"{ "x": 1, "model": "m" }"#, b"other"), Some(b"answer".to_vec()));
+        assert_eq!(
+            run(&auth, br#"{ "x": 1, "model": "m" }"#, b"other"),
+            Some(b"answer".to_vec())
+        );
     }
 
     #[test]
@@ -277,7 +305,10 @@ mod tests {
         MockHost::reset();
         assert_eq!(run(&[("authorization", "Bearer a")], b"{}", b"A"), None);
         assert_eq!(run(&[("authorization", "Bearer b")], b"{}", b"B"), None);
-        assert_eq!(run(&[("authorization", "Bearer b")], b"{}", b"x"), Some(b"B".to_vec()));
+        assert_eq!(
+            run(&[("authorization", "Bearer b")], b"{}", b"x"),
+            Some(b"B".to_vec())
+        );
     }
 
     #[test]
@@ -297,7 +328,11 @@ mod tests {
         match f.on_request_headers(&request(&[("cf-aig-cache-ttl", "-1")])) {
             Decision::Respond(r) => {
                 assert_eq!(r.status, 400);
-                assert!(String::from_utf8(r.body).unwrap().contains("cf-aig-cache-ttl"));
+                assert!(
+                    String::from_utf8(r.body)
+                        .unwrap()
+                        .contains("cf-aig-cache-ttl")
+                );
             }
             other => panic!("expected 400, got {other:?}"),
         }
@@ -305,12 +340,19 @@ mod tests {
 
     #[test]
     fn config_is_validated() {
-        assert!(Cache::configure(serde_json::json!({"ttl": 5})).unwrap_err().contains("ttl"));
+        assert!(
+            Cache::configure(serde_json::json!({"ttl": 5}))
+                .unwrap_err()
+                .contains("ttl")
+        );
         assert!(Cache::configure(serde_json::json!({"ttl_s": "x"})).is_err());
     }
 
     #[test]
     fn canonical_json_ignores_order_and_space() {
-        assert_eq!(canonical_body(br#"{"b":1, "a":[1, 2]}"#), canonical_body(br#"{"a":[1,2],"b":1}"#));
+        assert_eq!(
+            canonical_body(br#"{"b":1, "a":[1, 2]}"#),
+            canonical_body(br#"{"a":[1,2],"b":1}"#)
+        );
     }
 }

@@ -12,8 +12,8 @@
 
 use aigw_plugin_sdk::host::{Level, append_log, log};
 use aigw_plugin_sdk::{
-    BodyDecision, BodyMode, ChunkDecision, Decision, Filter, FilterInfo, HeaderEdits, Hooks, Request,
-    Response, ResponseDecision, Summary, cf,
+    BodyDecision, BodyMode, ChunkDecision, Decision, Filter, FilterInfo, HeaderEdits, Hooks,
+    Request, Response, ResponseDecision, Summary, cf,
 };
 use serde_json::{Map, Value, json};
 
@@ -57,9 +57,14 @@ fn parse_metadata(text: &str) -> Result<Map<String, Value>, String> {
 }
 
 fn parse_cost(text: &str) -> Result<CustomCost, String> {
-    let expected = "{\"per_token_in\":x,\"per_token_out\":y} or {\"total_cost\":z} with numbers >= 0";
+    let expected =
+        "{\"per_token_in\":x,\"per_token_out\":y} or {\"total_cost\":z} with numbers >= 0";
     let v: Value = serde_json::from_str(text).map_err(|_| expected.to_string())?;
-    let num = |k: &str| v.get(k).and_then(Value::as_f64).filter(|n| *n >= 0.0 && n.is_finite());
+    let num = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .filter(|n| *n >= 0.0 && n.is_finite())
+    };
     if let Some(total) = num("total_cost") {
         return Ok(CustomCost::Total(total));
     }
@@ -103,7 +108,10 @@ impl Filter for Logging {
         };
         let max_payload = match obj.get("max_payload_bytes") {
             None => 65_536,
-            Some(v) => v.as_u64().ok_or("max_payload_bytes: expected an integer >= 0")? as usize,
+            Some(v) => {
+                v.as_u64()
+                    .ok_or("max_payload_bytes: expected an integer >= 0")? as usize
+            }
         };
         Ok(Logging {
             collect: flag("collect_logs")?,
@@ -134,13 +142,17 @@ impl Filter for Logging {
         if let Some(m) = req.headers.get("cf-aig-metadata") {
             match parse_metadata(m) {
                 Ok(m) => self.metadata = Some(m),
-                Err(expected) => return Decision::Respond(cf::bad_header("cf-aig-metadata", &expected)),
+                Err(expected) => {
+                    return Decision::Respond(cf::bad_header("cf-aig-metadata", &expected));
+                }
             }
         }
         if let Some(c) = req.headers.get("cf-aig-custom-cost") {
             match parse_cost(c) {
                 Ok(c) => self.custom_cost = Some(c),
-                Err(expected) => return Decision::Respond(cf::bad_header("cf-aig-custom-cost", &expected)),
+                Err(expected) => {
+                    return Decision::Respond(cf::bad_header("cf-aig-custom-cost", &expected));
+                }
             }
         }
         self.event_id = req.headers.get("cf-aig-event-id").map(str::to_string);
@@ -161,7 +173,9 @@ impl Filter for Logging {
         self.response_body.clear();
         self.response_truncated = false;
         if self.collect && !self.request_id.is_empty() {
-            ResponseDecision::Continue(HeaderEdits::default().set("cf-aig-log-id", &self.request_id))
+            ResponseDecision::Continue(
+                HeaderEdits::default().set("cf-aig-log-id", &self.request_id),
+            )
         } else {
             ResponseDecision::proceed()
         }
@@ -184,9 +198,9 @@ impl Filter for Logging {
         let cost = match self.custom_cost {
             _ if s.cached => Some(0.0),
             Some(CustomCost::Total(t)) => Some(t),
-            Some(CustomCost::PerToken { input, output }) => {
-                Some(input * s.tokens_in.unwrap_or(0) as f64 + output * s.tokens_out.unwrap_or(0) as f64)
-            }
+            Some(CustomCost::PerToken { input, output }) => Some(
+                input * s.tokens_in.unwrap_or(0) as f64 + output * s.tokens_out.unwrap_or(0) as f64,
+            ),
             None => s.cost,
         };
         let mut entry = json!({
@@ -213,14 +227,23 @@ impl Filter for Logging {
             "metadata": self.metadata.clone().map(Value::Object).unwrap_or(Value::Null),
             "event_id": self.event_id,
         });
-        if self.payload {
-            if let Some(obj) = entry.as_object_mut() {
-                obj.insert("request_body".into(), body_text(&self.request_body, self.request_truncated));
-                obj.insert("response_body".into(), body_text(&self.response_body, self.response_truncated));
-            }
+        if self.payload
+            && let Some(obj) = entry.as_object_mut()
+        {
+            obj.insert(
+                "request_body".into(),
+                body_text(&self.request_body, self.request_truncated),
+            );
+            obj.insert(
+                "response_body".into(),
+                body_text(&self.response_body, self.response_truncated),
+            );
         }
         if let Err(e) = append_log(&entry) {
-            log(Level::Warn, &format!("log entry {} not stored: {e}", s.request_id));
+            log(
+                Level::Warn,
+                &format!("log entry {} not stored: {e}", s.request_id),
+            );
         }
     }
 }
@@ -230,23 +253,40 @@ aigw_plugin_sdk::export_filter!(Logging);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aigw_plugin_sdk::testing::MockHost;
     use aigw_plugin_sdk::Headers;
+    use aigw_plugin_sdk::testing::MockHost;
 
     fn req(headers: &[(&str, &str)]) -> Request {
-        Request { request_id: "r1".into(), headers: Headers::from_pairs(headers.iter().copied()), ..Request::default() }
+        Request {
+            request_id: "r1".into(),
+            headers: Headers::from_pairs(headers.iter().copied()),
+            ..Request::default()
+        }
     }
 
     #[test]
     fn one_entry_with_tokens_metadata_and_bodies() {
         MockHost::reset();
         let mut f = Logging::configure(json!({})).unwrap();
-        assert!(matches!(f.on_request_headers(&req(&[("cf-aig-metadata", r#"{"user":"ada","n":1}"#)])), Decision::Continue(_)));
+        assert!(matches!(
+            f.on_request_headers(&req(&[("cf-aig-metadata", r#"{"user":"ada","n":1}"#)])),
+            Decision::Continue(_)
+        ));
         f.on_request_body(b"{\"q\":1}");
-        f.on_response_headers(&Response { status: 200, ..Response::default() });
+        f.on_response_headers(&Response {
+            status: 200,
+            ..Response::default()
+        });
         f.on_response_body(b"{\"a\":", false);
         f.on_response_body(b"2}", true);
-        f.on_done(&Summary { request_id: "r1".into(), status: 200, success: true, tokens_in: Some(3), tokens_out: Some(4), ..Summary::default() });
+        f.on_done(&Summary {
+            request_id: "r1".into(),
+            status: 200,
+            success: true,
+            tokens_in: Some(3),
+            tokens_out: Some(4),
+            ..Summary::default()
+        });
         let entries = MockHost::with(|m| m.log_entries.clone());
         assert_eq!(entries.len(), 1);
         let e = &entries[0];
@@ -261,7 +301,10 @@ mod tests {
         MockHost::reset();
         for (h, v) in [
             ("cf-aig-metadata", r#"{"a":{"nested":1}}"#),
-            ("cf-aig-metadata", r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6}"#),
+            (
+                "cf-aig-metadata",
+                r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6}"#,
+            ),
             ("cf-aig-collect-log", "yes"),
             ("cf-aig-custom-cost", r#"{"per_token_in":1}"#),
         ] {
@@ -286,14 +329,20 @@ mod tests {
         let mut f = Logging::configure(json!({"collect_payload": false})).unwrap();
         f.on_request_headers(&req(&[]));
         f.on_request_body(b"secret prompt");
-        f.on_done(&Summary { request_id: "x".into(), ..Summary::default() });
+        f.on_done(&Summary {
+            request_id: "x".into(),
+            ..Summary::default()
+        });
         let e = MockHost::with(|m| m.log_entries[0].clone());
         assert!(e.get("request_body").is_none());
     }
 
     #[test]
     fn custom_cost() {
-        assert_eq!(parse_cost(r#"{"total_cost":0.5}"#).unwrap(), CustomCost::Total(0.5));
+        assert_eq!(
+            parse_cost(r#"{"total_cost":0.5}"#).unwrap(),
+            CustomCost::Total(0.5)
+        );
         assert!(parse_cost("nope").is_err());
     }
 }

@@ -39,7 +39,10 @@ impl RateLimit {
             LocalResponse::error(
                 429,
                 "rate_limited",
-                &format!("{what} per {}s reached for this client; retry in {secs}s", self.period_s),
+                &format!(
+                    "{what} per {}s reached for this client; retry in {secs}s",
+                    self.period_s
+                ),
             )
             .with_header("retry-after", &secs.to_string()),
         )
@@ -71,7 +74,9 @@ impl Filter for RateLimit {
         let period_s = positive("period_s")?;
         let key_by = match obj.get("key").map(|v| v.as_str()) {
             None | Some(Some("ip")) => KeyBy::Ip,
-            Some(Some(k)) if k.starts_with("header:") && k.len() > 7 => KeyBy::Header(k[7..].to_ascii_lowercase()),
+            Some(Some(k)) if k.starts_with("header:") && k.len() > 7 => {
+                KeyBy::Header(k[7..].to_ascii_lowercase())
+            }
             _ => return Err("key: expected \"ip\" or \"header:<name>\"".into()),
         };
         let technique = match obj.get("technique").map(|v| v.as_str()) {
@@ -81,7 +86,11 @@ impl Filter for RateLimit {
         };
         let token_budget = match obj.get("token_budget") {
             None => None,
-            Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or("token_budget: expected a positive integer")?),
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|n| *n > 0)
+                    .ok_or("token_budget: expected a positive integer")?,
+            ),
         };
         Ok(RateLimit {
             limit,
@@ -103,14 +112,26 @@ impl Filter for RateLimit {
         };
         if let Some(budget) = self.token_budget {
             // Cost 0: refused only when earlier responses already spent the budget.
-            let v = check_limit(&format!("tokens|{}", self.key), 0, budget, self.period_ms(), Technique::Fixed);
+            let v = check_limit(
+                &format!("tokens|{}", self.key),
+                0,
+                budget,
+                self.period_ms(),
+                Technique::Fixed,
+            );
             if !v.allowed || v.remaining == 0 {
-                return self.refuse(&format!("token budget of {budget} tokens"), v.retry_after_ms);
+                return self.refuse(
+                    &format!("token budget of {budget} tokens"),
+                    v.retry_after_ms,
+                );
             }
         }
         let v = check_limit(&self.key, 1, self.limit, self.period_ms(), self.technique);
         if !v.allowed {
-            return self.refuse(&format!("rate limit of {} requests", self.limit), v.retry_after_ms);
+            return self.refuse(
+                &format!("rate limit of {} requests", self.limit),
+                v.retry_after_ms,
+            );
         }
         Decision::proceed()
     }
@@ -121,7 +142,13 @@ impl Filter for RateLimit {
         };
         let used = summary.tokens_in.unwrap_or(0) as u64 + summary.tokens_out.unwrap_or(0) as u64;
         if used > 0 && !summary.cached {
-            debit(&format!("tokens|{}", self.key), used, budget, self.period_ms(), Technique::Fixed);
+            debit(
+                &format!("tokens|{}", self.key),
+                used,
+                budget,
+                self.period_ms(),
+                Technique::Fixed,
+            );
         }
     }
 }
@@ -131,8 +158,8 @@ aigw_plugin_sdk::export_filter!(RateLimit);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aigw_plugin_sdk::testing::MockHost;
     use aigw_plugin_sdk::Headers;
+    use aigw_plugin_sdk::testing::MockHost;
 
     fn req(ip: &str, headers: &[(&str, &str)]) -> Request {
         Request {
@@ -165,9 +192,18 @@ mod tests {
     fn limit_by_header_falls_back_to_ip() {
         MockHost::reset();
         let cfg = serde_json::json!({"limit": 1, "period_s": 60, "key": "header:x-user"});
-        assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[("x-user", "a")])), 200);
-        assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[("x-user", "a")])), 429);
-        assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[("x-user", "b")])), 200);
+        assert_eq!(
+            status(cfg.clone(), &req("1.1.1.1", &[("x-user", "a")])),
+            200
+        );
+        assert_eq!(
+            status(cfg.clone(), &req("1.1.1.1", &[("x-user", "a")])),
+            429
+        );
+        assert_eq!(
+            status(cfg.clone(), &req("1.1.1.1", &[("x-user", "b")])),
+            200
+        );
         assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[])), 200);
         assert_eq!(status(cfg, &req("1.1.1.1", &[])), 429);
     }
@@ -182,7 +218,11 @@ mod tests {
         match f.on_request_headers(&req("ip", &[])) {
             Decision::Respond(r) => {
                 assert!(r.headers.iter().any(|h| h.name == "retry-after"));
-                assert!(String::from_utf8(r.body).unwrap().contains("rate limit of 1 requests per 10s"));
+                assert!(
+                    String::from_utf8(r.body)
+                        .unwrap()
+                        .contains("rate limit of 1 requests per 10s")
+                );
             }
             other => panic!("expected 429, got {other:?}"),
         }
@@ -193,19 +233,36 @@ mod tests {
         MockHost::reset();
         let cfg = serde_json::json!({"limit": 100, "period_s": 60, "token_budget": 50});
         let mut f = RateLimit::configure(cfg.clone()).unwrap();
-        assert!(matches!(f.on_request_headers(&req("ip", &[])), Decision::Continue(_)));
-        f.on_done(&Summary { tokens_in: Some(30), tokens_out: Some(30), ..Summary::default() });
+        assert!(matches!(
+            f.on_request_headers(&req("ip", &[])),
+            Decision::Continue(_)
+        ));
+        f.on_done(&Summary {
+            tokens_in: Some(30),
+            tokens_out: Some(30),
+            ..Summary::default()
+        });
         assert_eq!(status(cfg, &req("ip", &[])), 429);
     }
 
     #[test]
     fn config_errors_name_the_key() {
-        assert!(RateLimit::configure(serde_json::json!({"period_s": 1})).unwrap_err().contains("limit"));
-        assert!(RateLimit::configure(serde_json::json!({"limit": 1, "period_s": 1, "key": "cookie"}))
+        assert!(
+            RateLimit::configure(serde_json::json!({"period_s": 1}))
+                .unwrap_err()
+                .contains("limit")
+        );
+        assert!(
+            RateLimit::configure(serde_json::json!({"limit": 1, "period_s": 1, "key": "cookie"}))
+                .unwrap_err()
+                .contains("key")
+        );
+        assert!(
+            RateLimit::configure(
+                serde_json::json!({"limit": 1, "period_s": 1, "technique": "leaky"})
+            )
             .unwrap_err()
-            .contains("key"));
-        assert!(RateLimit::configure(serde_json::json!({"limit": 1, "period_s": 1, "technique": "leaky"}))
-            .unwrap_err()
-            .contains("technique"));
+            .contains("technique")
+        );
     }
 }

@@ -59,7 +59,13 @@ pub struct Retry {
     on_connection_error: bool,
 }
 
-const KNOWN: &[&str] = &["max_attempts", "delay_ms", "backoff", "on_status", "on_connection_error"];
+const KNOWN: &[&str] = &[
+    "max_attempts",
+    "delay_ms",
+    "backoff",
+    "on_status",
+    "on_connection_error",
+];
 
 impl Filter for Retry {
     fn describe() -> FilterInfo {
@@ -97,13 +103,19 @@ impl Filter for Retry {
                 .as_array()
                 .ok_or("on_status: expected a list of HTTP statuses")?
                 .iter()
-                .map(|s| s.as_u64().filter(|n| (100..=599).contains(n)).map(|n| n as u16))
+                .map(|s| {
+                    s.as_u64()
+                        .filter(|n| (100..=599).contains(n))
+                        .map(|n| n as u16)
+                })
                 .collect::<Option<Vec<u16>>>()
                 .ok_or("on_status: expected a list of HTTP statuses (100-599)")?,
         };
         let on_connection_error = match obj.get("on_connection_error") {
             None => true,
-            Some(v) => v.as_bool().ok_or("on_connection_error: expected true or false")?,
+            Some(v) => v
+                .as_bool()
+                .ok_or("on_connection_error: expected true or false")?,
         };
         Ok(Retry {
             max_attempts: int("max_attempts", 3, 1, MAX_ATTEMPTS)?,
@@ -128,7 +140,12 @@ impl Filter for Retry {
         if let Some(b) = req.headers.get("cf-aig-backoff") {
             match Backoff::parse(b.trim()) {
                 Some(b) => self.backoff = b,
-                None => return Decision::Respond(cf::bad_header("cf-aig-backoff", "constant, linear or exponential")),
+                None => {
+                    return Decision::Respond(cf::bad_header(
+                        "cf-aig-backoff",
+                        "constant, linear or exponential",
+                    ));
+                }
             }
         }
         Decision::proceed()
@@ -141,7 +158,11 @@ impl Filter for Retry {
         };
         if failed && (resp.attempt as u64) < self.max_attempts {
             let mut delay = self.backoff.delay_ms(self.delay_ms, resp.attempt);
-            if let Some(secs) = resp.headers.get("retry-after").and_then(|v| v.trim().parse::<u64>().ok()) {
+            if let Some(secs) = resp
+                .headers
+                .get("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
                 delay = delay.max(secs.saturating_mul(1000));
             }
             return ResponseDecision::Retry {
@@ -151,7 +172,9 @@ impl Filter for Retry {
         if resp.attempt == 0 {
             return ResponseDecision::proceed();
         }
-        ResponseDecision::Continue(HeaderEdits::default().set("cf-aig-attempts", &resp.attempt.to_string()))
+        ResponseDecision::Continue(
+            HeaderEdits::default().set("cf-aig-attempts", &resp.attempt.to_string()),
+        )
     }
 }
 
@@ -163,16 +186,35 @@ mod tests {
     use aigw_plugin_sdk::Headers;
 
     fn resp(status: u16, attempt: u32) -> Response {
-        Response { status, attempt, ..Response::default() }
+        Response {
+            status,
+            attempt,
+            ..Response::default()
+        }
     }
 
     #[test]
     fn retries_configured_statuses_until_max() {
-        let mut f = Retry::configure(serde_json::json!({"max_attempts": 3, "delay_ms": 100, "backoff": "exponential"})).unwrap();
-        assert_eq!(f.on_response_headers(&resp(500, 1)), ResponseDecision::Retry { delay_ms: 100 });
-        assert_eq!(f.on_response_headers(&resp(503, 2)), ResponseDecision::Retry { delay_ms: 200 });
-        assert!(matches!(f.on_response_headers(&resp(500, 3)), ResponseDecision::Continue(_)));
-        assert!(matches!(f.on_response_headers(&resp(400, 1)), ResponseDecision::Continue(_)));
+        let mut f = Retry::configure(
+            serde_json::json!({"max_attempts": 3, "delay_ms": 100, "backoff": "exponential"}),
+        )
+        .unwrap();
+        assert_eq!(
+            f.on_response_headers(&resp(500, 1)),
+            ResponseDecision::Retry { delay_ms: 100 }
+        );
+        assert_eq!(
+            f.on_response_headers(&resp(503, 2)),
+            ResponseDecision::Retry { delay_ms: 200 }
+        );
+        assert!(matches!(
+            f.on_response_headers(&resp(500, 3)),
+            ResponseDecision::Continue(_)
+        ));
+        assert!(matches!(
+            f.on_response_headers(&resp(400, 1)),
+            ResponseDecision::Continue(_)
+        ));
     }
 
     #[test]
@@ -184,21 +226,52 @@ mod tests {
 
     #[test]
     fn connection_errors_and_retry_after() {
-        let mut f = Retry::configure(serde_json::json!({"delay_ms": 10, "backoff": "constant"})).unwrap();
-        let down = Response { status: 502, attempt: 1, upstream_error: Some("refused".into()), local: true, ..Response::default() };
-        assert_eq!(f.on_response_headers(&down), ResponseDecision::Retry { delay_ms: 10 });
-        let limited = Response { status: 429, attempt: 1, headers: Headers::from_pairs([("retry-after", "2")]), ..Response::default() };
-        assert_eq!(f.on_response_headers(&limited), ResponseDecision::Retry { delay_ms: 2000 });
+        let mut f =
+            Retry::configure(serde_json::json!({"delay_ms": 10, "backoff": "constant"})).unwrap();
+        let down = Response {
+            status: 502,
+            attempt: 1,
+            upstream_error: Some("refused".into()),
+            local: true,
+            ..Response::default()
+        };
+        assert_eq!(
+            f.on_response_headers(&down),
+            ResponseDecision::Retry { delay_ms: 10 }
+        );
+        let limited = Response {
+            status: 429,
+            attempt: 1,
+            headers: Headers::from_pairs([("retry-after", "2")]),
+            ..Response::default()
+        };
+        assert_eq!(
+            f.on_response_headers(&limited),
+            ResponseDecision::Retry { delay_ms: 2000 }
+        );
     }
 
     #[test]
     fn per_request_headers_override_and_validate() {
         let mut f = Retry::configure(serde_json::json!({})).unwrap();
-        let req = Request { headers: Headers::from_pairs([("cf-aig-max-attempts", "1")]), ..Request::default() };
+        let req = Request {
+            headers: Headers::from_pairs([("cf-aig-max-attempts", "1")]),
+            ..Request::default()
+        };
         assert!(matches!(f.on_request_headers(&req), Decision::Continue(_)));
-        assert!(matches!(f.on_response_headers(&resp(500, 1)), ResponseDecision::Continue(_)));
-        for (h, v) in [("cf-aig-max-attempts", "9"), ("cf-aig-retry-delay", "x"), ("cf-aig-backoff", "random")] {
-            let req = Request { headers: Headers::from_pairs([(h, v)]), ..Request::default() };
+        assert!(matches!(
+            f.on_response_headers(&resp(500, 1)),
+            ResponseDecision::Continue(_)
+        ));
+        for (h, v) in [
+            ("cf-aig-max-attempts", "9"),
+            ("cf-aig-retry-delay", "x"),
+            ("cf-aig-backoff", "random"),
+        ] {
+            let req = Request {
+                headers: Headers::from_pairs([(h, v)]),
+                ..Request::default()
+            };
             match f.on_request_headers(&req) {
                 Decision::Respond(r) => assert!(String::from_utf8(r.body).unwrap().contains(h)),
                 other => panic!("expected 400 for {h}, got {other:?}"),
@@ -208,8 +281,20 @@ mod tests {
 
     #[test]
     fn config_limits() {
-        assert!(Retry::configure(serde_json::json!({"max_attempts": 6})).unwrap_err().contains("max_attempts"));
-        assert!(Retry::configure(serde_json::json!({"delay_ms": 6000})).unwrap_err().contains("delay_ms"));
-        assert!(Retry::configure(serde_json::json!({"on_status": [700]})).unwrap_err().contains("on_status"));
+        assert!(
+            Retry::configure(serde_json::json!({"max_attempts": 6}))
+                .unwrap_err()
+                .contains("max_attempts")
+        );
+        assert!(
+            Retry::configure(serde_json::json!({"delay_ms": 6000}))
+                .unwrap_err()
+                .contains("delay_ms")
+        );
+        assert!(
+            Retry::configure(serde_json::json!({"on_status": [700]}))
+                .unwrap_err()
+                .contains("on_status")
+        );
     }
 }

@@ -58,7 +58,11 @@ impl Filter for TestFilter {
                     .with_header("x-answered-by", "test-filter"),
             ),
             "set-header" => {
-                let seen = request.headers.get(&self.header).unwrap_or("none").to_string();
+                let seen = request
+                    .headers
+                    .get(&self.header)
+                    .unwrap_or("none")
+                    .to_string();
                 Decision::Continue(
                     HeaderEdits::default()
                         .set(&self.header, &self.value)
@@ -112,7 +116,8 @@ mod tests {
 
     #[test]
     fn respond_mode_answers_with_configured_status() {
-        let mut f = TestFilter::configure(serde_json::json!({"mode": "respond", "status": 451})).unwrap();
+        let mut f =
+            TestFilter::configure(serde_json::json!({"mode": "respond", "status": 451})).unwrap();
         match f.on_request_headers(&Request::default()) {
             Decision::Respond(r) => assert_eq!(r.status, 451),
             other => panic!("expected a local response, got {other:?}"),
