@@ -12,3 +12,4 @@ mod harness;
 mod builtin_filters;
 mod core;
 mod filter_failures;
+mod python_sdk;

@@ -11,4 +11,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use aigw::filter::types;
+pub use self::aigw::filter::types;

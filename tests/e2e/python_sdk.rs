@@ -1,0 +1,78 @@
+//! The official OpenAI Python SDK against the gateway, base URL swapped.
+//! Needs a Python with the `openai` package: `AIGW_PYTHON`, else `.venv/bin/python`
+//! at the repository root (what `.ci/run` creates). Without one the test says
+//! so and passes only if `AIGW_REQUIRE_PYTHON_SDK` is unset.
+
+use crate::harness::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn python() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let candidates = [
+        std::env::var_os("AIGW_PYTHON").map(PathBuf::from),
+        Some(root.join(".venv/bin/python")),
+    ];
+    candidates.into_iter().flatten().find(|p| {
+        Command::new(p)
+            .args(["-c", "import openai"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_sdk_gets_completions_and_streams() {
+    let Some(python) = python() else {
+        assert!(
+            std::env::var_os("AIGW_REQUIRE_PYTHON_SDK").is_none(),
+            "AIGW_REQUIRE_PYTHON_SDK is set but no Python with the openai package was found"
+        );
+        eprintln!("SKIPPED: no Python with the openai package (run .ci/run or set AIGW_PYTHON)");
+        return;
+    };
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[gateways.my-app-gateway]\npipeline = [\"logging\", \"rate-limit\", \"cache\", \"retry\"]\n[gateways.my-app-gateway.filters.rate-limit]\nlimit = 100\nperiod_s = 60\n",
+        mock.providers_toml()
+    );
+    let gw = Gateway::start(&cfg, &[]);
+    let base_url = gw.url("/v1/acct/my-app-gateway/openai");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/openai_sdk.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python).arg(script).arg(base_url).output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        v["reply"]
+            .as_str()
+            .unwrap()
+            .contains("hello from the python sdk"),
+        "{v}"
+    );
+    assert!(
+        v["streamed"]
+            .as_str()
+            .unwrap()
+            .contains("stream from the python sdk"),
+        "{v}"
+    );
+    assert!(v["chunks"].as_u64().unwrap() > 3, "{v}");
+    assert!(v["prompt_tokens"].as_u64().unwrap() > 0);
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0]["headers"]["authorization"],
+        "Bearer sk-test-key-from-the-sdk"
+    );
+}
