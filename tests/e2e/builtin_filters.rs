@@ -150,7 +150,7 @@ async fn rate_limit_refuses_the_21st_request_per_key() {
     let gw = gateway(
         &mock,
         "\"rate-limit\"",
-        "[gateways.gw.filters.rate-limit]\nlimit = 20\nperiod_s = 60\nkey = \"header:x-user-id\"\ntechnique = \"sliding\"\n",
+        "[gateways.gw.filters.rate-limit]\nlimit = 20\nperiod_s = 3600\nkey = \"header:x-user-id\"\ntechnique = \"sliding\"\n",
     );
     for i in 0..20 {
         let r = send(&url(&gw), &[("x-user-id", "alice")], &chat("x", false)).await;
@@ -159,12 +159,12 @@ async fn rate_limit_refuses_the_21st_request_per_key() {
     let refused = send(&url(&gw), &[("x-user-id", "alice")], &chat("x", false)).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
-    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
     assert!(
         refused.json()["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("rate limit of 20 requests per 60s")
+            .contains("rate limit of 20 requests per 3600s")
     );
     let bob = send(&url(&gw), &[("x-user-id", "bob")], &chat("x", false)).await;
     assert_eq!(bob.status, StatusCode::OK);
@@ -367,4 +367,40 @@ async fn bad_cf_aig_values_are_400_naming_the_header() {
         );
     }
     assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_survives_a_restart_and_a_corrupt_snapshot_is_ignored() {
+    let mock = Mock::start().await;
+    let mut gw = gateway(&mock, "\"cache\"", "");
+    let body = chat("remember me", false);
+    assert_eq!(
+        send(&url(&gw), &[], &body)
+            .await
+            .header("cf-aig-cache-status"),
+        Some("MISS")
+    );
+    assert!(gw.stop());
+    let snapshot = gw.data_dir().join("kv-snapshot.bin");
+    assert!(snapshot.exists());
+    let gw = gw.restart();
+    assert_eq!(
+        send(&url(&gw), &[], &body)
+            .await
+            .header("cf-aig-cache-status"),
+        Some("HIT")
+    );
+    assert_eq!(mock.requests().len(), 1);
+    let mut gw = gw;
+    assert!(gw.stop());
+    std::fs::write(&snapshot, b"definitely not bincode").unwrap();
+    let gw = gw.restart();
+    let r = send(&url(&gw), &[], &body).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("cf-aig-cache-status"), Some("MISS"));
+    assert!(
+        gw.logs().contains("ignoring the key-value snapshot"),
+        "{}",
+        gw.logs()
+    );
 }

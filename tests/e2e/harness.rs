@@ -154,6 +154,13 @@ impl Gateway {
         }
     }
 
+    /// Starts the gateway again on the same directory (after `stop`).
+    pub fn restart(mut self) -> Gateway {
+        self.stop();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Gateway::start_in(dir)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

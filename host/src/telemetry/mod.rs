@@ -57,7 +57,15 @@ impl Metrics {
 
     /// Prometheus exposition text.
     pub fn render(&self) -> String {
+        self.render_with(&[])
+    }
+
+    /// Prometheus text plus extra gauges/counters `(name, help-free value)`.
+    pub fn render_with(&self, extra: &[(&str, u64)]) -> String {
         let mut out = String::new();
+        for (name, value) in extra {
+            let _ = writeln!(out, "{name} {value}");
+        }
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let _ = writeln!(out, "# TYPE aigw_requests_total counter");
         let _ = writeln!(out, "aigw_requests_total {}", get(&self.requests));
