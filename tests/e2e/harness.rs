@@ -61,6 +61,7 @@ impl Drop for Mock {
 /// A running `aigw serve`.
 pub struct Gateway {
     pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     pub stderr: Arc<std::sync::Mutex<String>>,
@@ -133,21 +134,28 @@ impl Gateway {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("aigw listening on http://") {
+                if let Some(addr) = line.strip_prefix("aigw admin listening on http://") {
+                    let _ = tx.send(format!("admin {}", addr.trim()));
+                } else if let Some(addr) = line.strip_prefix("aigw listening on http://") {
                     let _ = tx.send(addr.trim().to_string());
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => a.parse().unwrap(),
-            Err(_) => {
-                let _ = child.kill();
-                std::thread::sleep(Duration::from_millis(200));
-                panic!("gateway did not start:\n{}", stderr_text.lock().unwrap());
+        let mut admin = None;
+        let addr = loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(a) if a.starts_with("admin ") => admin = Some(a[6..].parse().unwrap()),
+                Ok(a) => break a.parse().unwrap(),
+                Err(_) => {
+                    let _ = child.kill();
+                    std::thread::sleep(Duration::from_millis(200));
+                    panic!("gateway did not start:\n{}", stderr_text.lock().unwrap());
+                }
             }
         };
         Gateway {
             addr,
+            admin,
             dir,
             child: Some(child),
             stderr: stderr_text,
@@ -159,6 +167,21 @@ impl Gateway {
         self.stop();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         Gateway::start_in(dir)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.admin.expect("admin_listen configured")
+        )
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins.d")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.path().join("aigw.toml")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -344,4 +367,27 @@ pub fn sse_data(text: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
         .map(|s| s.trim().to_string())
         .collect()
+}
+
+/// Installs a filter the safe way: write to a hidden temp name, then rename.
+pub fn install_filter(dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.wasm.tmp"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dir.join(format!("{name}.wasm"))).unwrap();
+}
+
+/// Polls `check` every 50 ms until it holds or `within` passes; returns the time it took.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }

@@ -12,4 +12,5 @@ mod harness;
 mod builtin_filters;
 mod core;
 mod filter_failures;
+mod hot_reload;
 mod python_sdk;

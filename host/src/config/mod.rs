@@ -42,6 +42,16 @@ pub enum OnError {
     Closed,
 }
 
+/// What happens when a pipeline names a filter that is neither a built-in nor
+/// a file in `plugins_dir` (for instance after its `.wasm` was deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnMissingFilter {
+    /// The configuration is rejected (startup fails; a reload keeps the old one).
+    Error,
+    /// The filter is dropped from the pipelines naming it, with a warning.
+    Skip,
+}
+
 /// Host-side settings of one filter in one gateway.
 #[derive(Debug, Clone)]
 pub struct FilterSettings {
@@ -83,6 +93,12 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_ms: u64,
+    /// Admin listener (plugin status, reload, metrics), off when absent.
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token required by the admin API, when set.
+    pub admin_token: Option<String>,
+    /// Missing filters: error or skip.
+    pub on_missing_filter: OnMissingFilter,
     /// Start the built-in mock provider on this address (demo, offline use).
     pub mock_provider: Option<SocketAddr>,
     /// Providers by name: built-ins merged with the file's overrides.
@@ -126,6 +142,36 @@ impl Config {
         let mock_provider = match raw.mock_provider {
             Some(m) => Some(parse_addr(&m.listen).map_err(|r| invalid("mock_provider.listen", r))?),
             None => None,
+        };
+        let admin_listen = match &server.admin_listen {
+            Some(a) => Some(parse_addr(a).map_err(|r| invalid("server.admin_listen", r))?),
+            None => None,
+        };
+        let admin_token = match &server.admin_token {
+            None => None,
+            Some(raw::RawSecret::Inline(t)) if !t.is_empty() => Some(t.clone()),
+            Some(raw::RawSecret::Inline(_)) => {
+                return Err(invalid("server.admin_token", "must not be empty".into()));
+            }
+            Some(raw::RawSecret::Env { env }) => match std::env::var(env) {
+                Ok(v) if !v.is_empty() => Some(v),
+                _ => {
+                    return Err(invalid(
+                        "server.admin_token",
+                        format!("environment variable {env} is not set or empty"),
+                    ));
+                }
+            },
+        };
+        let on_missing_filter = match server.on_missing_filter.as_deref() {
+            None | Some("error") => OnMissingFilter::Error,
+            Some("skip") => OnMissingFilter::Skip,
+            Some(other) => {
+                return Err(invalid(
+                    "server.on_missing_filter",
+                    format!("expected \"error\" or \"skip\", got \"{other}\""),
+                ));
+            }
         };
         let max_body_bytes = server.max_body_bytes.unwrap_or(25 * 1024 * 1024);
         if max_body_bytes == 0 {
@@ -223,6 +269,9 @@ impl Config {
             max_body_bytes,
             request_timeout_ms: server.request_timeout_ms.unwrap_or(120_000),
             shutdown_grace_ms: server.shutdown_grace_ms.unwrap_or(30_000),
+            admin_listen,
+            admin_token,
+            on_missing_filter,
             mock_provider,
             providers,
             gateways,

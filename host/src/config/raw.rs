@@ -26,6 +26,19 @@ pub struct RawServer {
     pub max_body_bytes: Option<usize>,
     pub request_timeout_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
+    pub admin_listen: Option<String>,
+    pub admin_token: Option<RawSecret>,
+    pub on_missing_filter: Option<String>,
+}
+
+/// A secret: written inline, or read from an environment variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum RawSecret {
+    /// `{ env = "NAME" }`
+    Env { env: String },
+    /// `"value"`
+    Inline(String),
 }
 
 /// `[mock_provider]`: start the built-in mock provider beside the gateway.

@@ -6,7 +6,8 @@
 pub mod flow;
 mod headers;
 
-use crate::config::{Config, FilterSettings};
+use crate::config::{Config, FilterSettings, OnMissingFilter};
+use crate::runtime::instance::FilterError;
 use crate::runtime::{LoadedFilter, Runtime, Source, builtin};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -51,19 +52,44 @@ pub struct Generation {
     pub filters: BTreeMap<String, Arc<LoadedFilter>>,
 }
 
-/// Why a generation could not be built: one line per problem, each naming the
-/// file, key or filter.
+/// One reason a generation could not be built.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// The filter concerned, if any.
+    pub filter: Option<String>,
+    /// Stage: read, parse, type-check, instantiate, describe, configure, missing.
+    pub stage: &'static str,
+    /// The message, naming the file, key or filter.
+    pub message: String,
+}
+
+/// Why a generation could not be built: one problem per line.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", .0.join("\n"))]
-pub struct BuildError(pub Vec<String>);
+#[error("{}", .0.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("\n"))]
+pub struct BuildError(pub Vec<Problem>);
+
+fn problem(filter: &str, e: &FilterError, message: String) -> Problem {
+    let stage = match e {
+        FilterError::Load { stage, .. } => stage,
+        FilterError::Configure { .. } => "configure",
+        FilterError::Call { .. } => "instantiate",
+    };
+    Problem {
+        filter: Some(filter.to_string()),
+        stage,
+        message,
+    }
+}
 
 /// Loads every filter the config names and checks every filter table.
 pub async fn build(
     runtime: &Runtime,
     config: Arc<Config>,
     id: u64,
+    previous: Option<&Generation>,
 ) -> Result<Generation, BuildError> {
-    let mut problems = Vec::new();
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
     let mut filters: BTreeMap<String, Arc<LoadedFilter>> = BTreeMap::new();
     let file = config.file.display().to_string();
     for (gw_name, gw) in &config.gateways {
@@ -71,16 +97,34 @@ pub async fn build(
             if filters.contains_key(name) {
                 continue;
             }
-            match load_filter(runtime, &config, name).await {
+            if missing.contains(name) {
+                continue;
+            }
+            let before = previous.and_then(|g| g.filters.get(name));
+            match load_filter(runtime, &config, name, before).await {
                 Ok(Some(f)) => {
                     filters.insert(name.clone(), f);
                 }
-                Ok(None) => problems.push(format!(
-                    "{file}: gateways.{gw_name}.pipeline[{i}]: unknown filter '{name}': no built-in filter of that name (built-ins: {}) and no {}",
-                    builtin::names().collect::<Vec<_>>().join(", "),
-                    config.plugins_dir.join(format!("{name}.wasm")).display()
-                )),
-                Err(e) => problems.push(e),
+                Ok(None) => {
+                    let message = format!(
+                        "{file}: gateways.{gw_name}.pipeline[{i}]: unknown filter '{name}': no built-in filter of that name (built-ins: {}) and no {}",
+                        builtin::names().collect::<Vec<_>>().join(", "),
+                        config.plugins_dir.join(format!("{name}.wasm")).display()
+                    );
+                    if config.on_missing_filter == OnMissingFilter::Skip {
+                        tracing::warn!(
+                            "{message}; dropping it from the pipelines (server.on_missing_filter = \"skip\")"
+                        );
+                        missing.push(name.clone());
+                    } else {
+                        problems.push(Problem {
+                            filter: Some(name.clone()),
+                            stage: "missing",
+                            message,
+                        });
+                    }
+                }
+                Err((e, message)) => problems.push(problem(name, &e, message)),
             }
         }
     }
@@ -103,7 +147,8 @@ pub async fn build(
                 Err(e) => Err(e),
             };
             if let Err(e) = checked {
-                problems.push(format!("{file}: gateways.{gw_name}.filters.{name}: {e}"));
+                let message = format!("{file}: gateways.{gw_name}.filters.{name}: {e}");
+                problems.push(problem(name, &e, message));
                 continue;
             }
             stages.push(Stage {
@@ -132,29 +177,43 @@ pub async fn build(
 }
 
 /// `plugins_dir/<name>.wasm` if present, else the built-in of that name.
+/// Reuses `before` when the bytes are the same.
 async fn load_filter(
     runtime: &Runtime,
     config: &Config,
     name: &str,
-) -> Result<Option<Arc<LoadedFilter>>, String> {
+    before: Option<&Arc<LoadedFilter>>,
+) -> Result<Option<Arc<LoadedFilter>>, (FilterError, String)> {
     let path = config.plugins_dir.join(format!("{name}.wasm"));
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            return runtime
-                .load(name, Source::File(path), &bytes)
-                .await
-                .map(Some)
-                .map_err(|e| e.to_string());
+    let (source, bytes): (Source, std::borrow::Cow<'static, [u8]>) = match std::fs::read(&path) {
+        Ok(bytes) => (Source::File(path), bytes.into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match builtin::bytes(name) {
+            Some(b) => (Source::Builtin, b.into()),
+            None => return Ok(None),
+        },
+        Err(e) => {
+            let err = FilterError::Load {
+                filter: name.to_string(),
+                source_desc: path.display().to_string(),
+                stage: "read",
+                message: e.to_string(),
+            };
+            let message = err.to_string();
+            return Err((err, message));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+    };
+    if let Some(old) = before
+        && old.source == source
+        && old.sha256 == crate::runtime::sha256_hex(&bytes)
+    {
+        return Ok(Some(old.clone()));
     }
-    match builtin::bytes(name) {
-        Some(bytes) => runtime
-            .load(name, Source::Builtin, bytes)
-            .await
-            .map(Some)
-            .map_err(|e| e.to_string()),
-        None => Ok(None),
-    }
+    runtime
+        .load(name, source, &bytes)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            let message = e.to_string();
+            (e, message)
+        })
 }

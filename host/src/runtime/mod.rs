@@ -38,6 +38,14 @@ impl std::fmt::Display for Source {
     }
 }
 
+/// Hex sha256 of filter bytes (how filters are identified across reloads).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The WIT package version filters are loaded against.
+pub const WIT_VERSION: &str = "aigw:filter@0.1.0";
+
 /// Hooks and body modes a filter declared.
 #[derive(Debug, Clone, Copy)]
 pub struct FilterInfo {
@@ -59,6 +67,8 @@ pub struct LoadedFilter {
     pub sha256: String,
     /// What `describe` returned.
     pub info: FilterInfo,
+    /// When it was compiled (ms since the Unix epoch).
+    pub loaded_at_ms: u64,
     pre: FilterPluginPre<HostState>,
 }
 
@@ -179,7 +189,7 @@ impl Runtime {
             stage,
             message: e,
         };
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        let sha256 = sha256_hex(bytes);
         let component = Component::from_binary(&self.engine, bytes)
             .map_err(|e| fail("parse", format!("{e:#}")))?;
         let pre = self
@@ -206,6 +216,7 @@ impl Runtime {
             source,
             sha256,
             info,
+            loaded_at_ms: crate::store::now_ms(),
             pre,
         }))
     }

@@ -2,8 +2,10 @@
 //! routing of `/v1/{account}/{gateway}/{provider}/…`, the current pipeline
 //! generation, and graceful shutdown that drains in-flight requests.
 
+pub mod admin;
 pub mod body;
 pub mod error;
+pub mod reload;
 pub mod upstream;
 
 use crate::config::Config;
@@ -44,6 +46,39 @@ impl App {
         self.generation.load_full()
     }
 
+    /// Makes `generation` the one new requests use.
+    pub fn swap(&self, generation: Generation) {
+        self.generation.store(Arc::new(generation));
+    }
+
+    fn metrics_response(&self) -> Response<GatewayBody> {
+        let s = &self.env.runtime.services;
+        let logs = s.logs.as_ref().map(|l| &l.counters);
+        let get = |c: Option<&std::sync::atomic::AtomicU64>| {
+            c.map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+                .unwrap_or(0)
+        };
+        let extra = [
+            (
+                "aigw_log_entries_written_total",
+                get(logs.map(|l| &l.written)),
+            ),
+            (
+                "aigw_log_entries_dropped_total",
+                get(logs.map(|l| &l.dropped)),
+            ),
+            ("aigw_log_write_errors_total", get(logs.map(|l| &l.errors))),
+            ("aigw_kv_bytes", s.kv.bytes() as u64),
+            ("aigw_kv_entries", s.kv.len() as u64),
+            (
+                "aigw_kv_evictions_total",
+                s.kv.evictions.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            ("aigw_generation", self.generation().id),
+        ];
+        Response::new(GatewayBody::full(s.metrics.render_with(&extra)))
+    }
+
     async fn route(&self, req: Request<Incoming>, peer: IpAddr) -> Response<GatewayBody> {
         let path = req.uri().path().to_string();
         if path == "/healthz" && req.method() == Method::GET {
@@ -52,9 +87,7 @@ impl App {
             return r;
         }
         if path == "/metrics" && req.method() == Method::GET {
-            return Response::new(GatewayBody::full(
-                self.env.runtime.services.metrics.render(),
-            ));
+            return self.metrics_response();
         }
         let route = match parse_route(&path, req.uri().query()) {
             Ok(r) => r,
@@ -121,7 +154,7 @@ pub async fn check(config_path: &Path) -> Result<String, String> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     let services = services(&config, false)?;
     let runtime = Runtime::new(services, Some(&config.data_dir.join("wasm-cache")))?;
-    let generation = pipeline::build(&runtime, Arc::new(config), 1)
+    let generation = pipeline::build(&runtime, Arc::new(config), 1, None)
         .await
         .map_err(|e| e.to_string())?;
     let mut lines = Vec::new();
@@ -148,12 +181,13 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
         Ok(n) => tracing::info!(entries = n, "restored the key-value snapshot"),
         Err(e) => tracing::warn!("ignoring the key-value snapshot: {e}"),
     }
+    let initial_fingerprint = reload::fingerprint(config_path, &config.plugins_dir);
     let runtime = Arc::new(Runtime::new(
         services.clone(),
         Some(&config.data_dir.join("wasm-cache")),
     )?);
     let config = Arc::new(config);
-    let generation = pipeline::build(&runtime, config.clone(), 1)
+    let generation = pipeline::build(&runtime, config.clone(), 1, None)
         .await
         .map_err(|e| e.to_string())?;
 
@@ -180,6 +214,32 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
         },
         generation: ArcSwap::from_pointee(generation),
     });
+    let reloader = reload::Reloader::new(runtime.clone(), config_path, app.clone());
+    let _watcher = match reload::watch(reloader.clone(), &config.plugins_dir, initial_fingerprint) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("hot reload disabled: {e}");
+            None
+        }
+    };
+    let admin = match config.admin_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("server.admin_listen {addr}: cannot bind: {e}"))?;
+            let admin_bound = listener.local_addr().map_err(|e| e.to_string())?;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "aigw admin listening on http://{admin_bound}");
+            let _ = out.flush();
+            Some(tokio::spawn(admin::serve(
+                listener,
+                app.clone(),
+                reloader.clone(),
+                config.admin_token.clone(),
+            )))
+        }
+        None => None,
+    };
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "aigw listening on http://{bound}");
@@ -214,6 +274,9 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
     )
     .await;
     maintenance.abort();
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     // Let the last body tasks run their done hooks before the log store closes.
     tokio::time::sleep(Duration::from_millis(100)).await;
     match services.kv.save_snapshot(&snapshot_path(&config), now_ms()) {

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub tokens_in: AtomicU64,
     /// Completion tokens seen.
     pub tokens_out: AtomicU64,
+    /// Reloads attempted.
+    pub reloads: AtomicU64,
+    /// Reloads rejected (the previous generation kept serving).
+    pub reload_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -105,6 +109,14 @@ impl Metrics {
             out,
             "aigw_tokens_total{{direction=\"out\"}} {}",
             get(&self.tokens_out)
+        );
+        let _ = writeln!(out, "# TYPE aigw_reloads_total counter");
+        let _ = writeln!(out, "aigw_reloads_total {}", get(&self.reloads));
+        let _ = writeln!(out, "# TYPE aigw_reload_failures_total counter");
+        let _ = writeln!(
+            out,
+            "aigw_reload_failures_total {}",
+            get(&self.reload_failures)
         );
         let _ = writeln!(out, "# TYPE aigw_filter_failures_total counter");
         for e in self.filter_failures.iter() {
