@@ -190,8 +190,20 @@ impl Runtime {
             message: e,
         };
         let sha256 = sha256_hex(bytes);
-        let component = Component::from_binary(&self.engine, bytes)
-            .map_err(|e| fail("parse", format!("{e:#}")))?;
+        let component = {
+            // Compilation is CPU work (milliseconds): keep it off the async workers
+            // so requests in flight are not delayed by a reload.
+            let engine = self.engine.clone();
+            let owned = bytes.to_vec();
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => handle
+                    .spawn_blocking(move || Component::from_binary(&engine, &owned))
+                    .await
+                    .map_err(|e| fail("parse", format!("compiler task failed: {e}")))?,
+                Err(_) => Component::from_binary(&engine, &owned),
+            }
+            .map_err(|e| fail("parse", format!("{e:#}")))?
+        };
         let pre = self
             .linker
             .instantiate_pre(&component)
