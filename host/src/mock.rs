@@ -116,6 +116,10 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
         })
         .collect();
     if let Ok(mut r) = state.requests.lock() {
+        // Bounded: the newest 1000 requests.
+        if r.len() >= 1000 {
+            r.remove(0);
+        }
         r.push(json!({
             "method": parts.method.as_str(),
             "path": path,

@@ -23,6 +23,7 @@ async fn json_passthrough_keeps_path_query_keys_and_drops_hop_by_hop() {
             ("x-api-key", "sk-ant-other"),
             ("keep-alive", "timeout=5"),
             ("cf-aig-authorization", "Bearer gateway-token"),
+            ("cf-aig-metadata", r#"{"user":"ada"}"#),
         ],
         &chat("hello gateway", false),
     )
@@ -48,6 +49,10 @@ async fn json_passthrough_keeps_path_query_keys_and_drops_hop_by_hop() {
     assert!(
         seen[0]["headers"].get("cf-aig-authorization").is_none(),
         "gateway token forwarded"
+    );
+    assert!(
+        seen[0]["headers"].get("cf-aig-metadata").is_none(),
+        "gateway headers are not for the provider"
     );
     assert_eq!(seen[0]["body"], chat("hello gateway", false));
 }

@@ -122,9 +122,26 @@ impl Config {
 
     /// Validates configuration text; `path` is used for messages and relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', " | "),
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            // Only the message and position: toml's full text quotes the source
+            // line, which may hold a secret.
+            let at = e
+                .span()
+                .map(|span| {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before
+                        .rsplit('\n')
+                        .next()
+                        .map(|l| l.chars().count() + 1)
+                        .unwrap_or(1);
+                    format!("line {line}, column {col}: ")
+                })
+                .unwrap_or_default();
+            ConfigError::Parse {
+                file: path.to_path_buf(),
+                message: format!("{at}{}", e.message().trim_end().replace('\n', " ")),
+            }
         })?;
         let invalid = |key: &str, reason: String| ConfigError::Invalid {
             file: path.to_path_buf(),

@@ -68,3 +68,12 @@ fn provider_base_url_override() {
         parse("[providers.openai]\nbase_url = \"http://127.0.0.1:9/v1/\"\n[gateways.g]\n").unwrap();
     assert_eq!(c.providers["openai"].base_url, "http://127.0.0.1:9/v1");
 }
+
+#[test]
+fn syntax_errors_give_a_position_but_never_quote_the_line() {
+    let e = parse("[server]\nadmin_token = \"sk-very-secret\" oops\n[gateways.g]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 2"), "{e}");
+    assert!(!e.contains("sk-very-secret"), "{e}");
+}

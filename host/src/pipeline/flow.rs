@@ -32,6 +32,8 @@ use tokio::sync::mpsc;
 
 /// Most upstream attempts for one request, whatever filters ask.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// How long a client may take to send its request body.
+const BODY_READ_TIMEOUT_MS: u64 = 60_000;
 /// Longest pause a filter may ask for between attempts.
 const MAX_RETRY_DELAY_MS: u32 = 30_000;
 
@@ -110,6 +112,21 @@ impl Exchange {
             };
             match created {
                 Ok(inst) => self.slots[i] = Slot::Live(Box::new(inst)),
+                Err(FilterError::Call {
+                    hook: "instantiate",
+                    message,
+                    ..
+                }) => {
+                    // Not the filter's fault: the instance pool is exhausted.
+                    // Skipping the filter would silently drop a policy (rate
+                    // limits!), so the request is refused instead.
+                    self.slots[i] = Slot::Failed;
+                    let name = self.gw.stages[i].filter.name.clone();
+                    tracing::warn!(filter = %name, "cannot instantiate: {message}");
+                    return Err(GatewayError::unavailable(format!(
+                        "gateway at capacity: cannot start filter '{name}'; retry shortly"
+                    )));
+                }
                 Err(e) => return self.fail(i, e),
             }
         }
@@ -149,6 +166,9 @@ impl Exchange {
 struct Outgoing {
     status: StatusCode,
     headers: HeaderMap,
+    /// The upstream's own Content-Length, restored after filters ran when the
+    /// body passes through unchanged.
+    upstream_len: Option<HeaderValue>,
     body: BodySource,
     local: bool,
 }
@@ -165,6 +185,7 @@ impl Outgoing {
         Outgoing {
             status: e.status,
             headers,
+            upstream_len: None,
             body: BodySource::Bytes(e.body()),
             local: true,
         }
@@ -176,6 +197,7 @@ impl Outgoing {
         Ok(Outgoing {
             status,
             headers: headers::map_from(&local.headers),
+            upstream_len: None,
             body: BodySource::Bytes(Bytes::from(local.body)),
             local: true,
         })
@@ -295,7 +317,20 @@ pub async fn handle(
     }
 
     // The body, whole: kept as Bytes so retries resend it unchanged.
-    let mut body = match Limited::new(body, config.max_body_bytes).collect().await {
+    let read = tokio::time::timeout(
+        Duration::from_millis(BODY_READ_TIMEOUT_MS),
+        Limited::new(body, config.max_body_bytes).collect(),
+    )
+    .await;
+    let Ok(read) = read else {
+        let err = GatewayError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request body did not arrive within {BODY_READ_TIMEOUT_MS} ms"),
+        );
+        return finish(ex, 0, Outgoing::from_error(&err), Outcome::ClientAborted);
+    };
+    let mut body = match read {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             let err = if e
@@ -345,6 +380,18 @@ pub async fn handle(
         }
     }
     ex.request_bytes = body.len() as u64;
+    // Filters may have set framing or gateway headers: the host owns those.
+    headers::strip_hop_by_hop(&mut upstream_headers);
+    upstream_headers.remove("host");
+    upstream_headers.remove(CONTENT_LENGTH);
+    let gateway_headers: Vec<_> = upstream_headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("cf-aig-"))
+        .cloned()
+        .collect();
+    for k in gateway_headers {
+        upstream_headers.remove(k);
+    }
 
     let uri = match provider.upstream_uri(&route.account, &head.path, head.query.as_deref()) {
         Ok(u) => u,
@@ -401,6 +448,7 @@ async fn upstream_loop(
                 headers::strip_hop_by_hop(&mut headers);
                 let out = Outgoing {
                     status: parts.status,
+                    upstream_len: headers.get(CONTENT_LENGTH).cloned(),
                     headers,
                     body: BodySource::Upstream(incoming),
                     local: false,
@@ -442,20 +490,20 @@ async fn upstream_loop(
         )
         .await
         {
-            Ok(Some(delay)) => {
+            Ok(AfterHeaders::Retry(delay)) => {
                 drop(out);
                 tracing::debug!(request_id = %ex.request_id, attempt, delay, "retrying upstream");
                 tokio::time::sleep(Duration::from_millis(delay.min(MAX_RETRY_DELAY_MS) as u64))
                     .await;
                 continue;
             }
-            Ok(None) => {
+            Ok(AfterHeaders::Deliver { body_upto }) => {
                 let outcome = match (failed_upstream, out.local) {
                     (true, true) => Outcome::UpstreamError,
                     (_, true) => Outcome::RespondedLocally,
                     _ => Outcome::Completed,
                 };
-                return finish(ex, n, out, outcome);
+                return finish(ex, body_upto, out, outcome);
             }
             Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
         }
@@ -488,13 +536,25 @@ async fn respond_locally(
         .local_responses
         .fetch_add(1, Ordering::Relaxed);
     match response_hooks(&mut ex, k, &mut out, 0, None, false).await {
-        Ok(_) => finish(ex, k, out, Outcome::RespondedLocally),
+        Ok(AfterHeaders::Deliver { body_upto }) => {
+            finish(ex, body_upto, out, Outcome::RespondedLocally)
+        }
+        Ok(AfterHeaders::Retry(_)) => finish(ex, k, out, Outcome::RespondedLocally),
         Err(e) => finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
     }
 }
 
-/// Response-headers hooks of stages `0..upto`, in reverse order. Returns the
-/// delay when a filter asks for a retry (and `allow_retry`).
+/// What the response-headers hooks decided.
+enum AfterHeaders {
+    /// Send the request again after this many ms.
+    Retry(u32),
+    /// Deliver the response; body hooks run for stages `0..body_upto` (a filter
+    /// that replaced the response is the last one: filters after it never see
+    /// a body they did not get from upstream).
+    Deliver { body_upto: usize },
+}
+
+/// Response-headers hooks of stages `0..upto`, in reverse order.
 async fn response_hooks(
     ex: &mut Exchange,
     upto: usize,
@@ -502,7 +562,8 @@ async fn response_hooks(
     attempt: u32,
     upstream_error: Option<String>,
     allow_retry: bool,
-) -> Result<Option<u32>, GatewayError> {
+) -> Result<AfterHeaders, GatewayError> {
+    let mut body_upto = upto;
     let mut head = ResponseHead {
         status: out.status.as_u16(),
         headers: headers::view(&out.headers),
@@ -525,6 +586,7 @@ async fn response_hooks(
                 match Outgoing::from_local(local) {
                     Ok(o) => {
                         *out = o;
+                        body_upto = i;
                         head = ResponseHead {
                             status: out.status.as_u16(),
                             headers: headers::view(&out.headers),
@@ -542,12 +604,12 @@ async fn response_hooks(
             Some(Answer::Response(ResponseDecision::Retry(spec)))
                 if allow_retry && (!out.local || head.upstream_error.is_some()) =>
             {
-                return Ok(Some(spec.delay_ms));
+                return Ok(AfterHeaders::Retry(spec.delay_ms));
             }
             _ => {}
         }
     }
-    Ok(None)
+    Ok(AfterHeaders::Deliver { body_upto })
 }
 
 /// Sends the head to the client and spawns the task that streams the body
@@ -560,11 +622,28 @@ fn finish(ex: Exchange, upto: usize, out: Outgoing, outcome: Outcome) -> Respons
                 && !matches!(ex.gw.stages[i].filter.info.response_body, BodyMode::Ignore)
         })
         .collect();
+    let mut ex = ex;
+    // Instances no later hook needs go back to the pool now, not at stream end.
+    for i in 0..ex.slots.len() {
+        if !body_stages.contains(&i) && !ex.wants(i, Hooks::DONE) {
+            ex.slots[i] = Slot::Empty;
+        }
+    }
     let mut headers = out.headers;
-    if !body_stages.is_empty() {
-        headers.remove(CONTENT_LENGTH);
-    } else if let BodySource::Bytes(b) = &out.body {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
+    // Framing belongs to the host: whatever filters set, the client gets the
+    // true length (or chunked / h2 framing when body filters may change it).
+    headers::strip_hop_by_hop(&mut headers);
+    headers.remove(CONTENT_LENGTH);
+    if body_stages.is_empty() {
+        match (&out.body, out.upstream_len) {
+            (BodySource::Bytes(b), _) => {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
+            }
+            (BodySource::Upstream(_), Some(len)) => {
+                headers.insert(CONTENT_LENGTH, len);
+            }
+            (BodySource::Upstream(_), None) => {}
+        }
     }
     let content_type = headers
         .get(CONTENT_TYPE)
@@ -612,7 +691,15 @@ impl BodyTask {
                 self.forward(b, true, &tx).await;
             }
             BodySource::Upstream(mut incoming) => loop {
-                match incoming.frame().await {
+                let frame = tokio::select! {
+                    frame = incoming.frame() => frame,
+                    _ = tx.closed() => {
+                        // The client went away while the upstream was quiet.
+                        self.outcome = Outcome::ClientAborted;
+                        break;
+                    }
+                };
+                match frame {
                     Some(Ok(frame)) => {
                         if let Ok(data) = frame.into_data()
                             && !self.forward(data, false, &tx).await

@@ -20,6 +20,9 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Most header edits (or local response headers) one filter answer may carry.
+pub const MAX_HEADER_EDITS: usize = 256;
+
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(map: &mut HeaderMap) {
     let named: Vec<String> = map
@@ -62,6 +65,9 @@ pub fn apply(
     map: &mut HeaderMap,
     view: &mut Vec<Header>,
 ) -> Result<(), String> {
+    if edits.set.len() + edits.remove.len() > MAX_HEADER_EDITS {
+        return Err(format!("more than {MAX_HEADER_EDITS} header edits"));
+    }
     for name in &edits.remove {
         let lower = name.to_ascii_lowercase();
         map.remove(lower.as_str());
@@ -85,7 +91,7 @@ pub fn apply(
 /// A header map from a filter's local response headers (invalid ones skipped).
 pub fn map_from(list: &[Header]) -> HeaderMap {
     let mut map = HeaderMap::new();
-    for h in list {
+    for h in list.iter().take(MAX_HEADER_EDITS) {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(h.name.to_ascii_lowercase().as_bytes()),
             HeaderValue::from_str(&h.value),

@@ -121,6 +121,7 @@ pub const SECRET_HEADERS: &[&str] = &[
     "cf-aig-authorization",
     "proxy-authorization",
     "cookie",
+    "set-cookie",
 ];
 
 /// True for a header that must never be logged.

@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+/// Longest SSE line kept for usage parsing (longer lines are cut, not buffered).
+const MAX_SSE_LINE: usize = 1024 * 1024;
 /// Largest JSON body kept for usage parsing.
 const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
 
@@ -57,7 +59,7 @@ impl UsageReader {
                     if b == b'\n' {
                         scan_sse_line(line, usage);
                         line.clear();
-                    } else {
+                    } else if line.len() < MAX_SSE_LINE {
                         line.push(b);
                     }
                 }

@@ -37,6 +37,7 @@ use tokio::net::TcpListener;
 /// What every connection shares.
 pub struct App {
     env: Env,
+    admin_listen: Option<SocketAddr>,
     generation: ArcSwap<Generation>,
 }
 
@@ -86,7 +87,8 @@ impl App {
             *r.status_mut() = StatusCode::OK;
             return r;
         }
-        if path == "/metrics" && req.method() == Method::GET {
+        // With an admin listener, metrics live there (behind its token).
+        if path == "/metrics" && req.method() == Method::GET && self.admin_listen.is_none() {
             return self.metrics_response();
         }
         let route = match parse_route(&path, req.uri().query()) {
@@ -212,6 +214,7 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
             runtime: runtime.clone(),
             client: upstream::client(),
         },
+        admin_listen: config.admin_listen,
         generation: ArcSwap::from_pointee(generation),
     });
     let reloader = reload::Reloader::new(runtime.clone(), config_path, app.clone());
@@ -258,10 +261,15 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
                 let now = now_ms();
                 services.kv.sweep(now);
                 services.limiter.sweep(now);
-                if !services.kv.is_empty()
-                    && let Err(e) = services.kv.save_snapshot(&path, now)
-                {
-                    tracing::warn!("cannot write the key-value snapshot: {e}");
+                if !services.kv.is_empty() {
+                    // Copying and writing the store is blocking work.
+                    let (services, path) = (services.clone(), path.clone());
+                    let saved =
+                        tokio::task::spawn_blocking(move || services.kv.save_snapshot(&path, now))
+                            .await;
+                    if let Ok(Err(e)) = saved {
+                        tracing::warn!("cannot write the key-value snapshot: {e}");
+                    }
                 }
             }
         })
@@ -291,7 +299,14 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
 }
 
 async fn accept_loop(listener: TcpListener, app: Arc<App>, grace: Duration) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper enforces no header-read timeout: slow clients could
+    // hold connections forever.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(hyper_util::rt::TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {

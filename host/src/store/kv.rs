@@ -62,16 +62,13 @@ impl KvStore {
 
     /// The value of `key` unless expired.
     pub fn get(&self, key: &str, now_ms: u64) -> Option<Vec<u8>> {
-        let expired = {
+        {
             let entry = self.map.get(key)?;
             if entry.expires_at_ms > now_ms {
                 return Some(entry.value.clone());
             }
-            true
-        };
-        if expired {
-            self.delete(key);
         }
+        self.delete_if_expired(key, now_ms);
         None
     }
 
@@ -100,6 +97,15 @@ impl KvStore {
     /// Removes `key`.
     pub fn delete(&self, key: &str) {
         if let Some((k, old)) = self.map.remove(key) {
+            self.bytes
+                .fetch_sub(cost(&k, &old.value), Ordering::Relaxed);
+        }
+    }
+
+    /// Removes `key` only if it is (still) expired: a value another request
+    /// just stored under the same key is kept.
+    fn delete_if_expired(&self, key: &str, now_ms: u64) {
+        if let Some((k, old)) = self.map.remove_if(key, |_, e| e.expires_at_ms <= now_ms) {
             self.bytes
                 .fetch_sub(cost(&k, &old.value), Ordering::Relaxed);
         }
@@ -151,7 +157,7 @@ impl KvStore {
             .map(|e| e.key().clone())
             .collect();
         for key in expired {
-            self.delete(&key);
+            self.delete_if_expired(&key, now_ms);
         }
     }
 

@@ -53,6 +53,15 @@ impl Metrics {
 
     /// Adds to a filter's own counter.
     pub fn add_filter_counter(&self, filter: &str, name: &str, value: u64) {
+        let key = (filter.to_string(), name.to_string());
+        if let Some(c) = self.filter_counters.get(&key) {
+            c.fetch_add(value, Ordering::Relaxed);
+            return;
+        }
+        // Filters choose counter names: keep the set bounded.
+        if self.filter_counters.len() >= 1000 {
+            return;
+        }
         self.filter_counters
             .entry((filter.to_string(), name.to_string()))
             .or_default()

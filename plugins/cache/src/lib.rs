@@ -28,7 +28,9 @@ pub struct Cache {
     max_entry_bytes: usize,
     /// Key prefix material collected from the request head.
     provider: String,
-    path: String,
+    /// Method, account, gateway, path and query: what separates two requests
+    /// besides the body and the key.
+    route: String,
     auth: String,
     key: Option<String>,
     bypass: bool,
@@ -129,7 +131,7 @@ impl Filter for Cache {
             ttl_s,
             max_entry_bytes,
             provider: String::new(),
-            path: String::new(),
+            route: String::new(),
             auth: String::new(),
             key: None,
             bypass: false,
@@ -152,7 +154,15 @@ impl Filter for Cache {
         let method_cacheable = req.method == "POST" || req.method == "GET";
         self.bypass = skip || !method_cacheable;
         self.provider = req.provider.clone();
-        self.path = req.path.clone();
+        // The query matters (`?key=` auth, `?alt=sse`, GET parameters).
+        self.route = format!(
+            "{} {}/{} {}?{}",
+            req.method,
+            req.account,
+            req.gateway,
+            req.path,
+            req.query.as_deref().unwrap_or("")
+        );
         self.auth = AUTH_HEADERS
             .iter()
             .filter_map(|h| req.headers.get(h))
@@ -167,8 +177,8 @@ impl Filter for Cache {
             }
             // Still separated by provider auth: a custom key never leaks across keys.
             let key = hex::encode(Sha256::digest(format!(
-                "custom\u{0}{}\u{0}{custom}",
-                self.auth
+                "custom\u{0}{}\u{0}{}\u{0}{custom}",
+                self.route, self.auth
             )));
             if !self.bypass
                 && let Some(hit) = self.hit(&key)
@@ -187,7 +197,7 @@ impl Filter for Cache {
         let mut h = Sha256::new();
         for part in [
             self.provider.as_bytes(),
-            self.path.as_bytes(),
+            self.route.as_bytes(),
             model_of(body).as_bytes(),
             self.auth.as_bytes(),
         ] {
@@ -354,5 +364,32 @@ mod tests {
             canonical_body(br#"{"b":1, "a":[1, 2]}"#),
             canonical_body(br#"{"a":[1,2],"b":1}"#)
         );
+    }
+
+    #[test]
+    fn query_and_method_separate_entries() {
+        MockHost::reset();
+        let with_query = |q: &str| Request {
+            method: "POST".into(),
+            provider: "google-ai-studio".into(),
+            path: "/v1beta/models/gemini:generateContent".into(),
+            query: Some(q.to_string()),
+            ..Request::default()
+        };
+        let mut f = Cache::configure(serde_json::json!({})).unwrap();
+        f.on_request_headers(&with_query("key=user-a"));
+        assert_eq!(f.on_request_body(b"{}"), BodyDecision::Continue);
+        f.on_response_headers(&ok_response());
+        f.on_response_body(b"for a", true);
+        let mut g = Cache::configure(serde_json::json!({})).unwrap();
+        g.on_request_headers(&with_query("key=user-b"));
+        assert_eq!(
+            g.on_request_body(b"{}"),
+            BodyDecision::Continue,
+            "another ?key= got a HIT"
+        );
+        let mut h = Cache::configure(serde_json::json!({})).unwrap();
+        h.on_request_headers(&with_query("key=user-a"));
+        assert!(matches!(h.on_request_body(b"{}"), BodyDecision::Respond(_)));
     }
 }

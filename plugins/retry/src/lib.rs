@@ -57,6 +57,7 @@ pub struct Retry {
     backoff: Backoff,
     on_status: Vec<u16>,
     on_connection_error: bool,
+    on_timeout: bool,
 }
 
 const KNOWN: &[&str] = &[
@@ -65,6 +66,7 @@ const KNOWN: &[&str] = &[
     "backoff",
     "on_status",
     "on_connection_error",
+    "on_timeout",
 ];
 
 impl Filter for Retry {
@@ -117,12 +119,19 @@ impl Filter for Retry {
                 .as_bool()
                 .ok_or("on_connection_error: expected true or false")?,
         };
+        // Off by default: after a first-byte timeout the provider may still be
+        // working on (and billing) the request.
+        let on_timeout = match obj.get("on_timeout") {
+            None => false,
+            Some(v) => v.as_bool().ok_or("on_timeout: expected true or false")?,
+        };
         Ok(Retry {
             max_attempts: int("max_attempts", 3, 1, MAX_ATTEMPTS)?,
             delay_ms: int("delay_ms", 500, 0, MAX_DELAY_MS)?,
             backoff,
             on_status,
             on_connection_error,
+            on_timeout,
         })
     }
 
@@ -153,6 +162,8 @@ impl Filter for Retry {
 
     fn on_response_headers(&mut self, resp: &Response) -> ResponseDecision {
         let failed = match &resp.upstream_error {
+            // The host reports its own first-byte timeout as a 504.
+            Some(_) if resp.status == 504 => self.on_timeout,
             Some(_) => self.on_connection_error,
             None => !resp.local && self.on_status.contains(&resp.status),
         };
@@ -296,5 +307,27 @@ mod tests {
                 .unwrap_err()
                 .contains("on_status")
         );
+    }
+
+    #[test]
+    fn first_byte_timeouts_are_not_retried_unless_asked() {
+        let timeout = Response {
+            status: 504,
+            attempt: 1,
+            upstream_error: Some("no response within 100 ms".into()),
+            local: true,
+            ..Response::default()
+        };
+        let mut f = Retry::configure(serde_json::json!({})).unwrap();
+        assert!(matches!(
+            f.on_response_headers(&timeout),
+            ResponseDecision::Continue(_)
+        ));
+        let mut f =
+            Retry::configure(serde_json::json!({"on_timeout": true, "delay_ms": 5})).unwrap();
+        assert!(matches!(
+            f.on_response_headers(&timeout),
+            ResponseDecision::Retry { .. }
+        ));
     }
 }
