@@ -324,6 +324,13 @@ async fn every_request_leaves_one_log_entry() {
     assert_eq!(first["tokens_out"], usage["completion_tokens"]);
     assert!(first["request_body"].as_str().unwrap().contains("log me"));
     assert_eq!(entries[1]["cached"], true);
+    // Instances are reused across requests: nothing of the first request's
+    // state (its metadata) may show in the next one.
+    assert!(
+        entries[1]["metadata"].is_null(),
+        "{:?}",
+        entries[1]["metadata"]
+    );
     assert_eq!(entries[1]["tokens_out"], usage["completion_tokens"]);
     assert_eq!(entries[2]["streamed"], true);
     assert!(entries[2]["tokens_out"].as_u64().unwrap() > 0);

@@ -95,15 +95,19 @@ impl Exchange {
     async fn call(&mut self, i: usize, hook: Hook<'_>) -> Result<Option<Answer>, GatewayError> {
         if matches!(self.slots[i], Slot::Empty) {
             let stage = &self.gw.stages[i];
-            let created = match self
-                .runtime
-                .instantiate(
-                    &stage.filter,
-                    stage.settings.timeout_ms,
-                    stage.settings.max_memory_mb,
-                )
-                .await
-            {
+            let instance = match stage.pool.take() {
+                Some(warm) => Ok(warm),
+                None => self
+                    .runtime
+                    .instantiate(
+                        &stage.filter,
+                        stage.settings.timeout_ms,
+                        stage.settings.max_memory_mb,
+                    )
+                    .await
+                    .map(Box::new),
+            };
+            let created = match instance {
                 Ok(mut inst) => inst
                     .configure(&stage.settings.config_json)
                     .await
@@ -111,7 +115,7 @@ impl Exchange {
                 Err(e) => Err(e),
             };
             match created {
-                Ok(inst) => self.slots[i] = Slot::Live(Box::new(inst)),
+                Ok(inst) => self.slots[i] = Slot::Live(inst),
                 Err(FilterError::Call {
                     hook: "instantiate",
                     message,
@@ -136,6 +140,13 @@ impl Exchange {
         match inst.hook(hook).await {
             Ok(r) => Ok(Some(r)),
             Err(e) => self.fail(i, e),
+        }
+    }
+
+    /// Hands a healthy instance back to its stage's pool.
+    fn release(&mut self, i: usize) {
+        if let Slot::Live(inst) = std::mem::replace(&mut self.slots[i], Slot::Empty) {
+            self.gw.stages[i].pool.give(inst);
         }
     }
 
@@ -626,7 +637,7 @@ fn finish(ex: Exchange, upto: usize, out: Outgoing, outcome: Outcome) -> Respons
     // Instances no later hook needs go back to the pool now, not at stream end.
     for i in 0..ex.slots.len() {
         if !body_stages.contains(&i) && !ex.wants(i, Hooks::DONE) {
-            ex.slots[i] = Slot::Empty;
+            ex.release(i);
         }
     }
     let mut headers = out.headers;
@@ -863,6 +874,9 @@ impl BodyTask {
             if ex.wants(i, Hooks::DONE) {
                 let _ = ex.call(i, Hook::Done(&summary)).await;
             }
+        }
+        for i in 0..ex.slots.len() {
+            ex.release(i);
         }
     }
 }

@@ -7,7 +7,7 @@ pub mod flow;
 mod headers;
 
 use crate::config::{Config, FilterSettings, OnMissingFilter};
-use crate::runtime::instance::FilterError;
+use crate::runtime::instance::{FilterError, FilterInstance};
 use crate::runtime::{LoadedFilter, Runtime, Source, builtin};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,6 +19,53 @@ pub struct Stage {
     pub filter: Arc<LoadedFilter>,
     /// Its host settings and table for this gateway.
     pub settings: FilterSettings,
+    /// Idle instances of this stage, reused by later requests.
+    pub pool: InstancePool,
+}
+
+/// Most idle instances kept per stage.
+const MAX_IDLE_INSTANCES: usize = 64;
+/// Requests an instance serves before it is retired (bounds what a leaking
+/// filter can accumulate).
+const MAX_INSTANCE_USES: u32 = 10_000;
+
+/// Warm instances of one stage. An instance serves one request at a time;
+/// before each request it is `configure`d again, which rebuilds the filter's
+/// state from its table (the SDK replaces the filter value), so nothing of a
+/// previous request is visible. An instance that failed is never returned.
+#[derive(Default)]
+pub struct InstancePool {
+    #[allow(
+        clippy::vec_box,
+        reason = "instances move between a request's slot (boxed) and the pool without reallocating"
+    )]
+    idle: std::sync::Mutex<Vec<Box<FilterInstance>>>,
+}
+
+impl std::fmt::Debug for InstancePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.idle.lock().map(|v| v.len()).unwrap_or(0);
+        f.debug_struct("InstancePool").field("idle", &idle).finish()
+    }
+}
+
+impl InstancePool {
+    /// An idle instance, if any.
+    pub fn take(&self) -> Option<Box<FilterInstance>> {
+        self.idle.lock().ok().and_then(|mut v| v.pop())
+    }
+
+    /// Returns a healthy instance after its request.
+    pub fn give(&self, instance: Box<FilterInstance>) {
+        if instance.uses() >= MAX_INSTANCE_USES {
+            return;
+        }
+        if let Ok(mut v) = self.idle.lock()
+            && v.len() < MAX_IDLE_INSTANCES
+        {
+            v.push(instance);
+        }
+    }
 }
 
 /// A gateway ready to serve.
@@ -154,6 +201,7 @@ pub async fn build(
             stages.push(Stage {
                 filter: filter.clone(),
                 settings: settings.clone(),
+                pool: InstancePool::default(),
             });
         }
         gateways.insert(

@@ -41,6 +41,7 @@ pub struct FilterInstance {
     bindings: FilterPlugin,
     ticks: u64,
     name: Arc<str>,
+    uses: u32,
 }
 
 /// A hook call and its argument.
@@ -114,6 +115,7 @@ impl FilterInstance {
             bindings,
             ticks,
             name,
+            uses: 0,
         })
     }
 
@@ -145,8 +147,15 @@ impl FilterInstance {
         })
     }
 
-    /// `configure`; a rejection is `FilterError::Configure`.
+    /// Requests this instance was configured for.
+    pub fn uses(&self) -> u32 {
+        self.uses
+    }
+
+    /// `configure`; a rejection is `FilterError::Configure`. Called once per
+    /// request the instance serves: it resets the filter's state.
     pub async fn configure(&mut self, config_json: &str) -> Result<(), FilterError> {
+        self.uses = self.uses.saturating_add(1);
         self.store.set_epoch_deadline(self.ticks);
         let r = self
             .bindings
