@@ -24,7 +24,7 @@ pub struct Stage {
 }
 
 /// Most idle instances kept per stage.
-const MAX_IDLE_INSTANCES: usize = 64;
+const MAX_IDLE_INSTANCES: usize = 32;
 /// Requests an instance serves before it is retired (bounds what a leaking
 /// filter can accumulate).
 const MAX_INSTANCE_USES: u32 = 10_000;
