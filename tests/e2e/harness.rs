@@ -113,10 +113,15 @@ impl Gateway {
     }
 
     pub fn start_in(dir: tempfile::TempDir) -> Gateway {
+        Self::start_with_env(dir, &[])
+    }
+
+    pub fn start_with_env(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Gateway {
         let mut child = aigw()
             .arg("serve")
             .arg("--config")
             .arg(dir.path().join("aigw.toml"))
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

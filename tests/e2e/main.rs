@@ -13,4 +13,5 @@ mod builtin_filters;
 mod core;
 mod filter_failures;
 mod hot_reload;
+mod providers;
 mod python_sdk;

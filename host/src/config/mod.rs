@@ -42,6 +42,33 @@ pub enum OnError {
     Closed,
 }
 
+/// A secret value (key, token). Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+fn resolve_secret(raw: &raw::RawSecret, base: &Path) -> Result<Secret, String> {
+    let value = match raw {
+        raw::RawSecret::Inline(v) => v.clone(),
+        raw::RawSecret::Env { env } => {
+            std::env::var(env).map_err(|_| format!("environment variable {env} is not set"))?
+        }
+        raw::RawSecret::File { file } => std::fs::read_to_string(base.join(file))
+            .map_err(|e| format!("cannot read {}: {e}", base.join(file).display()))?
+            .trim_end()
+            .to_string(),
+    };
+    if value.is_empty() {
+        return Err("the secret is empty".into());
+    }
+    Ok(Secret(value))
+}
+
 /// What happens when a pipeline names a filter that is neither a built-in nor
 /// a file in `plugins_dir` (for instance after its `.wasm` was deleted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +97,8 @@ pub struct FilterSettings {
 pub struct GatewayConfig {
     /// Accepted account tags (`*` accepts any).
     pub accounts: Vec<String>,
+    /// Token clients must send as `cf-aig-authorization: Bearer …`, when set.
+    pub auth_token: Option<Secret>,
     /// Filter names in request order.
     pub pipeline: Vec<String>,
     /// Settings per filter named in `pipeline`.
@@ -166,19 +195,11 @@ impl Config {
         };
         let admin_token = match &server.admin_token {
             None => None,
-            Some(raw::RawSecret::Inline(t)) if !t.is_empty() => Some(t.clone()),
-            Some(raw::RawSecret::Inline(_)) => {
-                return Err(invalid("server.admin_token", "must not be empty".into()));
-            }
-            Some(raw::RawSecret::Env { env }) => match std::env::var(env) {
-                Ok(v) if !v.is_empty() => Some(v),
-                _ => {
-                    return Err(invalid(
-                        "server.admin_token",
-                        format!("environment variable {env} is not set or empty"),
-                    ));
-                }
-            },
+            Some(raw) => Some(
+                resolve_secret(raw, &base)
+                    .map_err(|r| invalid("server.admin_token", r))?
+                    .0,
+            ),
         };
         let on_missing_filter = match server.on_missing_filter.as_deref() {
             None | Some("error") => OnMissingFilter::Error,
@@ -200,25 +221,53 @@ impl Config {
 
         let mut providers = providers::builtin_providers();
         for (name, p) in raw.providers {
-            let key = format!("providers.{name}.base_url");
-            let spec = match (providers.get(&name), p.base_url) {
-                (_, Some(url)) => {
-                    let mut spec = providers
-                        .get(&name)
-                        .cloned()
-                        .unwrap_or_else(|| ProviderSpec::custom(&name));
-                    spec.base_url =
-                        providers::parse_base_url(&url).map_err(|r| invalid(&key, r))?;
-                    spec
-                }
-                (Some(existing), None) => existing.clone(),
+            let key = |k: &str| format!("providers.{name}.{k}");
+            let mut spec = match (providers.get(&name), &p.base_url) {
+                (Some(existing), _) => existing.clone(),
+                (None, Some(_)) => ProviderSpec::custom(&name),
                 (None, None) => {
                     return Err(invalid(
-                        &key,
+                        &key("base_url"),
                         "required for a provider that is not built in".into(),
                     ));
                 }
             };
+            if let Some(url) = &p.base_url {
+                spec.base_url =
+                    providers::parse_base_url(url).map_err(|r| invalid(&key("base_url"), r))?;
+            }
+            if let Some(h) = &p.auth_header {
+                spec.auth_header =
+                    providers::parse_auth_header(h).map_err(|r| invalid(&key("auth_header"), r))?;
+            }
+            if let Some(raw_key) = &p.api_key {
+                spec.api_key =
+                    Some(resolve_secret(raw_key, &base).map_err(|r| invalid(&key("api_key"), r))?);
+            }
+            for (alias, raw_key) in &p.api_keys {
+                let secret = resolve_secret(raw_key, &base)
+                    .map_err(|r| invalid(&key(&format!("api_keys.{alias}")), r))?;
+                spec.named_keys.insert(alias.clone(), secret);
+            }
+            if let Some(ca) = &p.ca_file {
+                let path = base.join(ca);
+                if !path.is_file() {
+                    return Err(invalid(
+                        &key("ca_file"),
+                        format!("{} is not a readable file", path.display()),
+                    ));
+                }
+                spec.ca_file = Some(path);
+            }
+            if let Some(t) = p.request_timeout_ms {
+                if t == 0 {
+                    return Err(invalid(
+                        &key("request_timeout_ms"),
+                        "must be greater than 0".into(),
+                    ));
+                }
+                spec.request_timeout_ms = Some(t);
+            }
             providers.insert(name, spec);
         }
 
@@ -231,6 +280,13 @@ impl Config {
                 ));
             }
             let accounts = g.accounts.unwrap_or_else(|| vec!["*".to_string()]);
+            let auth_token = match &g.auth_token {
+                Some(raw) => Some(
+                    resolve_secret(raw, &base)
+                        .map_err(|r| invalid(&format!("gateways.{name}.auth_token"), r))?,
+                ),
+                None => None,
+            };
             let mut filters = BTreeMap::new();
             for (fname, table) in &g.filters {
                 if !g.pipeline.contains(fname) {
@@ -266,6 +322,7 @@ impl Config {
                 name,
                 GatewayConfig {
                     accounts,
+                    auth_token,
                     pipeline: g.pipeline,
                     filters,
                 },

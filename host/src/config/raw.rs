@@ -37,6 +37,8 @@ pub struct RawServer {
 pub enum RawSecret {
     /// `{ env = "NAME" }`
     Env { env: String },
+    /// `{ file = "path" }` (relative to the config file; trailing newline trimmed)
+    File { file: String },
     /// `"value"`
     Inline(String),
 }
@@ -53,6 +55,17 @@ pub struct RawMock {
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     pub base_url: Option<String>,
+    /// Which header carries the key: authorization (Bearer), x-api-key, api-key, x-goog-api-key.
+    pub auth_header: Option<String>,
+    /// Stored key, injected when the client sent none.
+    pub api_key: Option<RawSecret>,
+    /// Named stored keys, chosen per request with `cf-aig-byok-alias`.
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, RawSecret>,
+    /// Extra PEM CA certificates trusted for this provider (self-signed upstreams).
+    pub ca_file: Option<String>,
+    /// Wait for the first response byte, overriding server.request_timeout_ms.
+    pub request_timeout_ms: Option<u64>,
 }
 
 /// `[gateways.NAME]`.
@@ -60,6 +73,8 @@ pub struct RawProvider {
 #[serde(deny_unknown_fields)]
 pub struct RawGateway {
     pub accounts: Option<Vec<String>>,
+    /// Makes the gateway authenticated: clients send `cf-aig-authorization: Bearer <token>`.
+    pub auth_token: Option<RawSecret>,
     #[serde(default)]
     pub pipeline: Vec<String>,
     /// Per-filter tables: host keys (`on_error`, `timeout_ms`, `max_memory_mb`)

@@ -238,6 +238,26 @@ pub async fn handle(
         ))
         .into_response();
     }
+    // An authenticated gateway: nothing reaches a filter or a provider without the token.
+    if let Some(token) = &gw.auth_token {
+        let sent = parts
+            .headers
+            .get("cf-aig-authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(sent.as_bytes(), token.0.as_bytes()) {
+            return GatewayError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!(
+                    "gateway '{}' requires a valid 'cf-aig-authorization: Bearer <token>' header",
+                    gw.name
+                ),
+            )
+            .into_response();
+        }
+    }
     let Some(provider) = config.providers.get(&route.provider).cloned() else {
         return GatewayError::not_found(format!(
             "unknown provider '{}' (known: {})",
@@ -251,9 +271,32 @@ pub async fn handle(
         ))
         .into_response();
     };
-    let timeout_ms = match request_timeout(&parts.headers, config.request_timeout_ms) {
+    let timeout_ms = match request_timeout(
+        &parts.headers,
+        provider
+            .request_timeout_ms
+            .unwrap_or(config.request_timeout_ms),
+    ) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
+    };
+    // A stored key (BYOK) for when the client sent none; an alias picks a named one.
+    let stored_key = match parts.headers.get("cf-aig-byok-alias") {
+        None => provider.api_key.clone(),
+        Some(v) => {
+            let alias = v.to_str().unwrap_or("");
+            match provider.named_keys.get(alias) {
+                Some(k) => Some(k.clone()),
+                None => {
+                    return GatewayError::bad_request(format!(
+                        "cf-aig-byok-alias: provider '{}' has no stored key named '{alias}' (known: {})",
+                        provider.name,
+                        provider.named_keys.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ))
+                    .into_response();
+                }
+            }
+        }
     };
     if let Some(len) = parts
         .headers
@@ -403,6 +446,14 @@ pub async fn handle(
     for k in gateway_headers {
         upstream_headers.remove(k);
     }
+    if let Some(key) = stored_key
+        && !upstream_headers.contains_key(provider.auth_header.name)
+        && let Ok(value) = HeaderValue::from_str(&provider.auth_header.value(&key.0))
+    {
+        let mut value = value;
+        value.set_sensitive(true);
+        upstream_headers.insert(provider.auth_header.name, value);
+    }
 
     let uri = match provider.upstream_uri(&route.account, &head.path, head.query.as_deref()) {
         Ok(u) => u,
@@ -415,8 +466,14 @@ pub async fn handle(
             );
         }
     };
+    let client = generation
+        .clients
+        .get(&provider.name)
+        .cloned()
+        .unwrap_or_else(|| env.client.clone());
     upstream_loop(
         env,
+        &client,
         ex,
         &provider,
         uri,
@@ -431,6 +488,7 @@ pub async fn handle(
 #[allow(clippy::too_many_arguments)]
 async fn upstream_loop(
     env: &Env,
+    client: &UpstreamClient,
     mut ex: Exchange,
     provider: &ProviderSpec,
     uri: hyper::Uri,
@@ -451,7 +509,7 @@ async fn upstream_loop(
         *req.uri_mut() = uri.clone();
         *req.headers_mut() = upstream_headers.clone();
         let sent =
-            tokio::time::timeout(Duration::from_millis(timeout_ms), env.client.request(req)).await;
+            tokio::time::timeout(Duration::from_millis(timeout_ms), client.request(req)).await;
         let (mut out, upstream_error) = match sent {
             Ok(Ok(resp)) => {
                 let (parts, incoming) = resp.into_parts();
@@ -879,6 +937,11 @@ impl BodyTask {
             ex.release(i);
         }
     }
+}
+
+/// Equal without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `cf-aig-request-timeout` (ms) or the configured default.

@@ -75,6 +75,8 @@ pub struct GatewayPipeline {
     pub name: String,
     /// Accepted accounts.
     pub accounts: Vec<String>,
+    /// `cf-aig-authorization` token, when the gateway is authenticated.
+    pub auth_token: Option<crate::config::Secret>,
     /// Filters in request order.
     pub stages: Vec<Stage>,
 }
@@ -97,6 +99,8 @@ pub struct Generation {
     pub gateways: HashMap<String, Arc<GatewayPipeline>>,
     /// Loaded filters by name.
     pub filters: BTreeMap<String, Arc<LoadedFilter>>,
+    /// Upstream clients of providers with their own trusted CAs.
+    pub clients: HashMap<String, crate::server::upstream::UpstreamClient>,
 }
 
 /// One reason a generation could not be built.
@@ -209,9 +213,28 @@ pub async fn build(
             Arc::new(GatewayPipeline {
                 name: gw_name.clone(),
                 accounts: gw.accounts.clone(),
+                auth_token: gw.auth_token.clone(),
                 stages,
             }),
         );
+    }
+    if !problems.is_empty() {
+        return Err(BuildError(problems));
+    }
+    let mut clients = HashMap::new();
+    for (name, p) in &config.providers {
+        if let Some(ca) = &p.ca_file {
+            match crate::server::upstream::client_trusting(ca) {
+                Ok(c) => {
+                    clients.insert(name.clone(), c);
+                }
+                Err(e) => problems.push(Problem {
+                    filter: None,
+                    stage: "config",
+                    message: format!("{file}: providers.{name}.ca_file: {e}"),
+                }),
+            }
+        }
     }
     if !problems.is_empty() {
         return Err(BuildError(problems));
@@ -221,6 +244,7 @@ pub async fn build(
         config,
         gateways,
         filters,
+        clients,
     })
 }
 

@@ -4,24 +4,93 @@
 
 pub mod usage;
 
+use crate::config::Secret;
 use hyper::Uri;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-/// Where a provider lives.
+/// How a provider expects its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthHeader {
+    /// Header name (lower-case).
+    pub name: &'static str,
+    /// The value is `Bearer <key>`.
+    pub bearer: bool,
+}
+
+impl AuthHeader {
+    const BEARER: AuthHeader = AuthHeader {
+        name: "authorization",
+        bearer: true,
+    };
+    const X_API_KEY: AuthHeader = AuthHeader {
+        name: "x-api-key",
+        bearer: false,
+    };
+    const API_KEY: AuthHeader = AuthHeader {
+        name: "api-key",
+        bearer: false,
+    };
+    const GOOG: AuthHeader = AuthHeader {
+        name: "x-goog-api-key",
+        bearer: false,
+    };
+
+    /// The header value for `key`.
+    pub fn value(&self, key: &str) -> String {
+        if self.bearer {
+            format!("Bearer {key}")
+        } else {
+            key.to_string()
+        }
+    }
+}
+
+/// Parses `auth_header` from the config.
+pub fn parse_auth_header(text: &str) -> Result<AuthHeader, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "authorization" | "bearer" => Ok(AuthHeader::BEARER),
+        "x-api-key" => Ok(AuthHeader::X_API_KEY),
+        "api-key" => Ok(AuthHeader::API_KEY),
+        "x-goog-api-key" => Ok(AuthHeader::GOOG),
+        other => Err(format!(
+            "'{other}' is not a known key header (authorization, x-api-key, api-key, x-goog-api-key)"
+        )),
+    }
+}
+
+/// Where a provider lives and how it is authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderSpec {
     /// Provider name as used in URLs.
     pub name: String,
-    /// Scheme + authority + base path (no trailing slash). May contain `{account}`.
+    /// Scheme + authority + base path (no trailing slash). `{account}` is the
+    /// URL's account; each `{segment}` takes the next leading segment of the
+    /// provider path (Azure resource, Bedrock service and region).
     pub base_url: String,
+    /// The header carrying the key.
+    pub auth_header: AuthHeader,
+    /// Stored key injected when the client sent none.
+    pub api_key: Option<Secret>,
+    /// Named stored keys (`cf-aig-byok-alias`).
+    pub named_keys: BTreeMap<String, Secret>,
+    /// Extra trusted CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// First-byte timeout for this provider.
+    pub request_timeout_ms: Option<u64>,
 }
 
 impl ProviderSpec {
-    /// A provider declared only in the config file.
+    /// A provider declared only in the config file (Bearer keys by default).
     pub fn custom(name: &str) -> Self {
         ProviderSpec {
             name: name.to_string(),
             base_url: String::new(),
+            auth_header: AuthHeader::BEARER,
+            api_key: None,
+            named_keys: BTreeMap::new(),
+            ca_file: None,
+            request_timeout_ms: None,
         }
     }
 
@@ -32,10 +101,30 @@ impl ProviderSpec {
         path: &str,
         query: Option<&str>,
     ) -> Result<Uri, String> {
-        let base = self.base_url.replace("{account}", account);
-        let mut uri = String::with_capacity(base.len() + path.len() + 16);
+        let mut base = self.base_url.replace("{account}", account);
+        let mut rest = path;
+        while base.contains("{segment}") {
+            let trimmed = rest.strip_prefix('/').unwrap_or(rest);
+            let (segment, after) = match trimmed.find('/') {
+                Some(i) => (&trimmed[..i], &trimmed[i..]),
+                None => (trimmed, ""),
+            };
+            if segment.is_empty()
+                || !segment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!(
+                    "provider '{}' needs more path segments (its base URL is {})",
+                    self.name, self.base_url
+                ));
+            }
+            base = base.replacen("{segment}", segment, 1);
+            rest = after;
+        }
+        let mut uri = String::with_capacity(base.len() + rest.len() + 16);
         uri.push_str(&base);
-        uri.push_str(path);
+        uri.push_str(rest);
         if let Some(q) = query {
             uri.push('?');
             uri.push_str(q);
@@ -49,43 +138,66 @@ impl ProviderSpec {
     }
 }
 
-/// Built-in providers and their real default base URLs.
+/// Built-in providers: real default base URLs and key conventions.
 pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
-    const TABLE: &[(&str, &str)] = &[
-        ("openai", "https://api.openai.com/v1"),
-        ("anthropic", "https://api.anthropic.com"),
+    use AuthHeader as A;
+    let table: &[(&str, &str, AuthHeader)] = &[
+        ("openai", "https://api.openai.com/v1", A::BEARER),
+        ("anthropic", "https://api.anthropic.com", A::X_API_KEY),
+        (
+            "azure-openai",
+            "https://{segment}.openai.azure.com/openai/deployments",
+            A::API_KEY,
+        ),
         (
             "workers-ai",
             "https://api.cloudflare.com/client/v4/accounts/{account}/ai/run",
+            A::BEARER,
         ),
-        ("huggingface", "https://api-inference.huggingface.co/models"),
-        ("groq", "https://api.groq.com/openai/v1"),
-        ("mistral", "https://api.mistral.ai/v1"),
-        ("deepseek", "https://api.deepseek.com"),
-        ("openrouter", "https://openrouter.ai/api/v1"),
+        (
+            "huggingface",
+            "https://api-inference.huggingface.co/models",
+            A::BEARER,
+        ),
+        ("groq", "https://api.groq.com/openai/v1", A::BEARER),
+        ("mistral", "https://api.mistral.ai/v1", A::BEARER),
+        ("cohere", "https://api.cohere.com", A::BEARER),
+        ("deepseek", "https://api.deepseek.com", A::BEARER),
+        ("perplexity-ai", "https://api.perplexity.ai", A::BEARER),
+        ("replicate", "https://api.replicate.com/v1", A::BEARER),
+        ("openrouter", "https://openrouter.ai/api/v1", A::BEARER),
+        ("grok", "https://api.x.ai/v1", A::BEARER),
         (
             "google-ai-studio",
             "https://generativelanguage.googleapis.com",
+            A::GOOG,
         ),
-        ("cohere", "https://api.cohere.com"),
-        ("perplexity-ai", "https://api.perplexity.ai"),
-        ("replicate", "https://api.replicate.com/v1"),
-        ("grok", "https://api.x.ai/v1"),
-        ("cerebras", "https://api.cerebras.ai/v1"),
-        ("together", "https://api.together.xyz/v1"),
-        ("fireworks", "https://api.fireworks.ai/inference/v1"),
-        ("ollama", "http://127.0.0.1:11434"),
+        (
+            "google-vertex-ai",
+            "https://aiplatform.googleapis.com",
+            A::BEARER,
+        ),
+        (
+            "aws-bedrock",
+            "https://{segment}.{segment}.amazonaws.com",
+            A::BEARER,
+        ),
+        ("cerebras", "https://api.cerebras.ai/v1", A::BEARER),
+        ("together", "https://api.together.xyz/v1", A::BEARER),
+        (
+            "fireworks",
+            "https://api.fireworks.ai/inference/v1",
+            A::BEARER,
+        ),
+        ("ollama", "http://127.0.0.1:11434", A::BEARER),
     ];
-    TABLE
+    table
         .iter()
-        .map(|(name, url)| {
-            (
-                name.to_string(),
-                ProviderSpec {
-                    name: name.to_string(),
-                    base_url: url.to_string(),
-                },
-            )
+        .map(|(name, url, auth)| {
+            let mut spec = ProviderSpec::custom(name);
+            spec.base_url = url.to_string();
+            spec.auth_header = *auth;
+            (name.to_string(), spec)
         })
         .collect()
 }
@@ -93,7 +205,9 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
 /// Validates a `base_url` from the config: http(s), a host, no query.
 pub fn parse_base_url(text: &str) -> Result<String, String> {
     let trimmed = text.trim_end_matches('/');
-    let probe = trimmed.replace("{account}", "account");
+    let probe = trimmed
+        .replace("{account}", "account")
+        .replace("{segment}", "segment");
     let uri: Uri = probe
         .parse()
         .map_err(|e| format!("'{text}' is not a URL ({e})"))?;
@@ -152,6 +266,35 @@ mod tests {
         assert_eq!(
             uri.to_string(),
             "https://api.cloudflare.com/client/v4/accounts/abc123/ai/run/@cf/meta/llama"
+        );
+    }
+
+    #[test]
+    fn segments_fill_azure_and_bedrock_hosts() {
+        let p = builtin_providers();
+        let azure = p["azure-openai"]
+            .upstream_uri(
+                "a",
+                "/my-resource/gpt4o/chat/completions",
+                Some("api-version=2024-06-01"),
+            )
+            .unwrap();
+        assert_eq!(
+            azure.to_string(),
+            "https://my-resource.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-06-01"
+        );
+        let bedrock = p["aws-bedrock"]
+            .upstream_uri("a", "/bedrock-runtime/us-east-1/model/x/invoke", None)
+            .unwrap();
+        assert_eq!(
+            bedrock.to_string(),
+            "https://bedrock-runtime.us-east-1.amazonaws.com/model/x/invoke"
+        );
+        assert!(p["azure-openai"].upstream_uri("a", "", None).is_err());
+        assert!(
+            p["aws-bedrock"]
+                .upstream_uri("a", "/evil.com@x/y", None)
+                .is_err()
         );
     }
 

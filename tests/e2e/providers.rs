@@ -1,0 +1,206 @@
+//! Provider surface: authenticated gateways, stored keys (BYOK), per-provider
+//! conventions and a TLS upstream with a self-signed certificate.
+
+use crate::harness::*;
+use hyper::StatusCode;
+use std::sync::Arc;
+
+fn url(gw: &Gateway) -> String {
+    gw.url("/v1/acct/gw/openai/chat/completions")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticated_gateway_needs_the_token_before_any_filter_runs() {
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[gateways.gw]\nauth_token = \"gw-secret-token\"\npipeline = [\"custom\"]\n[gateways.gw.filters.custom]\nmode = \"set-header\"\n",
+        mock.providers_toml()
+    );
+    let gw = Gateway::start(&cfg, &[("custom", &test_filter_wasm())]);
+    for headers in [
+        vec![],
+        vec![("cf-aig-authorization", "Bearer wrong")],
+        vec![("cf-aig-authorization", "gw-secret-token")],
+    ] {
+        let r = send(&url(&gw), &headers, &chat("x", false)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{headers:?}");
+        assert_eq!(r.json()["error"]["type"], "unauthorized");
+        assert!(!r.text().contains("gw-secret-token"));
+    }
+    assert!(mock.requests().is_empty());
+    let ok = send(
+        &url(&gw),
+        &[("cf-aig-authorization", "Bearer gw-secret-token")],
+        &chat("x", false),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.header("x-filtered"), Some("seen"), "the filter ran");
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0]["headers"].get("cf-aig-authorization").is_none(),
+        "token forwarded upstream"
+    );
+    assert!(!gw.logs().contains("gw-secret-token"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_keys_are_injected_only_when_the_client_sent_none() {
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "[providers.openai]\nbase_url = \"http://{0}/v1\"\napi_key = {{ env = \"AIGW_TEST_STORED_KEY\" }}\n\
+         api_keys = {{ team-a = \"sk-team-a\", team-b = {{ file = \"team-b.key\" }} }}\n\
+         [providers.anthropic]\nbase_url = \"http://{0}\"\napi_key = \"sk-ant-stored\"\n\
+         [gateways.gw]\npipeline = []\n",
+        mock.addr
+    );
+    let dir = prepare(&cfg, &[]);
+    std::fs::write(dir.path().join("team-b.key"), "sk-team-b\n").unwrap();
+    let gw = Gateway::start_with_env(dir, &[("AIGW_TEST_STORED_KEY", "sk-stored-default")]);
+    send(&url(&gw), &[], &chat("x", false)).await;
+    send(
+        &url(&gw),
+        &[("authorization", "Bearer sk-client-own")],
+        &chat("x", false),
+    )
+    .await;
+    send(
+        &url(&gw),
+        &[("cf-aig-byok-alias", "team-a")],
+        &chat("x", false),
+    )
+    .await;
+    send(
+        &url(&gw),
+        &[("cf-aig-byok-alias", "team-b")],
+        &chat("x", false),
+    )
+    .await;
+    send(
+        &gw.url("/v1/acct/gw/anthropic/v1/messages"),
+        &[],
+        r#"{"model":"claude","max_tokens":5,"messages":[]}"#,
+    )
+    .await;
+    let bad = send(
+        &url(&gw),
+        &[("cf-aig-byok-alias", "team-z")],
+        &chat("x", false),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text().contains("cf-aig-byok-alias") && bad.text().contains("team-a"));
+    assert!(!bad.text().contains("sk-team-a"));
+    let seen = mock.requests();
+    let auth: Vec<_> = seen
+        .iter()
+        .map(|r| {
+            r["headers"]["authorization"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(auth[0], "Bearer sk-stored-default");
+    assert_eq!(auth[1], "Bearer sk-client-own");
+    assert_eq!(auth[2], "Bearer sk-team-a");
+    assert_eq!(auth[3], "Bearer sk-team-b");
+    assert_eq!(seen[4]["headers"]["x-api-key"], "sk-ant-stored");
+    assert!(
+        seen.iter()
+            .all(|r| r["headers"].get("cf-aig-byok-alias").is_none())
+    );
+    for secret in [
+        "sk-stored-default",
+        "sk-team-a",
+        "sk-team-b",
+        "sk-ant-stored",
+    ] {
+        assert!(!gw.logs().contains(secret), "{secret} in the process log");
+    }
+}
+
+/// A TLS server with a fresh self-signed certificate, proxying to the mock.
+async fn tls_mock(mock: &Mock, dir: &std::path::Path) -> std::net::SocketAddr {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+    std::fs::write(dir.join("upstream-ca.pem"), cert.pem()).unwrap();
+    let certs = vec![cert.der().clone()];
+    let private = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, private)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let plain = mock.addr;
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(plain).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_upstream_with_a_self_signed_certificate_is_trusted_through_config() {
+    let mock = Mock::start().await;
+    let certs = tempfile::tempdir().unwrap();
+    let tls = tls_mock(&mock, certs.path()).await;
+    let ca = certs.path().join("upstream-ca.pem");
+    let cfg = format!(
+        "[providers.private]\nbase_url = \"https://localhost:{port}/v1\"\nca_file = \"{ca}\"\n\
+         [providers.untrusted]\nbase_url = \"https://localhost:{port}/v1\"\n\
+         [gateways.gw]\npipeline = []\n",
+        port = tls.port(),
+        ca = ca.display()
+    );
+    let gw = Gateway::start(&cfg, &[]);
+    let ok = send(
+        &gw.url("/v1/a/gw/private/chat/completions"),
+        &[],
+        &chat("over tls", false),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    assert!(ok.text().contains("over tls"));
+    let refused = send(
+        &gw.url("/v1/a/gw/untrusted/chat/completions"),
+        &[],
+        &chat("x", false),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_GATEWAY);
+    assert!(
+        refused.text().to_lowercase().contains("certificate"),
+        "{}",
+        refused.text()
+    );
+    let (ok, text) = check(
+        "[providers.private]\nbase_url = \"https://localhost:1/v1\"\nca_file = \"missing.pem\"\n[gateways.gw]\n",
+        &[],
+    );
+    assert!(!ok && text.contains("providers.private.ca_file"), "{text}");
+}
