@@ -204,3 +204,101 @@ async fn a_tls_upstream_with_a_self_signed_certificate_is_trusted_through_config
     );
     assert!(!ok && text.contains("providers.private.ca_file"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compat_endpoint_routes_provider_slash_model() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(
+        &format!(
+            "{}[gateways.gw]\npipeline = [\"cache\"]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let compat = gw.url("/v1/acct/gw/compat/chat/completions");
+    let body =
+        r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"via compat"}]}"#;
+    let r = send(&compat, &[("authorization", "Bearer sk-x")], body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["model"], "gpt-4o-mini");
+    assert_eq!(
+        r.header("cf-aig-cache-status"),
+        Some("MISS"),
+        "filters run for compat requests"
+    );
+    let seen = mock.requests();
+    assert_eq!(seen[0]["path"], "/v1/chat/completions");
+    let sent: serde_json::Value = serde_json::from_str(seen[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent["model"], "gpt-4o-mini");
+    assert_eq!(seen[0]["headers"]["authorization"], "Bearer sk-x");
+
+    let s = stream(&compat, &[], r#"{"model":"openai/gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"streamed compat"}]}"#).await;
+    assert_eq!(s.status, StatusCode::OK);
+    assert_eq!(
+        sse_data(&s.text()).last().map(String::as_str),
+        Some("[DONE]")
+    );
+
+    for (model, needle) in [
+        ("gpt-4o", "model: expected"),
+        ("nosuch/x", "unknown provider"),
+        ("anthropic/claude", "no OpenAI-compatible"),
+    ] {
+        let r = send(
+            &compat,
+            &[],
+            &format!(r#"{{"model":"{model}","messages":[]}}"#),
+        )
+        .await;
+        assert!(r.status.is_client_error(), "{model}");
+        assert!(r.text().contains(needle), "{model}: {}", r.text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_universal_endpoint_falls_back_through_its_steps() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(
+        &format!(
+            "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let universal = gw.url("/v1/acct/gw");
+    let steps = serde_json::json!([
+        {"provider": "openai", "endpoint": "chat/completions",
+         "headers": {"authorization": "Bearer sk-first", "x-mock-status": "503"},
+         "query": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "first"}]}},
+        {"provider": "anthropic", "endpoint": "v1/messages",
+         "headers": {"x-api-key": "sk-ant-second", "anthropic-version": "2023-06-01"},
+         "query": {"model": "claude-3-5-haiku", "max_tokens": 16, "messages": [{"role": "user", "content": "second"}]}}
+    ]);
+    let r = send(
+        &universal,
+        &[("content-type", "application/json")],
+        &steps.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("cf-aig-step"), Some("1"));
+    assert_eq!(r.json()["type"], "message");
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0]["path"], "/v1/chat/completions");
+    assert_eq!(seen[1]["path"], "/v1/messages");
+    assert_eq!(seen[1]["headers"]["x-api-key"], "sk-ant-second");
+
+    // Every step failing: the last answer is returned, with its step.
+    let failing = serde_json::json!([
+        {"provider": "openai", "endpoint": "chat/completions", "headers": {"x-mock-status": "500"}, "query": {}},
+        {"provider": "openai", "endpoint": "chat/completions", "headers": {"x-mock-status": "429"}, "query": {}}
+    ]);
+    let r = send(&universal, &[], &failing.to_string()).await;
+    assert_eq!(r.status.as_u16(), 429);
+    assert_eq!(r.header("cf-aig-step"), Some("1"));
+
+    let bad = send(&universal, &[], r#"[{"provider":"openai"}]"#).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text().contains("[0].endpoint"), "{}", bad.text());
+}

@@ -259,6 +259,15 @@ impl Config {
                 }
                 spec.ca_file = Some(path);
             }
+            if let Some(c) = &p.compat_path {
+                if !c.starts_with('/') {
+                    return Err(invalid(
+                        &key("compat_path"),
+                        format!("'{c}' must start with '/'"),
+                    ));
+                }
+                spec.compat_path = Some(c.clone());
+            }
             if let Some(t) = p.request_timeout_ms {
                 if t == 0 {
                     return Err(invalid(

@@ -66,6 +66,8 @@ pub struct RawProvider {
     pub ca_file: Option<String>,
     /// Wait for the first response byte, overriding server.request_timeout_ms.
     pub request_timeout_ms: Option<u64>,
+    /// Path of the provider's OpenAI-compatible chat endpoint, for the compat endpoint.
+    pub compat_path: Option<String>,
 }
 
 /// `[gateways.NAME]`.

@@ -46,6 +46,15 @@ pub struct Env {
     pub client: UpstreamClient,
 }
 
+/// A request body: still arriving from the client, or already read (compat
+/// and universal endpoints rewrite it first).
+pub enum BodyIn {
+    /// Straight from the connection.
+    Stream(hyper::body::Incoming),
+    /// Already in memory.
+    Ready(Bytes),
+}
+
 /// The URL's parts.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -221,7 +230,7 @@ pub async fn handle(
     generation: Arc<Generation>,
     route: Route,
     parts: hyper::http::request::Parts,
-    body: hyper::body::Incoming,
+    body: BodyIn,
     client_ip: IpAddr,
 ) -> Response<GatewayBody> {
     let metrics = &env.runtime.services.metrics;
@@ -371,32 +380,9 @@ pub async fn handle(
     }
 
     // The body, whole: kept as Bytes so retries resend it unchanged.
-    let read = tokio::time::timeout(
-        Duration::from_millis(BODY_READ_TIMEOUT_MS),
-        Limited::new(body, config.max_body_bytes).collect(),
-    )
-    .await;
-    let Ok(read) = read else {
-        let err = GatewayError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!("the request body did not arrive within {BODY_READ_TIMEOUT_MS} ms"),
-        );
-        return finish(ex, 0, Outgoing::from_error(&err), Outcome::ClientAborted);
-    };
-    let mut body = match read {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            let err = if e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                GatewayError::too_large(config.max_body_bytes)
-            } else {
-                GatewayError::bad_request(format!("cannot read the request body: {e}"))
-            };
-            return finish(ex, 0, Outgoing::from_error(&err), Outcome::RespondedLocally);
-        }
+    let mut body = match read_body(body, config.max_body_bytes).await {
+        Ok(b) => b,
+        Err((err, outcome)) => return finish(ex, 0, Outgoing::from_error(&err), outcome),
     };
     (ex.model, _) = request_model(&body);
 
@@ -935,6 +921,44 @@ impl BodyTask {
         }
         for i in 0..ex.slots.len() {
             ex.release(i);
+        }
+    }
+}
+
+/// The whole request body, within `max` bytes and the read timeout.
+pub async fn read_body(body: BodyIn, max: usize) -> Result<Bytes, (GatewayError, Outcome)> {
+    match body {
+        BodyIn::Ready(b) if b.len() > max => {
+            Err((GatewayError::too_large(max), Outcome::RespondedLocally))
+        }
+        BodyIn::Ready(b) => Ok(b),
+        BodyIn::Stream(incoming) => {
+            let read = tokio::time::timeout(
+                Duration::from_millis(BODY_READ_TIMEOUT_MS),
+                Limited::new(incoming, max).collect(),
+            )
+            .await;
+            match read {
+                Err(_) => Err((
+                    GatewayError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        format!("the request body did not arrive within {BODY_READ_TIMEOUT_MS} ms"),
+                    ),
+                    Outcome::ClientAborted,
+                )),
+                Ok(Ok(c)) => Ok(c.to_bytes()),
+                Ok(Err(e))
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some() =>
+                {
+                    Err((GatewayError::too_large(max), Outcome::RespondedLocally))
+                }
+                Ok(Err(e)) => Err((
+                    GatewayError::bad_request(format!("cannot read the request body: {e}")),
+                    Outcome::ClientAborted,
+                )),
+            }
         }
     }
 }

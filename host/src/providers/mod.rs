@@ -78,6 +78,8 @@ pub struct ProviderSpec {
     pub ca_file: Option<PathBuf>,
     /// First-byte timeout for this provider.
     pub request_timeout_ms: Option<u64>,
+    /// Path of its OpenAI-compatible chat completions endpoint (compat endpoint).
+    pub compat_path: Option<String>,
 }
 
 impl ProviderSpec {
@@ -91,6 +93,7 @@ impl ProviderSpec {
             named_keys: BTreeMap::new(),
             ca_file: None,
             request_timeout_ms: None,
+            compat_path: None,
         }
     }
 
@@ -197,6 +200,15 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
             let mut spec = ProviderSpec::custom(name);
             spec.base_url = url.to_string();
             spec.auth_header = *auth;
+            spec.compat_path = match *name {
+                "openai" | "groq" | "mistral" | "deepseek" | "openrouter" | "perplexity-ai"
+                | "grok" | "cerebras" | "together" | "fireworks" => {
+                    Some("/chat/completions".into())
+                }
+                "google-ai-studio" => Some("/v1beta/openai/chat/completions".into()),
+                "ollama" => Some("/v1/chat/completions".into()),
+                _ => None,
+            };
             (name.to_string(), spec)
         })
         .collect()

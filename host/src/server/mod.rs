@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod endpoints;
 pub mod error;
 pub mod reload;
 pub mod upstream;
@@ -91,13 +92,49 @@ impl App {
         if path == "/metrics" && req.method() == Method::GET && self.admin_listen.is_none() {
             return self.metrics_response();
         }
+        if req.method() == Method::POST
+            && let Some((account, gateway)) = universal_path(&path)
+        {
+            let (parts, body) = req.into_parts();
+            return endpoints::universal(
+                &self.env,
+                self.generation(),
+                account,
+                gateway,
+                parts,
+                body,
+                peer,
+            )
+            .await;
+        }
         let route = match parse_route(&path, req.uri().query()) {
             Ok(r) => r,
             Err(e) => return e.into_response(),
         };
         let (parts, body) = req.into_parts();
-        flow::handle(&self.env, self.generation(), route, parts, body, peer).await
+        if route.provider == "compat" {
+            return endpoints::compat(&self.env, self.generation(), route, parts, body, peer).await;
+        }
+        flow::handle(
+            &self.env,
+            self.generation(),
+            route,
+            parts,
+            flow::BodyIn::Stream(body),
+            peer,
+        )
+        .await
     }
+}
+
+/// `/v1/{account}/{gateway}` (the universal endpoint), if that is the path.
+fn universal_path(path: &str) -> Option<(String, String)> {
+    let rest = path.strip_prefix("/v1/")?.trim_end_matches('/');
+    let (account, gateway) = rest.split_once('/')?;
+    if account.is_empty() || gateway.is_empty() || gateway.contains('/') {
+        return None;
+    }
+    Some((account.to_string(), gateway.to_string()))
 }
 
 /// Splits `/v1/{account}/{gateway}/{provider}/{rest…}`.
@@ -119,7 +156,7 @@ pub fn parse_route(path: &str, query: Option<&str>) -> Result<Route, GatewayErro
     }
     if provider.is_empty() {
         return Err(GatewayError::not_found(format!(
-            "'{path}': the universal endpoint (POST /v1/{{account}}/{{gateway}}) is not available yet; name a provider: /v1/{account}/{gateway}/{{provider}}/…"
+            "'{path}': name a provider (/v1/{account}/{gateway}/{{provider}}/…) or POST a list of steps to the universal endpoint /v1/{account}/{gateway}"
         )));
     }
     Ok(Route {
@@ -398,5 +435,8 @@ mod tests {
                 .message
                 .contains("universal")
         );
+        assert_eq!(universal_path("/v1/a/g"), Some(("a".into(), "g".into())));
+        assert_eq!(universal_path("/v1/a/g/"), Some(("a".into(), "g".into())));
+        assert_eq!(universal_path("/v1/a/g/openai"), None);
     }
 }
