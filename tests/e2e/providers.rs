@@ -302,3 +302,47 @@ async fn the_universal_endpoint_falls_back_through_its_steps() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.text().contains("[0].endpoint"), "{}", bad.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_ends_with_an_explicit_sse_error_event() {
+    let mock = Mock::start().await;
+    let dir = prepare(
+        &format!("{}[gateways.gw]\npipeline = []\n", mock.providers_toml()),
+        &[],
+    );
+    let path = dir.path().join("aigw.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("[server]\n", "[server]\nstream_idle_timeout_ms = 300\n", 1),
+    )
+    .unwrap();
+    let gw = Gateway::start_in(dir);
+    let s = stream(
+        &url(&gw),
+        &[("x-mock-chunks", "3"), ("x-mock-chunk-delay-ms", "2000")],
+        &chat("stall", true),
+    )
+    .await;
+    assert_eq!(s.status, StatusCode::OK);
+    let text = s.text();
+    assert!(text.contains("event: error"), "{text}");
+    assert!(text.contains("stream_idle_timeout"), "{text}");
+    assert!(s.error.is_some(), "a stalled stream must not end cleanly");
+    // A request timeout bounds only the first byte: a slow but live stream is not cut.
+    let live = stream(
+        &url(&gw),
+        &[
+            ("x-mock-chunks", "4"),
+            ("x-mock-chunk-delay-ms", "150"),
+            ("cf-aig-request-timeout", "100"),
+        ],
+        &chat("slow but alive", true),
+    )
+    .await;
+    assert!(live.error.is_none(), "{:?}", live.error);
+    assert_eq!(
+        sse_data(&live.text()).last().map(String::as_str),
+        Some("[DONE]")
+    );
+}

@@ -120,6 +120,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Default wait for the upstream's first byte.
     pub request_timeout_ms: u64,
+    /// Longest silence inside a response body before it is ended with an error.
+    pub stream_idle_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_ms: u64,
     /// Admin listener (plugin status, reload, metrics), off when absent.
@@ -351,6 +353,7 @@ impl Config {
             data_dir: base.join(server.data_dir.as_deref().unwrap_or("data")),
             max_body_bytes,
             request_timeout_ms: server.request_timeout_ms.unwrap_or(120_000),
+            stream_idle_timeout_ms: server.stream_idle_timeout_ms.unwrap_or(120_000).max(1),
             shutdown_grace_ms: server.shutdown_grace_ms.unwrap_or(30_000),
             admin_listen,
             admin_token,

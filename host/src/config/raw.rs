@@ -25,6 +25,7 @@ pub struct RawServer {
     pub data_dir: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub request_timeout_ms: Option<u64>,
+    pub stream_idle_timeout_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub admin_listen: Option<String>,
     pub admin_token: Option<RawSecret>,

@@ -92,6 +92,7 @@ struct Exchange {
     request_bytes: u64,
     request_headers: Vec<Header>,
     attempts: u32,
+    stream_idle_timeout_ms: u64,
 }
 
 impl Exchange {
@@ -355,6 +356,7 @@ pub async fn handle(
         request_bytes: 0,
         request_headers: headers::redacted_view(&parts.headers),
         attempts: 0,
+        stream_idle_timeout_ms: config.stream_idle_timeout_ms,
     };
 
     // Request headers, in pipeline order.
@@ -746,13 +748,24 @@ impl BodyTask {
                 self.forward(b, true, &tx).await;
             }
             BodySource::Upstream(mut incoming) => loop {
+                let idle = Duration::from_millis(self.ex.stream_idle_timeout_ms);
                 let frame = tokio::select! {
-                    frame = incoming.frame() => frame,
+                    frame = tokio::time::timeout(idle, incoming.frame()) => frame,
                     _ = tx.closed() => {
                         // The client went away while the upstream was quiet.
                         self.outcome = Outcome::ClientAborted;
                         break;
                     }
+                };
+                let Ok(frame) = frame else {
+                    self.outcome = Outcome::UpstreamError;
+                    let msg = format!(
+                        "the provider sent nothing for {} ms (server.stream_idle_timeout_ms)",
+                        self.ex.stream_idle_timeout_ms
+                    );
+                    tracing::warn!(request_id = %self.ex.request_id, "{msg}");
+                    self.fail_stream(&tx, "stream_idle_timeout", &msg).await;
+                    break;
                 };
                 match frame {
                     Some(Ok(frame)) => {
@@ -766,7 +779,7 @@ impl BodyTask {
                         self.outcome = Outcome::UpstreamError;
                         let msg = format!("upstream stream broke: {}", error_chain(&e));
                         tracing::warn!(request_id = %self.ex.request_id, "{msg}");
-                        let _ = tx.send(Err(msg.into())).await;
+                        self.fail_stream(&tx, "upstream_stream_error", &msg).await;
                         break;
                     }
                     None => {
@@ -778,6 +791,34 @@ impl BodyTask {
         }
         drop(tx);
         self.done().await;
+    }
+
+    /// Ends a broken response: an SSE client first gets an explicit `error`
+    /// event, then every client sees the stream abort (never a clean end).
+    async fn fail_stream(
+        &mut self,
+        tx: &mpsc::Sender<Result<Bytes, BodyError>>,
+        kind: &str,
+        msg: &str,
+    ) {
+        if self.streamed {
+            let event = format!(
+                "event: error\ndata: {}\n\n",
+                serde_json::json!({"error": {"type": kind, "message": msg}})
+            );
+            self.response_bytes += event.len() as u64;
+            let _ = tx.send(Ok(Bytes::from(event))).await;
+            // Let the connection write the event before the abort discards
+            // whatever is still buffered (bounded wait).
+            let started = Instant::now();
+            while tx.capacity() < tx.max_capacity()
+                && started.elapsed() < Duration::from_millis(500)
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = tx.send(Err(msg.to_string().into())).await;
     }
 
     /// Runs a chunk through the body hooks and sends the result. False when
