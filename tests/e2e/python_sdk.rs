@@ -76,3 +76,108 @@ async fn openai_python_sdk_gets_completions_and_streams() {
         "Bearer sk-test-key-from-the-sdk"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_and_anthropic_sdks_through_compat_and_passthrough() {
+    let Some(python) = python().filter(|p| {
+        Command::new(p)
+            .args(["-c", "import anthropic"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }) else {
+        assert!(
+            std::env::var_os("AIGW_REQUIRE_PYTHON_SDK").is_none(),
+            "AIGW_REQUIRE_PYTHON_SDK is set but no Python with the openai and anthropic packages was found"
+        );
+        eprintln!("SKIPPED: no Python with the openai and anthropic packages");
+        return;
+    };
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[gateways.gw]\npipeline = [\"logging\", \"cache\"]\n",
+        mock.providers_toml()
+    );
+    let gw = Gateway::start(&cfg, &[]);
+    let base = gw.url("/v1/acct/gw");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/provider_sdks.py");
+    let out =
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        v["compat_reply"]
+            .as_str()
+            .unwrap()
+            .contains("compat to claude"),
+        "{v}"
+    );
+    assert_eq!(v["compat_finish"], "stop");
+    assert!(v["compat_tokens"].as_u64().unwrap() > 0);
+    assert!(
+        v["compat_streamed"]
+            .as_str()
+            .unwrap()
+            .contains("compat stream to claude"),
+        "{v}"
+    );
+    assert!(
+        v["compat_openai_reply"]
+            .as_str()
+            .unwrap()
+            .contains("compat to openai"),
+        "{v}"
+    );
+    assert_eq!(v["compat_openai_model"], "gpt-4o-mini");
+    assert!(
+        v["compat_openai_streamed"]
+            .as_str()
+            .unwrap()
+            .contains("compat stream to openai"),
+        "{v}"
+    );
+    assert!(
+        v["anthropic_reply"]
+            .as_str()
+            .unwrap()
+            .contains("anthropic passthrough"),
+        "{v}"
+    );
+    assert!(
+        v["anthropic_streamed"]
+            .as_str()
+            .unwrap()
+            .contains("anthropic stream"),
+        "{v}"
+    );
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 6);
+    let paths: Vec<&str> = seen.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/messages",
+            "/v1/messages",
+            "/v1/chat/completions",
+            "/v1/chat/completions",
+            "/v1/messages",
+            "/v1/messages"
+        ]
+    );
+    // The compat request was translated: system prompt moved, key in x-api-key.
+    let first: serde_json::Value = serde_json::from_str(seen[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(first["system"], "You are terse.");
+    assert_eq!(first["model"], "claude-3-5-haiku");
+    assert_eq!(first["max_tokens"], 64);
+    assert_eq!(seen[0]["headers"]["x-api-key"], "sk-ant-through-compat");
+    assert!(seen[0]["headers"].get("authorization").is_none());
+    assert_eq!(seen[0]["headers"]["anthropic-version"], "2023-06-01");
+}

@@ -2,6 +2,7 @@
 //! path becomes an upstream URI, which headers carry provider keys (so they can
 //! be redacted everywhere), and usage extraction (`usage`).
 
+pub mod anthropic;
 pub mod usage;
 
 use crate::config::Secret;
@@ -80,6 +81,8 @@ pub struct ProviderSpec {
     pub request_timeout_ms: Option<u64>,
     /// Path of its OpenAI-compatible chat completions endpoint (compat endpoint).
     pub compat_path: Option<String>,
+    /// Speaks Anthropic Messages: the compat endpoint translates to and from it.
+    pub anthropic_messages: bool,
 }
 
 impl ProviderSpec {
@@ -94,6 +97,7 @@ impl ProviderSpec {
             ca_file: None,
             request_timeout_ms: None,
             compat_path: None,
+            anthropic_messages: false,
         }
     }
 
@@ -209,6 +213,7 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
                 "ollama" => Some("/v1/chat/completions".into()),
                 _ => None,
             };
+            spec.anthropic_messages = *name == "anthropic";
             (name.to_string(), spec)
         })
         .collect()

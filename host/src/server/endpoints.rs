@@ -7,11 +7,13 @@
 //!   fail (status ≥ 500, 429, unreachable, timeout); `cf-aig-step` says which
 //!   answered. Each step runs through the gateway's filters like any request.
 
-use super::body::GatewayBody;
+use super::body::{BodyError, GatewayBody};
 use super::error::GatewayError;
 use crate::pipeline::Generation;
 use crate::pipeline::flow::{self, BodyIn, Env, Route};
+use crate::providers::anthropic;
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response};
@@ -68,6 +70,19 @@ pub async fn compat(
         return GatewayError::not_found(format!("model: unknown provider '{provider}'"))
             .into_response();
     };
+    if spec.anthropic_messages {
+        return compat_anthropic(
+            env,
+            generation.clone(),
+            route,
+            parts,
+            request,
+            provider,
+            model,
+            peer,
+        )
+        .await;
+    }
     let Some(path) = spec.compat_path.clone() else {
         return GatewayError::bad_request(format!(
             "model: provider '{provider}' has no OpenAI-compatible chat endpoint; call /v1/{}/{}/{provider}/… in its own format",
@@ -91,6 +106,109 @@ pub async fn compat(
         peer,
     )
     .await
+}
+
+/// The compat endpoint for an Anthropic-shaped provider: translate the
+/// request, send it through the gateway, translate the answer back.
+#[allow(clippy::too_many_arguments)]
+async fn compat_anthropic(
+    env: &Env,
+    generation: Arc<Generation>,
+    route: Route,
+    mut parts: Parts,
+    request: Value,
+    provider: String,
+    model: String,
+    peer: IpAddr,
+) -> Response<GatewayBody> {
+    let translated = match anthropic::request_to_anthropic(&request, &model) {
+        Ok(t) => t,
+        Err(m) => return GatewayError::bad_request(m).into_response(),
+    };
+    // The OpenAI SDK sends its key as a Bearer token; Anthropic wants x-api-key.
+    if !parts.headers.contains_key("x-api-key")
+        && let Some(key) = parts
+            .headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|k| HeaderValue::from_str(k).ok())
+    {
+        parts.headers.insert("x-api-key", key);
+        parts.headers.remove(hyper::header::AUTHORIZATION);
+    }
+    if !parts.headers.contains_key("anthropic-version") {
+        parts
+            .headers
+            .insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+    }
+    let route = Route {
+        provider,
+        path: "/v1/messages".into(),
+        ..route
+    };
+    let body = Bytes::from(translated.to_string());
+    let resp = flow::handle(env, generation, route, parts, BodyIn::Ready(body), peer).await;
+    let created = crate::store::now_ms() / 1000;
+    let (mut head, body) = resp.into_parts();
+    let streamed = head
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    head.headers.remove(CONTENT_LENGTH);
+    if streamed {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BodyError>>(16);
+        tokio::spawn(async move {
+            let mut body = body;
+            let mut translator = anthropic::StreamTranslator::new(&model, created);
+            loop {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        let out = translator.feed(&data);
+                        if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    None => break,
+                }
+            }
+            if !translator.finished() {
+                let _ = tx
+                    .send(Err("the provider's stream ended before message_stop".into()))
+                    .await;
+            }
+        });
+        return Response::from_parts(head, GatewayBody::Channel(rx));
+    }
+    let bytes = match http_body_util::Limited::new(body, 64 * 1024 * 1024)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return GatewayError::bad_gateway(format!("provider response unreadable: {e}"))
+                .into_response();
+        }
+    };
+    let out = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) => anthropic::response_to_openai(&v, &model, created).to_string(),
+        Err(_) => return Response::from_parts(head, GatewayBody::full(bytes)),
+    };
+    head.headers.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    head.headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Response::from_parts(head, GatewayBody::full(out))
 }
 
 /// One step of a universal request.
