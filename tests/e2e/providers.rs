@@ -242,7 +242,7 @@ async fn the_compat_endpoint_routes_provider_slash_model() {
     for (model, needle) in [
         ("gpt-4o", "model: expected"),
         ("nosuch/x", "unknown provider"),
-        ("anthropic/claude", "no OpenAI-compatible"),
+        ("workers-ai/llama", "no OpenAI-compatible"),
     ] {
         let r = send(
             &compat,
