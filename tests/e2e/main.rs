@@ -9,6 +9,7 @@
 
 mod harness;
 
+mod analytics;
 mod builtin_filters;
 mod core;
 mod filter_failures;

@@ -122,6 +122,12 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// Longest silence inside a response body before it is ended with an error.
     pub stream_idle_timeout_ms: u64,
+    /// Token prices for cost estimates.
+    pub prices: crate::providers::pricing::PriceTable,
+    /// Log store retention: most entries kept.
+    pub log_max_entries: Option<u64>,
+    /// Log store retention: oldest age kept, in days.
+    pub log_max_age_days: Option<u64>,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_ms: u64,
     /// Admin listener (plugin status, reload, metrics), off when absent.
@@ -282,6 +288,29 @@ impl Config {
             providers.insert(name, spec);
         }
 
+        let mut prices = crate::providers::pricing::PriceTable::with_defaults();
+        for (i, p) in raw.prices.iter().enumerate() {
+            let ok = |v: f64| v.is_finite() && v >= 0.0;
+            if !ok(p.input_per_million) || !ok(p.output_per_million) {
+                return Err(invalid(
+                    &format!("prices[{i}]"),
+                    "input_per_million and output_per_million must be numbers >= 0".into(),
+                ));
+            }
+            prices.set(crate::providers::pricing::Price {
+                provider: p.provider.clone(),
+                model: p.model.clone(),
+                input_per_million: p.input_per_million,
+                output_per_million: p.output_per_million,
+            });
+        }
+        let retention = server.log_retention.unwrap_or_default();
+        if retention.max_entries == Some(0) || retention.max_age_days == Some(0) {
+            return Err(invalid(
+                "server.log_retention",
+                "max_entries and max_age_days must be greater than 0".into(),
+            ));
+        }
         let mut gateways = BTreeMap::new();
         for (name, g) in raw.gateways {
             if !valid_segment(&name) {
@@ -354,6 +383,9 @@ impl Config {
             max_body_bytes,
             request_timeout_ms: server.request_timeout_ms.unwrap_or(120_000),
             stream_idle_timeout_ms: server.stream_idle_timeout_ms.unwrap_or(120_000).max(1),
+            prices,
+            log_max_entries: retention.max_entries,
+            log_max_age_days: retention.max_age_days,
             shutdown_grace_ms: server.shutdown_grace_ms.unwrap_or(30_000),
             admin_listen,
             admin_token,

@@ -14,6 +14,27 @@ pub struct RawConfig {
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub gateways: BTreeMap<String, RawGateway>,
+    /// Token prices added to (or replacing) the built-in table.
+    #[serde(default)]
+    pub prices: Vec<RawPrice>,
+}
+
+/// `[[prices]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub provider: String,
+    pub model: String,
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+/// `[server.log_retention]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub max_entries: Option<u64>,
+    pub max_age_days: Option<u64>,
 }
 
 /// `[server]`.
@@ -26,6 +47,7 @@ pub struct RawServer {
     pub max_body_bytes: Option<usize>,
     pub request_timeout_ms: Option<u64>,
     pub stream_idle_timeout_ms: Option<u64>,
+    pub log_retention: Option<RawRetention>,
     pub shutdown_grace_ms: Option<u64>,
     pub admin_listen: Option<String>,
     pub admin_token: Option<RawSecret>,

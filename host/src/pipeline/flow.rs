@@ -93,6 +93,7 @@ struct Exchange {
     request_headers: Vec<Header>,
     attempts: u32,
     stream_idle_timeout_ms: u64,
+    config: Arc<crate::config::Config>,
 }
 
 impl Exchange {
@@ -357,6 +358,7 @@ pub async fn handle(
         request_headers: headers::redacted_view(&parts.headers),
         attempts: 0,
         stream_idle_timeout_ms: config.stream_idle_timeout_ms,
+        config: generation.config.clone(),
     };
 
     // Request headers, in pipeline order.
@@ -923,6 +925,12 @@ impl BodyTask {
             .response_headers
             .iter()
             .any(|h| h.name == "cf-aig-cache-status" && h.value.eq_ignore_ascii_case("hit"));
+        let cost = self.ex.config.prices.cost(
+            &self.ex.provider,
+            self.ex.model.as_deref(),
+            usage.tokens_in,
+            usage.tokens_out,
+        );
         let ex = &mut self.ex;
         let success = (200..300).contains(&self.status)
             && matches!(self.outcome, Outcome::Completed | Outcome::RespondedLocally);
@@ -942,7 +950,7 @@ impl BodyTask {
             streamed: self.streamed,
             tokens_in: usage.tokens_in,
             tokens_out: usage.tokens_out,
-            cost: None,
+            cost,
             duration_ms: ex.started.elapsed().as_millis().min(u32::MAX as u128) as u32,
             attempts: ex.attempts,
             request_bytes: ex.request_bytes,

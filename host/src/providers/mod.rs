@@ -3,6 +3,7 @@
 //! be redacted everywhere), and usage extraction (`usage`).
 
 pub mod anthropic;
+pub mod pricing;
 pub mod usage;
 
 use crate::config::Secret;

@@ -67,6 +67,7 @@ async fn route(
                     .into_response()
             }
         },
+        _ if path.starts_with("/api/gateways/") => gateway_api(app, req).await,
         _ => GatewayError::not_found(format!("no admin route {} {path}", req.method()))
             .into_response(),
     }
@@ -97,5 +98,210 @@ pub async fn serve(
         tokio::spawn(async move {
             let _ = conn.await;
         });
+    }
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, GatewayError> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(GatewayError::bad_request(format!(
+            "{name}: expected true or false"
+        ))),
+    }
+}
+
+fn parse_int(name: &str, v: &str) -> Result<i64, GatewayError> {
+    v.parse::<i64>()
+        .map_err(|_| GatewayError::bad_request(format!("{name}: expected an integer")))
+}
+
+type StoreJob = Box<
+    dyn FnOnce(&crate::store::logs::LogStore) -> Result<serde_json::Value, GatewayError> + Send,
+>;
+
+/// Runs a log-store job on the blocking pool (SQLite is synchronous).
+async fn on_store(app: &App, job: StoreJob) -> Result<serde_json::Value, GatewayError> {
+    let services = app.env.runtime.services.clone();
+    tokio::task::spawn_blocking(move || match &services.logs {
+        Some(store) => job(store),
+        None => Err(GatewayError::unavailable("the log store is not open")),
+    })
+    .await
+    .map_err(|e| GatewayError::unavailable(format!("log query failed: {e}")))?
+}
+
+/// `/api/gateways/{gw}/logs[/{id}]` and `/api/gateways/{gw}/analytics`.
+async fn gateway_api(app: Arc<App>, req: Request<Incoming>) -> Response<GatewayBody> {
+    match gateway_api_inner(app, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn gateway_api_inner(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    use crate::store::logs::LogQuery;
+    use http_body_util::BodyExt;
+    let path = req.uri().path().to_string();
+    let segments: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(str::to_string)
+        .collect();
+    let gateway = segments.get(2).cloned().unwrap_or_default();
+    if !app.generation().gateways.contains_key(&gateway) {
+        return Err(GatewayError::not_found(format!(
+            "unknown gateway '{gateway}'"
+        )));
+    }
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let method = req.method().clone();
+    let rest: Vec<&str> = segments.iter().skip(3).map(String::as_str).collect();
+    match (method, rest.as_slice()) {
+        (Method::GET, ["logs"]) => {
+            let mut q = LogQuery {
+                gateway: gateway.clone(),
+                limit: 50,
+                ..LogQuery::default()
+            };
+            for (k, v) in &params {
+                match k.as_str() {
+                    "provider" => q.provider = Some(v.clone()),
+                    "model" => q.model = Some(v.clone()),
+                    "status" => q.status = Some(parse_int(k, v)?),
+                    "success" => q.success = Some(parse_bool(k, v)?),
+                    "cached" => q.cached = Some(parse_bool(k, v)?),
+                    "from" => q.from_ms = Some(parse_int(k, v)?),
+                    "to" => q.to_ms = Some(parse_int(k, v)?),
+                    "min_duration_ms" => q.min_duration_ms = Some(parse_int(k, v)?),
+                    "limit" => q.limit = parse_int(k, v)?.clamp(1, 1000) as usize,
+                    "order" => {
+                        q.ascending = match v.as_str() {
+                            "asc" => true,
+                            "desc" => false,
+                            _ => {
+                                return Err(GatewayError::bad_request(
+                                    "order: expected asc or desc",
+                                ));
+                            }
+                        }
+                    }
+                    "cursor" => {
+                        let (a, b) = v.split_once(':').ok_or_else(|| {
+                            GatewayError::bad_request(
+                                "cursor: expected the next_cursor of a previous page",
+                            )
+                        })?;
+                        q.cursor = Some((parse_int("cursor", a)?, parse_int("cursor", b)?));
+                    }
+                    _ if k.starts_with("meta.") => q.metadata.push((k[5..].to_string(), v.clone())),
+                    other => {
+                        return Err(GatewayError::bad_request(format!(
+                            "{other}: unknown parameter"
+                        )));
+                    }
+                }
+            }
+            let page = on_store(
+                &app,
+                Box::new(move |store| {
+                    let (logs, next) = store.query(&q).map_err(GatewayError::bad_request)?;
+                    Ok(serde_json::json!({"logs": logs, "next_cursor": next}))
+                }),
+            )
+            .await?;
+            Ok(json(StatusCode::OK, page))
+        }
+        (Method::GET, ["logs", id]) => {
+            let id = id.to_string();
+            let entry = on_store(
+                &app,
+                Box::new(move |store| {
+                    store
+                        .get(&gateway, &id)
+                        .map_err(GatewayError::unavailable)?
+                        .ok_or_else(|| GatewayError::not_found(format!("no log entry '{id}'")))
+                }),
+            )
+            .await?;
+            Ok(json(StatusCode::OK, entry))
+        }
+        (Method::PATCH, ["logs", id]) => {
+            let id = id.to_string();
+            let body = http_body_util::Limited::new(req.into_body(), 64 * 1024)
+                .collect()
+                .await
+                .map_err(|_| GatewayError::bad_request("body: expected at most 64 KiB of JSON"))?
+                .to_bytes();
+            let patch: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| GatewayError::bad_request(format!("body: not JSON: {e}")))?;
+            let entry = on_store(
+                &app,
+                Box::new(move |store| {
+                    store
+                        .patch(&gateway, &id, &patch)
+                        .map_err(GatewayError::bad_request)?
+                        .ok_or_else(|| GatewayError::not_found(format!("no log entry '{id}'")))
+                }),
+            )
+            .await?;
+            Ok(json(StatusCode::OK, entry))
+        }
+        (Method::GET, ["analytics"]) => {
+            let now = crate::store::now_ms() as i64;
+            let (mut from, mut to, mut bucket, mut group_by) =
+                (now - 86_400_000, now + 1, 3_600_000i64, None);
+            for (k, v) in &params {
+                match k.as_str() {
+                    "from" => from = parse_int(k, v)?,
+                    "to" => to = parse_int(k, v)?,
+                    "bucket" => {
+                        bucket = match v.as_str() {
+                            "minute" => 60_000,
+                            "hour" => 3_600_000,
+                            "day" => 86_400_000,
+                            _ => {
+                                return Err(GatewayError::bad_request(
+                                    "bucket: expected minute, hour or day",
+                                ));
+                            }
+                        }
+                    }
+                    "group_by" => group_by = Some(v.clone()),
+                    other => {
+                        return Err(GatewayError::bad_request(format!(
+                            "{other}: unknown parameter"
+                        )));
+                    }
+                }
+            }
+            if to <= from {
+                return Err(GatewayError::bad_request("to: must be after from"));
+            }
+            if (to - from) / bucket > 10_000 {
+                return Err(GatewayError::bad_request(
+                    "bucket: more than 10000 buckets in the range",
+                ));
+            }
+            let report = on_store(
+                &app,
+                Box::new(move |store| {
+                    store
+                        .analytics(&gateway, from, to, bucket, group_by.as_deref())
+                        .map_err(GatewayError::bad_request)
+                }),
+            )
+            .await?;
+            Ok(json(StatusCode::OK, report))
+        }
+        _ => Err(GatewayError::not_found(format!(
+            "no admin route for {path}"
+        ))),
     }
 }

@@ -172,7 +172,13 @@ pub fn parse_route(path: &str, query: Option<&str>) -> Result<Route, GatewayErro
 pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, String> {
     let kv = KvStore::new(KvLimits::default());
     let logs = if with_log_store {
-        Some(LogStore::open(&config.data_dir)?)
+        Some(LogStore::open_with_retention(
+            &config.data_dir,
+            crate::store::logs::Retention {
+                max_entries: config.log_max_entries,
+                max_age_days: config.log_max_age_days,
+            },
+        )?)
     } else {
         None
     };

@@ -1,0 +1,207 @@
+//! Logs and analytics through the admin API, with costs from the price table.
+
+use crate::harness::*;
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+use std::time::Duration;
+
+async fn admin(gw: &Gateway, method: Method, path: &str, body: &str) -> Reply {
+    send_req(request(
+        method,
+        &gw.admin_url(path),
+        &[("authorization", "Bearer adm1n")],
+        body,
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_analytics_match_the_traffic() {
+    let mock = Mock::start().await;
+    let dir = prepare(
+        &format!(
+            "{}[gateways.gw]\npipeline = [\"logging\", \"cache\"]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let path = dir.path().join("aigw.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen(
+            "[server]\n",
+            "[server]\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start_in(dir);
+    let url = gw.url("/v1/acct/gw/openai/chat/completions");
+    let ada = [("cf-aig-metadata", r#"{"user":"ada"}"#)];
+    let mut usages = Vec::new();
+    for body in [chat("one", false), chat("two", false)] {
+        let r = send(&url, &ada, &body).await;
+        usages.push(r.json()["usage"].clone());
+    }
+    let hit = send(&url, &[], &chat("one", false)).await;
+    assert_eq!(hit.header("cf-aig-cache-status"), Some("HIT"));
+    usages.push(hit.json()["usage"].clone());
+    let failed = send(&url, &[("x-mock-status", "500")], &chat("three", false)).await;
+    assert_eq!(failed.status.as_u16(), 500);
+    let streamed = stream(&url, &[], &chat("four", true)).await;
+    assert!(streamed.error.is_none());
+
+    // The writer is asynchronous: wait for all five entries.
+    let mut logs = Vec::new();
+    for _ in 0..60 {
+        logs = admin(&gw, Method::GET, "/api/gateways/gw/logs?limit=100", "")
+            .await
+            .json()["logs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if logs.len() == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(logs.len(), 5, "{logs:#?}");
+    assert!(
+        logs.iter().all(|l| l.get("request_body").is_none()),
+        "list must not carry bodies"
+    );
+
+    // Costs from the default price table (gpt-4o-mini: $0.15 / $0.60 per million).
+    let first = logs
+        .iter()
+        .find(|l| l["metadata"]["user"] == "ada" && l["cached"] == false)
+        .unwrap();
+    let (i, o) = (
+        first["tokens_in"].as_f64().unwrap(),
+        first["tokens_out"].as_f64().unwrap(),
+    );
+    let expected = (i * 0.15 + o * 0.6) / 1e6;
+    assert!(
+        (first["cost"].as_f64().unwrap() - expected).abs() < 1e-12,
+        "{first}"
+    );
+    let cached = logs.iter().find(|l| l["cached"] == true).unwrap();
+    assert_eq!(cached["cost"], 0.0);
+
+    // Filters and pagination.
+    let failures = admin(&gw, Method::GET, "/api/gateways/gw/logs?success=false", "")
+        .await
+        .json();
+    assert_eq!(failures["logs"].as_array().unwrap().len(), 1);
+    assert_eq!(failures["logs"][0]["status"], 500);
+    let by_ada = admin(&gw, Method::GET, "/api/gateways/gw/logs?meta.user=ada", "")
+        .await
+        .json();
+    assert_eq!(by_ada["logs"].as_array().unwrap().len(), 2);
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    for _ in 0..5 {
+        let page = admin(
+            &gw,
+            Method::GET,
+            &format!("/api/gateways/gw/logs?limit=2{cursor}"),
+            "",
+        )
+        .await
+        .json();
+        for l in page["logs"].as_array().unwrap() {
+            assert!(
+                seen.insert(l["id"].as_str().unwrap().to_string()),
+                "duplicate across pages"
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+
+    // One entry with its bodies; feedback and score.
+    let id = first["id"].as_str().unwrap();
+    let full = admin(&gw, Method::GET, &format!("/api/gateways/gw/logs/{id}"), "")
+        .await
+        .json();
+    assert!(
+        full["request_body"].as_str().unwrap().contains("one")
+            || full["request_body"].as_str().unwrap().contains("two")
+    );
+    let patched = admin(
+        &gw,
+        Method::PATCH,
+        &format!("/api/gateways/gw/logs/{id}"),
+        r#"{"feedback":1,"score":0.9,"metadata":{"team":"x"}}"#,
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    let again = admin(&gw, Method::GET, &format!("/api/gateways/gw/logs/{id}"), "")
+        .await
+        .json();
+    assert_eq!(again["feedback"], 1);
+    assert_eq!(again["metadata"]["team"], "x");
+    assert_eq!(again["metadata"]["user"], "ada");
+    let bad = admin(
+        &gw,
+        Method::PATCH,
+        &format!("/api/gateways/gw/logs/{id}"),
+        r#"{"feedback":5}"#,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text().contains("feedback"));
+
+    // Analytics totals equal the sum of the entries.
+    let report = admin(
+        &gw,
+        Method::GET,
+        "/api/gateways/gw/analytics?bucket=minute&group_by=model",
+        "",
+    )
+    .await
+    .json();
+    let totals = &report["totals"];
+    assert_eq!(totals["requests"], 5);
+    assert_eq!(totals["errors"], 1);
+    assert_eq!(totals["status_5xx"], 1);
+    assert_eq!(totals["cached"], 1);
+    let sum = |k: &str| logs.iter().map(|l| l[k].as_i64().unwrap_or(0)).sum::<i64>();
+    assert_eq!(totals["tokens_in"], sum("tokens_in"));
+    assert_eq!(totals["tokens_out"], sum("tokens_out"));
+    let cost_sum: f64 = logs.iter().map(|l| l["cost"].as_f64().unwrap_or(0.0)).sum();
+    assert!((totals["cost"].as_f64().unwrap() - cost_sum).abs() < 1e-12);
+    assert!(totals["latency_ms"]["p99"].as_i64().is_some());
+    let buckets: i64 = report["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["requests"].as_i64().unwrap())
+        .sum();
+    assert_eq!(buckets, 5);
+    assert_eq!(report["groups"][0]["model"], "gpt-4o-mini");
+    assert!(usages.iter().all(|u| u["prompt_tokens"].as_u64().is_some()));
+
+    // The admin API needs its token.
+    let denied = send_req(request(
+        Method::GET,
+        &gw.admin_url("/api/gateways/gw/logs"),
+        &[],
+        "",
+    ))
+    .await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    let unknown: Value = admin(&gw, Method::GET, "/api/gateways/nope/logs", "")
+        .await
+        .json();
+    assert!(
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nope")
+    );
+}
