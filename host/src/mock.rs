@@ -217,16 +217,22 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
         );
     }
     if stream {
-        return sse(
-            openai_events(
-                &model,
-                &words,
-                prompt_tokens,
-                completion_tokens,
-                pacing.chunks,
-            ),
-            pacing,
+        // Like OpenAI: the usage chunk only when the request asks for it.
+        let include_usage = request
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true);
+        let mut events = openai_events(
+            &model,
+            &words,
+            prompt_tokens,
+            completion_tokens,
+            pacing.chunks,
         );
+        if !include_usage {
+            events.retain(|e| !e.contains("\"usage\""));
+        }
+        return sse(events, pacing);
     }
     json_response(
         StatusCode::OK,

@@ -205,3 +205,79 @@ async fn logs_and_analytics_match_the_traffic() {
             .contains("nope")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_token_counts_are_exact_without_showing_an_unasked_usage_chunk() {
+    let mock = Mock::start().await;
+    let mut gw = Gateway::start(
+        &format!(
+            "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let url = gw.url("/v1/acct/gw/openai/chat/completions");
+    let plain = stream(&url, &[], &chat("count my tokens please", true)).await;
+    assert!(
+        !plain.text().contains("\"usage\""),
+        "client got a usage chunk it did not ask for"
+    );
+    assert_eq!(
+        sse_data(&plain.text()).last().map(String::as_str),
+        Some("[DONE]")
+    );
+    let asked = stream(
+        &url,
+        &[],
+        r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"count my tokens please"}]}"#,
+    )
+    .await;
+    let usage_chunk = sse_data(&asked.text())
+        .into_iter()
+        .filter_map(|d| serde_json::from_str::<Value>(&d).ok())
+        .find(|v| v["usage"].is_object())
+        .expect("asked-for usage chunk");
+    // The upstream was asked for usage both times.
+    let seen = mock.requests();
+    for r in &seen {
+        let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["stream_options"]["include_usage"], true);
+    }
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 2);
+    for e in &entries {
+        assert_eq!(e["tokens_in"], usage_chunk["usage"]["prompt_tokens"]);
+        assert_eq!(e["tokens_out"], usage_chunk["usage"]["completion_tokens"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_stream_still_leaves_a_log_entry() {
+    let mock = Mock::start().await;
+    let mut gw = Gateway::start(
+        &format!(
+            "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let req = request(
+        Method::POST,
+        &gw.url("/v1/acct/gw/openai/chat/completions"),
+        &[("x-mock-chunks", "10"), ("x-mock-chunk-delay-ms", "200")],
+        &chat("leave early", true),
+    );
+    let resp = client().request(req).await.unwrap();
+    let mut body = resp.into_body();
+    use http_body_util::BodyExt;
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.is_data());
+    drop(body);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    assert_eq!(entries[0]["outcome"], "ClientAborted");
+    assert!(entries[0]["response_size"].as_u64().unwrap() > 0);
+}

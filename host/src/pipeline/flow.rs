@@ -94,6 +94,7 @@ struct Exchange {
     attempts: u32,
     stream_idle_timeout_ms: u64,
     config: Arc<crate::config::Config>,
+    strip_usage_chunk: bool,
 }
 
 impl Exchange {
@@ -359,6 +360,7 @@ pub async fn handle(
         attempts: 0,
         stream_idle_timeout_ms: config.stream_idle_timeout_ms,
         config: generation.config.clone(),
+        strip_usage_chunk: false,
     };
 
     // Request headers, in pipeline order.
@@ -389,6 +391,15 @@ pub async fn handle(
         Err((err, outcome)) => return finish(ex, 0, Outgoing::from_error(&err), outcome),
     };
     (ex.model, _) = request_model(&body);
+    // Streamed OpenAI-style chats: ask for the usage chunk so token counts are
+    // exact, and hide it from a client that did not ask for it.
+    if route.path.ends_with("/chat/completions")
+        && !provider.anthropic_messages
+        && let Some(with_usage) = crate::providers::usage::with_stream_usage(&body)
+    {
+        body = Bytes::from(with_usage);
+        ex.strip_usage_chunk = true;
+    }
 
     // Request body, in pipeline order.
     for i in 0..n {
@@ -693,7 +704,12 @@ fn finish(ex: Exchange, upto: usize, out: Outgoing, outcome: Outcome) -> Respons
     // true length (or chunked / h2 framing when body filters may change it).
     headers::strip_hop_by_hop(&mut headers);
     headers.remove(CONTENT_LENGTH);
-    if body_stages.is_empty() {
+    let rewrites_stream = ex.strip_usage_chunk
+        && headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+    if body_stages.is_empty() && !rewrites_stream {
         match (&out.body, out.upstream_len) {
             (BodySource::Bytes(b), _) => {
                 headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
@@ -711,7 +727,13 @@ fn finish(ex: Exchange, upto: usize, out: Outgoing, outcome: Outcome) -> Respons
     let status = out.status;
     let summary_headers = headers::redacted_view(&headers);
     let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(16);
+    let streamed = content_type
+        .as_deref()
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    let usage_filter =
+        (streamed && ex.strip_usage_chunk).then(crate::providers::usage::UsageChunkFilter::default);
     let task = BodyTask {
+        usage_filter,
         ex,
         body_stages,
         buffers: Vec::new(),
@@ -741,6 +763,7 @@ struct BodyTask {
     outcome: Outcome,
     response_bytes: u64,
     response_headers: Vec<Header>,
+    usage_filter: Option<crate::providers::usage::UsageChunkFilter>,
 }
 
 impl BodyTask {
@@ -839,10 +862,16 @@ impl BodyTask {
                 return false;
             }
         };
+        if !data.is_empty() {
+            self.usage.feed(&data);
+        }
+        let data = match &mut self.usage_filter {
+            Some(f) => Bytes::from(f.push(&data, eos)),
+            None => data,
+        };
         if data.is_empty() {
             return true;
         }
-        self.usage.feed(&data);
         self.response_bytes += data.len() as u64;
         if tx.send(Ok(data)).await.is_err() {
             self.outcome = Outcome::ClientAborted;

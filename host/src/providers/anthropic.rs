@@ -245,13 +245,14 @@ pub struct StreamTranslator {
     /// Anthropic content-block index → OpenAI tool-call index.
     tools: Vec<(u64, usize)>,
     done: bool,
+    include_usage: bool,
 }
 
 const MAX_LINE: usize = 4 * 1024 * 1024;
 
 impl StreamTranslator {
     /// A translator for one stream.
-    pub fn new(model: &str, created: u64) -> Self {
+    pub fn new(model: &str, created: u64, include_usage: bool) -> Self {
         StreamTranslator {
             model: model.to_string(),
             created,
@@ -262,6 +263,7 @@ impl StreamTranslator {
             finish: Value::Null,
             tools: Vec::new(),
             done: false,
+            include_usage,
         }
     }
 
@@ -362,7 +364,10 @@ impl StreamTranslator {
                 let mut out = self.chunk(json!({}), finish);
                 let usage_chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                     "model": self.model, "choices": [], "usage": usage(self.input_tokens, self.output_tokens)});
-                out.push_str(&format!("data: {usage_chunk}\n\ndata: [DONE]\n\n"));
+                if self.include_usage {
+                    out.push_str(&format!("data: {usage_chunk}\n\n"));
+                }
+                out.push_str("data: [DONE]\n\n");
                 out
             }
             "error" => {
@@ -433,7 +438,7 @@ mod tests {
                    event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"lo\"}}\n\n\
                    event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"max_tokens\"},\"usage\":{\"output_tokens\":2}}\n\n\
                    event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
-        let mut t = StreamTranslator::new("claude", 1);
+        let mut t = StreamTranslator::new("claude", 1, true);
         let mut out = String::new();
         for piece in sse.as_bytes().chunks(7) {
             out.push_str(&t.feed(piece));

@@ -136,6 +136,65 @@ pub fn request_model(body: &[u8]) -> (Option<String>, bool) {
     }
 }
 
+/// For an OpenAI chat stream: the body with `stream_options.include_usage`
+/// turned on, when the client asked for a stream without it (so the gateway
+/// learns the token counts). `None` when nothing needs to change.
+pub fn with_stream_usage(body: &[u8]) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object_mut()?;
+    if obj.get("stream").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    let options = obj
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let options = options.as_object_mut()?;
+    if options.get("include_usage").and_then(Value::as_bool) == Some(true) {
+        return None;
+    }
+    options.insert("include_usage".into(), Value::Bool(true));
+    serde_json::to_vec(&v).ok()
+}
+
+/// Removes the usage-only chunk (`"choices": []` with `usage`) from an OpenAI
+/// SSE stream, for clients that did not ask for it. Events are reassembled
+/// across network chunks; a pending event is bounded.
+#[derive(Debug, Default)]
+pub struct UsageChunkFilter {
+    pending: Vec<u8>,
+}
+
+impl UsageChunkFilter {
+    /// Bytes to send now.
+    pub fn push(&mut self, data: &[u8], end_of_stream: bool) -> Vec<u8> {
+        self.pending.extend_from_slice(data);
+        let mut out = Vec::with_capacity(self.pending.len());
+        while let Some(pos) = self.pending.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = self.pending.drain(..pos + 2).collect();
+            if !is_usage_only(&event) {
+                out.extend_from_slice(&event);
+            }
+        }
+        if end_of_stream || self.pending.len() > MAX_SSE_LINE {
+            out.append(&mut self.pending);
+        }
+        out
+    }
+}
+
+fn is_usage_only(event: &[u8]) -> bool {
+    event
+        .split(|&b| b == b'\n')
+        .filter_map(|l| l.strip_prefix(b"data:"))
+        .filter_map(|d| serde_json::from_slice::<Value>(d).ok())
+        .any(|v| {
+            v.get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.is_empty())
+                && v.get("usage").is_some_and(Value::is_object)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +239,30 @@ mod tests {
                 tokens_out: Some(15)
             }
         );
+    }
+
+    #[test]
+    fn usage_is_requested_and_its_chunk_hidden() {
+        let body =
+            with_stream_usage(br#"{"model":"m","stream":true,"stream_options":{"x":1}}"#).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["stream_options"]["x"], 1);
+        assert!(with_stream_usage(br#"{"stream":false}"#).is_none());
+        assert!(
+            with_stream_usage(br#"{"stream":true,"stream_options":{"include_usage":true}}"#)
+                .is_none()
+        );
+        let sse = b"data: {\"choices\":[{\"delta\":{}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\ndata: [DONE]\n\n";
+        let mut f = UsageChunkFilter::default();
+        let mut out = Vec::new();
+        for piece in sse.chunks(5) {
+            out.extend(f.push(piece, false));
+        }
+        out.extend(f.push(b"", true));
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("usage"), "{text}");
+        assert!(text.contains("[DONE]") && text.contains("delta"));
     }
 
     #[test]

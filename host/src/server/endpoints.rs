@@ -121,6 +121,10 @@ async fn compat_anthropic(
     model: String,
     peer: IpAddr,
 ) -> Response<GatewayBody> {
+    let include_usage = request
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let translated = match anthropic::request_to_anthropic(&request, &model) {
         Ok(t) => t,
         Err(m) => return GatewayError::bad_request(m).into_response(),
@@ -161,7 +165,7 @@ async fn compat_anthropic(
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BodyError>>(16);
         tokio::spawn(async move {
             let mut body = body;
-            let mut translator = anthropic::StreamTranslator::new(&model, created);
+            let mut translator = anthropic::StreamTranslator::new(&model, created, include_usage);
             loop {
                 match body.frame().await {
                     Some(Ok(frame)) => {
