@@ -39,23 +39,86 @@ async fn route(
         return Response::new(GatewayBody::full("ok\n"));
     }
     if let Some(token) = token {
-        let sent = req
+        let header = req
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
+        // Bearer for API clients; Basic (any user, the token as password) so a
+        // browser can open the dashboard.
+        let sent = match header.split_once(' ') {
+            Some(("Bearer", t)) => t.to_string(),
+            Some(("Basic", b)) => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+                    .and_then(|raw| String::from_utf8(raw).ok())
+                    .and_then(|s| s.split_once(':').map(|(_, p)| p.to_string()))
+                    .unwrap_or_default()
+            }
+            _ => String::new(),
+        };
         if !same(sent.as_bytes(), token.as_bytes()) {
-            return GatewayError::new(
+            let mut r = GatewayError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "the admin API needs 'Authorization: Bearer <server.admin_token>'",
             )
             .into_response();
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Basic realm=\"aigw admin\""),
+            );
+            return r;
         }
     }
     match (req.method(), path.as_str()) {
         (&Method::GET, "/metrics") => app.metrics_response(),
+        (&Method::GET, "/dashboard") | (&Method::GET, "/dashboard/") => {
+            let generation = app.generation();
+            let mut names: Vec<String> = generation.gateways.keys().cloned().collect();
+            names.sort();
+            let wanted = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .find(|(k, _)| k == "gateway")
+                .map(|(_, v)| v.into_owned())
+                .or_else(|| names.first().cloned())
+                .unwrap_or_default();
+            if !generation.gateways.contains_key(&wanted) {
+                return GatewayError::not_found(format!("unknown gateway '{wanted}'"))
+                    .into_response();
+            }
+            let plugins = reloader.status();
+            let services = app.env.runtime.services.clone();
+            tokio::task::spawn_blocking(move || match &services.logs {
+                Some(store) => super::dashboard::page(store, &names, &wanted, &plugins),
+                None => GatewayError::unavailable("the log store is not open").into_response(),
+            })
+            .await
+            .unwrap_or_else(|e| {
+                GatewayError::unavailable(format!("dashboard failed: {e}")).into_response()
+            })
+        }
+        (&Method::GET, p) if p.starts_with("/dashboard/logs/") => {
+            let rest: Vec<String> = p["/dashboard/logs/".len()..]
+                .split('/')
+                .map(str::to_string)
+                .collect();
+            let [gateway, id] = rest.as_slice() else {
+                return GatewayError::not_found("expected /dashboard/logs/{gateway}/{id}")
+                    .into_response();
+            };
+            let (gateway, id) = (gateway.clone(), id.clone());
+            let services = app.env.runtime.services.clone();
+            tokio::task::spawn_blocking(move || match &services.logs {
+                Some(store) => super::dashboard::detail(store, &gateway, &id),
+                None => GatewayError::unavailable("the log store is not open").into_response(),
+            })
+            .await
+            .unwrap_or_else(|e| {
+                GatewayError::unavailable(format!("dashboard failed: {e}")).into_response()
+            })
+        }
         (&Method::GET, "/api/plugins") => json(StatusCode::OK, reloader.status()),
         (&Method::POST, "/api/reload") => match reloader.reload("admin API").await {
             Ok(generation) => json(

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod dashboard;
 pub mod endpoints;
 pub mod error;
 pub mod reload;

@@ -1,0 +1,316 @@
+//! The dashboard on the admin listener (`/dashboard`): overview tiles, plots
+//! over time (rendered server-side to SVG with `plotters`, so the page needs
+//! no network and no JavaScript), a breakdown by model, the recent logs with a
+//! detail view per entry, and the loaded filters. Numbers come from the same
+//! queries as the analytics and logs API.
+
+use super::body::GatewayBody;
+use super::error::GatewayError;
+use crate::store::logs::{LogQuery, LogStore};
+use hyper::{Response, StatusCode};
+use plotters::prelude::*;
+use serde_json::Value;
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn html(status: StatusCode, body: String) -> Response<GatewayBody> {
+    let mut r = Response::new(GatewayBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+/// A line chart of one or more series over bucket start times (ms).
+fn chart(title: &str, series: &[(&str, Vec<(i64, f64)>)]) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (560, 240)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let xs = series.iter().flat_map(|(_, v)| v.iter().map(|p| p.0));
+        let (x0, x1) = xs.fold((i64::MAX, i64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+        let (x0, x1) = if x0 > x1 {
+            (0, 1)
+        } else {
+            (x0, x1.max(x0 + 1))
+        };
+        let y1 = series
+            .iter()
+            .flat_map(|(_, v)| v.iter().map(|p| p.1))
+            .fold(0.0f64, f64::max)
+            .max(1e-9)
+            * 1.1;
+        let built = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(24)
+            .y_label_area_size(48)
+            .build_cartesian_2d(x0..x1, 0.0..y1);
+        if let Ok(mut c) = built {
+            let _ = c
+                .configure_mesh()
+                .x_labels(4)
+                .x_label_formatter(&|ms| {
+                    let secs = (*ms / 1000).rem_euclid(86_400);
+                    format!("{:02}:{:02}", secs / 3600, (secs % 3600) / 60)
+                })
+                .y_labels(4)
+                .draw();
+            let colors = [BLUE, RED, GREEN, MAGENTA];
+            for (i, (name, points)) in series.iter().enumerate() {
+                let color = colors[i % colors.len()];
+                // Points too: a single bucket has no line to draw.
+                let _ = c.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())));
+                if let Ok(s) = c.draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                )) {
+                    s.label(*name)
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], color));
+                }
+            }
+            let _ = c
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw();
+        }
+        let _ = root.present();
+    }
+    svg
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// `GET /dashboard?gateway=NAME`.
+pub fn page(
+    store: &LogStore,
+    gateways: &[String],
+    gateway: &str,
+    plugins: &Value,
+) -> Response<GatewayBody> {
+    let now = crate::store::now_ms() as i64;
+    let from = now - 3_600_000;
+    let report = match store.analytics(gateway, from, now + 1, 60_000, Some("model")) {
+        Ok(r) => r,
+        Err(e) => {
+            return GatewayError::unavailable(format!("analytics failed: {e}")).into_response();
+        }
+    };
+    let logs = match store.query(&LogQuery {
+        gateway: gateway.to_string(),
+        limit: 50,
+        ..LogQuery::default()
+    }) {
+        Ok((l, _)) => l,
+        Err(e) => return GatewayError::unavailable(format!("logs failed: {e}")).into_response(),
+    };
+    let t = &report["totals"];
+    let requests = num(&t["requests"]);
+    let success_rate = if requests > 0.0 {
+        100.0 * num(&t["successes"]) / requests
+    } else {
+        0.0
+    };
+    let tile = |id: &str, label: &str, value: String| {
+        format!(
+            "<div class=tile><div class=label>{label}</div><div class=value id=\"{id}\">{}</div></div>",
+            esc(&value)
+        )
+    };
+    let latency = &t["latency_ms"];
+    let tiles = [
+        tile("requests", "Requests (1 h)", format!("{}", t["requests"])),
+        tile(
+            "success-rate",
+            "Success rate",
+            format!("{success_rate:.1}%"),
+        ),
+        tile("errors", "Errors", format!("{}", t["errors"])),
+        tile(
+            "cache-hit-rate",
+            "Cache hit rate",
+            format!("{:.1}%", 100.0 * num(&t["cache_hit_rate"])),
+        ),
+        tile("tokens-in", "Tokens in", format!("{}", t["tokens_in"])),
+        tile("tokens-out", "Tokens out", format!("{}", t["tokens_out"])),
+        tile("cost", "Cost (USD)", format!("{:.6}", num(&t["cost"]))),
+        tile(
+            "latency-p50",
+            "Latency p50 ms",
+            format!("{}", latency["p50"]),
+        ),
+        tile(
+            "latency-p95",
+            "Latency p95 ms",
+            format!("{}", latency["p95"]),
+        ),
+        tile(
+            "latency-p99",
+            "Latency p99 ms",
+            format!("{}", latency["p99"]),
+        ),
+    ]
+    .join("");
+    let buckets = report["buckets"].as_array().cloned().unwrap_or_default();
+    let series = |f: &dyn Fn(&Value) -> f64| -> Vec<(i64, f64)> {
+        buckets
+            .iter()
+            .map(|b| (b["start_ms"].as_i64().unwrap_or(0), f(b)))
+            .collect()
+    };
+    let charts = [
+        chart(
+            "Requests and errors per minute",
+            &[
+                ("requests", series(&|b| num(&b["requests"]))),
+                ("errors", series(&|b| num(&b["errors"]))),
+            ],
+        ),
+        chart(
+            "Tokens per minute",
+            &[
+                ("in", series(&|b| num(&b["tokens_in"]))),
+                ("out", series(&|b| num(&b["tokens_out"]))),
+            ],
+        ),
+        chart(
+            "Latency ms",
+            &[
+                ("p50", series(&|b| num(&b["latency_ms"]["p50"]))),
+                ("p95", series(&|b| num(&b["latency_ms"]["p95"]))),
+                ("p99", series(&|b| num(&b["latency_ms"]["p99"]))),
+            ],
+        ),
+        chart(
+            "Cost (USD) and cache hit rate",
+            &[
+                ("cost", series(&|b| num(&b["cost"]))),
+                ("hit rate", series(&|b| num(&b["cache_hit_rate"]))),
+            ],
+        ),
+    ]
+    .map(|svg| format!("<div class=chart>{svg}</div>"))
+    .join("");
+    let groups: String = report["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td></tr>",
+                esc(g["model"].as_str().unwrap_or("")),
+                g["requests"],
+                g["errors"],
+                g["tokens_in"],
+                g["tokens_out"],
+                num(&g["cost"])
+            )
+        })
+        .collect();
+    let rows: String = logs
+        .iter()
+        .map(|l| {
+            let id = l["id"].as_str().unwrap_or("");
+            format!(
+                "<tr class=log-row><td><a href=\"/dashboard/logs/{gw}/{id}\">{short}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(l["provider"].as_str().unwrap_or("")),
+                esc(l["model"].as_str().unwrap_or("")),
+                l["status"],
+                l["cached"],
+                l["tokens_in"],
+                l["tokens_out"],
+                l["duration_ms"],
+                gw = esc(gateway),
+                id = esc(id),
+                short = esc(&id.chars().take(8).collect::<String>()),
+            )
+        })
+        .collect();
+    let filters: String = plugins["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(p["name"].as_str().unwrap_or("")),
+                esc(p["status"].as_str().unwrap_or("")),
+                esc(p["source"].as_str().unwrap_or("")),
+                esc(&p["sha256"]
+                    .as_str()
+                    .unwrap_or("")
+                    .chars()
+                    .take(12)
+                    .collect::<String>())
+            )
+        })
+        .collect();
+    let nav: String = gateways
+        .iter()
+        .map(|g| format!("<a href=\"/dashboard?gateway={0}\">{0}</a> ", esc(g)))
+        .collect();
+    html(
+        StatusCode::OK,
+        format!(
+            "<!doctype html><html><head><meta charset=utf-8><title>aigw · {gw}</title><style>{STYLE}</style></head><body>\
+             <h1>aigw · gateway <span id=gateway>{gw}</span></h1><nav>{nav}</nav>\
+             <section class=tiles>{tiles}</section><section class=charts>{charts}</section>\
+             <h2>By model</h2><table id=models><tr><th>model</th><th>requests</th><th>errors</th><th>tokens in</th><th>tokens out</th><th>cost</th></tr>{groups}</table>\
+             <h2>Recent requests</h2><table id=logs><tr><th>id</th><th>provider</th><th>model</th><th>status</th><th>cached</th><th>tokens in</th><th>tokens out</th><th>ms</th></tr>{rows}</table>\
+             <h2>Filters (generation {generation})</h2><table id=filters><tr><th>name</th><th>status</th><th>source</th><th>sha256</th></tr>{filters}</table>\
+             </body></html>",
+            gw = esc(gateway),
+            generation = plugins["generation"],
+        ),
+    )
+}
+
+/// `GET /dashboard/logs/{gateway}/{id}`: one entry, bodies included.
+pub fn detail(store: &LogStore, gateway: &str, id: &str) -> Response<GatewayBody> {
+    let entry = match store.get(gateway, id) {
+        Ok(Some(e)) => e,
+        Ok(None) => return GatewayError::not_found(format!("no log entry '{id}'")).into_response(),
+        Err(e) => return GatewayError::unavailable(e).into_response(),
+    };
+    let mut rows = String::new();
+    if let Some(obj) = entry.as_object() {
+        for (k, v) in obj {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            rows.push_str(&format!(
+                "<tr><th>{}</th><td><pre>{}</pre></td></tr>",
+                esc(k),
+                esc(&text)
+            ));
+        }
+    }
+    html(
+        StatusCode::OK,
+        format!(
+            "<!doctype html><html><head><meta charset=utf-8><title>aigw · {id}</title><style>{STYLE}</style></head><body>\
+             <h1>Request <span id=log-id>{id}</span></h1><p><a href=\"/dashboard?gateway={gw}\">back</a></p>\
+             <table id=detail>{rows}</table></body></html>",
+            id = esc(id),
+            gw = esc(gateway),
+        ),
+    )
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222}h1{font-size:22px}\
+.tiles{display:flex;flex-wrap:wrap;gap:10px}.tile{border:1px solid #ddd;border-radius:6px;padding:10px 14px;min-width:120px}\
+.label{font-size:12px;color:#666}.value{font-size:20px;font-weight:bold}.charts{display:flex;flex-wrap:wrap;gap:10px;margin-top:14px}\
+table{border-collapse:collapse;margin-top:8px}td,th{border:1px solid #ddd;padding:4px 8px;font-size:13px;text-align:left}\
+pre{margin:0;white-space:pre-wrap;max-width:900px}";
