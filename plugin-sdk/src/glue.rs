@@ -176,6 +176,8 @@ pub fn on_done<F: Filter>(s: wit::Summary) {
         streamed: s.streamed,
         tokens_in: s.tokens_in,
         tokens_out: s.tokens_out,
+        tokens_cached: s.tokens_cached,
+        tokens_reasoning: s.tokens_reasoning,
         cost: s.cost,
         duration_ms: s.duration_ms,
         attempts: s.attempts,

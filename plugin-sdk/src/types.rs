@@ -381,6 +381,10 @@ pub struct Summary {
     pub tokens_in: Option<u32>,
     /// Completion tokens, when the response reported usage.
     pub tokens_out: Option<u32>,
+    /// Prompt tokens read from the provider's cache, when reported.
+    pub tokens_cached: Option<u32>,
+    /// Reasoning tokens within the completion, when reported.
+    pub tokens_reasoning: Option<u32>,
     /// Cost in USD, when known.
     pub cost: Option<f64>,
     /// Wall time from arrival to the last byte.

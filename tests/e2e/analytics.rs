@@ -281,3 +281,109 @@ async fn a_client_leaving_mid_stream_still_leaves_a_log_entry() {
     assert_eq!(entries[0]["outcome"], "ClientAborted");
     assert!(entries[0]["response_size"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percentiles_follow_a_known_latency_distribution_and_metrics_agree() {
+    let mock = Mock::start().await;
+    let dir = prepare(
+        &format!(
+            "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let path = dir.path().join("aigw.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen(
+            "[server]\n",
+            "[server]\nadmin_listen = \"127.0.0.1:0\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start_in(dir);
+    let url = gw.url("/v1/acct/gw/openai/chat/completions");
+    // 18 fast requests and 2 that the mock holds for 400 ms: p50 is fast, p95 and p99 are slow.
+    for i in 0..20 {
+        let delay = if i % 10 == 9 { "400" } else { "0" };
+        send(
+            &url,
+            &[("x-mock-delay-ms", delay)],
+            &chat(&format!("p{i}"), false),
+        )
+        .await;
+    }
+    let mut report = Value::Null;
+    for _ in 0..60 {
+        report = send_req(request(
+            Method::GET,
+            &gw.admin_url("/api/gateways/gw/analytics"),
+            &[],
+            "",
+        ))
+        .await
+        .json();
+        if report["totals"]["requests"] == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let latency = &report["totals"]["latency_ms"];
+    assert!(latency["p50"].as_i64().unwrap() < 200, "{latency}");
+    assert!(latency["p95"].as_i64().unwrap() >= 400, "{latency}");
+    assert!(latency["p99"].as_i64().unwrap() >= 400, "{latency}");
+    let metrics = send_req(request(Method::GET, &gw.admin_url("/metrics"), &[], ""))
+        .await
+        .text();
+    assert!(
+        metrics.contains("aigw_request_duration_ms_count{gateway=\"gw\",provider=\"openai\",model=\"gpt-4o-mini\"} 20"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("aigw_request_duration_ms_bucket{gateway=\"gw\",provider=\"openai\",model=\"gpt-4o-mini\",le=\"250\"} 18"), "{metrics}");
+    assert!(
+        metrics.contains("aigw_filter_calls_total{filter=\"logging\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("aigw_cost_usd_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_stream_tokens_are_exact() {
+    let mock = Mock::start().await;
+    let mut gw = Gateway::start(
+        &format!(
+            "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let s = stream(
+        &gw.url("/v1/acct/gw/anthropic/v1/messages"),
+        &[("x-api-key", "sk-ant"), ("anthropic-version", "2023-06-01")],
+        r#"{"model":"claude-3-5-haiku","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"count these four words"}]}"#,
+    )
+    .await;
+    let events: Vec<Value> = sse_data(&s.text())
+        .iter()
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let input = events
+        .iter()
+        .find_map(|e| {
+            e.pointer("/message/usage/input_tokens")
+                .and_then(Value::as_u64)
+        })
+        .unwrap();
+    let output = events
+        .iter()
+        .filter(|e| e["type"] == "message_delta")
+        .find_map(|e| e.pointer("/usage/output_tokens").and_then(Value::as_u64))
+        .unwrap();
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries[0]["tokens_in"], input);
+    assert_eq!(entries[0]["tokens_out"], output);
+    assert_eq!(entries[0]["streamed"], true);
+}

@@ -149,7 +149,13 @@ impl Exchange {
         let Slot::Live(inst) = &mut self.slots[i] else {
             return Ok(None);
         };
-        match inst.hook(hook).await {
+        let started = Instant::now();
+        let result = inst.hook(hook).await;
+        self.runtime.services.metrics.observe_filter_call(
+            &self.gw.stages[i].filter.name,
+            started.elapsed().as_micros() as u64,
+        );
+        match result {
             Ok(r) => Ok(Some(r)),
             Err(e) => self.fail(i, e),
         }
@@ -979,6 +985,8 @@ impl BodyTask {
             streamed: self.streamed,
             tokens_in: usage.tokens_in,
             tokens_out: usage.tokens_out,
+            tokens_cached: usage.tokens_cached,
+            tokens_reasoning: usage.tokens_reasoning,
             cost,
             duration_ms: ex.started.elapsed().as_millis().min(u32::MAX as u128) as u32,
             attempts: ex.attempts,
@@ -987,6 +995,14 @@ impl BodyTask {
             request_headers: std::mem::take(&mut ex.request_headers),
             response_headers: std::mem::take(&mut self.response_headers),
         };
+        ex.runtime.services.metrics.observe_request(
+            &summary.gateway,
+            &summary.provider,
+            summary.model.as_deref().unwrap_or(""),
+            summary.duration_ms as u64,
+            cached,
+            if cached { Some(0.0) } else { cost },
+        );
         tracing::debug!(
             request_id = %summary.request_id, gateway = %summary.gateway, provider = %summary.provider,
             status = summary.status, outcome = ?summary.outcome, duration_ms = summary.duration_ms,

@@ -18,6 +18,10 @@ pub struct Usage {
     pub tokens_in: Option<u32>,
     /// Completion / output tokens.
     pub tokens_out: Option<u32>,
+    /// Prompt tokens read from the provider's cache.
+    pub tokens_cached: Option<u32>,
+    /// Reasoning tokens within the completion.
+    pub tokens_reasoning: Option<u32>,
 }
 
 /// Incremental usage reader.
@@ -105,6 +109,12 @@ fn scan_sse_line(line: &[u8], usage: &mut Usage) {
     if found.tokens_out.is_some() {
         usage.tokens_out = found.tokens_out;
     }
+    if found.tokens_cached.is_some() {
+        usage.tokens_cached = found.tokens_cached;
+    }
+    if found.tokens_reasoning.is_some() {
+        usage.tokens_reasoning = found.tokens_reasoning;
+    }
 }
 
 fn usage_from(v: &Value) -> Usage {
@@ -116,9 +126,17 @@ fn usage_from(v: &Value) -> Usage {
             .find_map(|k| u.get(*k).and_then(Value::as_u64))
             .map(|n| n.min(u32::MAX as u64) as u32)
     };
+    let nested = |path: &str| {
+        u.pointer(path)
+            .and_then(Value::as_u64)
+            .map(|n| n.min(u32::MAX as u64) as u32)
+    };
     Usage {
         tokens_in: num(&["prompt_tokens", "input_tokens"]),
         tokens_out: num(&["completion_tokens", "output_tokens"]),
+        tokens_cached: nested("/prompt_tokens_details/cached_tokens")
+            .or_else(|| num(&["cache_read_input_tokens"])),
+        tokens_reasoning: nested("/completion_tokens_details/reasoning_tokens"),
     }
 }
 
@@ -208,9 +226,22 @@ mod tests {
             r.finish(),
             Usage {
                 tokens_in: Some(12),
-                tokens_out: Some(7)
+                tokens_out: Some(7),
+                ..Usage::default()
             }
         );
+    }
+
+    #[test]
+    fn cached_and_reasoning_tokens() {
+        let mut r = UsageReader::for_content_type(Some("application/json"));
+        r.feed(br#"{"usage":{"prompt_tokens":100,"completion_tokens":40,
+            "prompt_tokens_details":{"cached_tokens":64},"completion_tokens_details":{"reasoning_tokens":30}}}"#);
+        let u = r.finish();
+        assert_eq!((u.tokens_cached, u.tokens_reasoning), (Some(64), Some(30)));
+        let mut r = UsageReader::for_content_type(Some("application/json"));
+        r.feed(br#"{"usage":{"input_tokens":10,"output_tokens":2,"cache_read_input_tokens":8}}"#);
+        assert_eq!(r.finish().tokens_cached, Some(8));
     }
 
     #[test]
@@ -222,7 +253,8 @@ mod tests {
             r.finish(),
             Usage {
                 tokens_in: Some(3),
-                tokens_out: Some(9)
+                tokens_out: Some(9),
+                ..Usage::default()
             }
         );
     }
@@ -236,7 +268,8 @@ mod tests {
             r.finish(),
             Usage {
                 tokens_in: Some(25),
-                tokens_out: Some(15)
+                tokens_out: Some(15),
+                ..Usage::default()
             }
         );
     }

@@ -30,9 +30,87 @@ pub struct Metrics {
     pub reloads: AtomicU64,
     /// Reloads rejected (the previous generation kept serving).
     pub reload_failures: AtomicU64,
+    /// Answers served from cache.
+    pub cache_hits: AtomicU64,
+    /// Estimated cost, in millionths of a USD.
+    pub cost_micro_usd: AtomicU64,
+    /// Request latency by (gateway, provider, model).
+    pub latency: DashMap<(String, String, String), Histogram>,
+    /// Filter hook calls and their total time (µs), by filter.
+    pub filter_calls: DashMap<String, (AtomicU64, AtomicU64)>,
+}
+
+/// Upper bounds (ms) of the latency histogram buckets.
+pub const LATENCY_BUCKETS_MS: [u64; 13] = [
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+];
+/// Most label sets kept for the latency histogram.
+const MAX_LATENCY_SERIES: usize = 1000;
+
+/// A cumulative latency histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 13],
+    count: AtomicU64,
+    sum_ms: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, ms: u64) {
+        for (i, le) in LATENCY_BUCKETS_MS.iter().enumerate() {
+            if ms <= *le {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+}
+
+fn label(v: &str) -> String {
+    v.replace(['"', '\\', '\n'], "_")
 }
 
 impl Metrics {
+    /// Records a finished request.
+    pub fn observe_request(
+        &self,
+        gateway: &str,
+        provider: &str,
+        model: &str,
+        duration_ms: u64,
+        cached: bool,
+        cost: Option<f64>,
+    ) {
+        if cached {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(c) = cost {
+            self.cost_micro_usd
+                .fetch_add((c * 1e6).round() as u64, Ordering::Relaxed);
+        }
+        let key = (gateway.to_string(), provider.to_string(), model.to_string());
+        if let Some(h) = self.latency.get(&key) {
+            h.observe(duration_ms);
+            return;
+        }
+        if self.latency.len() < MAX_LATENCY_SERIES {
+            self.latency.entry(key).or_default().observe(duration_ms);
+        }
+    }
+
+    /// Records one filter hook call.
+    pub fn observe_filter_call(&self, filter: &str, micros: u64) {
+        if let Some(e) = self.filter_calls.get(filter) {
+            e.0.fetch_add(1, Ordering::Relaxed);
+            e.1.fetch_add(micros, Ordering::Relaxed);
+            return;
+        }
+        let e = self.filter_calls.entry(filter.to_string()).or_default();
+        e.0.fetch_add(1, Ordering::Relaxed);
+        e.1.fetch_add(micros, Ordering::Relaxed);
+    }
+
     /// Counts a response status.
     pub fn count_status(&self, status: u16) {
         let class = (status / 100).min(5) as usize;
@@ -127,6 +205,62 @@ impl Metrics {
             "aigw_reload_failures_total {}",
             get(&self.reload_failures)
         );
+        let _ = writeln!(out, "# TYPE aigw_cache_hits_total counter");
+        let _ = writeln!(out, "aigw_cache_hits_total {}", get(&self.cache_hits));
+        let _ = writeln!(out, "# TYPE aigw_cost_usd_total counter");
+        let _ = writeln!(
+            out,
+            "aigw_cost_usd_total {:.6}",
+            get(&self.cost_micro_usd) as f64 / 1e6
+        );
+        let _ = writeln!(out, "# TYPE aigw_request_duration_ms histogram");
+        for e in self.latency.iter() {
+            let (g, p, m) = e.key();
+            let labels = format!(
+                "gateway=\"{}\",provider=\"{}\",model=\"{}\"",
+                label(g),
+                label(p),
+                label(m)
+            );
+            let h = e.value();
+            for (i, le) in LATENCY_BUCKETS_MS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "aigw_request_duration_ms_bucket{{{labels},le=\"{le}\"}} {}",
+                    get(&h.buckets[i])
+                );
+            }
+            let _ = writeln!(
+                out,
+                "aigw_request_duration_ms_bucket{{{labels},le=\"+Inf\"}} {}",
+                get(&h.count)
+            );
+            let _ = writeln!(
+                out,
+                "aigw_request_duration_ms_sum{{{labels}}} {}",
+                get(&h.sum_ms)
+            );
+            let _ = writeln!(
+                out,
+                "aigw_request_duration_ms_count{{{labels}}} {}",
+                get(&h.count)
+            );
+        }
+        let _ = writeln!(out, "# TYPE aigw_filter_calls_total counter");
+        for e in self.filter_calls.iter() {
+            let _ = writeln!(
+                out,
+                "aigw_filter_calls_total{{filter=\"{}\"}} {}",
+                label(e.key()),
+                get(&e.value().0)
+            );
+            let _ = writeln!(
+                out,
+                "aigw_filter_call_microseconds_total{{filter=\"{}\"}} {}",
+                label(e.key()),
+                get(&e.value().1)
+            );
+        }
         let _ = writeln!(out, "# TYPE aigw_filter_failures_total counter");
         for e in self.filter_failures.iter() {
             let _ = writeln!(

@@ -220,6 +220,8 @@ impl Filter for Logging {
             "duration_ms": s.duration_ms,
             "tokens_in": s.tokens_in,
             "tokens_out": s.tokens_out,
+            "tokens_cached": s.tokens_cached,
+            "tokens_reasoning": s.tokens_reasoning,
             "cost": cost,
             "attempts": s.attempts,
             "request_size": s.request_bytes,
