@@ -135,6 +135,16 @@ async fn the_dashboard_shows_what_the_api_reports() {
     assert_eq!(dom.matches("class=\"log-row\"").count(), 4);
     assert!(dom.contains("gpt-4o-mini"));
 
+    // The logs table takes the same filters as the API.
+    let failed_url = gw.admin_url("/dashboard?gateway=gw&success=false");
+    let (b, p) = (browser.clone(), profile.path().to_path_buf());
+    let failed =
+        tokio::task::spawn_blocking(move || headless(&b, &p, &["--dump-dom", &failed_url]))
+            .await
+            .unwrap();
+    assert_eq!(failed.matches("class=\"log-row\"").count(), 1);
+    assert!(failed.contains("id=\"log-filters\""));
+
     // A log row opens its detail view.
     let href_start = dom.find("href=\"/dashboard/logs/").unwrap() + "href=\"".len();
     let href = dom[href_start..].split('"').next().unwrap().to_string();

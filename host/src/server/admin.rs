@@ -79,9 +79,14 @@ async fn route(
             let generation = app.generation();
             let mut names: Vec<String> = generation.gateways.keys().cloned().collect();
             names.sort();
-            let wanted = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            let params: Vec<(String, String)> =
+                form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                    .into_owned()
+                    .collect();
+            let wanted = params
+                .iter()
                 .find(|(k, _)| k == "gateway")
-                .map(|(_, v)| v.into_owned())
+                .map(|(_, v)| v.clone())
                 .or_else(|| names.first().cloned())
                 .unwrap_or_default();
             if !generation.gateways.contains_key(&wanted) {
@@ -91,7 +96,7 @@ async fn route(
             let plugins = reloader.status();
             let services = app.env.runtime.services.clone();
             tokio::task::spawn_blocking(move || match &services.logs {
-                Some(store) => super::dashboard::page(store, &names, &wanted, &plugins),
+                Some(store) => super::dashboard::page(store, &names, &wanted, &plugins, &params),
                 None => GatewayError::unavailable("the log store is not open").into_response(),
             })
             .await

@@ -98,6 +98,7 @@ pub fn page(
     gateways: &[String],
     gateway: &str,
     plugins: &Value,
+    filters: &[(String, String)],
 ) -> Response<GatewayBody> {
     let now = crate::store::now_ms() as i64;
     let from = now - 3_600_000;
@@ -107,11 +108,43 @@ pub fn page(
             return GatewayError::unavailable(format!("analytics failed: {e}")).into_response();
         }
     };
-    let logs = match store.query(&LogQuery {
+    let mut q = LogQuery {
         gateway: gateway.to_string(),
         limit: 50,
         ..LogQuery::default()
-    }) {
+    };
+    let value = |k: &str| {
+        filters
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    q.provider = value("provider");
+    q.model = value("model");
+    q.status = value("status").and_then(|v| v.parse().ok());
+    q.success = value("success").map(|v| v == "true");
+    q.cached = value("cached").map(|v| v == "true");
+    q.min_duration_ms = value("min_duration_ms").and_then(|v| v.parse().ok());
+    let selected = |on: bool| if on { " selected" } else { "" };
+    let form = format!(
+        "<form id=log-filters method=get action=/dashboard><input type=hidden name=gateway value=\"{gw}\"> \
+         provider <input name=provider value=\"{p}\"> model <input name=model value=\"{m}\"> \
+         status <input name=status size=4 value=\"{s}\"> \
+         success <select name=success><option></option><option{st}>true</option><option{sf}>false</option></select> \
+         cached <select name=cached><option></option><option{ct}>true</option><option{cf}>false</option></select> \
+         min ms <input name=min_duration_ms size=5 value=\"{d}\"> <button>filter</button></form>",
+        gw = esc(gateway),
+        p = esc(&value("provider").unwrap_or_default()),
+        m = esc(&value("model").unwrap_or_default()),
+        s = esc(&value("status").unwrap_or_default()),
+        d = esc(&value("min_duration_ms").unwrap_or_default()),
+        st = selected(q.success == Some(true)),
+        sf = selected(q.success == Some(false)),
+        ct = selected(q.cached == Some(true)),
+        cf = selected(q.cached == Some(false)),
+    );
+    let logs = match store.query(&q) {
         Ok((l, _)) => l,
         Err(e) => return GatewayError::unavailable(format!("logs failed: {e}")).into_response(),
     };
@@ -267,7 +300,7 @@ pub fn page(
              <h1>aigw · gateway <span id=gateway>{gw}</span></h1><nav>{nav}</nav>\
              <section class=tiles>{tiles}</section><section class=charts>{charts}</section>\
              <h2>By model</h2><table id=models><tr><th>model</th><th>requests</th><th>errors</th><th>tokens in</th><th>tokens out</th><th>cost</th></tr>{groups}</table>\
-             <h2>Recent requests</h2><table id=logs><tr><th>id</th><th>provider</th><th>model</th><th>status</th><th>cached</th><th>tokens in</th><th>tokens out</th><th>ms</th></tr>{rows}</table>\
+             <h2>Recent requests</h2>{form}<table id=logs><tr><th>id</th><th>provider</th><th>model</th><th>status</th><th>cached</th><th>tokens in</th><th>tokens out</th><th>ms</th></tr>{rows}</table>\
              <h2>Filters (generation {generation})</h2><table id=filters><tr><th>name</th><th>status</th><th>source</th><th>sha256</th></tr>{filters}</table>\
              </body></html>",
             gw = esc(gateway),
