@@ -209,6 +209,17 @@ impl Config {
                     .0,
             ),
         };
+        if let Some(addr) = admin_listen
+            && !addr.ip().is_loopback()
+            && admin_token.is_none()
+        {
+            return Err(invalid(
+                "server.admin_listen",
+                format!(
+                    "{addr} is reachable from other machines: set server.admin_token, or listen on 127.0.0.1"
+                ),
+            ));
+        }
         let on_missing_filter = match server.on_missing_filter.as_deref() {
             None | Some("error") => OnMissingFilter::Error,
             Some("skip") => OnMissingFilter::Skip,

@@ -77,3 +77,16 @@ fn syntax_errors_give_a_position_but_never_quote_the_line() {
     assert!(e.contains("line 2"), "{e}");
     assert!(!e.contains("sk-very-secret"), "{e}");
 }
+
+#[test]
+fn a_non_loopback_admin_listener_needs_a_token() {
+    let e = parse("[server]\nadmin_listen = \"0.0.0.0:8788\"\n[gateways.g]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("server.admin_token"), "{e}");
+    assert!(
+        parse("[server]\nadmin_listen = \"0.0.0.0:8788\"\nadmin_token = \"t\"\n[gateways.g]\n")
+            .is_ok()
+    );
+    assert!(parse("[server]\nadmin_listen = \"127.0.0.1:8788\"\n[gateways.g]\n").is_ok());
+}
