@@ -18,24 +18,14 @@ async fn admin(gw: &Gateway, method: Method, path: &str, body: &str) -> Reply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_and_analytics_match_the_traffic() {
     let mock = Mock::start().await;
-    let dir = prepare(
+    let dir = prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
         &format!(
             "{}[gateways.gw]\npipeline = [\"logging\", \"cache\"]\n",
             mock.providers_toml()
         ),
         &[],
     );
-    let path = dir.path().join("aigw.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replacen(
-            "[server]\n",
-            "[server]\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
-            1,
-        ),
-    )
-    .unwrap();
     let gw = Gateway::start_in(dir);
     let url = gw.url("/v1/acct/gw/openai/chat/completions");
     let ada = [("cf-aig-metadata", r#"{"user":"ada"}"#)];
@@ -285,24 +275,14 @@ async fn a_client_leaving_mid_stream_still_leaves_a_log_entry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn percentiles_follow_a_known_latency_distribution_and_metrics_agree() {
     let mock = Mock::start().await;
-    let dir = prepare(
+    let dir = prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\n",
         &format!(
             "{}[gateways.gw]\npipeline = [\"logging\"]\n",
             mock.providers_toml()
         ),
         &[],
     );
-    let path = dir.path().join("aigw.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replacen(
-            "[server]\n",
-            "[server]\nadmin_listen = \"127.0.0.1:0\"\n",
-            1,
-        ),
-    )
-    .unwrap();
     let gw = Gateway::start_in(dir);
     let url = gw.url("/v1/acct/gw/openai/chat/completions");
     // 18 fast requests and 2 that the mock holds for 400 ms: p50 is fast, p95 and p99 are slow.

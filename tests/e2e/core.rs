@@ -119,16 +119,7 @@ async fn gateway_errors_are_json_with_the_right_status() {
         "{}[providers.down]\nbase_url = \"http://127.0.0.1:9/v1\"\n[gateways.gw]\npipeline = []\n",
         mock.providers_toml()
     );
-    let dir = prepare(&cfg, &[]);
-    let text = std::fs::read_to_string(dir.path().join("aigw.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("aigw.toml"),
-        text.replace(
-            "shutdown_grace_ms = 10000",
-            "shutdown_grace_ms = 10000\nmax_body_bytes = 1000",
-        ),
-    )
-    .unwrap();
+    let dir = prepare_with_server("max_body_bytes = 1000\n", &cfg, &[]);
     let gw = Gateway::start_in(dir);
 
     let cases: Vec<(String, Vec<(&str, &str)>, String, u16, &str)> = vec![

@@ -62,24 +62,14 @@ async fn the_dashboard_shows_what_the_api_reports() {
         return;
     };
     let mock = Mock::start().await;
-    let dir = prepare(
+    let dir = prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\n",
         &format!(
             "{}[gateways.gw]\npipeline = [\"logging\", \"cache\"]\n",
             mock.providers_toml()
         ),
         &[],
     );
-    let path = dir.path().join("aigw.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replacen(
-            "[server]\n",
-            "[server]\nadmin_listen = \"127.0.0.1:0\"\n",
-            1,
-        ),
-    )
-    .unwrap();
     let gw = Gateway::start_in(dir);
     let url = gw.url("/v1/acct/gw/openai/chat/completions");
     send(&url, &[], &chat("dash one", false)).await;

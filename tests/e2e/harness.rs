@@ -69,9 +69,18 @@ pub struct Gateway {
 
 /// Writes a config (and plugin files) into a fresh temp dir.
 pub fn prepare(config: &str, plugins: &[(&str, &[u8])]) -> tempfile::TempDir {
+    prepare_with_server("", config, plugins)
+}
+
+/// Like `prepare`, with extra `[server]` lines (e.g. `admin_listen = "127.0.0.1:0"\n`).
+pub fn prepare_with_server(
+    server: &str,
+    config: &str,
+    plugins: &[(&str, &[u8])],
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let full = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nplugins_dir = \"plugins.d\"\ndata_dir = \"data\"\nshutdown_grace_ms = 10000\n{config}"
+        "[server]\nlisten = \"127.0.0.1:0\"\nplugins_dir = \"plugins.d\"\ndata_dir = \"data\"\nshutdown_grace_ms = 10000\n{server}{config}"
     );
     std::fs::write(dir.path().join("aigw.toml"), full).unwrap();
     std::fs::create_dir_all(dir.path().join("plugins.d")).unwrap();

@@ -15,18 +15,7 @@ fn base(mock: &Mock, pipeline: &str, tables: &str) -> String {
 }
 
 fn start(cfg: &str, plugins: &[(&str, &[u8])]) -> Gateway {
-    let dir = prepare(cfg, plugins);
-    let path = dir.path().join("aigw.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replacen(
-            "[server]\n",
-            "[server]\nadmin_listen = \"127.0.0.1:0\"\n",
-            1,
-        ),
-    )
-    .unwrap();
+    let dir = prepare_with_server("admin_listen = \"127.0.0.1:0\"\n", cfg, plugins);
     Gateway::start_in(dir)
 }
 
@@ -210,18 +199,11 @@ async fn editing_the_pipeline_order_takes_effect_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_toml_error_keeps_the_previous_config_and_reload_needs_the_token() {
     let mock = Mock::start().await;
-    let dir = prepare(&base(&mock, "\"retry\"", ""), &[]);
-    let path = dir.path().join("aigw.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replacen(
-            "[server]\n",
-            "[server]\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"s3cret\"\n",
-            1,
-        ),
-    )
-    .unwrap();
+    let dir = prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"s3cret\"\n",
+        &base(&mock, "\"retry\"", ""),
+        &[],
+    );
     let gw = Gateway::start_in(dir);
     let auth = [("authorization", "Bearer s3cret")];
 

@@ -306,17 +306,11 @@ async fn the_universal_endpoint_falls_back_through_its_steps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_stream_ends_with_an_explicit_sse_error_event() {
     let mock = Mock::start().await;
-    let dir = prepare(
+    let dir = prepare_with_server(
+        "stream_idle_timeout_ms = 300\n",
         &format!("{}[gateways.gw]\npipeline = []\n", mock.providers_toml()),
         &[],
     );
-    let path = dir.path().join("aigw.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replacen("[server]\n", "[server]\nstream_idle_timeout_ms = 300\n", 1),
-    )
-    .unwrap();
     let gw = Gateway::start_in(dir);
     let s = stream(
         &url(&gw),

@@ -1057,8 +1057,8 @@ pub async fn read_body(body: BodyIn, max: usize) -> Result<Bytes, (GatewayError,
     }
 }
 
-/// Equal without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Equal without an early exit on the first differing byte (tokens).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -23,11 +23,6 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<GatewayBody> {
     r
 }
 
-/// Equal without an early exit on the first differing byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn route(
     app: Arc<App>,
     reloader: Arc<Reloader>,
@@ -59,7 +54,7 @@ async fn route(
             }
             _ => String::new(),
         };
-        if !same(sent.as_bytes(), token.as_bytes()) {
+        if !crate::pipeline::flow::constant_time_eq(sent.as_bytes(), token.as_bytes()) {
             let mut r = GatewayError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
