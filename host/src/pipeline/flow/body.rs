@@ -1,0 +1,280 @@
+//! The response body task of one request: streams the body (upstream or
+//! local) through the response-body hooks to the client, ends broken or
+//! stalled streams explicitly, then builds the summary, feeds metrics and
+//! calls the done hooks.
+
+use super::{BodySource, Exchange, Slot, error_chain};
+use crate::providers::usage::UsageReader;
+use crate::runtime::bindings::types::{BodyMode, ChunkDecision, Header, Hooks, Outcome, Summary};
+use crate::runtime::instance::{Answer, Hook};
+use crate::server::body::BodyError;
+use crate::server::error::GatewayError;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub(super) struct BodyTask {
+    pub(super) ex: Exchange,
+    pub(super) body_stages: Vec<usize>,
+    pub(super) buffers: Vec<(usize, Vec<u8>)>,
+    pub(super) usage: UsageReader,
+    pub(super) streamed: bool,
+    pub(super) status: u16,
+    pub(super) outcome: Outcome,
+    pub(super) response_bytes: u64,
+    pub(super) response_headers: Vec<Header>,
+    pub(super) usage_filter: Option<crate::providers::usage::UsageChunkFilter>,
+}
+
+impl BodyTask {
+    pub(super) async fn run(
+        mut self,
+        body: BodySource,
+        tx: mpsc::Sender<Result<Bytes, BodyError>>,
+    ) {
+        match body {
+            BodySource::Bytes(b) => {
+                self.forward(b, true, &tx).await;
+            }
+            BodySource::Upstream(mut incoming) => loop {
+                let idle = Duration::from_millis(self.ex.stream_idle_timeout_ms);
+                let frame = tokio::select! {
+                    frame = tokio::time::timeout(idle, incoming.frame()) => frame,
+                    _ = tx.closed() => {
+                        // The client went away while the upstream was quiet.
+                        self.outcome = Outcome::ClientAborted;
+                        break;
+                    }
+                };
+                let Ok(frame) = frame else {
+                    self.outcome = Outcome::UpstreamError;
+                    let msg = format!(
+                        "the provider sent nothing for {} ms (server.stream_idle_timeout_ms)",
+                        self.ex.stream_idle_timeout_ms
+                    );
+                    tracing::warn!(request_id = %self.ex.request_id, "{msg}");
+                    self.fail_stream(&tx, "stream_idle_timeout", &msg).await;
+                    break;
+                };
+                match frame {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data()
+                            && !self.forward(data, false, &tx).await
+                        {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        self.outcome = Outcome::UpstreamError;
+                        let msg = format!("upstream stream broke: {}", error_chain(&e));
+                        tracing::warn!(request_id = %self.ex.request_id, "{msg}");
+                        self.fail_stream(&tx, "upstream_stream_error", &msg).await;
+                        break;
+                    }
+                    None => {
+                        self.forward(Bytes::new(), true, &tx).await;
+                        break;
+                    }
+                }
+            },
+        }
+        drop(tx);
+        self.done().await;
+    }
+
+    /// Ends a broken response: an SSE client first gets an explicit `error`
+    /// event, then every client sees the stream abort (never a clean end).
+    async fn fail_stream(
+        &mut self,
+        tx: &mpsc::Sender<Result<Bytes, BodyError>>,
+        kind: &str,
+        msg: &str,
+    ) {
+        if self.streamed {
+            let event = format!(
+                "event: error\ndata: {}\n\n",
+                serde_json::json!({"error": {"type": kind, "message": msg}})
+            );
+            self.response_bytes += event.len() as u64;
+            let _ = tx.send(Ok(Bytes::from(event))).await;
+            // Let the connection write the event before the abort discards
+            // whatever is still buffered (bounded wait).
+            let started = Instant::now();
+            while tx.capacity() < tx.max_capacity()
+                && started.elapsed() < Duration::from_millis(500)
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = tx.send(Err(msg.to_string().into())).await;
+    }
+
+    /// Runs a chunk through the body hooks and sends the result. False when
+    /// the stream must stop (client gone, or a closed filter failed).
+    async fn forward(
+        &mut self,
+        chunk: Bytes,
+        eos: bool,
+        tx: &mpsc::Sender<Result<Bytes, BodyError>>,
+    ) -> bool {
+        let data = match self.through_filters(chunk, eos).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.outcome = Outcome::FilterFailed;
+                let _ = tx.send(Err(e.message.into())).await;
+                return false;
+            }
+        };
+        if !data.is_empty() {
+            self.usage.feed(&data);
+        }
+        let data = match &mut self.usage_filter {
+            Some(f) => Bytes::from(f.push(&data, eos)),
+            None => data,
+        };
+        if data.is_empty() {
+            return true;
+        }
+        self.response_bytes += data.len() as u64;
+        if tx.send(Ok(data)).await.is_err() {
+            self.outcome = Outcome::ClientAborted;
+            return false;
+        }
+        true
+    }
+
+    async fn through_filters(&mut self, chunk: Bytes, eos: bool) -> Result<Bytes, GatewayError> {
+        let mut data = chunk;
+        for idx in 0..self.body_stages.len() {
+            let i = self.body_stages[idx];
+            let failed = matches!(self.ex.slots[i], Slot::Failed);
+            match self.ex.gw.stages[i].filter.info.response_body {
+                BodyMode::Ignore => {}
+                BodyMode::Streaming => {
+                    if failed || (data.is_empty() && !eos) {
+                        continue;
+                    }
+                    let input = data.clone();
+                    match self.ex.call(i, Hook::ResponseBody(&input, eos)).await? {
+                        Some(Answer::Chunk(ChunkDecision::Replace(b))) => data = Bytes::from(b),
+                        Some(Answer::Chunk(ChunkDecision::Hold)) => data = Bytes::new(),
+                        _ => {}
+                    }
+                }
+                BodyMode::Buffered(max) => {
+                    let pos = match self.buffers.iter().position(|(s, _)| *s == i) {
+                        Some(p) => p,
+                        None => {
+                            self.buffers.push((i, Vec::new()));
+                            self.buffers.len() - 1
+                        }
+                    };
+                    let buf = &mut self.buffers[pos].1;
+                    buf.extend_from_slice(&data);
+                    if failed {
+                        data = Bytes::from(std::mem::take(buf));
+                        continue;
+                    }
+                    if buf.len() > max as usize {
+                        let len = buf.len();
+                        let err = self.ex.bad_answer(
+                            i,
+                            "on-response-body",
+                            format!("response body of {len}+ bytes is over the filter's buffered limit of {max}"),
+                        );
+                        self.ex.fail::<()>(i, err)?;
+                        data = Bytes::from(std::mem::take(&mut self.buffers[pos].1));
+                        continue;
+                    }
+                    if !eos {
+                        data = Bytes::new();
+                        continue;
+                    }
+                    let whole = std::mem::take(buf);
+                    data = match self.ex.call(i, Hook::ResponseBody(&whole, true)).await? {
+                        Some(Answer::Chunk(ChunkDecision::Replace(b))) => Bytes::from(b),
+                        Some(Answer::Chunk(ChunkDecision::Hold)) => Bytes::new(),
+                        _ => Bytes::from(whole),
+                    };
+                }
+            }
+        }
+        Ok(data)
+    }
+
+    /// Builds the summary, feeds metrics, and calls every `done` hook.
+    async fn done(mut self) {
+        let usage = self.usage.finish();
+        let metrics = &self.ex.runtime.services.metrics;
+        metrics.count_status(self.status);
+        metrics
+            .tokens_in
+            .fetch_add(usage.tokens_in.unwrap_or(0) as u64, Ordering::Relaxed);
+        metrics
+            .tokens_out
+            .fetch_add(usage.tokens_out.unwrap_or(0) as u64, Ordering::Relaxed);
+        let cached = self
+            .response_headers
+            .iter()
+            .any(|h| h.name == "cf-aig-cache-status" && h.value.eq_ignore_ascii_case("hit"));
+        let cost = self.ex.config.prices.cost(
+            &self.ex.provider,
+            self.ex.model.as_deref(),
+            usage.tokens_in,
+            usage.tokens_out,
+        );
+        let ex = &mut self.ex;
+        let success = (200..300).contains(&self.status)
+            && matches!(self.outcome, Outcome::Completed | Outcome::RespondedLocally);
+        let summary = Summary {
+            request_id: ex.request_id.clone(),
+            created_at_ms: ex.created_at_ms,
+            account: ex.account.clone(),
+            gateway: ex.gw.name.clone(),
+            provider: ex.provider.clone(),
+            method: ex.method.clone(),
+            path: ex.path.clone(),
+            model: ex.model.clone(),
+            status: self.status,
+            outcome: self.outcome,
+            success,
+            cached,
+            streamed: self.streamed,
+            tokens_in: usage.tokens_in,
+            tokens_out: usage.tokens_out,
+            tokens_cached: usage.tokens_cached,
+            tokens_reasoning: usage.tokens_reasoning,
+            cost,
+            duration_ms: ex.started.elapsed().as_millis().min(u32::MAX as u128) as u32,
+            attempts: ex.attempts,
+            request_bytes: ex.request_bytes,
+            response_bytes: self.response_bytes,
+            request_headers: std::mem::take(&mut ex.request_headers),
+            response_headers: std::mem::take(&mut self.response_headers),
+        };
+        ex.runtime.services.metrics.observe_request(
+            &summary.gateway,
+            &summary.provider,
+            summary.model.as_deref().unwrap_or(""),
+            summary.duration_ms as u64,
+            cached,
+            if cached { Some(0.0) } else { cost },
+        );
+        tracing::debug!(
+            request_id = %summary.request_id, gateway = %summary.gateway, provider = %summary.provider,
+            status = summary.status, outcome = ?summary.outcome, duration_ms = summary.duration_ms,
+            attempts = summary.attempts, "request done"
+        );
+        for i in 0..ex.gw.stages.len() {
+            if ex.wants(i, Hooks::DONE) {
+                let _ = ex.call(i, Hook::Done(&summary)).await;
+            }
+        }
+        for i in 0..ex.slots.len() {
+            ex.release(i);
+        }
+    }
+}
