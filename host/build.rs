@@ -11,6 +11,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("rate-limit", "aigw-filter-rate-limit"),
     ("retry", "aigw-filter-retry"),
     ("logging", "aigw-filter-logging"),
+    ("provider-routing", "aigw-filter-provider-routing"),
 ];
 
 /// Filters built only for the end-to-end tests.

@@ -1,4 +1,4 @@
-//! Command line: `serve`, `check`, `mock-provider`.
+//! Command line: `serve`, `check`, `mock-provider`, `plugin new|build`.
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -28,10 +28,41 @@ pub enum Command {
         #[arg(long, short, default_value = "aigw.toml", env = "AIGW_CONFIG")]
         config: PathBuf,
     },
+    /// Write and install your own filters.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Run the built-in mock provider (OpenAI- and Anthropic-shaped) alone.
     MockProvider {
         /// Address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:8790")]
         listen: SocketAddr,
+    },
+}
+
+/// `aigw plugin ...`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Create a filter crate (Cargo.toml, src/lib.rs with an example and tests).
+    New {
+        /// Filter name: lower-case letters, digits, '-' and '_'.
+        name: String,
+        /// Folder to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path of the aigw plugin SDK crate (default: the one this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a filter crate for wasm32-wasip2 and install it into plugins_dir.
+    Build {
+        /// The filter crate's folder or Cargo.toml.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Install into this folder instead of the config's plugins_dir.
+        #[arg(long)]
+        plugins_dir: Option<PathBuf>,
+        /// Configuration file whose plugins_dir receives the filter.
+        #[arg(long, short, default_value = "aigw.toml", env = "AIGW_CONFIG")]
+        config: PathBuf,
     },
 }

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod mock;
 pub mod pipeline;
+pub mod plugin_cmd;
 pub mod providers;
 pub mod runtime;
 pub mod server;

@@ -1,6 +1,6 @@
 //! The `aigw` binary: parses the command line and hands over to the library.
 
-use aigw::cli::{Cli, Command};
+use aigw::cli::{Cli, Command, PluginCommand};
 use clap::Parser;
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -26,6 +26,16 @@ fn main() -> ExitCode {
                 let _ = writeln!(out, "{report}\n{}: OK", config.display());
             }),
             Command::MockProvider { listen } => run_mock(listen).await,
+            Command::Plugin(PluginCommand::New { name, dir, sdk }) => {
+                aigw::plugin_cmd::new_filter(&name, dir.as_deref(), sdk.as_deref()).map(say)
+            }
+            Command::Plugin(PluginCommand::Build {
+                path,
+                plugins_dir,
+                config,
+            }) => aigw::plugin_cmd::plugins_dir(&config, plugins_dir.as_deref())
+                .and_then(|dir| aigw::plugin_cmd::build(&path, &dir))
+                .map(say),
         }
     });
     match result {
@@ -35,6 +45,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn say(text: String) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
 }
 
 async fn run_mock(listen: std::net::SocketAddr) -> Result<(), String> {

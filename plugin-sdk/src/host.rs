@@ -1,5 +1,6 @@
 //! Typed access to the host's services: key-value store with expiry, rate-limit
-//! counters, telemetry and the log store. Compiled for `wasm32` these call the
+//! counters, telemetry, the log store and the request context (log metadata,
+//! provider routing). Compiled for `wasm32` these call the
 //! WIT imports; compiled natively (unit tests) they use the thread-local
 //! [`crate::testing::MockHost`]-backed store.
 
@@ -132,10 +133,51 @@ pub fn append_log(entry: &serde_json::Value) -> Result<(), String> {
     imp::append_log(&entry.to_string())
 }
 
+/// Adds `key = value` to this request's log entry metadata. Every filter of the
+/// request shares the same fields; the logging filter writes them into the
+/// entry's `metadata`. Record counts and decisions here, never secrets.
+///
+/// ```
+/// use aigw_plugin_sdk::{host, testing::MockHost};
+/// MockHost::reset();
+/// host::annotate("redacted_email", "2");
+/// assert_eq!(host::annotations(), vec![("redacted_email".to_string(), "2".to_string())]);
+/// ```
+pub fn annotate(key: &str, value: &str) {
+    imp::annotate(key, value)
+}
+
+/// The metadata fields added with [`annotate`] by every filter of this request.
+///
+/// ```
+/// use aigw_plugin_sdk::{host, testing::MockHost};
+/// MockHost::reset();
+/// assert!(host::annotations().is_empty());
+/// ```
+pub fn annotations() -> Vec<(String, String)> {
+    imp::annotations()
+}
+
+/// Sends the next upstream attempt to `provider` (a provider configured in the
+/// gateway), and when `model` is given rewrites the JSON body's `model`.
+/// From a request hook it chooses the first attempt's target; from
+/// `on_response_headers`, followed by a retry answer, it chooses the fallback.
+///
+/// ```
+/// use aigw_plugin_sdk::{host, testing::MockHost};
+/// MockHost::reset();
+/// host::route("groq", Some("llama-3.1-8b-instant")).unwrap();
+/// assert_eq!(MockHost::with(|m| m.routes.clone()),
+///     vec![("groq".to_string(), Some("llama-3.1-8b-instant".to_string()))]);
+/// ```
+pub fn route(provider: &str, model: Option<&str>) -> Result<(), String> {
+    imp::route(provider, model)
+}
+
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::{Level, Technique, Verdict};
-    use crate::bindings::aigw::filter::{kv, limits, log_store, telemetry};
+    use crate::bindings::aigw::filter::{context, kv, limits, log_store, telemetry};
 
     pub fn kv_get(key: &str) -> Option<Vec<u8>> {
         kv::get(key)
@@ -182,6 +224,15 @@ mod imp {
     pub fn append_log(entry: &str) -> Result<(), String> {
         log_store::append(entry)
     }
+    pub fn annotate(key: &str, value: &str) {
+        context::annotate(key, value)
+    }
+    pub fn annotations() -> Vec<(String, String)> {
+        context::annotations()
+    }
+    pub fn route(provider: &str, model: Option<&str>) -> Result<(), String> {
+        context::route(provider, model)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -220,5 +271,24 @@ mod imp {
             serde_json::from_str(entry).map_err(|e| format!("log entry is not JSON: {e}"))?;
         with_mock(|m| m.log_entries.push(value));
         Ok(())
+    }
+    pub fn annotate(key: &str, value: &str) {
+        with_mock(|m| match m.annotations.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => m.annotations.push((key.to_string(), value.to_string())),
+        })
+    }
+    pub fn annotations() -> Vec<(String, String)> {
+        with_mock(|m| m.annotations.clone())
+    }
+    pub fn route(provider: &str, model: Option<&str>) -> Result<(), String> {
+        with_mock(|m| {
+            if !m.providers.is_empty() && !m.providers.iter().any(|p| p == provider) {
+                return Err(format!("unknown provider '{provider}'"));
+            }
+            m.routes
+                .push((provider.to_string(), model.map(str::to_string)));
+            Ok(())
+        })
     }
 }

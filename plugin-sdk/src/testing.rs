@@ -30,6 +30,12 @@ pub struct MockHost {
     pub log_entries: Vec<serde_json::Value>,
     /// The clock returned by `host::now_ms`.
     pub now_ms: u64,
+    /// Metadata fields added with `host::annotate`.
+    pub annotations: Vec<(String, String)>,
+    /// Every `host::route` call: provider and model.
+    pub routes: Vec<(String, Option<String>)>,
+    /// Providers `host::route` accepts; empty accepts any.
+    pub providers: Vec<String>,
 }
 
 impl Default for MockHost {
@@ -41,6 +47,9 @@ impl Default for MockHost {
             counters: HashMap::new(),
             log_entries: Vec::new(),
             now_ms: 1_700_000_000_000,
+            annotations: Vec::new(),
+            routes: Vec::new(),
+            providers: Vec::new(),
         }
     }
 }

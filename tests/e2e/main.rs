@@ -12,6 +12,7 @@ mod harness;
 mod analytics;
 mod builtin_filters;
 mod core;
+mod custom_filters;
 mod dashboard;
 mod filter_failures;
 mod hot_reload;

@@ -8,13 +8,13 @@
 use super::headers;
 use super::{GatewayPipeline, Generation};
 use crate::config::OnError;
-use crate::providers::ProviderSpec;
 use crate::providers::usage::{UsageReader, request_model};
 use crate::runtime::Runtime;
 use crate::runtime::bindings::types::{
     BodyDecision, BodyMode, Decision, Header, Hooks, LocalResponse, Outcome, RequestHead,
     ResponseDecision, ResponseHead,
 };
+use crate::runtime::host::RequestContext;
 use crate::runtime::instance::{Answer, FilterError, FilterInstance, Hook};
 use crate::server::body::{BodyError, GatewayBody};
 use crate::server::error::GatewayError;
@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 mod body;
+mod target;
 use body::BodyTask;
+use target::Target;
 
 /// Most upstream attempts for one request, whatever filters ask.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -98,6 +100,8 @@ struct Exchange {
     stream_idle_timeout_ms: u64,
     config: Arc<crate::config::Config>,
     strip_usage_chunk: bool,
+    /// Shared by this request's filters (annotations, routing).
+    context: Arc<std::sync::Mutex<RequestContext>>,
 }
 
 impl Exchange {
@@ -130,7 +134,10 @@ impl Exchange {
                 Err(e) => Err(e),
             };
             match created {
-                Ok(inst) => self.slots[i] = Slot::Live(inst),
+                Ok(mut inst) => {
+                    inst.set_request(Some(self.context.clone()));
+                    self.slots[i] = Slot::Live(inst)
+                }
                 Err(FilterError::Call {
                     hook: "instantiate",
                     message,
@@ -166,7 +173,8 @@ impl Exchange {
 
     /// Hands a healthy instance back to its stage's pool.
     fn release(&mut self, i: usize) {
-        if let Slot::Live(inst) = std::mem::replace(&mut self.slots[i], Slot::Empty) {
+        if let Slot::Live(mut inst) = std::mem::replace(&mut self.slots[i], Slot::Empty) {
+            inst.set_request(None);
             self.gw.stages[i].pool.give(inst);
         }
     }
@@ -370,6 +378,7 @@ pub async fn handle(
         stream_idle_timeout_ms: config.stream_idle_timeout_ms,
         config: generation.config.clone(),
         strip_usage_chunk: false,
+        context: RequestContext::new(generation.config.clone()),
     };
 
     // Request headers, in pipeline order.
@@ -456,8 +465,9 @@ pub async fn handle(
     for k in gateway_headers {
         upstream_headers.remove(k);
     }
+    let client_key = upstream_headers.contains_key(provider.auth_header.name);
     if let Some(key) = stored_key
-        && !upstream_headers.contains_key(provider.auth_header.name)
+        && !client_key
         && let Ok(value) = HeaderValue::from_str(&provider.auth_header.value(&key.0))
     {
         let mut value = value;
@@ -481,30 +491,50 @@ pub async fn handle(
         .get(&provider.name)
         .cloned()
         .unwrap_or_else(|| env.client.clone());
-    upstream_loop(
-        env,
-        &client,
-        ex,
-        &provider,
+    let mut target = Target {
+        provider,
         uri,
-        parts.method,
-        upstream_headers,
+        headers: upstream_headers,
         body,
-        timeout_ms,
-    )
-    .await
+        client,
+        path: head.path.clone(),
+        query: head.query.clone(),
+        account: route.account.clone(),
+        client_key,
+    };
+    if let Err(e) = reroute(&mut ex, &mut target, &generation, env) {
+        return finish(ex, n, Outgoing::from_error(&e), Outcome::RespondedLocally);
+    }
+    upstream_loop(env, &generation, ex, target, parts.method, timeout_ms).await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Acts on a filter's pending routing choice, if any.
+fn reroute(
+    ex: &mut Exchange,
+    target: &mut Target,
+    generation: &Generation,
+    env: &Env,
+) -> Result<(), GatewayError> {
+    let Some(choice) = RequestContext::take_route(&ex.context) else {
+        return Ok(());
+    };
+    let model = choice.model.clone();
+    target.reroute(generation, &env.client, choice)?;
+    tracing::debug!(request_id = %ex.request_id, provider = %target.provider.name, "routed by a filter");
+    ex.provider = target.provider.name.clone();
+    if model.is_some() {
+        ex.model = model;
+    }
+    ex.request_bytes = target.body.len() as u64;
+    Ok(())
+}
+
 async fn upstream_loop(
     env: &Env,
-    client: &UpstreamClient,
+    generation: &Generation,
     mut ex: Exchange,
-    provider: &ProviderSpec,
-    uri: hyper::Uri,
+    mut target: Target,
     method: hyper::Method,
-    upstream_headers: HeaderMap,
-    body: Bytes,
     timeout_ms: u64,
 ) -> Response<GatewayBody> {
     let metrics = &env.runtime.services.metrics;
@@ -514,12 +544,15 @@ async fn upstream_loop(
         attempt += 1;
         ex.attempts = attempt;
         metrics.upstream_attempts.fetch_add(1, Ordering::Relaxed);
-        let mut req = Request::new(Full::new(body.clone()));
+        let mut req = Request::new(Full::new(target.body.clone()));
         *req.method_mut() = method.clone();
-        *req.uri_mut() = uri.clone();
-        *req.headers_mut() = upstream_headers.clone();
-        let sent =
-            tokio::time::timeout(Duration::from_millis(timeout_ms), client.request(req)).await;
+        *req.uri_mut() = target.uri.clone();
+        *req.headers_mut() = target.headers.clone();
+        let sent = tokio::time::timeout(
+            Duration::from_millis(timeout_ms),
+            target.client.request(req),
+        )
+        .await;
         let (mut out, upstream_error) = match sent {
             Ok(Ok(resp)) => {
                 let (parts, incoming) = resp.into_parts();
@@ -538,7 +571,7 @@ async fn upstream_loop(
                 metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
                 let msg = format!(
                     "provider '{}' unreachable: {}",
-                    provider.name,
+                    target.provider.name,
                     error_chain(&e)
                 );
                 (
@@ -550,7 +583,7 @@ async fn upstream_loop(
                 metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
                 let msg = format!(
                     "provider '{}' sent no response within {timeout_ms} ms (cf-aig-request-timeout / server.request_timeout_ms)",
-                    provider.name
+                    target.provider.name
                 );
                 (
                     Outgoing::from_error(&GatewayError::timeout(msg.clone())),
@@ -572,6 +605,9 @@ async fn upstream_loop(
             Ok(AfterHeaders::Retry(delay)) => {
                 drop(out);
                 tracing::debug!(request_id = %ex.request_id, attempt, delay, "retrying upstream");
+                if let Err(e) = reroute(&mut ex, &mut target, generation, env) {
+                    return finish(ex, n, Outgoing::from_error(&e), Outcome::UpstreamError);
+                }
                 tokio::time::sleep(Duration::from_millis(delay.min(MAX_RETRY_DELAY_MS) as u64))
                     .await;
                 continue;

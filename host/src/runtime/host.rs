@@ -3,13 +3,13 @@
 //! handle to the shared `Services`. Each WIT import interface is implemented
 //! here on `HostState`.
 
-use super::bindings::aigw::filter::{kv, limits, log_store, telemetry, types};
+use super::bindings::aigw::filter::{context, kv, limits, log_store, telemetry, types};
 use crate::store::kv::KvStore;
 use crate::store::limits::{Limiter, Technique};
 use crate::store::logs::LogStore;
 use crate::store::now_ms;
 use crate::telemetry::Metrics;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -27,6 +27,59 @@ pub struct Services {
     pub metrics: Metrics,
 }
 
+/// Most metadata fields one request's filters may add.
+const MAX_ANNOTATIONS: usize = 32;
+/// Longest annotation key and value, in bytes.
+const MAX_ANNOTATION_KEY: usize = 64;
+const MAX_ANNOTATION_VALUE: usize = 1024;
+
+/// A provider (and model) a filter chose for the next upstream attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteChoice {
+    /// A provider configured in the gateway.
+    pub provider: String,
+    /// Replaces the JSON body's `model` when set.
+    pub model: Option<String>,
+}
+
+/// What the filters of one request share: log metadata and a routing choice.
+#[derive(Debug)]
+pub struct RequestContext {
+    /// Fields added with `context.annotate`, in order.
+    pub annotations: Vec<(String, String)>,
+    /// The latest `context.route` call not yet acted on.
+    pub route: Option<RouteChoice>,
+    /// Providers a route may name.
+    providers: Arc<crate::config::Config>,
+}
+
+impl RequestContext {
+    /// A context for one request served under `config`.
+    pub fn new(providers: Arc<crate::config::Config>) -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(RequestContext {
+            annotations: Vec::new(),
+            route: None,
+            providers,
+        }))
+    }
+
+    /// Takes the pending route choice, if any.
+    pub fn take_route(ctx: &Mutex<Self>) -> Option<RouteChoice> {
+        lock(ctx).route.take()
+    }
+
+    /// The annotations added so far.
+    pub fn annotations(ctx: &Mutex<Self>) -> Vec<(String, String)> {
+        lock(ctx).annotations.clone()
+    }
+}
+
+/// Locks a request context; a filter call that panicked while holding it
+/// cannot leave it half-written, so a poisoned lock is used as is.
+fn lock(ctx: &Mutex<RequestContext>) -> std::sync::MutexGuard<'_, RequestContext> {
+    ctx.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The data of one filter instance's store.
 pub struct HostState {
     wasi: WasiCtx,
@@ -36,6 +89,8 @@ pub struct HostState {
     /// The filter's name (namespaces kv and limit keys, tags logs).
     pub filter: Arc<str>,
     services: Arc<Services>,
+    /// The request this instance serves (none while pooled).
+    pub request: Option<Arc<Mutex<RequestContext>>>,
 }
 
 impl HostState {
@@ -54,6 +109,7 @@ impl HostState {
                 .build(),
             filter,
             services,
+            request: None,
         }
     }
 
@@ -179,5 +235,61 @@ impl log_store::Host for HostState {
             Some(store) => store.append(entry),
             None => Ok(()),
         }
+    }
+}
+
+impl context::Host for HostState {
+    fn annotate(&mut self, key: String, value: String) {
+        let Some(ctx) = &self.request else { return };
+        if key.is_empty() || key.len() > MAX_ANNOTATION_KEY {
+            return;
+        }
+        let mut value = value;
+        if value.len() > MAX_ANNOTATION_VALUE {
+            let mut end = MAX_ANNOTATION_VALUE;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            value.truncate(end);
+        }
+        let mut ctx = lock(ctx);
+        let n = ctx.annotations.len();
+        match ctx.annotations.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None if n < MAX_ANNOTATIONS => ctx.annotations.push((key, value)),
+            None => {}
+        }
+    }
+
+    fn annotations(&mut self) -> Vec<(String, String)> {
+        match &self.request {
+            Some(ctx) => lock(ctx).annotations.clone(),
+            None => Vec::new(),
+        }
+    }
+
+    fn route(&mut self, provider: String, model: Option<String>) -> Result<(), String> {
+        let Some(ctx) = &self.request else {
+            return Err("route: no request is being handled (called from configure?)".into());
+        };
+        let mut ctx = lock(ctx);
+        if !ctx.providers.providers.contains_key(&provider) {
+            return Err(format!(
+                "route: unknown provider '{provider}' (known: {})",
+                ctx.providers
+                    .providers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if let Some(m) = &model
+            && (m.is_empty() || m.len() > 256)
+        {
+            return Err("route: model must be 1 to 256 bytes".into());
+        }
+        ctx.route = Some(RouteChoice { provider, model });
+        Ok(())
     }
 }

@@ -119,6 +119,11 @@ impl FilterInstance {
         })
     }
 
+    /// Attaches the instance to a request (or detaches it with `None`).
+    pub fn set_request(&mut self, ctx: Option<Arc<std::sync::Mutex<super::host::RequestContext>>>) {
+        self.store.data_mut().request = ctx;
+    }
+
     fn checked<R>(
         &self,
         hook: &'static str,

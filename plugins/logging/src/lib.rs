@@ -203,6 +203,15 @@ impl Filter for Logging {
             ),
             None => s.cost,
         };
+        // Filters' annotations (redaction counts, routing decisions) join the
+        // client's metadata; the client's own keys win on a clash.
+        let mut metadata = self.metadata.clone();
+        for (k, v) in aigw_plugin_sdk::host::annotations() {
+            metadata
+                .get_or_insert_with(Map::new)
+                .entry(k)
+                .or_insert(Value::String(v));
+        }
         let mut entry = json!({
             "id": s.request_id,
             "created_at": s.created_at_ms,
@@ -226,7 +235,7 @@ impl Filter for Logging {
             "attempts": s.attempts,
             "request_size": s.request_bytes,
             "response_size": s.response_bytes,
-            "metadata": self.metadata.clone().map(Value::Object).unwrap_or(Value::Null),
+            "metadata": metadata.map(Value::Object).unwrap_or(Value::Null),
             "event_id": self.event_id,
         });
         if self.payload
@@ -281,6 +290,7 @@ mod tests {
         });
         f.on_response_body(b"{\"a\":", false);
         f.on_response_body(b"2}", true);
+        aigw_plugin_sdk::host::annotate("routed_by", "test");
         f.on_done(&Summary {
             request_id: "r1".into(),
             status: 200,
@@ -293,6 +303,10 @@ mod tests {
         assert_eq!(entries.len(), 1);
         let e = &entries[0];
         assert_eq!(e["id"], "r1");
+        assert_eq!(
+            e["metadata"]["routed_by"], "test",
+            "annotations join the metadata"
+        );
         assert_eq!(e["tokens_in"], 3);
         assert_eq!(e["metadata"]["user"], "ada");
         assert_eq!(e["response_body"], "{\"a\":2}");
