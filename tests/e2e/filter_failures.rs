@@ -106,3 +106,80 @@ async fn a_deadline_message_names_the_cause() {
     assert!(msg.contains("deadline exceeded"), "{msg}");
     assert!(mock.requests().is_empty());
 }
+
+fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// After `circuit_failures` failed requests in a row the filter is not called
+/// (its policy applies at once); after `circuit_open_ms` one request probes it;
+/// once it works again the circuit closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_opens_after_repeated_traps_and_closes_when_the_filter_recovers() {
+    let mock = Mock::start().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let healthy_at = now + 2_500;
+    let gw = gateway_with(
+        &mock,
+        &format!(
+            "mode = \"trap-until\"\nuntil_ms = {healthy_at}\non_error = \"closed\"\ncircuit_failures = 3\ncircuit_open_ms = 600\n"
+        ),
+    );
+    let metrics = || async {
+        send_req(request(hyper::Method::GET, &gw.url("/metrics"), &[], ""))
+            .await
+            .text()
+    };
+    let failures = "aigw_filter_failures_total{filter=\"custom\"}";
+    let skipped = "aigw_filter_circuit_skipped_total{filter=\"custom\"}";
+    let opened = "aigw_filter_circuit_opened_total{filter=\"custom\"}";
+    for _ in 0..3 {
+        let r = send(&url(&gw), &[], &chat("x", false)).await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text());
+    }
+    // Open: answered at once with 503, the filter is not called.
+    let r = send(&url(&gw), &[], &chat("x", false)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert!(r.text().contains("circuit is open"), "{}", r.text());
+    let m = metrics().await;
+    assert_eq!(metric(&m, failures), 3, "{m}");
+    assert_eq!(metric(&m, skipped), 1, "{m}");
+    assert_eq!(metric(&m, opened), 1, "{m}");
+    assert!(mock.requests().is_empty());
+    assert!(gw.logs().contains("circuit opened"), "{}", gw.logs());
+
+    // Probes while still broken re-open it; once healthy, it closes.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "the circuit never closed");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let r = send(&url(&gw), &[], &chat("x", false)).await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            [
+                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::SERVICE_UNAVAILABLE
+            ]
+            .contains(&r.status),
+            "{}",
+            r.text()
+        );
+    }
+    let m = metrics().await;
+    assert!(metric(&m, failures) >= 4, "at least one probe failed: {m}");
+    assert!(metric(&m, opened) >= 2, "a failed probe re-opens: {m}");
+    for _ in 0..5 {
+        let r = send(&url(&gw), &[], &chat("x", false)).await;
+        assert_eq!(r.status, StatusCode::OK, "closed again: {}", r.text());
+    }
+    assert!(mock.requests().len() >= 6);
+}

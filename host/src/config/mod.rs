@@ -88,6 +88,10 @@ pub struct FilterSettings {
     pub timeout_ms: u64,
     /// Memory cap of the filter's instance.
     pub max_memory_mb: u64,
+    /// Failed requests in a row that open the filter's circuit (0: never).
+    pub circuit_failures: u32,
+    /// How long an open circuit skips the filter before one probe.
+    pub circuit_open_ms: u64,
     /// The rest of the table, handed to `configure` as JSON.
     pub config_json: String,
 }
@@ -444,11 +448,24 @@ fn filter_settings(mut table: toml::Table) -> Result<FilterSettings, (String, St
     };
     let timeout_ms = number("timeout_ms", 50, 60_000)?;
     let max_memory_mb = number("max_memory_mb", 64, MAX_FILTER_MEMORY_MB)?;
+    let circuit_open_ms = number("circuit_open_ms", 30_000, 3_600_000)?;
+    let circuit_failures = match table.remove("circuit_failures") {
+        None => 5,
+        Some(toml::Value::Integer(n)) if (0..=10_000).contains(&n) => n as u32,
+        Some(other) => {
+            return Err((
+                "circuit_failures".into(),
+                format!("expected an integer from 0 (never open) to 10000, got {other}"),
+            ));
+        }
+    };
     let config_json = serde_json::to_string(&table).map_err(|e| (String::new(), e.to_string()))?;
     Ok(FilterSettings {
         on_error,
         timeout_ms,
         max_memory_mb,
+        circuit_failures,
+        circuit_open_ms,
         config_json,
     })
 }

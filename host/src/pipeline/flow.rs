@@ -5,6 +5,7 @@
 //! with the summary. A filter that answers early skips the later filters and
 //! the upstream; filters before it still see the response.
 
+use super::breaker::Admit;
 use super::headers;
 use super::{GatewayPipeline, Generation};
 use crate::config::OnError;
@@ -114,6 +115,20 @@ impl Exchange {
     async fn call(&mut self, i: usize, hook: Hook<'_>) -> Result<Option<Answer>, GatewayError> {
         if matches!(self.slots[i], Slot::Empty) {
             let stage = &self.gw.stages[i];
+            if stage.breaker.admit() == Admit::No {
+                // Open circuit: the filter failed too often lately. Apply its
+                // policy without calling it.
+                self.slots[i] = Slot::Failed;
+                let name = &stage.filter.name;
+                self.runtime.services.metrics.count_circuit_skipped(name);
+                return match stage.settings.on_error {
+                    OnError::Open => Ok(None),
+                    OnError::Closed => Err(GatewayError::unavailable(format!(
+                        "filter '{name}' failed {} requests in a row; its circuit is open and it is not called for {} ms",
+                        stage.settings.circuit_failures, stage.settings.circuit_open_ms
+                    ))),
+                };
+            }
             let instance = match stage.pool.take() {
                 Some(warm) => Ok(warm),
                 None => self
@@ -174,6 +189,7 @@ impl Exchange {
     /// Hands a healthy instance back to its stage's pool.
     fn release(&mut self, i: usize) {
         if let Slot::Live(mut inst) = std::mem::replace(&mut self.slots[i], Slot::Empty) {
+            self.gw.stages[i].breaker.success();
             inst.set_request(None);
             self.gw.stages[i].pool.give(inst);
         }
@@ -186,6 +202,13 @@ impl Exchange {
             .services
             .metrics
             .count_filter_failure(&stage.filter.name);
+        if stage.breaker.failure() {
+            self.runtime
+                .services
+                .metrics
+                .count_circuit_opened(&stage.filter.name);
+            tracing::warn!(gateway = %self.gw.name, filter = %stage.filter.name, open_ms = stage.settings.circuit_open_ms, "filter failed {} requests in a row: circuit opened", stage.settings.circuit_failures);
+        }
         tracing::warn!(gateway = %self.gw.name, request_id = %self.request_id, on_error = ?stage.settings.on_error, "{e}");
         match stage.settings.on_error {
             OnError::Open => Ok(None),

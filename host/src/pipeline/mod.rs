@@ -3,12 +3,14 @@
 //! accepted by `configure` before anything serves traffic). A request takes the
 //! current generation once and keeps it to the end (`flow`).
 
+pub mod breaker;
 pub mod flow;
 mod headers;
 
 use crate::config::{Config, FilterSettings, OnMissingFilter};
 use crate::runtime::instance::{FilterError, FilterInstance};
 use crate::runtime::{LoadedFilter, Runtime, Source, builtin};
+use breaker::Breaker;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -21,6 +23,8 @@ pub struct Stage {
     pub settings: FilterSettings,
     /// Idle instances of this stage, reused by later requests.
     pub pool: InstancePool,
+    /// Stops calling the filter after repeated failures.
+    pub breaker: Breaker,
 }
 
 /// Most idle instances kept per stage.
@@ -206,6 +210,7 @@ pub async fn build(
                 filter: filter.clone(),
                 settings: settings.clone(),
                 pool: InstancePool::default(),
+                breaker: Breaker::new(settings.circuit_failures, settings.circuit_open_ms),
             });
         }
         gateways.insert(

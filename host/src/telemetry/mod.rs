@@ -20,6 +20,10 @@ pub struct Metrics {
     pub local_responses: AtomicU64,
     /// Filter calls that failed (trap, deadline, memory), by filter.
     pub filter_failures: DashMap<String, AtomicU64>,
+    /// Times a filter's circuit opened, by filter.
+    pub circuit_opened: DashMap<String, AtomicU64>,
+    /// Requests that skipped a filter because its circuit was open, by filter.
+    pub circuit_skipped: DashMap<String, AtomicU64>,
     /// Counters filters add through `telemetry.counter-add`, by (filter, name).
     pub filter_counters: DashMap<(String, String), AtomicU64>,
     /// Prompt tokens seen.
@@ -119,14 +123,17 @@ impl Metrics {
 
     /// Counts a failed filter call.
     pub fn count_filter_failure(&self, filter: &str) {
-        if let Some(c) = self.filter_failures.get(filter) {
-            c.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        self.filter_failures
-            .entry(filter.to_string())
-            .or_default()
-            .fetch_add(1, Ordering::Relaxed);
+        bump(&self.filter_failures, filter);
+    }
+
+    /// A filter's circuit opened.
+    pub fn count_circuit_opened(&self, filter: &str) {
+        bump(&self.circuit_opened, filter);
+    }
+
+    /// A request skipped a filter whose circuit is open.
+    pub fn count_circuit_skipped(&self, filter: &str) {
+        bump(&self.circuit_skipped, filter);
     }
 
     /// Adds to a filter's own counter.
@@ -270,6 +277,20 @@ impl Metrics {
                 get(e.value())
             );
         }
+        for (name, map) in [
+            ("aigw_filter_circuit_opened_total", &self.circuit_opened),
+            ("aigw_filter_circuit_skipped_total", &self.circuit_skipped),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for e in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{filter=\"{}\"}} {}",
+                    label(e.key()),
+                    get(e.value())
+                );
+            }
+        }
         let _ = writeln!(out, "# TYPE aigw_filter_counter_total counter");
         for e in self.filter_counters.iter() {
             let (filter, name) = e.key();
@@ -293,4 +314,15 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+/// Adds one to a per-filter counter, creating it on first use.
+fn bump(map: &DashMap<String, AtomicU64>, filter: &str) {
+    if let Some(c) = map.get(filter) {
+        c.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    map.entry(filter.to_string())
+        .or_default()
+        .fetch_add(1, Ordering::Relaxed);
 }

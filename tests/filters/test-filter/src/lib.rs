@@ -16,6 +16,7 @@ pub struct TestFilter {
     status: u16,
     header: String,
     value: String,
+    until_ms: u64,
 }
 
 impl Filter for TestFilter {
@@ -47,6 +48,7 @@ impl Filter for TestFilter {
             status: config.get("status").and_then(|v| v.as_u64()).unwrap_or(418) as u16,
             header: text("header", "x-test-filter"),
             value: text("value", "seen"),
+            until_ms: config.get("until_ms").and_then(|v| v.as_u64()).unwrap_or(0),
             mode,
         })
     }
@@ -70,6 +72,8 @@ impl Filter for TestFilter {
                 )
             }
             "trap" => trap(),
+            // Fails until a moment on the host clock, then works (circuit breaker tests).
+            "trap-until" if aigw_plugin_sdk::host::now_ms() < self.until_ms => trap(),
             "loop" => spin(),
             "memory-bomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
