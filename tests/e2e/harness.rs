@@ -228,6 +228,14 @@ impl Gateway {
         }
     }
 
+    /// SIGKILL: no drain, no flush (a crash).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     pub fn logs(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }

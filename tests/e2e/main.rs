@@ -14,6 +14,7 @@ mod builtin_filters;
 mod core;
 mod custom_filters;
 mod dashboard;
+mod faults;
 mod filter_failures;
 mod hot_reload;
 mod providers;

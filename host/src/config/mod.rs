@@ -122,6 +122,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Largest request head accepted (HTTP/1.1 buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Most client connections at once.
+    pub max_connections: usize,
+    /// Longest wait for a request head.
+    pub header_read_timeout_ms: u64,
     /// Default wait for the upstream's first byte.
     pub request_timeout_ms: u64,
     /// Longest silence inside a response body before it is ended with an error.
@@ -238,6 +244,28 @@ impl Config {
         if max_body_bytes == 0 {
             return Err(invalid(
                 "server.max_body_bytes",
+                "must be greater than 0".into(),
+            ));
+        }
+
+        let max_header_bytes = server.max_header_bytes.unwrap_or(64 * 1024);
+        if !(8192..=16 << 20).contains(&max_header_bytes) {
+            return Err(invalid(
+                "server.max_header_bytes",
+                format!("must be from 8192 to 16777216, got {max_header_bytes}"),
+            ));
+        }
+        let max_connections = server.max_connections.unwrap_or(10_000);
+        if max_connections == 0 {
+            return Err(invalid(
+                "server.max_connections",
+                "must be greater than 0".into(),
+            ));
+        }
+        let header_read_timeout_ms = server.header_read_timeout_ms.unwrap_or(30_000);
+        if header_read_timeout_ms == 0 {
+            return Err(invalid(
+                "server.header_read_timeout_ms",
                 "must be greater than 0".into(),
             ));
         }
@@ -396,6 +424,9 @@ impl Config {
             plugins_dir: base.join(server.plugins_dir.as_deref().unwrap_or("plugins")),
             data_dir: base.join(server.data_dir.as_deref().unwrap_or("data")),
             max_body_bytes,
+            max_header_bytes,
+            max_connections,
+            header_read_timeout_ms,
             request_timeout_ms: server.request_timeout_ms.unwrap_or(120_000),
             stream_idle_timeout_ms: server.stream_idle_timeout_ms.unwrap_or(120_000).max(1),
             prices,

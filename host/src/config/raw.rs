@@ -52,6 +52,12 @@ pub struct RawServer {
     pub admin_listen: Option<String>,
     pub admin_token: Option<RawSecret>,
     pub on_missing_filter: Option<String>,
+    /// Largest request head (request line + headers) a client may send.
+    pub max_header_bytes: Option<usize>,
+    /// Most client connections open at once; more are answered 503 and closed.
+    pub max_connections: Option<usize>,
+    /// How long a client may take to send its request head.
+    pub header_read_timeout_ms: Option<u64>,
 }
 
 /// A secret: written inline, or read from an environment variable.

@@ -310,6 +310,17 @@ pub async fn handle(
             .into_response();
         }
     }
+    // Gateway headers steer filters; one they cannot read must not be ignored silently.
+    if let Some((name, _)) = parts
+        .headers
+        .iter()
+        .find(|(k, v)| k.as_str().starts_with("cf-aig-") && v.to_str().is_err())
+    {
+        return GatewayError::bad_request(format!(
+            "{name}: the value is not valid text (visible ASCII expected)"
+        ))
+        .into_response();
+    }
     let Some(provider) = config.providers.get(&route.provider).cloned() else {
         return GatewayError::not_found(format!(
             "unknown provider '{}' (known: {})",

@@ -319,12 +319,7 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
         })
     };
 
-    accept_loop(
-        listener,
-        app,
-        Duration::from_millis(config.shutdown_grace_ms),
-    )
-    .await;
+    accept_loop(listener, app, &config).await;
     maintenance.abort();
     if let Some(admin) = admin {
         admin.abort();
@@ -342,15 +337,21 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, app: Arc<App>, grace: Duration) {
+async fn accept_loop(listener: TcpListener, app: Arc<App>, config: &Config) {
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper enforces no header-read timeout: slow clients could
-    // hold connections forever.
+    // hold connections forever. A head over max_header_bytes gets 431.
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(hyper_util::rt::TokioTimer::new());
+        .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
+        .max_buf_size(config.max_header_bytes);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(config.max_header_bytes.min(u32::MAX as usize) as u32);
+    let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
@@ -365,6 +366,11 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, grace: Duration) {
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    app.env.runtime.services.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::spawn(refuse_connection(stream));
+                    continue;
+                };
                 let app = app.clone();
                 let peer_ip = peer.ip();
                 let service = service_fn(move |req| {
@@ -377,6 +383,7 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, grace: Duration) {
                     if let Err(e) = conn.await {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
+                    drop(permit);
                 });
             }
             _ = &mut shutdown => {
@@ -392,6 +399,21 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, grace: Duration) {
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
+}
+
+/// Over `max_connections`: a short 503 and close, instead of a hung client.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = r#"{"error":{"message":"gateway at capacity: too many open connections (server.max_connections); retry shortly","type":"unavailable"}}"#;
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = stream.write_all(reply.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 async fn shutdown_signal() {

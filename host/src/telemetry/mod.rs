@@ -20,6 +20,8 @@ pub struct Metrics {
     pub local_responses: AtomicU64,
     /// Filter calls that failed (trap, deadline, memory), by filter.
     pub filter_failures: DashMap<String, AtomicU64>,
+    /// Connections refused over `server.max_connections`.
+    pub connections_refused: AtomicU64,
     /// Times a filter's circuit opened, by filter.
     pub circuit_opened: DashMap<String, AtomicU64>,
     /// Requests that skipped a filter because its circuit was open, by filter.
@@ -180,6 +182,12 @@ impl Metrics {
             out,
             "aigw_upstream_attempts_total {}",
             get(&self.upstream_attempts)
+        );
+        let _ = writeln!(out, "# TYPE aigw_connections_refused_total counter");
+        let _ = writeln!(
+            out,
+            "aigw_connections_refused_total {}",
+            get(&self.connections_refused)
         );
         let _ = writeln!(out, "# TYPE aigw_upstream_errors_total counter");
         let _ = writeln!(
