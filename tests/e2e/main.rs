@@ -19,3 +19,4 @@ mod filter_failures;
 mod hot_reload;
 mod providers;
 mod python_sdk;
+mod security;

@@ -72,6 +72,7 @@ impl Filter for TestFilter {
                 )
             }
             "trap" => trap(),
+            "sandbox" => Decision::Respond(LocalResponse::json(200, &sandbox_probe(&self.value))),
             // Fails until a moment on the host clock, then works (circuit breaker tests).
             "trap-until" if aigw_plugin_sdk::host::now_ms() < self.until_ms => trap(),
             "loop" => spin(),
@@ -95,6 +96,37 @@ impl Filter for TestFilter {
             ResponseDecision::proceed()
         }
     }
+}
+
+/// Tries what a filter must not be able to do; reports each outcome.
+fn sandbox_probe(target: &str) -> serde_json::Value {
+    let files = match std::fs::read_dir("/") {
+        Ok(d) => format!("listed {} entries", d.count()),
+        Err(e) => format!("denied: {e}"),
+    };
+    let passwd = match std::fs::read("/etc/passwd") {
+        Ok(b) => format!("read {} bytes", b.len()),
+        Err(e) => format!("denied: {e}"),
+    };
+    let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    let args: Vec<String> = std::env::args().collect();
+    let network = match std::net::TcpStream::connect(target) {
+        Ok(_) => "connected".to_string(),
+        Err(e) => format!("denied: {e}"),
+    };
+    let wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    serde_json::json!({
+        "files": files,
+        "passwd": passwd,
+        "env": env,
+        "args": args,
+        "network": network,
+        "wall_ms": wall_ms,
+        "host_ms": aigw_plugin_sdk::host::now_ms(),
+    })
 }
 
 #[allow(clippy::panic)]
