@@ -34,9 +34,15 @@ use tokio::sync::mpsc;
 pub struct MockState {
     requests: Mutex<Vec<Value>>,
     failures: Mutex<HashMap<String, u64>>,
+    open_streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl MockState {
+    /// SSE responses being sent right now.
+    pub fn open_streams(&self) -> usize {
+        self.open_streams.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The requests received so far (method, path, headers, body).
     pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
@@ -192,6 +198,7 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
                 .min(10_000),
         ),
         truncate_after: number(&parts, "x-mock-truncate-after").map(|n| n as usize),
+        open: state.open_streams.clone(),
     };
     if path.ends_with("/messages") {
         if stream {
@@ -351,11 +358,23 @@ struct Pacing {
     chunks: Option<usize>,
     delay: Duration,
     truncate_after: Option<usize>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn sse(events: Vec<String>, pacing: Pacing) -> Response<GatewayBody> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(4);
     tokio::spawn(async move {
+        /// Counts the stream as open until the task ends, however it ends.
+        struct Open(Arc<std::sync::atomic::AtomicUsize>);
+        impl Drop for Open {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        pacing
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _open = Open(pacing.open.clone());
         for (i, e) in events.into_iter().enumerate() {
             if pacing.truncate_after == Some(i) {
                 let _ = tx

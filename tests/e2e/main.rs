@@ -20,3 +20,4 @@ mod hot_reload;
 mod providers;
 mod python_sdk;
 mod security;
+mod under_load;

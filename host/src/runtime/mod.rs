@@ -96,6 +96,9 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// Filter instances alive at once (pooling allocator slots).
+const MAX_LIVE_INSTANCES: u32 = 10_000;
+
 fn engine_config(pooling: bool, cache_dir: Option<&std::path::Path>) -> wasmtime::Config {
     let mut cfg = wasmtime::Config::new();
     if let Some(dir) = cache_dir {
@@ -114,10 +117,14 @@ fn engine_config(pooling: bool, cache_dir: Option<&std::path::Path>) -> wasmtime
     cfg.epoch_interruption(true);
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(2_000)
-            .total_core_instances(8_000)
-            .total_memories(4_000)
-            .total_tables(4_000)
+        // Sized for thousands of concurrent requests (a held SSE stream keeps
+        // the instances of its filters with body or done hooks). Slots are
+        // address space reserved up front, not resident memory.
+        pool.total_component_instances(MAX_LIVE_INSTANCES)
+            .total_core_instances(MAX_LIVE_INSTANCES * 4)
+            .total_memories(MAX_LIVE_INSTANCES)
+            .total_tables(MAX_LIVE_INSTANCES * 2)
+            .total_stacks(MAX_LIVE_INSTANCES)
             .max_memory_size((crate::config::MAX_FILTER_MEMORY_MB as usize) << 20)
             .max_component_instance_size(1 << 20)
             .max_core_instances_per_component(32)
