@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Closes with a TCP reset instead of a clean FIN (a zero linger never blocks).
+#[allow(deprecated, reason = "a zero SO_LINGER does not block on drop")]
+fn reset(s: &TcpStream) {
+    let _ = s.set_linger(Some(Duration::ZERO));
+}
+
 /// An upstream that misbehaves according to the request path.
 async fn faulty_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -22,7 +28,7 @@ async fn faulty_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                 let path = head.split(' ').nth(1).unwrap_or("").to_string();
                 match path.as_str() {
                     "/reset-before-headers" => {
-                        let _ = s.set_linger(Some(Duration::ZERO));
+                        reset(&s);
                         drop(s);
                     }
                     "/not-http" => {
@@ -49,7 +55,7 @@ async fn faulty_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                             .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"partial\":")
                             .await;
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        let _ = s.set_linger(Some(Duration::ZERO));
+                        reset(&s);
                         drop(s);
                     }
                     "/sse-no-terminal" => {
@@ -64,7 +70,7 @@ async fn faulty_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                         let _ = s.write_all(b"\r\n").await;
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         // Closes without the terminal chunk or [DONE].
-                        let _ = s.set_linger(Some(Duration::ZERO));
+                        reset(&s);
                         drop(s);
                     }
                     _ => {

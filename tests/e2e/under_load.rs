@@ -243,7 +243,7 @@ async fn a_thousand_sse_streams_are_held_open_at_once() {
         "every stream ends with [DONE]: {errors:?}"
     );
     assert!(
-        held_at_once as usize >= streams * 9 / 10,
+        held_at_once >= streams * 9 / 10,
         "only {held_at_once} of {streams} streams were open at once"
     );
     assert!(
