@@ -12,6 +12,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("retry", "aigw-filter-retry"),
     ("logging", "aigw-filter-logging"),
     ("provider-routing", "aigw-filter-provider-routing"),
+    ("prompt-redaction", "aigw-filter-prompt-redaction"),
 ];
 
 /// Filters built only for the end-to-end tests.

@@ -43,6 +43,7 @@ extern crate self as aigw_plugin_sdk;
 #[doc(hidden)]
 pub mod bindings;
 pub mod cf;
+pub mod chat;
 pub mod config;
 #[doc(hidden)]
 pub mod glue;
