@@ -6,6 +6,7 @@
 //! | header | effect |
 //! |---|---|
 //! | `x-mock-status: 503` | answer with this status and a JSON error |
+//! | `x-mock-retry-after: 1` | with `x-mock-status`: send `Retry-After: 1` on the failure |
 //! | `x-mock-fail-times: 2` | fail only the first 2 requests carrying the same `x-mock-fail-key` |
 //! | `x-mock-delay-ms: 300` | wait before the response head |
 //! | `x-mock-chunks: 8` / `x-mock-chunk-delay-ms: 50` | SSE pacing |
@@ -155,10 +156,15 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
         if should_fail {
             let status =
                 StatusCode::from_u16(status as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return json_response(
+            let mut r = json_response(
                 status,
                 json!({"error": {"message": format!("mock failure {}", status.as_u16()), "type": "mock_error"}}),
             );
+            if let Some(secs) = number(&parts, "x-mock-retry-after") {
+                r.headers_mut()
+                    .insert("retry-after", hyper::header::HeaderValue::from(secs));
+            }
+            return r;
         }
     }
 

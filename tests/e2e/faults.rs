@@ -419,3 +419,86 @@ async fn after_kill_9_the_log_store_is_readable_and_a_restart_serves_at_once() {
     assert_eq!(r.status, StatusCode::OK);
     eprintln!("restart to first answer: {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_follow_retry_after_when_the_upstream_sends_it() {
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[gateways.gw]\npipeline = [\"retry\"]\n[gateways.gw.filters.retry]\nmax_attempts = 2\ndelay_ms = 10\nbackoff = \"constant\"\n",
+        mock.providers_toml()
+    );
+    let gw = Gateway::start(&cfg, &[]);
+    let url = gw.url("/v1/a/gw/openai/chat/completions");
+    let gap = |from: usize| {
+        let seen = mock.requests();
+        seen[from + 1]["at_ms"].as_u64().unwrap() - seen[from]["at_ms"].as_u64().unwrap()
+    };
+    for (status, retry_after, key) in [
+        ("429", Some("1"), "a"),
+        ("503", None, "b"),
+        ("429", None, "c"),
+    ] {
+        let before = mock.requests().len();
+        let mut headers = vec![
+            ("x-mock-status", status),
+            ("x-mock-fail-times", "1"),
+            ("x-mock-fail-key", key),
+        ];
+        if let Some(s) = retry_after {
+            headers.push(("x-mock-retry-after", s));
+        }
+        let r = send(&url, &headers, &chat("again", false)).await;
+        assert_eq!(r.status, StatusCode::OK, "{status}: {}", r.text());
+        assert_eq!(r.header("cf-aig-attempts"), Some("2"));
+        let g = gap(before);
+        match retry_after {
+            Some(_) => assert!(
+                g >= 950,
+                "{status} with Retry-After: 1 retried after {g} ms"
+            ),
+            None => assert!(g < 900, "{status} without Retry-After waited {g} ms"),
+        }
+    }
+    // Still failing after the last attempt: the client gets the upstream's answer.
+    let r = send(&url, &[("x-mock-status", "503")], &chat("down", false)).await;
+    assert_eq!(r.status.as_u16(), 503);
+    assert_eq!(r.header("cf-aig-attempts"), Some("2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_stream_cancels_the_upstream_request() {
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+        mock.providers_toml()
+    );
+    let mut gw = Gateway::start(&cfg, &[]);
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let body = chat("a long answer please", true);
+    let req = format!(
+        "POST /v1/a/gw/openai/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-mock-chunks: 100\r\nx-mock-chunk-delay-ms: 100\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+    assert_eq!(
+        mock.state.open_streams(),
+        1,
+        "the upstream stream is running"
+    );
+    drop(s);
+    let ended = eventually(Duration::from_secs(3), || async {
+        mock.state.open_streams() == 0
+    })
+    .await;
+    assert!(
+        ended.is_some(),
+        "the upstream stream kept running after the client left"
+    );
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 1, "the request still has its log entry");
+    assert_eq!(entries[0]["outcome"], "ClientAborted", "{}", entries[0]);
+}

@@ -183,3 +183,40 @@ async fn a_circuit_opens_after_repeated_traps_and_closes_when_the_filter_recover
     }
     assert!(mock.requests().len() >= 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_filter_output_is_refused_or_delivered_but_never_hurts_the_host() {
+    let mock = Mock::start().await;
+    // 600 KB of headers: refused as a bad answer, the policy applies.
+    for (policy, expected) in [
+        ("open", StatusCode::OK),
+        ("closed", StatusCode::INTERNAL_SERVER_ERROR),
+    ] {
+        let gw = gateway_with(
+            &mock,
+            &format!("mode = \"huge-headers\"\non_error = \"{policy}\"\n"),
+        );
+        let r = send(&url(&gw), &[], &chat("x", false)).await;
+        assert_eq!(r.status, expected, "{policy}: {}", r.text());
+        if policy == "closed" {
+            assert!(r.text().contains("local response"), "{}", r.text());
+        } else {
+            assert!(r.header("x-huge-0").is_none());
+        }
+    }
+    // A 40 MB body inside the memory cap is a valid answer and arrives whole.
+    let gw = gateway_with(
+        &mock,
+        "mode = \"huge-body\"\nmax_memory_mb = 128\ntimeout_ms = 2000\non_error = \"closed\"\n",
+    );
+    let r = send(&url(&gw), &[], &chat("x", false)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.body.len(),
+        40 << 20,
+        "{}",
+        String::from_utf8_lossy(&r.body[..r.body.len().min(400)])
+    );
+    let health = send_req(request(hyper::Method::GET, &gw.url("/healthz"), &[], "")).await;
+    assert_eq!(health.status, StatusCode::OK);
+}

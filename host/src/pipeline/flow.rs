@@ -257,6 +257,7 @@ impl Outgoing {
     fn from_local(local: LocalResponse) -> Result<Self, String> {
         let status = StatusCode::from_u16(local.status)
             .map_err(|_| format!("local response has invalid status {}", local.status))?;
+        headers::check_size(&local.headers).map_err(|m| format!("local response: {m}"))?;
         Ok(Outgoing {
             status,
             headers: headers::map_from(&local.headers),
@@ -430,7 +431,13 @@ pub async fn handle(
                 }
             }
             Ok(Some(Answer::Decision(Decision::Respond(local)))) => {
-                return respond_locally(ex, i, local).await;
+                match local_answer(&mut ex, i, local) {
+                    Ok(Some(out)) => return respond_locally(ex, i, out).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed);
+                    }
+                }
             }
             Ok(_) => {}
             Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
@@ -480,7 +487,13 @@ pub async fn handle(
         match ex.call(i, Hook::RequestBody(&body)).await {
             Ok(Some(Answer::Body(BodyDecision::Replace(b)))) => body = Bytes::from(b),
             Ok(Some(Answer::Body(BodyDecision::Respond(local)))) => {
-                return respond_locally(ex, i, local).await;
+                match local_answer(&mut ex, i, local) {
+                    Ok(Some(out)) => return respond_locally(ex, i, out).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed);
+                    }
+                }
             }
             Ok(_) => {}
             Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
@@ -659,26 +672,24 @@ async fn upstream_loop(
     }
 }
 
-/// A filter at stage `k` answered: filters before it see the response.
-async fn respond_locally(
-    mut ex: Exchange,
+/// Checks a filter's early answer. `Ok(None)`: it was invalid and the
+/// filter's `on_error = "open"` skips it, so the request goes on.
+fn local_answer(
+    ex: &mut Exchange,
     k: usize,
     local: LocalResponse,
-) -> Response<GatewayBody> {
-    let mut out = match Outgoing::from_local(local) {
-        Ok(o) => o,
+) -> Result<Option<Outgoing>, GatewayError> {
+    match Outgoing::from_local(local) {
+        Ok(o) => Ok(Some(o)),
         Err(m) => {
             let err = ex.bad_answer(k, "respond", m);
-            let e = match ex.fail::<()>(k, err) {
-                Ok(_) => GatewayError::filter_failed(format!(
-                    "filter '{}' answered with an invalid response",
-                    ex.gw.stages[k].filter.name
-                )),
-                Err(e) => e,
-            };
-            return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed);
+            ex.fail::<()>(k, err).map(|_| None)
         }
-    };
+    }
+}
+
+/// A filter at stage `k` answered: filters before it see the response.
+async fn respond_locally(mut ex: Exchange, k: usize, mut out: Outgoing) -> Response<GatewayBody> {
     ex.runtime
         .services
         .metrics

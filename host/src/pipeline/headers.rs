@@ -68,6 +68,7 @@ pub fn apply(
     if edits.set.len() + edits.remove.len() > MAX_HEADER_EDITS {
         return Err(format!("more than {MAX_HEADER_EDITS} header edits"));
     }
+    check_size(&edits.set)?;
     for name in &edits.remove {
         let lower = name.to_ascii_lowercase();
         map.remove(lower.as_str());
@@ -84,6 +85,23 @@ pub fn apply(
             name: name.as_str().to_string(),
             value: h.value.clone(),
         });
+    }
+    Ok(())
+}
+
+/// Most bytes of header names and values a filter may set in one answer.
+pub const MAX_FILTER_HEADER_BYTES: usize = 64 * 1024;
+
+/// Refuses header sets a client could not take (over 64 KiB in all).
+pub fn check_size(headers: &[Header]) -> Result<(), String> {
+    if headers.len() > MAX_HEADER_EDITS {
+        return Err(format!("more than {MAX_HEADER_EDITS} headers"));
+    }
+    let bytes: usize = headers.iter().map(|h| h.name.len() + h.value.len()).sum();
+    if bytes > MAX_FILTER_HEADER_BYTES {
+        return Err(format!(
+            "{bytes} bytes of headers, over the limit of {MAX_FILTER_HEADER_BYTES}"
+        ));
     }
     Ok(())
 }

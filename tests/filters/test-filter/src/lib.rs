@@ -72,6 +72,23 @@ impl Filter for TestFilter {
                 )
             }
             "trap" => trap(),
+            // Far more header bytes than any client takes.
+            "huge-headers" => Decision::Respond(LocalResponse {
+                status: 200,
+                headers: (0..600)
+                    .map(|i| aigw_plugin_sdk::Header {
+                        name: format!("x-huge-{i}"),
+                        value: "v".repeat(1000),
+                    })
+                    .collect(),
+                body: Vec::new(),
+            }),
+            // A 40 MB answer: large, but a valid response.
+            "huge-body" => Decision::Respond(LocalResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: vec![b'a'; 40 << 20],
+            }),
             "sandbox" => Decision::Respond(LocalResponse::json(200, &sandbox_probe(&self.value))),
             // Fails until a moment on the host clock, then works (circuit breaker tests).
             "trap-until" if aigw_plugin_sdk::host::now_ms() < self.until_ms => trap(),
