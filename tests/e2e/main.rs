@@ -19,5 +19,6 @@ mod filter_failures;
 mod hot_reload;
 mod providers;
 mod python_sdk;
+mod scale_out;
 mod security;
 mod under_load;

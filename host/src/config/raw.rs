@@ -17,6 +17,31 @@ pub struct RawConfig {
     /// Token prices added to (or replacing) the built-in table.
     #[serde(default)]
     pub prices: Vec<RawPrice>,
+    /// Where kv and limits live (memory or Redis).
+    pub store: Option<RawStore>,
+    /// Where request logs go (SQLite or PostgreSQL).
+    pub logs: Option<RawLogs>,
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub backend: Option<String>,
+    pub url: Option<RawSecret>,
+    pub timeout_ms: Option<u64>,
+    pub key_prefix: Option<String>,
+    pub max_entry_bytes: Option<usize>,
+    pub kv_on_error: Option<String>,
+    pub limits_on_error: Option<String>,
+}
+
+/// `[logs]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogs {
+    pub backend: Option<String>,
+    pub url: Option<RawSecret>,
 }
 
 /// `[[prices]]`.

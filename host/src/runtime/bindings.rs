@@ -7,8 +7,17 @@ wasmtime::component::bindgen!({
     path: "../wit",
     // Exports are called asynchronously (on a fiber) so WASI calls a filter
     // makes, such as writing a panic message to stderr, never block a tokio
-    // worker; the aigw imports themselves are plain synchronous functions.
+    // worker.
     exports: { default: async },
+    // kv and limits may go over the network (the Redis backend): async, so a
+    // filter waiting on them parks its fiber instead of a tokio worker.
+    imports: {
+        "aigw:filter/kv.get": async,
+        "aigw:filter/kv.set": async,
+        "aigw:filter/kv.delete": async,
+        "aigw:filter/limits.check": async,
+        "aigw:filter/limits.debit": async,
+    },
 });
 
 pub use self::aigw::filter::types;

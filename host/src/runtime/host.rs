@@ -25,6 +25,8 @@ pub struct Services {
     pub logs: Option<LogStore>,
     /// Metrics.
     pub metrics: Metrics,
+    /// The shared store replacing `kv` and `limiter` (`[store] backend = "redis"`).
+    pub redis: Option<Arc<crate::store::redis::RedisStore>>,
 }
 
 /// Most metadata fields one request's filters may add.
@@ -91,6 +93,9 @@ pub struct HostState {
     services: Arc<Services>,
     /// The request this instance serves (none while pooled).
     pub request: Option<Arc<Mutex<RequestContext>>>,
+    /// Milliseconds the current call waited on the shared store; added to its
+    /// deadline instead of counting against the filter.
+    pub host_wait_ms: u64,
 }
 
 impl HostState {
@@ -110,7 +115,14 @@ impl HostState {
             filter,
             services,
             request: None,
+            host_wait_ms: 0,
         }
+    }
+
+    fn waited(&mut self, since: std::time::Instant) {
+        self.host_wait_ms = self
+            .host_wait_ms
+            .saturating_add(since.elapsed().as_millis() as u64 + 1);
     }
 
     fn key(&self, key: &str) -> String {
@@ -134,18 +146,42 @@ impl WasiView for HostState {
 impl types::Host for HostState {}
 
 impl kv::Host for HostState {
-    fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.services.kv.get(&self.key(&key), now_ms())
+    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        let key = self.key(&key);
+        match &self.services.redis {
+            Some(r) => {
+                let started = std::time::Instant::now();
+                let v = r.get(&key).await;
+                self.waited(started);
+                v
+            }
+            None => self.services.kv.get(&key, now_ms()),
+        }
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> bool {
-        self.services
-            .kv
-            .set(&self.key(&key), &value, ttl_ms, now_ms())
+    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> bool {
+        let key = self.key(&key);
+        match &self.services.redis {
+            Some(r) => {
+                let started = std::time::Instant::now();
+                let v = r.set(&key, &value, ttl_ms).await;
+                self.waited(started);
+                v
+            }
+            None => self.services.kv.set(&key, &value, ttl_ms, now_ms()),
+        }
     }
 
-    fn delete(&mut self, key: String) {
-        self.services.kv.delete(&self.key(&key))
+    async fn delete(&mut self, key: String) {
+        let key = self.key(&key);
+        match &self.services.redis {
+            Some(r) => {
+                let started = std::time::Instant::now();
+                r.delete(&key).await;
+                self.waited(started);
+            }
+            None => self.services.kv.delete(&key),
+        }
     }
 }
 
@@ -157,7 +193,7 @@ fn technique(t: limits::Technique) -> Technique {
 }
 
 impl limits::Host for HostState {
-    fn check(
+    async fn check(
         &mut self,
         key: String,
         cost: u64,
@@ -165,15 +201,26 @@ impl limits::Host for HostState {
         period_ms: u64,
         t: limits::Technique,
     ) -> limits::Verdict {
-        let v = self.services.limiter.check(
-            &self.key(&key),
-            cost,
-            limit,
-            period_ms,
-            technique(t),
-            now_ms(),
-            true,
-        );
+        let key = self.key(&key);
+        let v = match &self.services.redis {
+            Some(r) => {
+                let started = std::time::Instant::now();
+                let v = r
+                    .check(&key, cost, limit, period_ms, technique(t), true)
+                    .await;
+                self.waited(started);
+                v
+            }
+            None => self.services.limiter.check(
+                &key,
+                cost,
+                limit,
+                period_ms,
+                technique(t),
+                now_ms(),
+                true,
+            ),
+        };
         limits::Verdict {
             allowed: v.allowed,
             remaining: v.remaining,
@@ -181,7 +228,7 @@ impl limits::Host for HostState {
         }
     }
 
-    fn debit(
+    async fn debit(
         &mut self,
         key: String,
         amount: u64,
@@ -189,15 +236,26 @@ impl limits::Host for HostState {
         period_ms: u64,
         t: limits::Technique,
     ) {
-        self.services.limiter.check(
-            &self.key(&key),
-            amount,
-            limit,
-            period_ms,
-            technique(t),
-            now_ms(),
-            false,
-        );
+        let key = self.key(&key);
+        match &self.services.redis {
+            Some(r) => {
+                let started = std::time::Instant::now();
+                r.check(&key, amount, limit, period_ms, technique(t), false)
+                    .await;
+                self.waited(started);
+            }
+            None => {
+                self.services.limiter.check(
+                    &key,
+                    amount,
+                    limit,
+                    period_ms,
+                    technique(t),
+                    now_ms(),
+                    false,
+                );
+            }
+        }
     }
 }
 

@@ -102,6 +102,18 @@ impl FilterInstance {
         let tick = super::EPOCH_TICK.as_millis() as u64;
         let ticks = timeout_ms.div_ceil(tick).max(1) + 1;
         store.set_epoch_deadline(ticks);
+        // Time a call spends waiting on the host (a Redis round trip) is not
+        // the filter's: the deadline moves by that much, once per wait.
+        store.epoch_deadline_callback(move |mut cx| {
+            let waited = std::mem::take(&mut cx.data_mut().host_wait_ms);
+            if waited > 0 {
+                Ok(wasmtime::UpdateDeadline::Continue(
+                    waited.div_ceil(tick) + 1,
+                ))
+            } else {
+                Err(Trap::Interrupt.into())
+            }
+        });
         let bindings = pre
             .instantiate_async(&mut store)
             .await
@@ -136,9 +148,15 @@ impl FilterInstance {
         })
     }
 
+    /// Arms the call deadline.
+    fn arm(&mut self) {
+        self.store.data_mut().host_wait_ms = 0;
+        self.store.set_epoch_deadline(self.ticks);
+    }
+
     /// `describe`.
     pub async fn describe(&mut self) -> Result<FilterInfo, FilterError> {
-        self.store.set_epoch_deadline(self.ticks);
+        self.arm();
         let r = self
             .bindings
             .aigw_filter_filter()
@@ -161,7 +179,7 @@ impl FilterInstance {
     /// request the instance serves: it resets the filter's state.
     pub async fn configure(&mut self, config_json: &str) -> Result<(), FilterError> {
         self.uses = self.uses.saturating_add(1);
-        self.store.set_epoch_deadline(self.ticks);
+        self.arm();
         let r = self
             .bindings
             .aigw_filter_filter()
@@ -176,7 +194,7 @@ impl FilterInstance {
 
     /// Calls one hook with the call deadline armed.
     pub async fn hook(&mut self, hook: Hook<'_>) -> Result<Answer, FilterError> {
-        self.store.set_epoch_deadline(self.ticks);
+        self.arm();
         let f = self.bindings.aigw_filter_filter();
         let store = &mut self.store;
         let result = match hook {

@@ -78,6 +78,14 @@ impl App {
                 s.kv.evictions.load(std::sync::atomic::Ordering::Relaxed),
             ),
             ("aigw_generation", self.generation().id),
+            (
+                "aigw_store_commands_total",
+                get(s.redis.as_ref().map(|r| &r.counters.ok)),
+            ),
+            (
+                "aigw_store_errors_total",
+                get(s.redis.as_ref().map(|r| &r.counters.errors)),
+            ),
         ];
         Response::new(GatewayBody::full(s.metrics.render_with(&extra)))
     }
@@ -188,6 +196,12 @@ pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, 
         limiter: Limiter::default(),
         logs,
         metrics: Metrics::default(),
+        redis: match &config.store {
+            Some(settings) => Some(Arc::new(crate::store::redis::RedisStore::new(
+                settings.clone(),
+            )?)),
+            None => None,
+        },
     }))
 }
 

@@ -1,11 +1,12 @@
 //! Shared state that outlives a request, behind the interfaces filters import:
 //! the key-value store (`kv`), rate-limit counters (`limits`) and the request
-//! log store (`logs`). Embedded backends; each is reached only through its
-//! own type so a networked backend can replace it later.
+//! log store (`logs`). Embedded backends by default; `redis` shares kv and
+//! limits between gateway replicas.
 
 pub mod kv;
 pub mod limits;
 pub mod logs;
+pub mod redis;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

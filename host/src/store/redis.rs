@@ -1,0 +1,318 @@
+//! The `redis` backend of the key-value and limit imports, so several gateway
+//! replicas share one cache and one set of rate-limit counters.
+//!
+//! - kv: `SET key value PX ttl` / `GET` / `DEL`; entries over
+//!   `max_entry_bytes` are refused, and expiry is Redis's own.
+//! - limits: one Lua script per technique counts and checks in a single
+//!   atomic step, on Redis's clock (`TIME`), so N replicas let exactly `limit`
+//!   through per window. Fixed windows are aligned to multiples of the period;
+//!   the sliding technique is GCRA with its theoretical arrival time in Redis.
+//! - A replica that cannot reach Redis keeps serving: each call has a
+//!   deadline (`timeout_ms`), failures are counted, logged at most once per
+//!   5 s, and answered by the configured policy (`kv_on_error`,
+//!   `limits_on_error`: open = miss / allow, closed = refuse). The connection
+//!   manager reconnects by itself; while it is down, a new connection is
+//!   tried at most once per second.
+
+use crate::store::limits::{Technique, Verdict};
+use redis::aio::ConnectionManager;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// What a call does when Redis cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// kv: a miss / not stored; limits: allowed.
+    Open,
+    /// kv: a miss / not stored (the same); limits: refused.
+    Closed,
+}
+
+/// Settings of the Redis backend (`[store]`).
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://host:port/db` (or `rediss://`).
+    pub url: String,
+    /// Deadline of each command.
+    pub timeout_ms: u64,
+    /// Prefix of every key this gateway writes.
+    pub key_prefix: String,
+    /// Largest value stored.
+    pub max_entry_bytes: usize,
+    /// Policy for kv calls when Redis fails.
+    pub kv_on_error: OnError,
+    /// Policy for limit calls when Redis fails.
+    pub limits_on_error: OnError,
+}
+
+/// Counters exported in /metrics.
+#[derive(Debug, Default)]
+pub struct RedisCounters {
+    /// Commands that failed or timed out.
+    pub errors: AtomicU64,
+    /// Commands answered.
+    pub ok: AtomicU64,
+}
+
+/// A handle to the shared store.
+pub struct RedisStore {
+    client: redis::Client,
+    conn: Mutex<Option<ConnectionManager>>,
+    last_attempt_ms: AtomicU64,
+    last_warning_ms: AtomicU64,
+    settings: RedisSettings,
+    fixed: redis::Script,
+    sliding: redis::Script,
+    /// Counters.
+    pub counters: RedisCounters,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.settings.key_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fixed window: KEYS[1] = counter base; ARGV = cost, limit, period_ms, enforce.
+/// Returns {allowed, remaining, retry_after_ms}.
+const FIXED: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cost = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
+local enforce = ARGV[4] == '1'
+local start = now - (now % period)
+local key = KEYS[1] .. ':' .. start
+local used = tonumber(redis.call('GET', key) or '0')
+if enforce and used + cost > limit then
+  return {0, math.max(limit - used, 0), start + period - now}
+end
+used = redis.call('INCRBY', key, cost)
+redis.call('PEXPIRE', key, start + period - now + 1000)
+local allowed = 1
+if used > limit then allowed = 0 end
+return {allowed, math.max(limit - used, 0), 0}
+";
+
+/// Sliding window (GCRA): KEYS[1] = theoretical arrival time (ms, float);
+/// ARGV = cost, limit, period_ms, enforce. A debit is never refused.
+const SLIDING: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local cost = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
+local enforce = ARGV[4] == '1'
+local interval = period / limit
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + cost * interval
+local allow_at = new_tat - period
+if enforce and allow_at > now then
+  return {0, 0, math.ceil(allow_at - now)}
+end
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.max(math.ceil(new_tat - now), 1))
+local remaining = math.floor((now + period - new_tat) / interval)
+if remaining < 0 then remaining = 0 end
+return {1, remaining, 0}
+";
+
+impl RedisStore {
+    /// A store for `settings`; connects lazily (a replica starts even when
+    /// Redis is down).
+    pub fn new(settings: RedisSettings) -> Result<RedisStore, String> {
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|e| format!("store.url: not a Redis URL: {e}"))?;
+        Ok(RedisStore {
+            client,
+            conn: Mutex::new(None),
+            last_attempt_ms: AtomicU64::new(0),
+            last_warning_ms: AtomicU64::new(0),
+            settings,
+            fixed: redis::Script::new(FIXED),
+            sliding: redis::Script::new(SLIDING),
+            counters: RedisCounters::default(),
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.timeout_ms)
+    }
+
+    /// The shared connection, connecting when there is none (at most one
+    /// attempt per second while Redis is unreachable).
+    async fn connection(&self) -> Result<ConnectionManager, String> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let now = crate::store::now_ms();
+        let last = self.last_attempt_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 1000 {
+            return Err("not connected (next attempt within 1 s)".into());
+        }
+        self.last_attempt_ms.store(now, Ordering::Relaxed);
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout().max(Duration::from_millis(200)))
+            .set_response_timeout(self.timeout())
+            .set_number_of_retries(1);
+        let manager = tokio::time::timeout(
+            self.timeout().max(Duration::from_millis(250)),
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        tracing::info!("connected to Redis for the shared store");
+        *slot = Some(manager.clone());
+        Ok(manager)
+    }
+
+    fn failed(&self, what: &str, e: &str) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        let now = crate::store::now_ms();
+        let last = self.last_warning_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 5000 {
+            self.last_warning_ms.store(now, Ordering::Relaxed);
+            tracing::warn!(
+                "shared store (Redis) unavailable for {what}: {e}; kv_on_error = {:?}, limits_on_error = {:?}",
+                self.settings.kv_on_error,
+                self.settings.limits_on_error
+            );
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        cmd: impl FnOnce(ConnectionManager) -> redis::RedisFuture<'static, T>,
+    ) -> Option<T> {
+        let conn = match self.connection().await {
+            Ok(c) => c,
+            Err(e) => {
+                self.failed(what, &e);
+                return None;
+            }
+        };
+        match tokio::time::timeout(self.timeout(), cmd(conn)).await {
+            Ok(Ok(v)) => {
+                self.counters.ok.fetch_add(1, Ordering::Relaxed);
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                self.failed(what, &e.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed(
+                    what,
+                    &format!("no answer within {} ms", self.settings.timeout_ms),
+                );
+                None
+            }
+        }
+    }
+
+    fn key(&self, kind: &str, key: &str) -> String {
+        format!("{}{kind}:{key}", self.settings.key_prefix)
+    }
+
+    /// A kv value, or `None` (also when Redis fails).
+    pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let k = self.key("kv", key);
+        self.run::<Option<Vec<u8>>>("kv get", move |mut c| {
+            Box::pin(async move { redis::cmd("GET").arg(k).query_async(&mut c).await })
+        })
+        .await
+        .flatten()
+    }
+
+    /// Stores a value with its TTL; false when refused or Redis fails.
+    pub async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> bool {
+        if value.len() > self.settings.max_entry_bytes || ttl_ms == 0 {
+            return false;
+        }
+        let k = self.key("kv", key);
+        let v = value.to_vec();
+        self.run::<()>("kv set", move |mut c| {
+            Box::pin(async move {
+                redis::cmd("SET")
+                    .arg(k)
+                    .arg(v)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query_async(&mut c)
+                    .await
+            })
+        })
+        .await
+        .is_some()
+    }
+
+    /// Deletes a value.
+    pub async fn delete(&self, key: &str) {
+        let k = self.key("kv", key);
+        let _ = self
+            .run::<()>("kv delete", move |mut c| {
+                Box::pin(async move { redis::cmd("DEL").arg(k).query_async(&mut c).await })
+            })
+            .await;
+    }
+
+    /// Counts `cost` against `key` atomically across replicas (`enforce`:
+    /// refuse when over; otherwise a debit).
+    pub async fn check(
+        &self,
+        key: &str,
+        cost: u64,
+        limit: u64,
+        period_ms: u64,
+        technique: Technique,
+        enforce: bool,
+    ) -> Verdict {
+        let limit = limit.max(1);
+        let period_ms = period_ms.max(1);
+        let (script, kind) = match technique {
+            Technique::Fixed => (self.fixed.clone(), "fixed"),
+            Technique::Sliding => (self.sliding.clone(), "sliding"),
+        };
+        let k = self.key(kind, &format!("{period_ms}:{limit}:{key}"));
+        let answer = self
+            .run::<(u64, u64, u64)>("limits", move |mut c| {
+                Box::pin(async move {
+                    script
+                        .key(k)
+                        .arg(cost)
+                        .arg(limit)
+                        .arg(period_ms)
+                        .arg(if enforce { "1" } else { "0" })
+                        .invoke_async(&mut c)
+                        .await
+                })
+            })
+            .await;
+        match answer {
+            Some((allowed, remaining, retry_after_ms)) => Verdict {
+                allowed: allowed == 1,
+                remaining,
+                retry_after_ms,
+            },
+            None => match self.settings.limits_on_error {
+                OnError::Open => Verdict {
+                    allowed: true,
+                    remaining: 0,
+                    retry_after_ms: 0,
+                },
+                OnError::Closed => Verdict {
+                    allowed: false,
+                    remaining: 0,
+                    retry_after_ms: 1000,
+                },
+            },
+        }
+    }
+}

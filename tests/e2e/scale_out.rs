@@ -1,0 +1,195 @@
+//! Several replicas sharing state: kv and limits in Redis (exact limits across
+//! replicas, a cache entry stored by one served by another, outage policy and
+//! recovery). Needs `redis-server` (Debian package `redis-server`); skipped
+//! without it unless `AIGW_REQUIRE_REDIS` is set.
+
+use crate::harness::*;
+use hyper::StatusCode;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A private redis-server on a free loopback port, no persistence.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let mut r = Redis { port, child: None };
+        if !r.resume() {
+            assert!(
+                std::env::var_os("AIGW_REQUIRE_REDIS").is_none(),
+                "AIGW_REQUIRE_REDIS is set but redis-server did not start"
+            );
+            eprintln!("skipped: redis-server not available (apt-get install redis-server)");
+            return None;
+        }
+        Some(r)
+    }
+
+    /// Starts (again) on the same port; true once it answers.
+    fn resume(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else { return false };
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn replica(mock: &Mock, redis: &Redis, limits_on_error: &str) -> Gateway {
+    let cfg = format!(
+        "{}[store]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout_ms = 200\nlimits_on_error = \"{limits_on_error}\"\n\
+         [gateways.fixed]\npipeline = [\"rate-limit\", \"cache\"]\n\
+         [gateways.fixed.filters.rate-limit]\nlimit = 10\nperiod_s = 60\nkey = \"header:x-user\"\ntechnique = \"fixed\"\n\
+         [gateways.sliding]\npipeline = [\"rate-limit\"]\n\
+         [gateways.sliding.filters.rate-limit]\nlimit = 10\nperiod_s = 60\nkey = \"header:x-user\"\ntechnique = \"sliding\"\n",
+        mock.providers_toml(),
+        redis.url()
+    );
+    Gateway::start(&cfg, &[])
+}
+
+async fn allowed_of_30(a: &Gateway, b: &Gateway, gateway: &str, user: &str) -> usize {
+    let mut ok = 0;
+    for i in 0..30 {
+        let gw = if i % 2 == 0 { a } else { b };
+        let r = send(
+            &gw.url(&format!("/v1/acct/{gateway}/openai/chat/completions")),
+            &[("x-user", user), ("cf-aig-skip-cache", "true")],
+            &chat(&format!("{user} {i}"), false),
+        )
+        .await;
+        match r.status {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_exact_limits_and_one_cache_through_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = Mock::start().await;
+    let a = replica(&mock, &redis, "open");
+    let b = replica(&mock, &redis, "open");
+    assert_eq!(
+        allowed_of_30(&a, &b, "fixed", "ada").await,
+        10,
+        "a fixed limit of 10/min over two replicas"
+    );
+    assert_eq!(
+        allowed_of_30(&a, &b, "sliding", "bob").await,
+        10,
+        "a sliding limit of 10/min over two replicas"
+    );
+    // A response cached through A is a hit on B.
+    let url = |g: &Gateway| g.url("/v1/acct/fixed/openai/chat/completions");
+    let body = chat("cache me across replicas", false);
+    let first = send(&url(&a), &[("x-user", "cat")], &body).await;
+    assert_eq!(first.header("cf-aig-cache-status"), Some("MISS"));
+    let second = send(&url(&b), &[("x-user", "cat")], &body).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.header("cf-aig-cache-status"), Some("HIT"));
+    assert_eq!(first.text(), second.text());
+    let upstream = mock.requests().len();
+    assert_eq!(upstream, 21, "10 + 10 limited requests and one cache miss");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_follows_the_policy_and_the_replicas_recover() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let mock = Mock::start().await;
+    let open = replica(&mock, &redis, "open");
+    let closed = replica(&mock, &redis, "closed");
+    let url = |g: &Gateway| g.url("/v1/acct/fixed/openai/chat/completions");
+    for g in [&open, &closed] {
+        let r = send(&url(g), &[("x-user", "dan")], &chat("before", false)).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    redis.stop();
+    // Open: requests still flow (limits allow, the cache misses).
+    let r = send(&url(&open), &[("x-user", "dan")], &chat("during", false)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("cf-aig-cache-status"), Some("MISS"));
+    let r = send(&url(&open), &[("x-user", "dan")], &chat("before", false)).await;
+    assert_eq!(
+        r.header("cf-aig-cache-status"),
+        Some("MISS"),
+        "no cache without Redis"
+    );
+    // Closed: the limit refuses rather than let traffic through unchecked.
+    let r = send(&url(&closed), &[("x-user", "dan")], &chat("during", false)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    for g in [&open, &closed] {
+        let m = send_req(request(hyper::Method::GET, &g.url("/metrics"), &[], ""))
+            .await
+            .text();
+        let errors: u64 = m
+            .lines()
+            .find(|l| l.starts_with("aigw_store_errors_total "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(errors > 0, "{m}");
+        assert!(
+            g.logs().contains("shared store (Redis) unavailable"),
+            "{}",
+            g.logs()
+        );
+    }
+    // Redis returns: both replicas reconnect by themselves.
+    assert!(redis.resume());
+    let back = eventually(Duration::from_secs(15), || async {
+        let r = send(&url(&closed), &[("x-user", "eve")], &chat("after", false)).await;
+        r.status == StatusCode::OK
+    })
+    .await;
+    assert!(back.is_some(), "the closed replica never recovered");
+    let cached = eventually(Duration::from_secs(15), || async {
+        let r = send(&url(&open), &[("x-user", "eve")], &chat("after", false)).await;
+        r.header("cf-aig-cache-status") == Some("HIT")
+    })
+    .await;
+    assert!(
+        cached.is_some(),
+        "the open replica never used the shared cache again"
+    );
+}
