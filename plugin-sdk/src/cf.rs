@@ -61,3 +61,98 @@ pub fn int_header(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn one(name: &str, value: &str) -> Headers {
+        Headers::from_pairs([(name, value)])
+    }
+
+    /// The error's body names the header, and the status is 400.
+    fn names_header(r: &LocalResponse, name: &str) -> bool {
+        r.status == 400 && String::from_utf8_lossy(&r.body).contains(name)
+    }
+
+    /// Header-value whitespace that `trim` removes.
+    fn padding() -> impl Strategy<Value = String> {
+        "[ \t]{0,3}"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_values_never_panic(
+            value in any::<String>(), min in any::<u64>(), max in any::<u64>(),
+        ) {
+            let h = one("cf-aig-x", &value);
+            let _ = bool_header(&h, "cf-aig-x");
+            let _ = int_header(&h, "cf-aig-x", min, max);
+        }
+
+        #[test]
+        fn bools_round_trip_in_any_case(
+            b in any::<bool>(), upper in prop::collection::vec(any::<bool>(), 5),
+            before in padding(), after in padding(),
+        ) {
+            let text: String = b
+                .to_string()
+                .chars()
+                .zip(&upper)
+                .map(|(c, u)| if *u { c.to_ascii_uppercase() } else { c })
+                .collect();
+            let h = one("cf-aig-skip-cache", &format!("{before}{text}{after}"));
+            prop_assert_eq!(bool_header(&h, "cf-aig-skip-cache").ok(), Some(Some(b)));
+        }
+
+        #[test]
+        fn other_bool_values_are_400_naming_the_header(value in any::<String>()) {
+            let v = value.trim().to_ascii_lowercase();
+            prop_assume!(v != "true" && v != "false");
+            let h = one("cf-aig-collect-log", &value);
+            let err = bool_header(&h, "cf-aig-collect-log").err();
+            prop_assert!(err.is_some_and(|r| names_header(&r, "cf-aig-collect-log")));
+        }
+
+        #[test]
+        fn integers_round_trip_inside_the_range(
+            (min, n, max) in (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(a, b, c)| {
+                let mut v = [a, b, c];
+                v.sort_unstable();
+                (v[0], v[1], v[2])
+            }),
+            before in padding(), after in padding(),
+        ) {
+            let h = one("cf-aig-cache-ttl", &format!("{before}{n}{after}"));
+            prop_assert_eq!(int_header(&h, "cf-aig-cache-ttl", min, max).ok(), Some(Some(n)));
+        }
+
+        #[test]
+        fn integers_outside_the_range_are_400_naming_the_header(
+            n in any::<u64>(), min in any::<u64>(), max in any::<u64>(),
+        ) {
+            prop_assume!(n < min || n > max);
+            let h = one("cf-aig-cache-ttl", &n.to_string());
+            let err = int_header(&h, "cf-aig-cache-ttl", min, max).err();
+            prop_assert!(err.is_some_and(|r| names_header(&r, "cf-aig-cache-ttl")));
+        }
+
+        #[test]
+        fn non_integers_are_400_naming_the_header(value in any::<String>()) {
+            prop_assume!(value.trim().parse::<u64>().is_err());
+            let h = one("cf-aig-cache-ttl", &value);
+            let err = int_header(&h, "cf-aig-cache-ttl", 0, u64::MAX).err();
+            prop_assert!(err.is_some_and(|r| names_header(&r, "cf-aig-cache-ttl")));
+        }
+
+        #[test]
+        fn absent_headers_are_none(name in "cf-aig-[a-z-]{1,12}") {
+            let h = one("cf-aig-other!", "true");
+            prop_assert_eq!(bool_header(&h, &name).ok(), Some(None));
+            prop_assert_eq!(int_header(&h, &name, 0, 1).ok(), Some(None));
+        }
+    }
+}

@@ -193,3 +193,115 @@ async fn a_redis_outage_follows_the_policy_and_the_replicas_recover() {
         "the open replica never used the shared cache again"
     );
 }
+
+/// PostgreSQL for the shared log store: `AIGW_TEST_POSTGRES_URL`
+/// (`.ci/run` starts Debian's cluster and sets it).
+fn postgres_url() -> Option<String> {
+    match std::env::var("AIGW_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var_os("AIGW_REQUIRE_POSTGRES").is_none(),
+                "AIGW_REQUIRE_POSTGRES is set but AIGW_TEST_POSTGRES_URL is not"
+            );
+            eprintln!("skipped: set AIGW_TEST_POSTGRES_URL=postgres://user:pass@127.0.0.1/db");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_logging_to_one_postgres_show_all_requests_on_either() {
+    let Some(pg) = postgres_url() else { return };
+    let mock = Mock::start().await;
+    // A gateway name of its own, so earlier runs in the same database do not count.
+    let gw_name = format!("pg{}", uuid_like());
+    let cfg = format!(
+        "{}[logs]\nbackend = \"postgres\"\nurl = \"{pg}\"\n[gateways.{gw_name}]\npipeline = [\"logging\"]\n",
+        mock.providers_toml()
+    );
+    let start = || {
+        Gateway::start_in(prepare_with_server(
+            "admin_listen = \"127.0.0.1:0\"\n",
+            &cfg,
+            &[],
+        ))
+    };
+    let (mut a, mut b) = (start(), start());
+    for i in 0..12 {
+        let g = if i % 3 == 0 { &b } else { &a };
+        let fail: &[(&str, &str)] = if i == 5 {
+            &[("x-mock-status", "500")]
+        } else {
+            &[]
+        };
+        let r = send(
+            &g.url(&format!("/v1/acct/{gw_name}/openai/chat/completions")),
+            fail,
+            &chat(&format!("q{i}"), i % 4 == 0),
+        )
+        .await;
+        assert!(r.status == StatusCode::OK || r.status.as_u16() == 500);
+    }
+    // Entries are written in batches; both replicas see all 12 soon.
+    for g in [&a, &b] {
+        let seen = eventually(Duration::from_secs(10), || async {
+            let r = send_req(request(
+                hyper::Method::GET,
+                &g.admin_url(&format!("/api/gateways/{gw_name}/analytics")),
+                &[],
+                "",
+            ))
+            .await;
+            r.status == StatusCode::OK && r.json()["totals"]["requests"] == 12
+        })
+        .await;
+        if seen.is_none() {
+            let r = send_req(request(
+                hyper::Method::GET,
+                &g.admin_url(&format!("/api/gateways/{gw_name}/analytics")),
+                &[],
+                "",
+            ))
+            .await;
+            panic!(
+                "a replica's analytics did not show all 12 requests: {} {}\n{}",
+                r.status,
+                r.text(),
+                g.logs()
+            );
+        }
+        let r = send_req(request(
+            hyper::Method::GET,
+            &g.admin_url(&format!("/api/gateways/{gw_name}/analytics?group_by=model")),
+            &[],
+            "",
+        ))
+        .await;
+        let totals = &r.json()["totals"];
+        assert_eq!(totals["errors"], 1, "{totals}");
+        assert!(totals["tokens_in"].as_i64().unwrap() > 0, "{totals}");
+        assert!(totals["latency_ms"]["p50"].is_number(), "{totals}");
+        let page = send_req(request(
+            hyper::Method::GET,
+            &g.admin_url(&format!("/api/gateways/{gw_name}/logs?limit=5")),
+            &[],
+            "",
+        ))
+        .await
+        .json();
+        assert_eq!(page["logs"].as_array().map(Vec::len), Some(5), "{page}");
+        assert!(page["next_cursor"].is_string(), "{page}");
+    }
+    assert!(a.stop() && b.stop());
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}

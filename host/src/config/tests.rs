@@ -90,3 +90,135 @@ fn a_non_loopback_admin_listener_needs_a_token() {
     );
     assert!(parse("[server]\nadmin_listen = \"127.0.0.1:8788\"\n[gateways.g]\n").is_ok());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text built from TOML pieces this file uses (tables, keys, values,
+    /// quotes, brackets) and arbitrary characters.
+    fn tomlish() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("[server]\n".to_string()),
+            Just("[gateways.g]\n".to_string()),
+            Just("[gateways.g.filters.cache]\n".to_string()),
+            Just("[providers.openai]\n".to_string()),
+            Just("[providers.mine]\n".to_string()),
+            Just("[[prices]]\n".to_string()),
+            Just("[server.log_retention]\n".to_string()),
+            Just("[mock_provider]\n".to_string()),
+            Just("[store]\n".to_string()),
+            Just("[logs]\n".to_string()),
+            prop_oneof![
+                Just("listen"),
+                Just("admin_listen"),
+                Just("admin_token"),
+                Just("on_missing_filter"),
+                Just("max_body_bytes"),
+                Just("pipeline"),
+                Just("accounts"),
+                Just("auth_token"),
+                Just("base_url"),
+                Just("auth_header"),
+                Just("api_key"),
+                Just("compat_path"),
+                Just("request_timeout_ms"),
+                Just("on_error"),
+                Just("timeout_ms"),
+                Just("max_memory_mb"),
+                Just("circuit_failures"),
+                Just("max_entries"),
+                Just("input_per_million"),
+                Just("provider"),
+                Just("model"),
+                Just("backend"),
+                Just("url"),
+                Just("kv_on_error"),
+            ]
+            .prop_map(|k| format!("{k} = ")),
+            Just("\"127.0.0.1:1\"".to_string()),
+            Just("\"0.0.0.0:8788\"".to_string()),
+            Just("\"http://127.0.0.1:9/v1/\"".to_string()),
+            Just("[\"cache\", \"logging\"]".to_string()),
+            Just("{ env = \"AIGW_NO_SUCH_VAR\" }".to_string()),
+            Just("\"closed\"".to_string()),
+            Just("\"redis\"".to_string()),
+            Just("\"redis://127.0.0.1:6379/0\"".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|n| n.to_string()),
+            Just("\n".to_string()),
+            Just("\"".to_string()),
+            Just("'''".to_string()),
+            Just("[".to_string()),
+            Just("]".to_string()),
+            Just("=".to_string()),
+            Just(".".to_string()),
+            "[^\\x00]{0,6}",
+            any::<String>().prop_map(|s| s.chars().take(4).collect()),
+        ];
+        prop::collection::vec(piece, 0..24).prop_map(|p| p.concat())
+    }
+
+    /// A valid filter or gateway name.
+    fn name() -> impl Strategy<Value = String> {
+        "[a-z0-9_-]{1,10}"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_text_is_an_error_not_a_panic(text in any::<String>()) {
+            if let Err(e) = parse(&text) {
+                prop_assert!(e.to_string().contains("aigw.toml"), "{}", e);
+            }
+        }
+
+        #[test]
+        fn tomlish_text_is_an_error_not_a_panic(text in tomlish()) {
+            if let Err(e) = parse(&text) {
+                let message = e.to_string();
+                prop_assert!(message.contains("aigw.toml"), "{}", message);
+            }
+        }
+
+        #[test]
+        fn valid_configs_keep_their_values(
+            port in 1u16..,
+            max_body_bytes in 1usize..=1 << 40,
+            gateways in prop::collection::btree_map(
+                name(),
+                (prop::collection::btree_set(name(), 0..4), 1u64..=60_000, any::<bool>()),
+                1..4,
+            ),
+        ) {
+            let mut text = format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_body_bytes = {max_body_bytes}\n"
+            );
+            for (gw, (pipeline, timeout_ms, closed)) in &gateways {
+                let names: Vec<String> = pipeline.iter().map(|f| format!("{f:?}")).collect();
+                text += &format!("[gateways.{gw}]\npipeline = [{}]\n", names.join(", "));
+                for f in pipeline {
+                    let on_error = if *closed { "closed" } else { "open" };
+                    text += &format!(
+                        "[gateways.{gw}.filters.{f}]\ntimeout_ms = {timeout_ms}\non_error = \"{on_error}\"\nmine = {f:?}\n"
+                    );
+                }
+            }
+            let c = parse(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+            prop_assert_eq!(c.listen.port(), port);
+            prop_assert_eq!(c.max_body_bytes, max_body_bytes);
+            prop_assert_eq!(c.gateways.len(), gateways.len());
+            for (gw, (pipeline, timeout_ms, closed)) in &gateways {
+                let g = &c.gateways[gw];
+                prop_assert_eq!(&g.pipeline, &pipeline.iter().cloned().collect::<Vec<_>>());
+                for f in pipeline {
+                    let s = &g.filters[f];
+                    prop_assert_eq!(s.timeout_ms, *timeout_ms);
+                    prop_assert_eq!(s.on_error == OnError::Closed, *closed);
+                    prop_assert_eq!(&s.config_json, &serde_json::json!({"mine": f}).to_string());
+                }
+            }
+        }
+    }
+}

@@ -179,7 +179,9 @@ pub fn finish_reason(stop: Option<&str>) -> Value {
 }
 
 fn usage(input: u64, output: u64) -> Value {
-    json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output})
+    // Saturating: the counts come from the provider, and a sum past u64 must
+    // neither panic (debug) nor wrap (release).
+    json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input.saturating_add(output)})
 }
 
 /// An Anthropic Messages response (or error) as an OpenAI chat completion.
@@ -232,7 +234,7 @@ pub fn response_to_openai(resp: &Value, model: &str, created: u64) -> Value {
 }
 
 /// Anthropic SSE → OpenAI chunks, fed as bytes arrive (events may be split
-/// across chunks; a line is buffered until its newline, bounded).
+/// across chunks; a line is buffered until its `\n`, `\r\n` or `\r`, bounded).
 #[derive(Debug)]
 pub struct StreamTranslator {
     model: String,
@@ -277,7 +279,8 @@ impl StreamTranslator {
     pub fn feed(&mut self, bytes: &[u8]) -> String {
         let mut out = String::new();
         for &b in bytes {
-            if b == b'\n' {
+            // `\r\n` ends the line at `\r` and adds an empty line: ignored.
+            if b == b'\n' || b == b'\r' {
                 let line = std::mem::take(&mut self.line);
                 out.push_str(&self.line_done(&line));
             } else if self.line.len() < MAX_LINE {
@@ -462,5 +465,113 @@ mod tests {
         );
         assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 2);
         assert!(out.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn huge_token_counts_do_not_overflow() {
+        // Found by `generated_stream_translates_to_its_text_and_usage`:
+        // `input + output` overflowed (a panic in debug builds, a wrapped
+        // total in release).
+        let sse = format!(
+            "data: {{\"type\":\"message_start\",\"message\":{{\"usage\":{{\"input_tokens\":{max}}}}}}}\n\
+             data: {{\"type\":\"message_delta\",\"usage\":{{\"output_tokens\":{max}}}}}\n\
+             data: {{\"type\":\"message_stop\"}}\n",
+            max = u64::MAX
+        );
+        let out = StreamTranslator::new("m", 1, true).feed(sse.as_bytes());
+        assert!(
+            out.contains(&format!("\"total_tokens\":{}", u64::MAX)),
+            "{out}"
+        );
+        let resp = json!({"usage": {"input_tokens": u64::MAX, "output_tokens": 1}});
+        assert_eq!(
+            response_to_openai(&resp, "m", 1)["usage"]["total_tokens"],
+            u64::MAX
+        );
+    }
+
+    mod properties {
+        use super::super::*;
+        use crate::providers::sse_strategies::{cuts, line_ending, pieces, sse_soup};
+        use proptest::prelude::*;
+
+        fn translate(pieces: &[&[u8]]) -> (String, bool) {
+            let mut t = StreamTranslator::new("claude", 7, true);
+            let out: String = pieces.iter().map(|p| t.feed(p)).collect();
+            (out, t.finished())
+        }
+
+        /// The OpenAI chunks of a translated stream, `[DONE]` left out.
+        fn chunks(out: &str) -> Result<Vec<Value>, TestCaseError> {
+            out.lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter(|d| *d != "[DONE]")
+                .map(|d| {
+                    serde_json::from_str(d).map_err(|e| TestCaseError::fail(format!("{e}: {d}")))
+                })
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(
+                bytes in prop::collection::vec(any::<u8>(), 0..1024), cuts in cuts(),
+            ) {
+                let _ = translate(&pieces(&bytes, &cuts));
+                if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                    let _ = response_to_openai(&v, "m", 0);
+                    let _ = request_to_anthropic(&v, "m");
+                }
+            }
+
+            #[test]
+            fn chunk_boundaries_do_not_change_the_output(soup in sse_soup(), cuts in cuts()) {
+                prop_assert_eq!(translate(&pieces(&soup, &cuts)), translate(&[&soup]));
+            }
+
+            #[test]
+            fn every_output_event_is_valid_json(soup in sse_soup()) {
+                let (out, _) = translate(&[&soup]);
+                chunks(&out)?;
+                prop_assert!(out.is_empty() || out.ends_with("\n\n"));
+            }
+
+            #[test]
+            fn generated_stream_translates_to_its_text_and_usage(
+                texts in prop::collection::vec(any::<String>(), 0..6),
+                input_tokens in any::<u64>(),
+                output_tokens in any::<u64>(),
+                eol in line_ending(),
+                cuts in cuts(),
+            ) {
+                let event = |v: Value| format!("event: x{eol}data: {v}{eol}{eol}");
+                let mut sse = event(json!({"type": "message_start",
+                    "message": {"id": "msg_1", "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}));
+                for t in &texts {
+                    sse += &event(json!({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "text_delta", "text": t}}));
+                }
+                sse += &event(json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens"},
+                    "usage": {"output_tokens": output_tokens}}));
+                sse += &event(json!({"type": "message_stop"}));
+                let (out, finished) = translate(&pieces(sse.as_bytes(), &cuts));
+                prop_assert!(finished);
+                prop_assert!(out.ends_with("data: [DONE]\n\n"));
+                let chunks = chunks(&out)?;
+                let text: String = chunks
+                    .iter()
+                    .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+                    .collect();
+                prop_assert_eq!(text, texts.concat());
+                prop_assert!(chunks.iter().all(|c| c["id"] == "msg_1"));
+                let usage = &chunks[chunks.len() - 1]["usage"];
+                prop_assert_eq!(&usage["prompt_tokens"], &json!(input_tokens));
+                prop_assert_eq!(&usage["completion_tokens"], &json!(output_tokens));
+                let total = input_tokens.saturating_add(output_tokens);
+                prop_assert_eq!(&usage["total_tokens"], &json!(total));
+            }
+        }
     }
 }

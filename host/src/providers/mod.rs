@@ -4,6 +4,8 @@
 
 pub mod anthropic;
 pub mod pricing;
+#[cfg(test)]
+mod sse_strategies;
 pub mod usage;
 
 use crate::config::Secret;

@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod endpoints;
 pub mod error;
 pub mod reload;
+pub mod route;
 pub mod upstream;
 
 use crate::config::Config;
@@ -138,41 +139,17 @@ impl App {
 
 /// `/v1/{account}/{gateway}` (the universal endpoint), if that is the path.
 fn universal_path(path: &str) -> Option<(String, String)> {
-    let rest = path.strip_prefix("/v1/")?.trim_end_matches('/');
-    let (account, gateway) = rest.split_once('/')?;
-    if account.is_empty() || gateway.is_empty() || gateway.contains('/') {
-        return None;
-    }
-    Some((account.to_string(), gateway.to_string()))
+    route::universal(path).map(|(account, gateway)| (account.to_string(), gateway.to_string()))
 }
 
-/// Splits `/v1/{account}/{gateway}/{provider}/{rest…}`.
+/// Splits `/v1/{account}/{gateway}/{provider}/{rest…}` (see [`route`]).
 pub fn parse_route(path: &str, query: Option<&str>) -> Result<Route, GatewayError> {
-    let Some(rest) = path.strip_prefix("/v1/") else {
-        return Err(GatewayError::not_found(format!(
-            "no route for '{path}': gateway URLs look like /v1/{{account}}/{{gateway}}/{{provider}}/{{provider path}}"
-        )));
-    };
-    let mut parts = rest.splitn(4, '/');
-    let account = parts.next().unwrap_or_default();
-    let gateway = parts.next().unwrap_or_default();
-    let provider = parts.next().unwrap_or_default();
-    let tail = parts.next();
-    if account.is_empty() || gateway.is_empty() {
-        return Err(GatewayError::not_found(format!(
-            "no route for '{path}': expected /v1/{{account}}/{{gateway}}/{{provider}}/…"
-        )));
-    }
-    if provider.is_empty() {
-        return Err(GatewayError::not_found(format!(
-            "'{path}': name a provider (/v1/{account}/{gateway}/{{provider}}/…) or POST a list of steps to the universal endpoint /v1/{account}/{gateway}"
-        )));
-    }
+    let parts = route::split_route(path).map_err(|e| GatewayError::not_found(e.to_string()))?;
     Ok(Route {
-        account: account.to_string(),
-        gateway: gateway.to_string(),
-        provider: provider.to_string(),
-        path: tail.map(|t| format!("/{t}")).unwrap_or_default(),
+        account: parts.account.to_string(),
+        gateway: parts.gateway.to_string(),
+        provider: parts.provider.to_string(),
+        path: parts.path.to_string(),
         query: query.map(str::to_string),
     })
 }
@@ -180,16 +157,16 @@ pub fn parse_route(path: &str, query: Option<&str>) -> Result<Route, GatewayErro
 /// Services for a config: kv (restored from the snapshot), limits, logs, metrics.
 pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, String> {
     let kv = KvStore::new(KvLimits::default());
-    let logs = if with_log_store {
-        Some(LogStore::open_with_retention(
-            &config.data_dir,
-            crate::store::logs::Retention {
-                max_entries: config.log_max_entries,
-                max_age_days: config.log_max_age_days,
-            },
-        )?)
-    } else {
-        None
+    let retention = crate::store::logs::Retention {
+        max_entries: config.log_max_entries,
+        max_age_days: config.log_max_age_days,
+    };
+    let logs = match (&config.logs_postgres, with_log_store) {
+        (_, false) => None,
+        (Some(url), true) => {
+            Some(LogStore::open_postgres(&url.0, retention).map_err(|e| format!("logs.url: {e}"))?)
+        }
+        (None, true) => Some(LogStore::open_with_retention(&config.data_dir, retention)?),
     };
     Ok(Arc::new(Services {
         kv,

@@ -1,7 +1,9 @@
-//! The request log store: SQLite in WAL mode, written in batches by one
-//! writer thread so appends never wait on disk. A full queue drops the entry
-//! and counts it rather than blocking a request. Entries are JSON objects; the
-//! columns analytics filter on are also stored on their own.
+//! The request log store: SQLite in WAL mode (embedded, the default) or
+//! PostgreSQL (`[logs] backend = "postgres"`, shared by several replicas),
+//! written in batches by one writer thread so appends never wait on disk. A
+//! full queue drops the entry and counts it rather than blocking a request.
+//! Entries are JSON objects; the columns analytics filter on are also stored
+//! on their own.
 
 use rusqlite::{Connection, params};
 use serde_json::Value;
@@ -11,7 +13,9 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+pub mod db;
 mod query;
+use db::{Arg, Db};
 pub use query::LogQuery;
 
 /// Queue length between requests and the writer.
@@ -30,10 +34,17 @@ pub struct LogCounters {
     pub errors: AtomicU64,
 }
 
+/// Where the entries live.
+enum Backend {
+    /// The SQLite file (a connection per reader).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection for readers (the writer has its own).
+    Postgres(Box<Mutex<db::Postgres>>),
+}
+
 /// Handle to the log store.
-#[derive(Debug)]
 pub struct LogStore {
-    path: PathBuf,
+    backend: Backend,
     tx: Mutex<Option<SyncSender<Value>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Counters.
@@ -53,7 +64,100 @@ CREATE INDEX IF NOT EXISTS logs_created_at ON logs(created_at);
 CREATE INDEX IF NOT EXISTS logs_gateway_created ON logs(gateway, created_at);
 ";
 
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = match &self.backend {
+            Backend::Sqlite(p) => p.display().to_string(),
+            Backend::Postgres(_) => "postgres".to_string(),
+        };
+        f.debug_struct("LogStore")
+            .field("backend", &backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writer's connection.
+enum Writer {
+    Sqlite(Box<Connection>),
+    Postgres(Box<db::Postgres>),
+}
+
+impl Writer {
+    fn db(&mut self) -> &mut dyn Db {
+        match self {
+            Writer::Sqlite(c) => &mut **c,
+            Writer::Postgres(p) => &mut **p,
+        }
+    }
+
+    fn write(&mut self, batch: &[Value]) -> Result<(), String> {
+        match self {
+            Writer::Sqlite(c) => write_batch(c, batch).map_err(|e| e.to_string()),
+            Writer::Postgres(p) => p.write_batch(batch).or_else(|first| {
+                // One retry on a fresh connection (the server restarted).
+                p.reset();
+                p.write_batch(batch)
+                    .map_err(|e| format!("{first}; retry: {e}"))
+            }),
+        }
+    }
+}
+
 impl LogStore {
+    /// Connects to PostgreSQL at `url` (creating or migrating the schema) and
+    /// starts the writer.
+    pub fn open_postgres(url: &str, retention: Retention) -> Result<LogStore, String> {
+        // The synchronous client runs its own small runtime: connect on a
+        // plain thread, never on an async worker.
+        let url_owned = url.to_string();
+        let (reader, writer) = std::thread::spawn(move || {
+            Ok::<_, String>((
+                db::Postgres::connect(&url_owned)?,
+                db::Postgres::connect(&url_owned)?,
+            ))
+        })
+        .join()
+        .map_err(|_| "the PostgreSQL connect thread failed".to_string())??;
+        Self::start(
+            Backend::Postgres(Box::new(Mutex::new(reader))),
+            Writer::Postgres(Box::new(writer)),
+            retention,
+        )
+    }
+
+    fn start(backend: Backend, writer: Writer, retention: Retention) -> Result<LogStore, String> {
+        let (tx, rx) = sync_channel(QUEUE);
+        let counters = Arc::new(LogCounters::default());
+        let c = counters.clone();
+        let writer = std::thread::Builder::new()
+            .name("aigw-log-writer".into())
+            .spawn(move || write_loop(writer, rx, c, retention))
+            .map_err(|e| format!("cannot start the log writer: {e}"))?;
+        Ok(LogStore {
+            backend,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            counters,
+        })
+    }
+
+    /// Runs `f` on a reading connection.
+    pub(crate) fn with_db<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Db) -> Result<R, String>,
+    ) -> Result<R, String> {
+        match &self.backend {
+            Backend::Sqlite(path) => {
+                let mut conn = open_conn(path)?;
+                f(&mut conn)
+            }
+            Backend::Postgres(pg) => {
+                let mut pg = pg.lock().map_err(|_| "log store unavailable".to_string())?;
+                f(&mut *pg)
+            }
+        }
+    }
+
     /// Opens (or creates) `dir/logs.sqlite` and starts the writer.
     pub fn open(dir: &Path) -> Result<LogStore, String> {
         Self::open_with_retention(dir, Retention::default())
@@ -65,24 +169,11 @@ impl LogStore {
             .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
         let path = dir.join("logs.sqlite");
         let conn = open_conn(&path)?;
-        let (tx, rx) = sync_channel(QUEUE);
-        let counters = Arc::new(LogCounters::default());
-        let c = counters.clone();
-        let writer = std::thread::Builder::new()
-            .name("aigw-log-writer".into())
-            .spawn(move || write_loop(conn, rx, c, retention))
-            .map_err(|e| format!("cannot start the log writer: {e}"))?;
-        Ok(LogStore {
-            path,
-            tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
-            counters,
-        })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Self::start(
+            Backend::Sqlite(path),
+            Writer::Sqlite(Box::new(conn)),
+            retention,
+        )
     }
 
     /// Queues an entry (a JSON object with a string `id`).
@@ -122,19 +213,16 @@ impl LogStore {
 
     /// Reads entries, newest first (used by the admin API and tests).
     pub fn recent(&self, limit: usize) -> Result<Vec<Value>, String> {
-        let conn = open_conn(&self.path)?;
-        let mut stmt = conn
-            .prepare("SELECT entry FROM logs ORDER BY created_at DESC, rowid DESC LIMIT ?1")
-            .map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map(params![limit as i64], |r| r.get::<_, String>(0))
-            .map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        for row in rows {
-            let text = row.map_err(|e| e.to_string())?;
-            out.push(serde_json::from_str(&text).map_err(|e| e.to_string())?);
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let sql = format!(
+                "SELECT entry FROM logs ORDER BY created_at DESC, {} DESC LIMIT ?1",
+                db.dialect().seq()
+            );
+            db.rows(&sql, &[Arg::Int(limit as i64)])?
+                .iter()
+                .map(|r| serde_json::from_str(&r[0].text()).map_err(|e| e.to_string()))
+                .collect()
+        })
     }
 }
 
@@ -164,23 +252,24 @@ pub struct Retention {
     pub max_age_days: Option<u64>,
 }
 
-fn prune(conn: &Connection, retention: Retention) -> rusqlite::Result<usize> {
+fn prune(db: &mut dyn Db, retention: Retention) -> Result<u64, String> {
     let mut deleted = 0;
     if let Some(days) = retention.max_age_days {
         let cutoff = crate::store::now_ms() as i64 - (days as i64) * 86_400_000;
-        deleted += conn.execute("DELETE FROM logs WHERE created_at < ?1", params![cutoff])?;
+        deleted += db.exec(
+            "DELETE FROM logs WHERE created_at < ?1",
+            &[Arg::Int(cutoff)],
+        )?;
     }
     if let Some(max) = retention.max_entries {
-        deleted += conn.execute(
-            "DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?1)",
-            params![max as i64],
-        )?;
+        let sql = db::prune_count_sql(db.dialect());
+        deleted += db.exec(sql, &[Arg::Int(max as i64)])?;
     }
     Ok(deleted)
 }
 
 fn write_loop(
-    mut conn: Connection,
+    mut conn: Writer,
     rx: Receiver<Value>,
     counters: Arc<LogCounters>,
     retention: Retention,
@@ -189,7 +278,7 @@ fn write_loop(
     let mut since_prune = 0usize;
     let mut last_prune = std::time::Instant::now();
     if prunes {
-        let _ = prune(&conn, retention);
+        let _ = prune(conn.db(), retention);
     }
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -199,7 +288,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        match write_batch(&mut conn, &batch) {
+        match conn.write(&batch) {
             Ok(()) => {
                 counters
                     .written
@@ -208,7 +297,7 @@ fn write_loop(
                 let due = since_prune >= 1000
                     || last_prune.elapsed() >= std::time::Duration::from_secs(30);
                 if prunes && due {
-                    if let Err(e) = prune(&conn, retention) {
+                    if let Err(e) = prune(conn.db(), retention) {
                         tracing::warn!("log retention failed: {e}");
                     }
                     since_prune = 0;

@@ -57,12 +57,32 @@ fn decode_entry(bytes: &[u8]) -> Option<(String, &[u8])> {
 }
 
 /// Canonical form of a JSON body: keys sorted, no whitespace. Non-JSON bodies
-/// are used as they are.
+/// are used as they are, and so are bodies holding a number that a float
+/// cannot keep exactly (an integer past the u64/i64 range): read as floats,
+/// `100000000000000000000` and `100000000000000000001` would share a key.
 pub fn canonical_body(body: &[u8]) -> Vec<u8> {
     match serde_json::from_slice::<serde_json::Value>(body) {
-        // serde_json's map is ordered by key (no preserve_order feature).
-        Ok(v) => v.to_string().into_bytes(),
-        Err(_) => body.to_vec(),
+        // serde_json's map is ordered by key (no preserve_order feature), and
+        // it parses floats exactly (float_roundtrip), so distinct floats stay
+        // distinct.
+        Ok(v) if !has_inexact_number(&v) => v.to_string().into_bytes(),
+        _ => body.to_vec(),
+    }
+}
+
+/// Float magnitude from which not every integer is representable (2^53).
+const EXACT_FLOAT_LIMIT: f64 = 9_007_199_254_740_992.0;
+
+/// Whether `v` holds a float of magnitude 2^53 or more, which may stand for
+/// several different integers. (Integers within u64/i64 are kept exactly.)
+/// Recursion is bounded by serde_json's nesting limit.
+fn has_inexact_number(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => n.is_f64() && n.as_f64().is_some_and(|f| f.abs() >= EXACT_FLOAT_LIMIT),
+        Value::Array(items) => items.iter().any(has_inexact_number),
+        Value::Object(map) => map.values().any(has_inexact_number),
+        _ => false,
     }
 }
 
@@ -367,6 +387,23 @@ mod tests {
     }
 
     #[test]
+    fn different_numbers_never_share_a_key() {
+        // Found by `different_integers_give_different_keys`: integers past
+        // u64 were read as the same float.
+        assert_ne!(
+            canonical_body(br#"{"seed":100000000000000000000}"#),
+            canonical_body(br#"{"seed":100000000000000000001}"#)
+        );
+        // Found by `key_order_and_whitespace_never_change_the_key`: without
+        // serde_json's float_roundtrip, this float was read one bit off
+        // (-3.8277172205033855e-21), so two floats could share a key.
+        assert_eq!(
+            canonical_body(b"[-3.827717220503386e-21]"),
+            b"[-3.827717220503386e-21]"
+        );
+    }
+
+    #[test]
     fn query_and_method_separate_entries() {
         MockHost::reset();
         let with_query = |q: &str| Request {
@@ -391,5 +428,180 @@ mod tests {
         let mut h = Cache::configure(serde_json::json!({})).unwrap();
         h.on_request_headers(&with_query("key=user-a"));
         assert!(matches!(h.on_request_body(b"{}"), BodyDecision::Respond(_)));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        /// Any JSON value, a few levels deep.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                // Larger floats make the body fall back to its raw bytes
+                // (`big_numbers_keep_the_body_as_it_is`).
+                any::<f64>()
+                    .prop_filter("finite, below 2^53", |f| f.abs() < EXACT_FLOAT_LIMIT)
+                    .prop_map(Value::from),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(any::<String>(), inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Small deterministic choices for one rendering.
+        struct Choices(u64);
+
+        impl Choices {
+            fn next(&mut self, n: u64) -> u64 {
+                // xorshift64
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0 % n
+            }
+
+            fn space(&mut self, out: &mut String) {
+                for _ in 0..self.next(3) {
+                    out.push([' ', '\n', '\t', '\r'][self.next(4) as usize]);
+                }
+            }
+        }
+
+        /// `v` as JSON text with keys in a shuffled order, whitespace between
+        /// tokens, and some characters written as `\uXXXX` escapes.
+        fn render(v: &Value, c: &mut Choices, out: &mut String) {
+            c.space(out);
+            match v {
+                Value::String(s) => render_str(s, c, out),
+                Value::Array(items) => {
+                    out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        render(item, c, out);
+                    }
+                    c.space(out);
+                    out.push(']');
+                }
+                Value::Object(map) => {
+                    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                    for i in (1..entries.len()).rev() {
+                        entries.swap(i, c.next(i as u64 + 1) as usize);
+                    }
+                    out.push('{');
+                    for (i, (k, item)) in entries.into_iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        c.space(out);
+                        render_str(k, c, out);
+                        c.space(out);
+                        out.push(':');
+                        render(item, c, out);
+                    }
+                    c.space(out);
+                    out.push('}');
+                }
+                other => out.push_str(&other.to_string()),
+            }
+            c.space(out);
+        }
+
+        fn render_str(s: &str, c: &mut Choices, out: &mut String) {
+            out.push('"');
+            for ch in s.chars() {
+                if c.next(4) == 0 {
+                    let mut units = [0u16; 2];
+                    for u in ch.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{u:04x}"));
+                    }
+                } else {
+                    let one = serde_json::to_string(&ch.to_string()).unwrap();
+                    out.push_str(&one[1..one.len() - 1]);
+                }
+            }
+            out.push('"');
+        }
+
+        fn rendered(v: &Value, seed: u64) -> String {
+            let mut out = String::new();
+            render(v, &mut Choices(seed | 1), &mut out);
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+                let _ = canonical_body(&body);
+                let _ = model_of(&body);
+                let _ = decode_entry(&body);
+            }
+
+            #[test]
+            fn key_order_and_whitespace_never_change_the_key(
+                v in json_value(), seed_a in any::<u64>(), seed_b in any::<u64>(),
+            ) {
+                let a = rendered(&v, seed_a);
+                let b = rendered(&v, seed_b);
+                prop_assert_eq!(canonical_body(a.as_bytes()), canonical_body(b.as_bytes()));
+                prop_assert_eq!(canonical_body(a.as_bytes()), v.to_string().into_bytes());
+            }
+
+            #[test]
+            fn canonical_text_holds_the_same_value(v in json_value(), seed in any::<u64>()) {
+                // So two different values never share canonical text (a key).
+                let canonical = canonical_body(rendered(&v, seed).as_bytes());
+                let back: Value = serde_json::from_slice(&canonical).unwrap();
+                prop_assert_eq!(back, v);
+            }
+
+            #[test]
+            fn different_integers_give_different_keys(
+                sign in prop_oneof![Just(""), Just("-")],
+                digits in "[1-9][0-9]{0,25}",
+                last_a in 0u8..10,
+                last_b in 0u8..10,
+            ) {
+                // Integers that differ only in their last digit, of any length.
+                prop_assume!(last_a != last_b);
+                let a = format!("{sign}{digits}{last_a}");
+                let b = format!("{sign}{digits}{last_b}");
+                let body = |n: &str| format!("{{\"model\":\"m\",\"seed\":{n}}}");
+                prop_assert_ne!(
+                    canonical_body(body(&a).as_bytes()),
+                    canonical_body(body(&b).as_bytes())
+                );
+            }
+
+            #[test]
+            fn big_numbers_keep_the_body_as_it_is(
+                v in json_value(), big in EXACT_FLOAT_LIMIT..f64::MAX, seed in any::<u64>(),
+            ) {
+                let body = rendered(&serde_json::json!({"x": v, "big": big}), seed);
+                prop_assert_eq!(canonical_body(body.as_bytes()), body.into_bytes());
+            }
+
+            #[test]
+            fn entries_round_trip(
+                content_type in any::<String>(),
+                body in prop::collection::vec(any::<u8>(), 0..256),
+            ) {
+                let entry = encode_entry(&content_type, &body);
+                prop_assert_eq!(decode_entry(&entry), Some((content_type, body.as_slice())));
+            }
+        }
     }
 }

@@ -361,4 +361,123 @@ mod tests {
         );
         assert!(parse_cost("nope").is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A metadata value the header accepts.
+        fn flat_value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                any::<String>().prop_map(Value::String),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
+                    .prop_map(Value::from),
+                any::<bool>().prop_map(Value::Bool),
+            ]
+        }
+
+        /// A value the header refuses inside the object.
+        fn nested_value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                prop::collection::vec(flat_value(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map(any::<String>(), flat_value(), 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        }
+
+        /// The 400 for `header` when the filter sees `value`.
+        fn rejection(header: &str, value: &str) -> Option<String> {
+            let mut f = Logging::configure(json!({})).ok()?;
+            match f.on_request_headers(&req(&[(header, value)])) {
+                Decision::Respond(r) if r.status == 400 => {
+                    Some(String::from_utf8_lossy(&r.body).into_owned())
+                }
+                _ => None,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_header_values_never_panic(text in any::<String>()) {
+                let _ = parse_metadata(&text);
+                let _ = parse_cost(&text);
+                for h in ["cf-aig-metadata", "cf-aig-custom-cost", "cf-aig-collect-log"] {
+                    if let Some(body) = rejection(h, &text) {
+                        prop_assert!(body.contains(h), "{}", body);
+                    }
+                }
+            }
+
+            #[test]
+            fn accepted_metadata_round_trips(
+                map in prop::collection::btree_map(any::<String>(), flat_value(), 0..=5),
+                pretty in any::<bool>(),
+            ) {
+                let object: Map<String, Value> = map.into_iter().collect();
+                let text = if pretty {
+                    serde_json::to_string_pretty(&object).unwrap()
+                } else {
+                    serde_json::to_string(&object).unwrap()
+                };
+                prop_assert_eq!(parse_metadata(&text), Ok(object));
+                prop_assert_eq!(rejection("cf-aig-metadata", &text), None);
+            }
+
+            #[test]
+            fn nested_or_too_many_values_are_400_naming_the_header(
+                map in prop::collection::btree_map(any::<String>(), flat_value(), 0..=5),
+                key in any::<String>(),
+                bad in nested_value(),
+                extra in prop::collection::btree_map("[a-z]{8}", flat_value(), 6..9),
+            ) {
+                let mut nested: Map<String, Value> = map.into_iter().collect();
+                nested.insert(key, bad);
+                let too_many: Map<String, Value> = extra.into_iter().collect();
+                for object in [nested, too_many] {
+                    let text = Value::Object(object).to_string();
+                    prop_assert!(parse_metadata(&text).is_err());
+                    let body = rejection("cf-aig-metadata", &text);
+                    prop_assert!(body.is_some_and(|b| b.contains("cf-aig-metadata")));
+                }
+            }
+
+            #[test]
+            fn non_objects_are_400_naming_the_header(value in prop_oneof![
+                flat_value(), nested_value().prop_filter("not an object", |v| !v.is_object()),
+            ]) {
+                let text = value.to_string();
+                prop_assert!(parse_metadata(&text).is_err());
+                let body = rejection("cf-aig-metadata", &text);
+                prop_assert!(body.is_some_and(|b| b.contains("cf-aig-metadata")));
+            }
+
+            #[test]
+            fn costs_round_trip_and_negatives_are_400(
+                a in 0f64..1e12,
+                b in 0f64..1e12,
+                negative in -1e12f64..-1e-12,
+                total in any::<bool>(),
+            ) {
+                let (text, expected) = if total {
+                    (json!({"total_cost": a}).to_string(), CustomCost::Total(a))
+                } else {
+                    (
+                        json!({"per_token_in": a, "per_token_out": b}).to_string(),
+                        CustomCost::PerToken { input: a, output: b },
+                    )
+                };
+                prop_assert_eq!(parse_cost(&text), Ok(expected));
+                let bad = json!({"total_cost": negative}).to_string();
+                prop_assert!(parse_cost(&bad).is_err());
+                let body = rejection("cf-aig-custom-cost", &bad);
+                prop_assert!(body.is_some_and(|b| b.contains("cf-aig-custom-cost")));
+            }
+        }
+    }
 }

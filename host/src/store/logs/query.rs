@@ -1,8 +1,8 @@
 //! Reading the log store: filtered, paginated listing, one entry, feedback
 //! patches, and the analytics report (totals, buckets, percentiles, groups).
 
-use super::{LogStore, open_conn};
-use rusqlite::{Connection, params};
+use super::LogStore;
+use super::db::{Arg, Cell, Db, Dialect};
 use serde_json::{Value, json};
 
 /// Filters for listing log entries.
@@ -36,39 +36,37 @@ pub struct LogQuery {
     pub ascending: bool,
 }
 
-type SqlValue = rusqlite::types::Value;
-
-fn where_clause(q: &LogQuery) -> Result<(String, Vec<SqlValue>), String> {
-    let mut sql = String::from("gateway = ?");
-    let mut args: Vec<SqlValue> = vec![SqlValue::Text(q.gateway.clone())];
-    let mut add = |cond: &str, v: SqlValue| {
-        sql.push_str(" AND ");
-        sql.push_str(cond);
+fn where_clause(q: &LogQuery, dialect: Dialect) -> Result<(String, Vec<Arg>), String> {
+    let mut sql = String::from("gateway = ?1");
+    let mut args: Vec<Arg> = vec![Arg::Text(q.gateway.clone())];
+    let mut add = |cond: &str, v: Arg| {
         args.push(v);
+        sql.push_str(" AND ");
+        sql.push_str(&cond.replace('?', &format!("?{}", args.len())));
     };
     if let Some(p) = &q.provider {
-        add("provider = ?", SqlValue::Text(p.clone()));
+        add("provider = ?", Arg::Text(p.clone()));
     }
     if let Some(m) = &q.model {
-        add("model = ?", SqlValue::Text(m.clone()));
+        add("model = ?", Arg::Text(m.clone()));
     }
     if let Some(s) = q.status {
-        add("status = ?", SqlValue::Integer(s));
+        add("status = ?", Arg::Int(s));
     }
     if let Some(s) = q.success {
-        add("success = ?", SqlValue::Integer(i64::from(s)));
+        add("success = ?", Arg::Int(i64::from(s)));
     }
     if let Some(c) = q.cached {
-        add("cached = ?", SqlValue::Integer(i64::from(c)));
+        add("cached = ?", Arg::Int(i64::from(c)));
     }
     if let Some(f) = q.from_ms {
-        add("created_at >= ?", SqlValue::Integer(f));
+        add("created_at >= ?", Arg::Int(f));
     }
     if let Some(t) = q.to_ms {
-        add("created_at < ?", SqlValue::Integer(t));
+        add("created_at < ?", Arg::Int(t));
     }
     if let Some(d) = q.min_duration_ms {
-        add("duration_ms >= ?", SqlValue::Integer(d));
+        add("duration_ms >= ?", Arg::Int(d));
     }
     for (k, v) in &q.metadata {
         if k.is_empty()
@@ -81,8 +79,8 @@ fn where_clause(q: &LogQuery) -> Result<(String, Vec<SqlValue>), String> {
             ));
         }
         add(
-            &format!("CAST(json_extract(entry, '$.metadata.\"{k}\"') AS TEXT) = ?"),
-            SqlValue::Text(v.clone()),
+            &format!("{} = ?", dialect.metadata_field(k)),
+            Arg::Text(v.clone()),
         );
     }
     Ok((sql, args))
@@ -105,85 +103,45 @@ pub(super) fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     Some(sorted[rank - 1])
 }
 
-impl LogStore {
-    fn reader(&self) -> Result<Connection, String> {
-        open_conn(&self.path)
-    }
+/// The totals columns of the analytics report, in both dialects.
+const TOTALS: &str =
+    "COUNT(*), CAST(COALESCE(SUM(success),0) AS BIGINT), CAST(COALESCE(SUM(cached),0) AS BIGINT),
+    CAST(COALESCE(SUM(CASE WHEN status BETWEEN 200 AND 299 THEN 1 ELSE 0 END),0) AS BIGINT),
+    CAST(COALESCE(SUM(CASE WHEN status BETWEEN 400 AND 499 THEN 1 ELSE 0 END),0) AS BIGINT),
+    CAST(COALESCE(SUM(CASE WHEN status >= 500 THEN 1 ELSE 0 END),0) AS BIGINT),
+    CAST(COALESCE(SUM(tokens_in),0) AS BIGINT), CAST(COALESCE(SUM(tokens_out),0) AS BIGINT),
+    CAST(COALESCE(SUM(cost),0.0) AS DOUBLE PRECISION), COUNT(cost)";
 
+/// One totals object from the ten TOTALS cells starting at `r[o]`.
+fn totals_of(r: &[Cell], o: usize) -> Value {
+    let requests = r[o].int();
+    let successes = r[o + 1].int();
+    let cached = r[o + 2].int();
+    json!({
+        "requests": requests,
+        "successes": successes,
+        "errors": requests - successes,
+        "status_2xx": r[o + 3].int(),
+        "status_4xx": r[o + 4].int(),
+        "status_5xx": r[o + 5].int(),
+        "cached": cached,
+        "cache_hit_rate": if requests > 0 { cached as f64 / requests as f64 } else { 0.0 },
+        "tokens_in": r[o + 6].int(),
+        "tokens_out": r[o + 7].int(),
+        "cost": if r[o + 9].int() > 0 { json!(r[o + 8].float()) } else { Value::Null },
+    })
+}
+
+impl LogStore {
     /// Lists entries (without bodies), newest first unless `ascending`; returns
     /// the page and the cursor of the next page.
     pub fn query(&self, q: &LogQuery) -> Result<(Vec<Value>, Option<String>), String> {
-        let (mut sql_where, mut args) = where_clause(q)?;
-        if let Some((at, rowid)) = q.cursor {
-            let op = if q.ascending { ">" } else { "<" };
-            sql_where.push_str(&format!(
-                " AND (created_at {op} ? OR (created_at = ? AND rowid {op} ?))"
-            ));
-            args.extend([
-                SqlValue::Integer(at),
-                SqlValue::Integer(at),
-                SqlValue::Integer(rowid),
-            ]);
-        }
-        let order = if q.ascending { "ASC" } else { "DESC" };
-        let limit = q.limit.clamp(1, 1000);
-        let sql = format!(
-            "SELECT rowid, created_at, entry FROM logs WHERE {sql_where} ORDER BY created_at {order}, rowid {order} LIMIT {}",
-            limit + 1
-        );
-        let conn = self.reader()?;
-        let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        let mut last = None;
-        let mut more = false;
-        for row in rows {
-            let (rowid, at, text) = row.map_err(|e| e.to_string())?;
-            if out.len() == limit {
-                more = true;
-                break;
-            }
-            let mut v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-            if let Some(o) = v.as_object_mut() {
-                o.insert("created_at".into(), Value::from(at));
-            }
-            out.push(without_bodies(v));
-            last = Some((at, rowid));
-        }
-        Ok((
-            out,
-            if more {
-                last.map(|(a, r)| format!("{a}:{r}"))
-            } else {
-                None
-            },
-        ))
+        self.with_db(|db| query_page(db, q))
     }
 
     /// One entry with its bodies.
     pub fn get(&self, gateway: &str, id: &str) -> Result<Option<Value>, String> {
-        let conn = self.reader()?;
-        let text: Option<String> = conn
-            .query_row(
-                "SELECT entry FROM logs WHERE gateway = ?1 AND id = ?2",
-                params![gateway, id],
-                |r| r.get(0),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                other => Err(other.to_string()),
-            })?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-            .transpose()
+        self.with_db(|db| get_entry(db, gateway, id))
     }
 
     /// Sets `feedback` (-1 or 1), `score` (number) and/or merges `metadata`.
@@ -199,44 +157,48 @@ impl LogStore {
                 "{k}: unknown field (known: feedback, score, metadata)"
             ));
         }
-        let Some(mut entry) = self.get(gateway, id)? else {
-            return Ok(None);
-        };
-        if let Some(f) = obj.get("feedback") {
-            match f.as_i64() {
-                Some(-1) | Some(1) => entry["feedback"] = f.clone(),
-                _ => return Err("feedback: expected -1 or 1".into()),
-            }
-        }
-        if let Some(s) = obj.get("score") {
-            if !s.is_number() {
-                return Err("score: expected a number".into());
-            }
-            entry["score"] = s.clone();
-        }
-        if let Some(m) = obj.get("metadata") {
-            let Some(m) = m.as_object() else {
-                return Err("metadata: expected a flat JSON object".into());
+        self.with_db(|db| {
+            let Some(mut entry) = get_entry(db, gateway, id)? else {
+                return Ok(None);
             };
-            if !entry["metadata"].is_object() {
-                entry["metadata"] = Value::Object(Default::default());
-            }
-            for (k, v) in m {
-                if !(v.is_string() || v.is_number() || v.is_boolean()) {
-                    return Err(format!(
-                        "metadata.{k}: expected a string, number or boolean"
-                    ));
+            if let Some(f) = obj.get("feedback") {
+                match f.as_i64() {
+                    Some(-1) | Some(1) => entry["feedback"] = f.clone(),
+                    _ => return Err("feedback: expected -1 or 1".into()),
                 }
-                entry["metadata"][k] = v.clone();
             }
-        }
-        let conn = self.reader()?;
-        conn.execute(
-            "UPDATE logs SET entry = ?1 WHERE gateway = ?2 AND id = ?3",
-            params![entry.to_string(), gateway, id],
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(Some(entry))
+            if let Some(s) = obj.get("score") {
+                if !s.is_number() {
+                    return Err("score: expected a number".into());
+                }
+                entry["score"] = s.clone();
+            }
+            if let Some(m) = obj.get("metadata") {
+                let Some(m) = m.as_object() else {
+                    return Err("metadata: expected a flat JSON object".into());
+                };
+                if !entry["metadata"].is_object() {
+                    entry["metadata"] = Value::Object(Default::default());
+                }
+                for (k, v) in m {
+                    if !(v.is_string() || v.is_number() || v.is_boolean()) {
+                        return Err(format!(
+                            "metadata.{k}: expected a string, number or boolean"
+                        ));
+                    }
+                    entry["metadata"][k] = v.clone();
+                }
+            }
+            db.exec(
+                "UPDATE logs SET entry = ?1 WHERE gateway = ?2 AND id = ?3",
+                &[
+                    Arg::Text(entry.to_string()),
+                    Arg::Text(gateway.to_string()),
+                    Arg::Text(id.to_string()),
+                ],
+            )?;
+            Ok(Some(entry))
+        })
     }
 
     /// Totals, per-bucket series and an optional breakdown for a time range.
@@ -248,125 +210,170 @@ impl LogStore {
         bucket_ms: i64,
         group_by: Option<&str>,
     ) -> Result<Value, String> {
-        let conn = self.reader()?;
-        let totals_sql = "SELECT COUNT(*), COALESCE(SUM(success),0), COALESCE(SUM(cached),0),
-            COALESCE(SUM(status BETWEEN 200 AND 299),0), COALESCE(SUM(status BETWEEN 400 AND 499),0),
-            COALESCE(SUM(status >= 500),0), COALESCE(SUM(tokens_in),0), COALESCE(SUM(tokens_out),0),
-            COALESCE(SUM(cost),0.0), COUNT(cost)";
-        let row_to = |r: &rusqlite::Row<'_>, offset: usize| -> rusqlite::Result<Value> {
-            let requests: i64 = r.get(offset)?;
-            let cached: i64 = r.get(offset + 2)?;
-            Ok(json!({
-                "requests": requests,
-                "successes": r.get::<_, i64>(offset + 1)?,
-                "errors": requests - r.get::<_, i64>(offset + 1)?,
-                "status_2xx": r.get::<_, i64>(offset + 3)?,
-                "status_4xx": r.get::<_, i64>(offset + 4)?,
-                "status_5xx": r.get::<_, i64>(offset + 5)?,
-                "cached": cached,
-                "cache_hit_rate": if requests > 0 { cached as f64 / requests as f64 } else { 0.0 },
-                "tokens_in": r.get::<_, i64>(offset + 6)?,
-                "tokens_out": r.get::<_, i64>(offset + 7)?,
-                "cost": if r.get::<_, i64>(offset + 9)? > 0 { json!(r.get::<_, f64>(offset + 8)?) } else { Value::Null },
-            }))
+        let column = match group_by {
+            None => None,
+            Some("model") => Some("model"),
+            Some("provider") => Some("provider"),
+            Some(other) => {
+                return Err(format!(
+                    "group_by: expected model or provider, got '{other}'"
+                ));
+            }
         };
-        let range = "gateway = ?1 AND created_at >= ?2 AND created_at < ?3";
-        let mut totals = conn
-            .query_row(
-                &format!("{totals_sql} FROM logs WHERE {range}"),
-                params![gateway, from_ms, to_ms],
-                |r| row_to(r, 0),
-            )
-            .map_err(|e| e.to_string())?;
-
-        // Latency percentiles, overall and per bucket, from one ordered scan.
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT (created_at - ?2) / ?4, duration_ms FROM logs WHERE {range} AND duration_ms IS NOT NULL ORDER BY 1"
-            ))
-            .map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map(params![gateway, from_ms, to_ms, bucket_ms], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-            })
-            .map_err(|e| e.to_string())?;
-        let mut all = Vec::new();
-        let mut per_bucket: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
-        for row in rows {
-            let (b, d) = row.map_err(|e| e.to_string())?;
-            all.push(d);
-            per_bucket.entry(b).or_default().push(d);
-        }
-        all.sort_unstable();
-        let latency = |v: &[i64]| json!({"p50": percentile(v, 0.5), "p95": percentile(v, 0.95), "p99": percentile(v, 0.99)});
-        totals["latency_ms"] = latency(&all);
-
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT (created_at - ?2) / ?4, {} FROM logs WHERE {range} GROUP BY 1 ORDER BY 1",
-                &totals_sql[7..]
-            ))
-            .map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map(params![gateway, from_ms, to_ms, bucket_ms], |r| {
-                Ok((r.get::<_, i64>(0)?, row_to(r, 1)?))
-            })
-            .map_err(|e| e.to_string())?;
-        let mut buckets = Vec::new();
-        for row in rows {
-            let (b, mut v) = row.map_err(|e| e.to_string())?;
-            let mut d = per_bucket.remove(&b).unwrap_or_default();
-            d.sort_unstable();
-            v["latency_ms"] = latency(&d);
-            v["start_ms"] = json!(from_ms + b * bucket_ms);
-            buckets.push(v);
-        }
-
-        let mut errors_by_type = serde_json::Map::new();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT COALESCE(json_extract(entry, '$.outcome'), 'unknown'), COUNT(*) FROM logs WHERE {range} AND success = 0 GROUP BY 1"
-            ))
-            .map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map(params![gateway, from_ms, to_ms], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })
-            .map_err(|e| e.to_string())?;
-        for row in rows {
-            let (k, n) = row.map_err(|e| e.to_string())?;
-            errors_by_type.insert(k, json!(n));
-        }
-        totals["errors_by_type"] = Value::Object(errors_by_type);
-
-        let mut out = json!({"gateway": gateway, "from_ms": from_ms, "to_ms": to_ms, "bucket_ms": bucket_ms,
-                             "totals": totals, "buckets": buckets});
-        if let Some(dim) = group_by {
-            let column = match dim {
-                "model" => "model",
-                "provider" => "provider",
-                other => {
-                    return Err(format!(
-                        "group_by: expected model or provider, got '{other}'"
-                    ));
-                }
-            };
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT COALESCE({column}, ''), {} FROM logs WHERE {range} GROUP BY 1 ORDER BY 2 DESC",
-                    &totals_sql[7..]
-                ))
-                .map_err(|e| e.to_string())?;
-            let rows = stmt
-                .query_map(params![gateway, from_ms, to_ms], |r| {
-                    let mut v = row_to(r, 1)?;
-                    v[column] = json!(r.get::<_, String>(0)?);
-                    Ok(v)
-                })
-                .map_err(|e| e.to_string())?;
-            let groups: Result<Vec<Value>, _> = rows.collect();
-            out["groups"] = Value::Array(groups.map_err(|e| e.to_string())?);
-        }
-        Ok(out)
+        self.with_db(|db| analytics(db, gateway, from_ms, to_ms, bucket_ms, column))
     }
+}
+
+fn query_page(db: &mut dyn Db, q: &LogQuery) -> Result<(Vec<Value>, Option<String>), String> {
+    let dialect = db.dialect();
+    let seq = dialect.seq();
+    let (mut sql_where, mut args) = where_clause(q, dialect)?;
+    if let Some((at, rowid)) = q.cursor {
+        let op = if q.ascending { ">" } else { "<" };
+        let n = args.len();
+        sql_where.push_str(&format!(
+            " AND (created_at {op} ?{} OR (created_at = ?{} AND {seq} {op} ?{}))",
+            n + 1,
+            n + 2,
+            n + 3
+        ));
+        args.extend([Arg::Int(at), Arg::Int(at), Arg::Int(rowid)]);
+    }
+    let order = if q.ascending { "ASC" } else { "DESC" };
+    let limit = q.limit.clamp(1, 1000);
+    let sql = format!(
+        "SELECT {seq}, created_at, entry FROM logs WHERE {sql_where} ORDER BY created_at {order}, {seq} {order} LIMIT {}",
+        limit + 1
+    );
+    let rows = db.rows(&sql, &args)?;
+    let mut out = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    for row in rows {
+        let (rowid, at, text) = (row[0].int(), row[1].int(), row[2].text());
+        if out.len() == limit {
+            more = true;
+            break;
+        }
+        let mut v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("created_at".into(), Value::from(at));
+        }
+        out.push(without_bodies(v));
+        last = Some((at, rowid));
+    }
+    Ok((
+        out,
+        if more {
+            last.map(|(a, r)| format!("{a}:{r}"))
+        } else {
+            None
+        },
+    ))
+}
+
+fn get_entry(db: &mut dyn Db, gateway: &str, id: &str) -> Result<Option<Value>, String> {
+    let rows = db.rows(
+        "SELECT entry FROM logs WHERE gateway = ?1 AND id = ?2",
+        &[Arg::Text(gateway.to_string()), Arg::Text(id.to_string())],
+    )?;
+    rows.first()
+        .map(|r| serde_json::from_str(&r[0].text()).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+fn analytics(
+    db: &mut dyn Db,
+    gateway: &str,
+    from_ms: i64,
+    to_ms: i64,
+    bucket_ms: i64,
+    group_column: Option<&str>,
+) -> Result<Value, String> {
+    let range = "gateway = ?1 AND created_at >= ?2 AND created_at < ?3";
+    let args3 = [
+        Arg::Text(gateway.to_string()),
+        Arg::Int(from_ms),
+        Arg::Int(to_ms),
+    ];
+    let args4 = [
+        Arg::Text(gateway.to_string()),
+        Arg::Int(from_ms),
+        Arg::Int(to_ms),
+        Arg::Int(bucket_ms),
+    ];
+    let rows = db.rows(&format!("SELECT {TOTALS} FROM logs WHERE {range}"), &args3)?;
+    let mut totals = rows
+        .first()
+        .map(|r| totals_of(r, 0))
+        .ok_or("analytics: no totals row")?;
+
+    // Latency percentiles, overall and per bucket, from one ordered scan.
+    let rows = db.rows(
+        &format!(
+            "SELECT (created_at - ?2) / ?4, duration_ms FROM logs WHERE {range} AND duration_ms IS NOT NULL ORDER BY 1"
+        ),
+        &args4,
+    )?;
+    let mut all = Vec::with_capacity(rows.len());
+    let mut per_bucket: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for row in rows {
+        let (b, d) = (row[0].int(), row[1].int());
+        all.push(d);
+        per_bucket.entry(b).or_default().push(d);
+    }
+    all.sort_unstable();
+    let latency = |v: &[i64]| json!({"p50": percentile(v, 0.5), "p95": percentile(v, 0.95), "p99": percentile(v, 0.99)});
+    totals["latency_ms"] = latency(&all);
+
+    let rows = db.rows(
+        &format!(
+            "SELECT (created_at - ?2) / ?4, {TOTALS} FROM logs WHERE {range} GROUP BY 1 ORDER BY 1"
+        ),
+        &args4,
+    )?;
+    let mut buckets = Vec::new();
+    for row in rows {
+        let b = row[0].int();
+        let mut v = totals_of(&row, 1);
+        let mut d = per_bucket.remove(&b).unwrap_or_default();
+        d.sort_unstable();
+        v["latency_ms"] = latency(&d);
+        v["start_ms"] = json!(from_ms + b * bucket_ms);
+        buckets.push(v);
+    }
+
+    let mut errors_by_type = serde_json::Map::new();
+    let outcome = db.dialect().entry_field("outcome");
+    let rows = db.rows(
+        &format!(
+            "SELECT COALESCE({outcome}, 'unknown'), COUNT(*) FROM logs WHERE {range} AND success = 0 GROUP BY 1"
+        ),
+        &args3,
+    )?;
+    for row in rows {
+        errors_by_type.insert(row[0].text(), json!(row[1].int()));
+    }
+    totals["errors_by_type"] = Value::Object(errors_by_type);
+
+    let mut out = json!({"gateway": gateway, "from_ms": from_ms, "to_ms": to_ms, "bucket_ms": bucket_ms,
+                         "totals": totals, "buckets": buckets});
+    if let Some(column) = group_column {
+        let rows = db.rows(
+            &format!(
+                "SELECT COALESCE({column}, ''), {TOTALS} FROM logs WHERE {range} GROUP BY 1 ORDER BY 2 DESC"
+            ),
+            &args3,
+        )?;
+        let groups: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let mut v = totals_of(r, 1);
+                v[column] = json!(r[0].text());
+                v
+            })
+            .collect();
+        out["groups"] = Value::Array(groups);
+    }
+    Ok(out)
 }

@@ -1,0 +1,444 @@
+//! The two engines behind the log store, SQLite (embedded, the default) and
+//! PostgreSQL (shared by several replicas), reached through one small
+//! interface: run a statement with positional arguments, get rows of plain
+//! cells. SQL is written once with `?N` placeholders and the few dialect
+//! differences (JSON access, row order column, upsert, pruning) come from
+//! [`Dialect`].
+
+use serde_json::Value;
+
+/// An argument of a statement.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    /// 64-bit integer.
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// Float.
+    Float(f64),
+    /// SQL NULL.
+    Null,
+}
+
+/// A cell of a result row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// SQL NULL.
+    Null,
+    /// Integer.
+    Int(i64),
+    /// Float.
+    Float(f64),
+    /// Text.
+    Text(String),
+}
+
+impl Cell {
+    /// The integer (0 for NULL).
+    pub fn int(&self) -> i64 {
+        match self {
+            Cell::Int(i) => *i,
+            Cell::Float(f) => *f as i64,
+            Cell::Text(t) => t.parse().unwrap_or(0),
+            Cell::Null => 0,
+        }
+    }
+
+    /// The float (0 for NULL).
+    pub fn float(&self) -> f64 {
+        match self {
+            Cell::Int(i) => *i as f64,
+            Cell::Float(f) => *f,
+            Cell::Text(t) => t.parse().unwrap_or(0.0),
+            Cell::Null => 0.0,
+        }
+    }
+
+    /// The text ("" for NULL).
+    pub fn text(&self) -> String {
+        match self {
+            Cell::Text(t) => t.clone(),
+            Cell::Int(i) => i.to_string(),
+            Cell::Float(f) => f.to_string(),
+            Cell::Null => String::new(),
+        }
+    }
+}
+
+/// Which SQL the engine speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite 3.
+    Sqlite,
+    /// PostgreSQL 12+.
+    Postgres,
+}
+
+impl Dialect {
+    /// The column giving insertion order (ties of `created_at`).
+    pub fn seq(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "rowid",
+            Dialect::Postgres => "seq",
+        }
+    }
+
+    /// A top-level JSON field of `entry`, as text.
+    pub fn entry_field(self, field: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("CAST(json_extract(entry, '$.\"{field}\"') AS TEXT)"),
+            Dialect::Postgres => format!("(entry::jsonb ->> '{field}')"),
+        }
+    }
+
+    /// A field of `entry.metadata`, as text.
+    pub fn metadata_field(self, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => {
+                format!("CAST(json_extract(entry, '$.metadata.\"{key}\"') AS TEXT)")
+            }
+            Dialect::Postgres => format!("(entry::jsonb -> 'metadata' ->> '{key}')"),
+        }
+    }
+
+    /// `sql` with `?N` placeholders in this dialect's form.
+    pub fn placeholders(self, sql: &str) -> String {
+        match self {
+            Dialect::Sqlite => sql.to_string(),
+            Dialect::Postgres => {
+                let mut out = String::with_capacity(sql.len());
+                let mut chars = sql.chars().peekable();
+                while let Some(c) = chars.next() {
+                    if c == '?' && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+                        out.push('$');
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// One connection to a log database.
+pub trait Db {
+    /// The dialect.
+    fn dialect(&self) -> Dialect;
+    /// Rows of a query.
+    fn rows(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Cell>>, String>;
+    /// Runs a statement; the number of rows changed.
+    fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, String>;
+}
+
+/// The columns stored beside the entry, from the entry itself.
+pub fn columns(e: &Value) -> [Arg; 13] {
+    let s = |k: &str| match e.get(k).and_then(Value::as_str) {
+        Some(v) => Arg::Text(v.to_string()),
+        None => Arg::Null,
+    };
+    let i = |k: &str| match e.get(k).and_then(Value::as_i64) {
+        Some(v) => Arg::Int(v),
+        None => Arg::Null,
+    };
+    let b = |k: &str| match e.get(k).and_then(Value::as_bool) {
+        Some(v) => Arg::Int(i64::from(v)),
+        None => Arg::Null,
+    };
+    [
+        s("id"),
+        Arg::Int(e.get("created_at").and_then(Value::as_i64).unwrap_or(0)),
+        s("gateway"),
+        s("provider"),
+        s("model"),
+        i("status"),
+        b("success"),
+        b("cached"),
+        i("duration_ms"),
+        i("tokens_in"),
+        i("tokens_out"),
+        match e.get("cost").and_then(Value::as_f64) {
+            Some(c) => Arg::Float(c),
+            None => Arg::Null,
+        },
+        Arg::Text(e.to_string()),
+    ]
+}
+
+/// The insert-or-replace statement of one entry.
+pub fn upsert_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "INSERT OR REPLACE INTO logs (id, created_at, gateway, provider, model, status, success,
+             cached, duration_ms, tokens_in, tokens_out, cost, entry)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        }
+        Dialect::Postgres => {
+            "INSERT INTO logs (id, created_at, gateway, provider, model, status, success,
+             cached, duration_ms, tokens_in, tokens_out, cost, entry)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (id) DO UPDATE SET created_at = EXCLUDED.created_at,
+             gateway = EXCLUDED.gateway, provider = EXCLUDED.provider, model = EXCLUDED.model,
+             status = EXCLUDED.status, success = EXCLUDED.success, cached = EXCLUDED.cached,
+             duration_ms = EXCLUDED.duration_ms, tokens_in = EXCLUDED.tokens_in,
+             tokens_out = EXCLUDED.tokens_out, cost = EXCLUDED.cost, entry = EXCLUDED.entry"
+        }
+    }
+}
+
+/// Deletes all but the newest `?1` entries.
+pub fn prune_count_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?1)"
+        }
+        Dialect::Postgres => {
+            "DELETE FROM logs WHERE seq IN (SELECT seq FROM logs ORDER BY created_at DESC, seq DESC OFFSET $1)"
+        }
+    }
+}
+
+// ---- SQLite ----
+
+impl Db for rusqlite::Connection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn rows(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Cell>>, String> {
+        let mut stmt = self.prepare_cached(sql).map_err(|e| e.to_string())?;
+        let n = stmt.column_count();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args.iter().map(sqlite_value)))
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+            let mut cells = Vec::with_capacity(n);
+            for i in 0..n {
+                use rusqlite::types::ValueRef;
+                cells.push(match row.get_ref(i).map_err(|e| e.to_string())? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Real(v) => Cell::Float(v),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        Cell::Text(String::from_utf8_lossy(t).into_owned())
+                    }
+                });
+            }
+            out.push(cells);
+        }
+        Ok(out)
+    }
+
+    fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, String> {
+        self.execute(
+            sql,
+            rusqlite::params_from_iter(args.iter().map(sqlite_value)),
+        )
+        .map(|n| n as u64)
+        .map_err(|e| e.to_string())
+    }
+}
+
+fn sqlite_value(a: &Arg) -> rusqlite::types::Value {
+    use rusqlite::types::Value as V;
+    match a {
+        Arg::Int(i) => V::Integer(*i),
+        Arg::Text(t) => V::Text(t.clone()),
+        Arg::Float(f) => V::Real(*f),
+        Arg::Null => V::Null,
+    }
+}
+
+// ---- PostgreSQL ----
+
+/// Schema of the PostgreSQL log store, applied at start (idempotent). The
+/// version table records what was applied, so later versions can migrate.
+pub const POSTGRES_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS aigw_schema (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS logs (
+    seq BIGSERIAL NOT NULL,
+    id TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL,
+    gateway TEXT, provider TEXT, model TEXT,
+    status BIGINT, success BIGINT, cached BIGINT,
+    duration_ms BIGINT, tokens_in BIGINT, tokens_out BIGINT, cost DOUBLE PRECISION,
+    entry TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_created_at ON logs(created_at);
+CREATE INDEX IF NOT EXISTS logs_gateway_created ON logs(gateway, created_at);
+INSERT INTO aigw_schema (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM aigw_schema);
+";
+
+/// A PostgreSQL connection (the synchronous client; used from the writer
+/// thread and from blocking tasks).
+pub struct Postgres {
+    url: String,
+    client: Option<postgres::Client>,
+}
+
+impl Postgres {
+    /// Connects and applies the schema.
+    pub fn connect(url: &str) -> Result<Postgres, String> {
+        let mut pg = Postgres {
+            url: url.to_string(),
+            client: None,
+        };
+        pg.client()?
+            .batch_execute(POSTGRES_SCHEMA)
+            .map_err(|e| format!("cannot create the log schema: {}", pg_error(&e)))?;
+        Ok(pg)
+    }
+
+    /// The live client, reconnecting after a failure.
+    pub fn client(&mut self) -> Result<&mut postgres::Client, String> {
+        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            let c = postgres::Client::connect(&self.url, postgres::NoTls)
+                .map_err(|e| format!("cannot connect to PostgreSQL: {}", pg_error(&e)))?;
+            self.client = Some(c);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| "no PostgreSQL connection".to_string())
+    }
+
+    /// Forgets the connection (after an error), so the next call reconnects.
+    pub fn reset(&mut self) {
+        self.client = None;
+    }
+
+    /// Writes a batch in one transaction.
+    pub fn write_batch(&mut self, batch: &[Value]) -> Result<(), String> {
+        let client = self.client()?;
+        let mut tx = client.transaction().map_err(|e| pg_error(&e))?;
+        let stmt = tx
+            .prepare(upsert_sql(Dialect::Postgres))
+            .map_err(|e| pg_error(&e))?;
+        for e in batch {
+            let cols = columns(e);
+            let params: Vec<Box<dyn postgres::types::ToSql + Sync>> =
+                cols.iter().map(pg_param).collect();
+            let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref()).collect();
+            tx.execute(&stmt, &refs).map_err(|e| pg_error(&e))?;
+        }
+        tx.commit().map_err(|e| pg_error(&e))
+    }
+}
+
+fn pg_error(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// SQL NULL for a parameter of any type.
+#[derive(Debug)]
+struct AnyNull;
+
+impl postgres::types::ToSql for AnyNull {
+    fn to_sql(
+        &self,
+        _: &postgres::types::Type,
+        _: &mut bytes::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(postgres::types::IsNull::Yes)
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+fn pg_param(a: &Arg) -> Box<dyn postgres::types::ToSql + Sync> {
+    match a {
+        Arg::Int(i) => Box::new(*i),
+        Arg::Text(t) => Box::new(t.clone()),
+        Arg::Float(f) => Box::new(*f),
+        Arg::Null => Box::new(AnyNull),
+    }
+}
+
+impl Db for Postgres {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn rows(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Cell>>, String> {
+        use postgres::types::Type;
+        let sql = Dialect::Postgres.placeholders(sql);
+        let params: Vec<Box<dyn postgres::types::ToSql + Sync>> =
+            args.iter().map(pg_param).collect();
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p.as_ref()).collect();
+        let result = self.client()?.query(sql.as_str(), &refs);
+        let rows = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if e.is_closed() {
+                    self.reset();
+                }
+                return Err(pg_error(&e));
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut cells = Vec::with_capacity(row.len());
+            for (i, col) in row.columns().iter().enumerate() {
+                let t = col.type_();
+                let cell = if *t == Type::INT8 {
+                    row.try_get::<_, Option<i64>>(i)
+                        .map(|v| v.map_or(Cell::Null, Cell::Int))
+                } else if *t == Type::INT4 {
+                    row.try_get::<_, Option<i32>>(i)
+                        .map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.into())))
+                } else if *t == Type::FLOAT8 {
+                    row.try_get::<_, Option<f64>>(i)
+                        .map(|v| v.map_or(Cell::Null, Cell::Float))
+                } else {
+                    row.try_get::<_, Option<String>>(i)
+                        .map(|v| v.map_or(Cell::Null, Cell::Text))
+                };
+                cells.push(cell.map_err(|e| format!("column {}: {e}", col.name()))?);
+            }
+            out.push(cells);
+        }
+        Ok(out)
+    }
+
+    fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, String> {
+        let sql = Dialect::Postgres.placeholders(sql);
+        let params: Vec<Box<dyn postgres::types::ToSql + Sync>> =
+            args.iter().map(pg_param).collect();
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p.as_ref()).collect();
+        let result = self.client()?.execute(sql.as_str(), &refs);
+        result.map_err(|e| {
+            if e.is_closed() {
+                self.reset();
+            }
+            pg_error(&e)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_rewritten_for_postgres_only() {
+        let sql = "SELECT a FROM t WHERE b = ?1 AND c = ?12 AND d = '?'";
+        assert_eq!(Dialect::Sqlite.placeholders(sql), sql);
+        assert_eq!(
+            Dialect::Postgres.placeholders(sql),
+            "SELECT a FROM t WHERE b = $1 AND c = $12 AND d = '?'"
+        );
+    }
+}
