@@ -836,7 +836,20 @@ fn finish(ex: Exchange, upto: usize, out: Outgoing, outcome: Outcome) -> Respons
         response_bytes: 0,
         response_headers: summary_headers,
     };
-    tokio::spawn(task.run(out.body, tx));
+    // Counted until its done hooks ran, so shutdown waits for the log entry.
+    struct InFlight(Arc<crate::runtime::host::Services>);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            self.0.metrics.body_tasks.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let services = task.ex.runtime.services.clone();
+    services.metrics.body_tasks.fetch_add(1, Ordering::AcqRel);
+    let in_flight = InFlight(services);
+    tokio::spawn(async move {
+        task.run(out.body, tx).await;
+        drop(in_flight);
+    });
     let mut resp = Response::new(GatewayBody::Channel(rx));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;

@@ -96,6 +96,10 @@ pub struct HostState {
     /// Milliseconds the current call waited on the shared store; added to its
     /// deadline instead of counting against the filter.
     pub host_wait_ms: u64,
+    /// Thread CPU time at the last deadline check of the current call.
+    pub cpu_baseline: Option<std::time::Duration>,
+    /// CPU time the current call has been charged so far.
+    pub cpu_used_ms: u64,
 }
 
 impl HostState {
@@ -116,6 +120,8 @@ impl HostState {
             services,
             request: None,
             host_wait_ms: 0,
+            cpu_baseline: None,
+            cpu_used_ms: 0,
         }
     }
 

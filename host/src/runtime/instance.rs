@@ -104,15 +104,39 @@ impl FilterInstance {
         store.set_epoch_deadline(ticks);
         // Time a call spends waiting on the host (a Redis round trip) is not
         // the filter's: the deadline moves by that much, once per wait.
+        //
+        // The epoch ticks in wall time, but `timeout_ms` is a CPU budget: on a
+        // saturated machine a call can be descheduled for longer than its
+        // budget without running. When the epoch deadline passes, the CPU time
+        // this thread actually spent since the last check is charged, and the
+        // call goes on until the charged time reaches `timeout_ms`. (Between
+        // two checks the fiber stays on its thread; after a host wait it may
+        // have moved, so the baseline restarts.)
         store.epoch_deadline_callback(move |mut cx| {
-            let waited = std::mem::take(&mut cx.data_mut().host_wait_ms);
+            let state = cx.data_mut();
+            let now = cpu_time::ThreadTime::try_now()
+                .ok()
+                .map(|t| t.as_duration());
+            let waited = std::mem::take(&mut state.host_wait_ms);
             if waited > 0 {
-                Ok(wasmtime::UpdateDeadline::Continue(
+                state.cpu_baseline = now;
+                return Ok(wasmtime::UpdateDeadline::Continue(
                     waited.div_ceil(tick) + 1,
-                ))
-            } else {
-                Err(Trap::Interrupt.into())
+                ));
             }
+            let (Some(now), Some(base)) = (now, state.cpu_baseline) else {
+                return Err(Trap::Interrupt.into());
+            };
+            state.cpu_used_ms = state
+                .cpu_used_ms
+                .saturating_add(now.saturating_sub(base).as_millis() as u64);
+            state.cpu_baseline = Some(now);
+            if state.cpu_used_ms >= timeout_ms {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(wasmtime::UpdateDeadline::Continue(
+                (timeout_ms - state.cpu_used_ms).div_ceil(tick).max(1),
+            ))
         });
         let bindings = pre
             .instantiate_async(&mut store)
@@ -150,7 +174,12 @@ impl FilterInstance {
 
     /// Arms the call deadline.
     fn arm(&mut self) {
-        self.store.data_mut().host_wait_ms = 0;
+        let state = self.store.data_mut();
+        state.host_wait_ms = 0;
+        state.cpu_used_ms = 0;
+        state.cpu_baseline = cpu_time::ThreadTime::try_now()
+            .ok()
+            .map(|t| t.as_duration());
         self.store.set_epoch_deadline(self.ticks);
     }
 

@@ -315,8 +315,19 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
     if let Some(admin) = admin {
         admin.abort();
     }
-    // Let the last body tasks run their done hooks before the log store closes.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Let the last body tasks run their done hooks (log entries, token
+    // budgets) before the log store closes, within the grace period.
+    let waited = std::time::Instant::now();
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    while services
+        .metrics
+        .body_tasks
+        .load(std::sync::atomic::Ordering::Acquire)
+        > 0
+        && waited.elapsed() < grace
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     match services.kv.save_snapshot(&snapshot_path(&config), now_ms()) {
         Ok(n) => tracing::info!(entries = n, "saved the key-value snapshot"),
         Err(e) => tracing::warn!("cannot write the key-value snapshot: {e}"),

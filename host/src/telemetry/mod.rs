@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     /// Requests received on the gateway routes.
     pub requests: AtomicU64,
+    /// Response bodies still streaming or running their done hooks.
+    pub body_tasks: AtomicU64,
     /// Responses by status class (index 1..=5).
     pub responses_by_class: [AtomicU64; 6],
     /// Upstream attempts.
