@@ -72,7 +72,8 @@ impl Drop for Redis {
 
 fn replica(mock: &Mock, redis: &Redis, limits_on_error: &str) -> Gateway {
     let cfg = format!(
-        "{}[store]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout_ms = 200\nlimits_on_error = \"{limits_on_error}\"\n\
+        "{}[store]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout_ms = 200\nlimits_on_error = \"{limits_on_error}\"\nkv_on_error = \"{limits_on_error}\"\n\
+         [gateways.cacheonly]\npipeline = [\"cache\"]\n[gateways.cacheonly.filters.cache]\non_error = \"closed\"\n\
          [gateways.fixed]\npipeline = [\"rate-limit\", \"cache\"]\n\
          [gateways.fixed.filters.rate-limit]\nlimit = 10\nperiod_s = 60\nkey = \"header:x-user\"\ntechnique = \"fixed\"\n\
          [gateways.sliding]\npipeline = [\"rate-limit\"]\n\
@@ -158,6 +159,19 @@ async fn a_redis_outage_follows_the_policy_and_the_replicas_recover() {
     // Closed: the limit refuses rather than let traffic through unchecked.
     let r = send(&url(&closed), &[("x-user", "dan")], &chat("during", false)).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    // kv_on_error = "closed": the cache's store call fails and its own
+    // on_error = "closed" answers; with "open" the cache just misses.
+    let cache_url = |g: &Gateway| g.url("/v1/acct/cacheonly/openai/chat/completions");
+    let r = send(&cache_url(&closed), &[], &chat("during", false)).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text());
+    assert!(
+        r.text().contains("shared store (Redis) unavailable"),
+        "{}",
+        r.text()
+    );
+    let r = send(&cache_url(&open), &[], &chat("during", false)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("cf-aig-cache-status"), Some("MISS"));
     for g in [&open, &closed] {
         let m = send_req(request(hyper::Method::GET, &g.url("/metrics"), &[], ""))
             .await

@@ -12,9 +12,9 @@ wasmtime::component::bindgen!({
     // kv and limits may go over the network (the Redis backend): async, so a
     // filter waiting on them parks its fiber instead of a tokio worker.
     imports: {
-        "aigw:filter/kv.get": async,
-        "aigw:filter/kv.set": async,
-        "aigw:filter/kv.delete": async,
+        "aigw:filter/kv.get": async | trappable,
+        "aigw:filter/kv.set": async | trappable,
+        "aigw:filter/kv.delete": async | trappable,
         "aigw:filter/limits.check": async,
         "aigw:filter/limits.debit": async,
     },

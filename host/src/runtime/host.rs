@@ -8,6 +8,7 @@ use crate::store::kv::KvStore;
 use crate::store::limits::{Limiter, Technique};
 use crate::store::logs::LogStore;
 use crate::store::now_ms;
+use crate::store::redis::OnError;
 use crate::telemetry::Metrics;
 use std::sync::{Arc, Mutex};
 use wasmtime::StoreLimits;
@@ -151,42 +152,54 @@ impl WasiView for HostState {
 
 impl types::Host for HostState {}
 
+/// The error that fails a filter's kv call under `kv_on_error = "closed"`.
+fn store_down() -> wasmtime::Error {
+    wasmtime::Error::msg("shared store (Redis) unavailable and store.kv_on_error = \"closed\"")
+}
+
 impl kv::Host for HostState {
-    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         let key = self.key(&key);
-        match &self.services.redis {
-            Some(r) => {
-                let started = std::time::Instant::now();
-                let v = r.get(&key).await;
-                self.waited(started);
-                v
-            }
-            None => self.services.kv.get(&key, now_ms()),
+        let Some(r) = self.services.redis.clone() else {
+            return Ok(self.services.kv.get(&key, now_ms()));
+        };
+        let started = std::time::Instant::now();
+        let v = r.get(&key).await;
+        self.waited(started);
+        match v {
+            Ok(v) => Ok(v),
+            Err(()) if r.kv_on_error() == OnError::Closed => Err(store_down()),
+            Err(()) => Ok(None),
         }
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> bool {
+    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> wasmtime::Result<bool> {
         let key = self.key(&key);
-        match &self.services.redis {
-            Some(r) => {
-                let started = std::time::Instant::now();
-                let v = r.set(&key, &value, ttl_ms).await;
-                self.waited(started);
-                v
-            }
-            None => self.services.kv.set(&key, &value, ttl_ms, now_ms()),
+        let Some(r) = self.services.redis.clone() else {
+            return Ok(self.services.kv.set(&key, &value, ttl_ms, now_ms()));
+        };
+        let started = std::time::Instant::now();
+        let v = r.set(&key, &value, ttl_ms).await;
+        self.waited(started);
+        match v {
+            Ok(v) => Ok(v),
+            Err(()) if r.kv_on_error() == OnError::Closed => Err(store_down()),
+            Err(()) => Ok(false),
         }
     }
 
-    async fn delete(&mut self, key: String) {
+    async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         let key = self.key(&key);
-        match &self.services.redis {
-            Some(r) => {
-                let started = std::time::Instant::now();
-                r.delete(&key).await;
-                self.waited(started);
-            }
-            None => self.services.kv.delete(&key),
+        let Some(r) = self.services.redis.clone() else {
+            self.services.kv.delete(&key);
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let v = r.delete(&key).await;
+        self.waited(started);
+        match v {
+            Err(()) if r.kv_on_error() == OnError::Closed => Err(store_down()),
+            _ => Ok(()),
         }
     }
 }

@@ -258,6 +258,8 @@ fn describe_error(e: &wasmtime::Error) -> String {
             other => format!("trapped: {other}"),
         };
     }
-    let text = format!("{e:#}");
+    // A host import's own error (the shared store is down) is the root
+    // cause; the outer layers only say that wasm was executing.
+    let text = e.root_cause().to_string();
     text.lines().next().unwrap_or("unknown error").to_string()
 }

@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 pub enum OnError {
     /// kv: a miss / not stored; limits: allowed.
     Open,
-    /// kv: a miss / not stored (the same); limits: refused.
+    /// kv: the filter's call fails (its own `on_error` decides); limits: refused.
     Closed,
 }
 
@@ -221,20 +221,26 @@ impl RedisStore {
         format!("{}{kind}:{key}", self.settings.key_prefix)
     }
 
-    /// A kv value, or `None` (also when Redis fails).
-    pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
+    /// The kv policy when Redis fails.
+    pub fn kv_on_error(&self) -> OnError {
+        self.settings.kv_on_error
+    }
+
+    /// A kv value (`Ok(None)`: absent); `Err` when Redis failed.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ()> {
         let k = self.key("kv", key);
         self.run::<Option<Vec<u8>>>("kv get", move |mut c| {
             Box::pin(async move { redis::cmd("GET").arg(k).query_async(&mut c).await })
         })
         .await
-        .flatten()
+        .ok_or(())
     }
 
-    /// Stores a value with its TTL; false when refused or Redis fails.
-    pub async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> bool {
+    /// Stores a value with its TTL (`Ok(false)`: refused as too large);
+    /// `Err` when Redis failed.
+    pub async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<bool, ()> {
         if value.len() > self.settings.max_entry_bytes || ttl_ms == 0 {
-            return false;
+            return Ok(false);
         }
         let k = self.key("kv", key);
         let v = value.to_vec();
@@ -250,17 +256,18 @@ impl RedisStore {
             })
         })
         .await
-        .is_some()
+        .map(|_| true)
+        .ok_or(())
     }
 
-    /// Deletes a value.
-    pub async fn delete(&self, key: &str) {
+    /// Deletes a value; `Err` when Redis failed.
+    pub async fn delete(&self, key: &str) -> Result<(), ()> {
         let k = self.key("kv", key);
-        let _ = self
-            .run::<()>("kv delete", move |mut c| {
-                Box::pin(async move { redis::cmd("DEL").arg(k).query_async(&mut c).await })
-            })
-            .await;
+        self.run::<()>("kv delete", move |mut c| {
+            Box::pin(async move { redis::cmd("DEL").arg(k).query_async(&mut c).await })
+        })
+        .await
+        .ok_or(())
     }
 
     /// Counts `cost` against `key` atomically across replicas (`enforce`:
