@@ -25,6 +25,51 @@ pub fn bad_header(name: &str, expected: &str) -> LocalResponse {
     )
 }
 
+/// Parses a `cf-aig-metadata` value: a flat JSON object of at most 5 keys
+/// whose values are strings, numbers or booleans. The error says what was
+/// expected.
+///
+/// ```
+/// let m = aigw_plugin_sdk::cf::parse_metadata(r#"{"team":"search","tier":2}"#).unwrap();
+/// assert_eq!(m["team"], "search");
+/// assert!(aigw_plugin_sdk::cf::parse_metadata(r#"{"a":{"nested":1}}"#).is_err());
+/// ```
+pub fn parse_metadata(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| "a JSON object".to_string())?;
+    let obj = v.as_object().ok_or("a JSON object")?;
+    if obj.len() > 5 {
+        return Err("a JSON object with at most 5 keys".into());
+    }
+    for value in obj.values() {
+        if !(value.is_string() || value.is_number() || value.is_boolean()) {
+            return Err("a flat JSON object whose values are strings, numbers or booleans".into());
+        }
+    }
+    Ok(obj.clone())
+}
+
+/// The request's `cf-aig-metadata` (absent → `None`); a bad value is the 400
+/// answer naming the header.
+///
+/// ```
+/// use aigw_plugin_sdk::{cf, Headers};
+/// let h = Headers::from_pairs([("cf-aig-metadata", r#"{"user":"ada"}"#)]);
+/// assert_eq!(cf::metadata(&h).unwrap().unwrap()["user"], "ada");
+/// let bad = Headers::from_pairs([("cf-aig-metadata", "[1]")]);
+/// assert_eq!(cf::metadata(&bad).unwrap_err().status, 400);
+/// ```
+pub fn metadata(
+    headers: &Headers,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, LocalResponse> {
+    match headers.get("cf-aig-metadata") {
+        None => Ok(None),
+        Some(text) => parse_metadata(text)
+            .map(Some)
+            .map_err(|expected| bad_header("cf-aig-metadata", &expected)),
+    }
+}
+
 /// `true`/`false` (case-insensitive), absent → `None`.
 ///
 /// ```

@@ -43,17 +43,7 @@ pub struct Logging {
 const KNOWN: &[&str] = &["collect_logs", "collect_payload", "max_payload_bytes"];
 
 fn parse_metadata(text: &str) -> Result<Map<String, Value>, String> {
-    let v: Value = serde_json::from_str(text).map_err(|_| "a JSON object".to_string())?;
-    let obj = v.as_object().ok_or("a JSON object")?;
-    if obj.len() > 5 {
-        return Err("a JSON object with at most 5 keys".into());
-    }
-    for value in obj.values() {
-        if !(value.is_string() || value.is_number() || value.is_boolean()) {
-            return Err("a flat JSON object whose values are strings, numbers or booleans".into());
-        }
-    }
-    Ok(obj.clone())
+    cf::parse_metadata(text)
 }
 
 fn parse_cost(text: &str) -> Result<CustomCost, String> {
