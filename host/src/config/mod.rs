@@ -152,6 +152,8 @@ pub struct Config {
     pub store: Option<crate::store::redis::RedisSettings>,
     /// PostgreSQL URL of the log store (`[logs] backend = "postgres"`); `None`: SQLite.
     pub logs_postgres: Option<Secret>,
+    /// OTLP/HTTP span export (`[telemetry] otlp_endpoint`).
+    pub otlp: Option<crate::telemetry::otlp::OtlpSettings>,
     /// Providers by name: built-ins merged with the file's overrides.
     pub providers: BTreeMap<String, ProviderSpec>,
     /// Gateways by name.
@@ -248,6 +250,36 @@ impl Config {
                         "logs.backend",
                         format!("expected \"sqlite\" or \"postgres\", got \"{other}\""),
                     ));
+                }
+            },
+        };
+        let otlp = match raw.telemetry {
+            None => None,
+            Some(t) => match t.otlp_endpoint {
+                None => {
+                    if t.service_name.is_some() {
+                        return Err(invalid(
+                            "telemetry.service_name",
+                            "only used with otlp_endpoint".into(),
+                        ));
+                    }
+                    None
+                }
+                Some(e) => {
+                    let ok = (e.starts_with("http://") || e.starts_with("https://"))
+                        && e.parse::<hyper::Uri>().is_ok();
+                    if !ok {
+                        return Err(invalid(
+                            "telemetry.otlp_endpoint",
+                            format!(
+                                "expected an http(s) URL like http://127.0.0.1:4318, got '{e}'"
+                            ),
+                        ));
+                    }
+                    Some(crate::telemetry::otlp::OtlpSettings {
+                        endpoint: e,
+                        service_name: t.service_name.unwrap_or_else(|| "aigw".into()),
+                    })
                 }
             },
         };
@@ -483,6 +515,7 @@ impl Config {
             mock_provider,
             store,
             logs_postgres,
+            otlp,
             providers,
             gateways,
         })

@@ -21,6 +21,16 @@ pub struct RawConfig {
     pub store: Option<RawStore>,
     /// Where request logs go (SQLite or PostgreSQL).
     pub logs: Option<RawLogs>,
+    /// OpenTelemetry export.
+    pub telemetry: Option<RawTelemetry>,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
 }
 
 /// `[store]`.

@@ -28,6 +28,8 @@ pub struct Services {
     pub metrics: Metrics,
     /// The shared store replacing `kv` and `limiter` (`[store] backend = "redis"`).
     pub redis: Option<Arc<crate::store::redis::RedisStore>>,
+    /// OpenTelemetry span export (`[telemetry] otlp_endpoint`).
+    pub otlp: Option<crate::telemetry::otlp::OtlpExporter>,
 }
 
 /// Most metadata fields one request's filters may add.

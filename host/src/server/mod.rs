@@ -80,6 +80,14 @@ impl App {
             ),
             ("aigw_generation", self.generation().id),
             (
+                "aigw_otlp_spans_exported_total",
+                get(s.otlp.as_ref().map(|o| &o.counters.exported)),
+            ),
+            (
+                "aigw_otlp_spans_dropped_total",
+                get(s.otlp.as_ref().map(|o| &o.counters.dropped)),
+            ),
+            (
                 "aigw_store_commands_total",
                 get(s.redis.as_ref().map(|r| &r.counters.ok)),
             ),
@@ -173,6 +181,14 @@ pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, 
         limiter: Limiter::default(),
         logs,
         metrics: Metrics::default(),
+        // Only a serving gateway exports (not `aigw check`).
+        otlp: config
+            .otlp
+            .clone()
+            .filter(|_| with_log_store)
+            .map(|settings| {
+                crate::telemetry::otlp::OtlpExporter::start(settings, upstream::client())
+            }),
         redis: match &config.store {
             Some(settings) => Some(Arc::new(crate::store::redis::RedisStore::new(
                 settings.clone(),

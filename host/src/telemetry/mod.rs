@@ -1,6 +1,8 @@
 //! Process metrics (Prometheus text format) and tracing setup. Counters are
 //! plain atomics; per-filter counters live in a map keyed by filter and name.
 
+pub mod otlp;
+
 use dashmap::DashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};

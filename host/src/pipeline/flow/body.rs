@@ -263,6 +263,9 @@ impl BodyTask {
             cached,
             if cached { Some(0.0) } else { cost },
         );
+        if let Some(otlp) = &ex.runtime.services.otlp {
+            otlp.record(&summary);
+        }
         tracing::debug!(
             request_id = %summary.request_id, gateway = %summary.gateway, provider = %summary.provider,
             status = summary.status, outcome = ?summary.outcome, duration_ms = summary.duration_ms,
