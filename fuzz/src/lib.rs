@@ -2,8 +2,7 @@
 //! rest of the host (no wasmtime, no hyper server): `providers` (SSE usage,
 //! the Anthropic stream translator, base URLs), `config` (the TOML file) and
 //! `route` (gateway URL paths). Their `crate::…` imports resolve here because
-//! this crate mirrors the host's module names (with a `store` shim for the
-//! two settings types `config` names). Tests (`#[cfg(test)]`) are not
+//! this crate mirrors the host's module names. Tests (`#[cfg(test)]`) are not
 //! compiled; the host's own `cargo test` runs them.
 
 #[path = "../../host/src/providers/mod.rs"]
@@ -14,40 +13,6 @@ pub mod config;
 
 #[path = "../../host/src/server/route.rs"]
 pub mod route;
-
-/// Shim for the one part of the host's `store` module that `config` names:
-/// the Redis backend's settings (`host/src/store/redis.rs` itself needs the
-/// redis client and tokio). Keep these two types as the host defines them.
-pub mod store {
-    /// Shim of `host/src/store/redis.rs`'s plain types.
-    pub mod redis {
-        /// What a call does when Redis cannot answer.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum OnError {
-            /// Allowed / a miss.
-            Open,
-            /// Refused.
-            Closed,
-        }
-
-        /// Settings of the Redis backend (`[store]`).
-        #[derive(Debug, Clone)]
-        pub struct RedisSettings {
-            /// `redis://host:port/db` (or `rediss://`).
-            pub url: String,
-            /// Deadline of each command.
-            pub timeout_ms: u64,
-            /// Prefix of every key this gateway writes.
-            pub key_prefix: String,
-            /// Largest value stored.
-            pub max_entry_bytes: usize,
-            /// Policy for kv calls when Redis fails.
-            pub kv_on_error: OnError,
-            /// Policy for limit calls when Redis fails.
-            pub limits_on_error: OnError,
-        }
-    }
-}
 
 /// A fuzz input for a streaming parser: byte 0 is a choice for the target
 /// (content type, flag), byte 1 seeds how the rest (the stream) is cut into

@@ -3,6 +3,7 @@
 //! and the key it is about. Loading filters and checking their tables is the
 //! runtime's job (`runtime::catalog`), not this module's.
 
+pub mod backends;
 mod raw;
 
 use crate::providers::{self, ProviderSpec};
@@ -149,11 +150,11 @@ pub struct Config {
     /// Start the built-in mock provider on this address (demo, offline use).
     pub mock_provider: Option<SocketAddr>,
     /// The shared kv/limits store (`[store] backend = "redis"`); `None`: in memory.
-    pub store: Option<crate::store::redis::RedisSettings>,
+    pub store: Option<backends::RedisSettings>,
     /// PostgreSQL URL of the log store (`[logs] backend = "postgres"`); `None`: SQLite.
     pub logs_postgres: Option<Secret>,
     /// OTLP/HTTP span export (`[telemetry] otlp_endpoint`).
-    pub otlp: Option<crate::telemetry::otlp::OtlpSettings>,
+    pub otlp: Option<backends::OtlpSettings>,
     /// Providers by name: built-ins merged with the file's overrides.
     pub providers: BTreeMap<String, ProviderSpec>,
     /// Gateways by name.
@@ -266,8 +267,13 @@ impl Config {
                     None
                 }
                 Some(e) => {
-                    let ok = (e.starts_with("http://") || e.starts_with("https://"))
-                        && e.parse::<hyper::Uri>().is_ok();
+                    let host = e
+                        .strip_prefix("http://")
+                        .or_else(|| e.strip_prefix("https://"))
+                        .unwrap_or("");
+                    let ok = !host.is_empty()
+                        && !host.starts_with('/')
+                        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
                     if !ok {
                         return Err(invalid(
                             "telemetry.otlp_endpoint",
@@ -276,7 +282,7 @@ impl Config {
                             ),
                         ));
                     }
-                    Some(crate::telemetry::otlp::OtlpSettings {
+                    Some(backends::OtlpSettings {
                         endpoint: e,
                         service_name: t.service_name.unwrap_or_else(|| "aigw".into()),
                     })
@@ -537,8 +543,8 @@ fn valid_segment(s: &str) -> bool {
 fn parse_store(
     st: raw::RawStore,
     base: &Path,
-) -> Result<Option<crate::store::redis::RedisSettings>, (String, String)> {
-    use crate::store::redis::{OnError, RedisSettings};
+) -> Result<Option<backends::RedisSettings>, (String, String)> {
+    use backends::{OnError, RedisSettings};
     let on_error = |key: &str, v: &Option<String>| match v.as_deref() {
         None | Some("open") => Ok(OnError::Open),
         Some("closed") => Ok(OnError::Closed),

@@ -20,31 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
-/// What a call does when Redis cannot answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    /// kv: a miss / not stored; limits: allowed.
-    Open,
-    /// kv: the filter's call fails (its own `on_error` decides); limits: refused.
-    Closed,
-}
-
-/// Settings of the Redis backend (`[store]`).
-#[derive(Debug, Clone)]
-pub struct RedisSettings {
-    /// `redis://host:port/db` (or `rediss://`).
-    pub url: String,
-    /// Deadline of each command.
-    pub timeout_ms: u64,
-    /// Prefix of every key this gateway writes.
-    pub key_prefix: String,
-    /// Largest value stored.
-    pub max_entry_bytes: usize,
-    /// Policy for kv calls when Redis fails.
-    pub kv_on_error: OnError,
-    /// Policy for limit calls when Redis fails.
-    pub limits_on_error: OnError,
-}
+pub use crate::config::backends::{OnError, RedisSettings};
 
 /// Counters exported in /metrics.
 #[derive(Debug, Default)]

@@ -27,14 +27,7 @@ const QUEUE: usize = 8192;
 /// Most spans per export request.
 const BATCH: usize = 512;
 
-/// `[telemetry]` settings.
-#[derive(Debug, Clone)]
-pub struct OtlpSettings {
-    /// Collector base URL, e.g. `http://127.0.0.1:4318`.
-    pub endpoint: String,
-    /// `service.name` of the resource.
-    pub service_name: String,
-}
+pub use crate::config::backends::OtlpSettings;
 
 /// Counters exported in /metrics.
 #[derive(Debug, Default)]
