@@ -131,15 +131,30 @@ impl Exchange {
             }
             let instance = match stage.pool.take() {
                 Some(warm) => Ok(warm),
-                None => self
-                    .runtime
-                    .instantiate(
-                        &stage.filter,
-                        stage.settings.timeout_ms,
-                        stage.settings.max_memory_mb,
-                    )
-                    .await
-                    .map(Box::new),
+                None => {
+                    let fresh = || {
+                        self.runtime.instantiate(
+                            &stage.filter,
+                            stage.settings.timeout_ms,
+                            stage.settings.max_memory_mb,
+                        )
+                    };
+                    match fresh().await {
+                        // A slot may be momentarily unavailable (being
+                        // decommitted): one more try before refusing.
+                        Err(FilterError::Call {
+                            hook: "instantiate",
+                            message,
+                            ..
+                        }) => {
+                            tracing::debug!(filter = %stage.filter.name, "instantiate failed, retrying: {message}");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            fresh().await
+                        }
+                        other => other,
+                    }
+                    .map(Box::new)
+                }
             };
             let created = match instance {
                 Ok(mut inst) => inst
