@@ -5,7 +5,7 @@
 //! Entries are JSON objects; the columns analytics filter on are also stored
 //! on their own.
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -315,30 +315,12 @@ fn write_loop(
 fn write_batch(conn: &mut Connection, batch: &[Value]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
-        let mut stmt = tx.prepare_cached(
-            "INSERT OR REPLACE INTO logs (id, created_at, gateway, provider, model, status, success,
-             cached, duration_ms, tokens_in, tokens_out, cost, entry)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
+        let mut stmt = tx.prepare_cached(db::upsert_sql(db::Dialect::Sqlite))?;
         for e in batch {
-            let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
-            let i = |k: &str| e.get(k).and_then(Value::as_i64);
-            let b = |k: &str| e.get(k).and_then(Value::as_bool).map(i64::from);
-            stmt.execute(params![
-                s("id"),
-                i("created_at").unwrap_or(0),
-                s("gateway"),
-                s("provider"),
-                s("model"),
-                i("status"),
-                b("success"),
-                b("cached"),
-                i("duration_ms"),
-                i("tokens_in"),
-                i("tokens_out"),
-                e.get("cost").and_then(Value::as_f64),
-                e.to_string(),
-            ])?;
+            let cols = db::columns(e);
+            stmt.execute(rusqlite::params_from_iter(
+                cols.iter().map(db::sqlite_value),
+            ))?;
         }
     }
     tx.commit()

@@ -240,7 +240,8 @@ impl Db for rusqlite::Connection {
     }
 }
 
-fn sqlite_value(a: &Arg) -> rusqlite::types::Value {
+/// An argument as a SQLite value.
+pub fn sqlite_value(a: &Arg) -> rusqlite::types::Value {
     use rusqlite::types::Value as V;
     match a {
         Arg::Int(i) => V::Integer(*i),
