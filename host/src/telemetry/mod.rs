@@ -280,16 +280,8 @@ impl Metrics {
                 get(&e.value().1)
             );
         }
-        let _ = writeln!(out, "# TYPE aigw_filter_failures_total counter");
-        for e in self.filter_failures.iter() {
-            let _ = writeln!(
-                out,
-                "aigw_filter_failures_total{{filter=\"{}\"}} {}",
-                e.key(),
-                get(e.value())
-            );
-        }
         for (name, map) in [
+            ("aigw_filter_failures_total", &self.filter_failures),
             ("aigw_filter_circuit_opened_total", &self.circuit_opened),
             ("aigw_filter_circuit_skipped_total", &self.circuit_skipped),
         ] {
