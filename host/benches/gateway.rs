@@ -23,12 +23,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -157,25 +158,7 @@ fn start_gateway(mock: SocketAddr, dir: &std::path::Path) -> (Child, SocketAddr)
         }
     }
     std::fs::write(dir.join("aigw.toml"), cfg).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aigw"))
-        .arg("serve")
-        .arg("--config")
-        .arg(dir.join("aigw.toml"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().expect("gateway exited").unwrap();
-        if let Some(a) = line.strip_prefix("aigw listening on http://") {
-            break a.trim().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    common::spawn_gateway(&dir.join("aigw.toml"))
 }
 
 struct Stats {

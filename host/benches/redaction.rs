@@ -20,10 +20,10 @@ use hyper::Request;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -90,11 +90,6 @@ async fn one(client: &HttpClient, url: &str, body: String) -> Duration {
     start.elapsed()
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(name))
@@ -126,22 +121,7 @@ async fn main() {
          [gateways.restore.filters.prompt-redaction]\nmode = \"restore\"\n"
     );
     std::fs::write(dir.path().join("aigw.toml"), cfg).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aigw"))
-        .arg("serve")
-        .arg("--config")
-        .arg(dir.path().join("aigw.toml"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("gateway exited").unwrap();
-        if let Some(a) = line.strip_prefix("aigw listening on http://") {
-            break a.to_string();
-        }
-    };
+    let (mut child, addr) = common::spawn_gateway(&dir.path().join("aigw.toml"));
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let targets = ["empty", "mask", "restore"];
     let url = |t: &str| format!("http://{addr}/v1/acct/{t}/openai/chat/completions");
@@ -176,7 +156,7 @@ async fn main() {
     let _ = child.kill();
     let _ = child.wait();
 
-    let medians: Vec<Duration> = samples.into_iter().map(median).collect();
+    let medians: Vec<Duration> = samples.into_iter().map(common::median).collect();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let calls = metric(
         &metrics,

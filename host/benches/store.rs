@@ -22,9 +22,10 @@ use hyper::Request;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -36,26 +37,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_gateway(dir: &std::path::Path, cfg: &str) -> (Child, String) {
+fn start_gateway(dir: &std::path::Path, cfg: &str) -> (Child, std::net::SocketAddr) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("aigw.toml"), cfg).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aigw"))
-        .arg("serve")
-        .arg("--config")
-        .arg(dir.join("aigw.toml"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("gateway exited").unwrap();
-        if let Some(a) = line.strip_prefix("aigw listening on http://") {
-            break a.to_string();
-        }
-    };
-    (child, addr)
+    common::spawn_gateway(&dir.join("aigw.toml"))
 }
 
 async fn one(client: &HttpClient, url: &str, prompt: &str) -> (Duration, bool) {
@@ -77,9 +62,8 @@ async fn one(client: &HttpClient, url: &str, prompt: &str) -> (Duration, bool) {
     (start.elapsed(), hit)
 }
 
-fn median(mut v: Vec<Duration>) -> f64 {
-    v.sort();
-    v[v.len() / 2].as_secs_f64() * 1e6
+fn median(v: Vec<Duration>) -> f64 {
+    common::median(v).as_secs_f64() * 1e6
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
@@ -126,7 +110,7 @@ async fn main() {
     );
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let targets = [("memory", mem_addr), ("redis", redis_addr)];
-    let url = |a: &str| format!("http://{a}/v1/acct/gw/openai/chat/completions");
+    let url = |a: &std::net::SocketAddr| format!("http://{a}/v1/acct/gw/openai/chat/completions");
     for (_, a) in &targets {
         for i in 0..50 {
             one(&client, &url(a), &format!("warm {i}")).await;
