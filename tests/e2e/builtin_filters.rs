@@ -3,7 +3,6 @@
 
 use crate::harness::*;
 use hyper::StatusCode;
-use serde_json::Value;
 use std::time::Duration;
 
 fn gateway(mock: &Mock, pipeline: &str, tables: &str) -> Gateway {
@@ -121,17 +120,7 @@ async fn cached_stream_replays_as_valid_sse() {
         "text/event-stream"
     );
     assert_eq!(mock.requests().len(), 1);
-    let text = |s: &Streamed| -> String {
-        sse_data(&s.text())
-            .iter()
-            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-            .filter_map(|v| {
-                v["choices"][0]["delta"]["content"]
-                    .as_str()
-                    .map(str::to_string)
-            })
-            .collect()
-    };
+    let text = Streamed::delta_text;
     assert!(text(&first).contains("stream me twice"));
     assert_eq!(text(&first), text(&second));
     assert_eq!(

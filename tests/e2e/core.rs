@@ -81,16 +81,7 @@ async fn sse_chunks_reach_the_client_before_the_stream_ends() {
     );
     let data = sse_data(&s.text());
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    let content: String = data
-        .iter()
-        .filter(|d| d.starts_with('{'))
-        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
+    let content = s.delta_text();
     assert!(content.contains("stream please"), "{content}");
 }
 

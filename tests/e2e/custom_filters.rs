@@ -594,15 +594,7 @@ async fn redaction_restores_originals_in_json_and_in_split_sse_streams() {
         &chat("Please write to jane.doe@example.com today", true),
     )
     .await;
-    let text: String = sse_data(&s.text())
-        .iter()
-        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
+    let text = s.delta_text();
     assert!(text.contains("jane.doe@example.com"), "{text}");
     // SSE with the placeholder split across events and TCP writes.
     let s = stream(
@@ -613,15 +605,7 @@ async fn redaction_restores_originals_in_json_and_in_split_sse_streams() {
     .await;
     assert_eq!(s.status, StatusCode::OK);
     assert!(s.error.is_none(), "{:?}", s.error);
-    let text: String = sse_data(&s.text())
-        .iter()
-        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
+    let text = s.delta_text();
     assert_eq!(text, "Write to jane.doe@example.com today.");
     assert!(s.text().contains("[DONE]"));
 }

@@ -318,6 +318,20 @@ impl Streamed {
             .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
             .collect()
     }
+
+    /// The assistant text of an OpenAI chat stream: every event's
+    /// `choices[0].delta.content`, joined.
+    pub fn delta_text(&self) -> String {
+        sse_data(&self.text())
+            .iter()
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect()
+    }
 }
 
 pub fn client() -> Client<HttpConnector, Full<Bytes>> {
