@@ -128,10 +128,15 @@ impl HostState {
         }
     }
 
-    fn waited(&mut self, since: std::time::Instant) {
+    /// Awaits a shared-store call; its wait moves the call's deadline instead
+    /// of counting against the filter.
+    async fn store_call<T>(&mut self, call: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let v = call.await;
         self.host_wait_ms = self
             .host_wait_ms
-            .saturating_add(since.elapsed().as_millis() as u64 + 1);
+            .saturating_add(started.elapsed().as_millis() as u64 + 1);
+        v
     }
 
     fn key(&self, key: &str) -> String {
@@ -165,9 +170,7 @@ impl kv::Host for HostState {
         let Some(r) = self.services.redis.clone() else {
             return Ok(self.services.kv.get(&key, now_ms()));
         };
-        let started = std::time::Instant::now();
-        let v = r.get(&key).await;
-        self.waited(started);
+        let v = self.store_call(r.get(&key)).await;
         match v {
             Ok(v) => Ok(v),
             Err(()) if r.kv_on_error() == OnError::Closed => Err(store_down()),
@@ -180,9 +183,7 @@ impl kv::Host for HostState {
         let Some(r) = self.services.redis.clone() else {
             return Ok(self.services.kv.set(&key, &value, ttl_ms, now_ms()));
         };
-        let started = std::time::Instant::now();
-        let v = r.set(&key, &value, ttl_ms).await;
-        self.waited(started);
+        let v = self.store_call(r.set(&key, &value, ttl_ms)).await;
         match v {
             Ok(v) => Ok(v),
             Err(()) if r.kv_on_error() == OnError::Closed => Err(store_down()),
@@ -196,9 +197,7 @@ impl kv::Host for HostState {
             self.services.kv.delete(&key);
             return Ok(());
         };
-        let started = std::time::Instant::now();
-        let v = r.delete(&key).await;
-        self.waited(started);
+        let v = self.store_call(r.delete(&key)).await;
         match v {
             Err(()) if r.kv_on_error() == OnError::Closed => Err(store_down()),
             _ => Ok(()),
@@ -223,14 +222,10 @@ impl limits::Host for HostState {
         t: limits::Technique,
     ) -> limits::Verdict {
         let key = self.key(&key);
-        let v = match &self.services.redis {
+        let v = match self.services.redis.clone() {
             Some(r) => {
-                let started = std::time::Instant::now();
-                let v = r
-                    .check(&key, cost, limit, period_ms, technique(t), true)
-                    .await;
-                self.waited(started);
-                v
+                self.store_call(r.check(&key, cost, limit, period_ms, technique(t), true))
+                    .await
             }
             None => self.services.limiter.check(
                 &key,
@@ -258,12 +253,10 @@ impl limits::Host for HostState {
         t: limits::Technique,
     ) {
         let key = self.key(&key);
-        match &self.services.redis {
+        match self.services.redis.clone() {
             Some(r) => {
-                let started = std::time::Instant::now();
-                r.check(&key, amount, limit, period_ms, technique(t), false)
+                self.store_call(r.check(&key, amount, limit, period_ms, technique(t), false))
                     .await;
-                self.waited(started);
             }
             None => {
                 self.services.limiter.check(
