@@ -34,7 +34,10 @@ pub struct RedisCounters {
 /// A handle to the shared store.
 pub struct RedisStore {
     client: redis::Client,
-    conn: Mutex<Option<ConnectionManager>>,
+    /// The live connection (read without a lock on every command).
+    conn: arc_swap::ArcSwapOption<ConnectionManager>,
+    /// Held while connecting; other callers fail fast instead of queueing.
+    connecting: Mutex<()>,
     last_attempt_ms: AtomicU64,
     last_warning_ms: AtomicU64,
     settings: RedisSettings,
@@ -105,7 +108,8 @@ impl RedisStore {
             .map_err(|e| format!("store.url: not a Redis URL: {e}"))?;
         Ok(RedisStore {
             client,
-            conn: Mutex::new(None),
+            conn: arc_swap::ArcSwapOption::empty(),
+            connecting: Mutex::new(()),
             last_attempt_ms: AtomicU64::new(0),
             last_warning_ms: AtomicU64::new(0),
             settings,
@@ -122,9 +126,14 @@ impl RedisStore {
     /// The shared connection, connecting when there is none (at most one
     /// attempt per second while Redis is unreachable).
     async fn connection(&self) -> Result<ConnectionManager, String> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+        if let Some(c) = self.conn.load_full() {
+            return Ok((*c).clone());
+        }
+        let Ok(_connecting) = self.connecting.try_lock() else {
+            return Err("not connected (a connection attempt is under way)".into());
+        };
+        if let Some(c) = self.conn.load_full() {
+            return Ok((*c).clone());
         }
         let now = crate::store::now_ms();
         let last = self.last_attempt_ms.load(Ordering::Relaxed);
@@ -144,7 +153,7 @@ impl RedisStore {
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
         tracing::info!("connected to Redis for the shared store");
-        *slot = Some(manager.clone());
+        self.conn.store(Some(std::sync::Arc::new(manager.clone())));
         Ok(manager)
     }
 
