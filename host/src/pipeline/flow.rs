@@ -5,18 +5,16 @@
 //! with the summary. A filter that answers early skips the later filters and
 //! the upstream; filters before it still see the response.
 
-use super::breaker::Admit;
+use super::Generation;
 use super::headers;
-use super::{GatewayPipeline, Generation};
-use crate::config::OnError;
 use crate::providers::usage::{UsageReader, request_model};
 use crate::runtime::Runtime;
 use crate::runtime::bindings::types::{
-    BodyDecision, BodyMode, Decision, Header, Hooks, LocalResponse, Outcome, RequestHead,
-    ResponseDecision, ResponseHead,
+    BodyDecision, BodyMode, Decision, Hooks, LocalResponse, Outcome, RequestHead, ResponseDecision,
+    ResponseHead,
 };
 use crate::runtime::host::RequestContext;
-use crate::runtime::instance::{Answer, FilterError, FilterInstance, Hook};
+use crate::runtime::instance::{Answer, Hook};
 use crate::server::body::{BodyError, GatewayBody};
 use crate::server::error::GatewayError;
 use crate::server::upstream::UpstreamClient;
@@ -32,8 +30,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 mod body;
+mod exchange;
+mod response;
 mod target;
 use body::BodyTask;
+use exchange::{Exchange, Slot};
+use response::{
+    AfterHeaders, BodySource, Outgoing, finish, local_answer, respond_locally, response_hooks,
+};
 use target::Target;
 
 /// Most upstream attempts for one request, whatever filters ask.
@@ -74,213 +78,6 @@ pub struct Route {
     pub path: String,
     /// Query string.
     pub query: Option<String>,
-}
-
-enum Slot {
-    Empty,
-    Live(Box<FilterInstance>),
-    Failed,
-}
-
-/// The per-request state that outlives the handler (moved into the body task).
-struct Exchange {
-    gw: Arc<GatewayPipeline>,
-    runtime: Arc<Runtime>,
-    slots: Vec<Slot>,
-    started: Instant,
-    created_at_ms: u64,
-    request_id: String,
-    account: String,
-    provider: String,
-    method: String,
-    path: String,
-    model: Option<String>,
-    request_bytes: u64,
-    request_headers: Vec<Header>,
-    attempts: u32,
-    stream_idle_timeout_ms: u64,
-    config: Arc<crate::config::Config>,
-    strip_usage_chunk: bool,
-    /// Shared by this request's filters (annotations, routing).
-    context: Arc<std::sync::Mutex<RequestContext>>,
-}
-
-impl Exchange {
-    fn wants(&self, i: usize, hook: Hooks) -> bool {
-        self.gw.stages[i].filter.info.hooks.contains(hook)
-    }
-
-    /// Calls a filter's hook, creating its instance on first use. `Ok(None)`:
-    /// the filter is skipped (failed earlier, or failed now with `on_error = open`).
-    async fn call(&mut self, i: usize, hook: Hook<'_>) -> Result<Option<Answer>, GatewayError> {
-        if matches!(self.slots[i], Slot::Empty) {
-            let stage = &self.gw.stages[i];
-            if stage.breaker.admit() == Admit::No {
-                // Open circuit: the filter failed too often lately. Apply its
-                // policy without calling it.
-                self.slots[i] = Slot::Failed;
-                let name = &stage.filter.name;
-                self.runtime.services.metrics.count_circuit_skipped(name);
-                return match stage.settings.on_error {
-                    OnError::Open => Ok(None),
-                    OnError::Closed => Err(GatewayError::unavailable(format!(
-                        "filter '{name}' failed {} requests in a row; its circuit is open and it is not called for {} ms",
-                        stage.settings.circuit_failures, stage.settings.circuit_open_ms
-                    ))),
-                };
-            }
-            let instance = match stage.pool.take() {
-                Some(warm) => Ok(warm),
-                None => {
-                    let fresh = || {
-                        self.runtime.instantiate(
-                            &stage.filter,
-                            stage.settings.timeout_ms,
-                            stage.settings.max_memory_mb,
-                        )
-                    };
-                    match fresh().await {
-                        // A slot may be momentarily unavailable (being
-                        // decommitted): one more try before refusing.
-                        Err(FilterError::Call {
-                            hook: "instantiate",
-                            message,
-                            ..
-                        }) => {
-                            tracing::debug!(filter = %stage.filter.name, "instantiate failed, retrying: {message}");
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            fresh().await
-                        }
-                        other => other,
-                    }
-                    .map(Box::new)
-                }
-            };
-            let created = match instance {
-                Ok(mut inst) => inst
-                    .configure(&stage.settings.config_json)
-                    .await
-                    .map(|_| inst),
-                Err(e) => Err(e),
-            };
-            match created {
-                Ok(mut inst) => {
-                    inst.set_request(Some(self.context.clone()));
-                    self.slots[i] = Slot::Live(inst)
-                }
-                Err(FilterError::Call {
-                    hook: "instantiate",
-                    message,
-                    ..
-                }) => {
-                    // Not the filter's fault: the instance pool is exhausted.
-                    // Skipping the filter would silently drop a policy (rate
-                    // limits!), so the request is refused instead.
-                    self.slots[i] = Slot::Failed;
-                    let name = self.gw.stages[i].filter.name.clone();
-                    tracing::warn!(filter = %name, "cannot instantiate: {message}");
-                    return Err(GatewayError::unavailable(format!(
-                        "gateway at capacity: cannot start filter '{name}'; retry shortly"
-                    )));
-                }
-                Err(e) => return self.fail(i, e),
-            }
-        }
-        let Slot::Live(inst) = &mut self.slots[i] else {
-            return Ok(None);
-        };
-        let started = Instant::now();
-        let result = inst.hook(hook).await;
-        self.runtime.services.metrics.observe_filter_call(
-            &self.gw.stages[i].filter.name,
-            started.elapsed().as_micros() as u64,
-        );
-        match result {
-            Ok(r) => Ok(Some(r)),
-            Err(e) => self.fail(i, e),
-        }
-    }
-
-    /// Hands a healthy instance back to its stage's pool.
-    fn release(&mut self, i: usize) {
-        if let Slot::Live(mut inst) = std::mem::replace(&mut self.slots[i], Slot::Empty) {
-            self.gw.stages[i].breaker.success();
-            inst.set_request(None);
-            self.gw.stages[i].pool.give(inst);
-        }
-    }
-
-    fn fail<R>(&mut self, i: usize, e: FilterError) -> Result<Option<R>, GatewayError> {
-        self.slots[i] = Slot::Failed;
-        let stage = &self.gw.stages[i];
-        self.runtime
-            .services
-            .metrics
-            .count_filter_failure(&stage.filter.name);
-        if stage.breaker.failure() {
-            self.runtime
-                .services
-                .metrics
-                .count_circuit_opened(&stage.filter.name);
-            tracing::warn!(gateway = %self.gw.name, filter = %stage.filter.name, open_ms = stage.settings.circuit_open_ms, "filter failed {} requests in a row: circuit opened", stage.settings.circuit_failures);
-        }
-        tracing::warn!(gateway = %self.gw.name, request_id = %self.request_id, on_error = ?stage.settings.on_error, "{e}");
-        match stage.settings.on_error {
-            OnError::Open => Ok(None),
-            OnError::Closed => Err(GatewayError::filter_failed(e.to_string())),
-        }
-    }
-
-    fn bad_answer(&self, i: usize, hook: &'static str, message: String) -> FilterError {
-        FilterError::Call {
-            filter: self.gw.stages[i].filter.name.to_string(),
-            hook,
-            message,
-        }
-    }
-}
-
-/// A response on its way to the client.
-struct Outgoing {
-    status: StatusCode,
-    headers: HeaderMap,
-    /// The upstream's own Content-Length, restored after filters ran when the
-    /// body passes through unchanged.
-    upstream_len: Option<HeaderValue>,
-    body: BodySource,
-    local: bool,
-}
-
-enum BodySource {
-    Upstream(hyper::body::Incoming),
-    Bytes(Bytes),
-}
-
-impl Outgoing {
-    fn from_error(e: &GatewayError) -> Self {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Outgoing {
-            status: e.status,
-            headers,
-            upstream_len: None,
-            body: BodySource::Bytes(e.body()),
-            local: true,
-        }
-    }
-
-    fn from_local(local: LocalResponse) -> Result<Self, String> {
-        let status = StatusCode::from_u16(local.status)
-            .map_err(|_| format!("local response has invalid status {}", local.status))?;
-        headers::check_size(&local.headers).map_err(|m| format!("local response: {m}"))?;
-        Ok(Outgoing {
-            status,
-            headers: headers::map_from(&local.headers),
-            upstream_len: None,
-            body: BodySource::Bytes(Bytes::from(local.body)),
-            local: true,
-        })
-    }
 }
 
 /// Serves one gateway request.
@@ -685,190 +482,6 @@ async fn upstream_loop(
             Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
         }
     }
-}
-
-/// Checks a filter's early answer. `Ok(None)`: it was invalid and the
-/// filter's `on_error = "open"` skips it, so the request goes on.
-fn local_answer(
-    ex: &mut Exchange,
-    k: usize,
-    local: LocalResponse,
-) -> Result<Option<Outgoing>, GatewayError> {
-    match Outgoing::from_local(local) {
-        Ok(o) => Ok(Some(o)),
-        Err(m) => {
-            let err = ex.bad_answer(k, "respond", m);
-            ex.fail::<()>(k, err).map(|_| None)
-        }
-    }
-}
-
-/// A filter at stage `k` answered: filters before it see the response.
-async fn respond_locally(mut ex: Exchange, k: usize, mut out: Outgoing) -> Response<GatewayBody> {
-    ex.runtime
-        .services
-        .metrics
-        .local_responses
-        .fetch_add(1, Ordering::Relaxed);
-    match response_hooks(&mut ex, k, &mut out, 0, None, false).await {
-        Ok(AfterHeaders::Deliver { body_upto }) => {
-            finish(ex, body_upto, out, Outcome::RespondedLocally)
-        }
-        Ok(AfterHeaders::Retry(_)) => finish(ex, k, out, Outcome::RespondedLocally),
-        Err(e) => finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
-    }
-}
-
-/// What the response-headers hooks decided.
-enum AfterHeaders {
-    /// Send the request again after this many ms.
-    Retry(u32),
-    /// Deliver the response; body hooks run for stages `0..body_upto` (a filter
-    /// that replaced the response is the last one: filters after it never see
-    /// a body they did not get from upstream).
-    Deliver { body_upto: usize },
-}
-
-/// Response-headers hooks of stages `0..upto`, in reverse order.
-async fn response_hooks(
-    ex: &mut Exchange,
-    upto: usize,
-    out: &mut Outgoing,
-    attempt: u32,
-    upstream_error: Option<String>,
-    allow_retry: bool,
-) -> Result<AfterHeaders, GatewayError> {
-    let mut body_upto = upto;
-    let mut head = ResponseHead {
-        status: out.status.as_u16(),
-        headers: headers::view(&out.headers),
-        attempt,
-        upstream_error,
-        local: out.local,
-    };
-    for i in (0..upto).rev() {
-        if !ex.wants(i, Hooks::RESPONSE_HEADERS) {
-            continue;
-        }
-        match ex.call(i, Hook::ResponseHeaders(&head)).await? {
-            Some(Answer::Response(ResponseDecision::Continue(edits))) => {
-                if let Err(m) = headers::apply(&edits, &mut out.headers, &mut head.headers) {
-                    let err = ex.bad_answer(i, "on-response-headers", m);
-                    ex.fail::<()>(i, err)?;
-                }
-            }
-            Some(Answer::Response(ResponseDecision::Respond(local))) => {
-                match Outgoing::from_local(local) {
-                    Ok(o) => {
-                        *out = o;
-                        body_upto = i;
-                        head = ResponseHead {
-                            status: out.status.as_u16(),
-                            headers: headers::view(&out.headers),
-                            attempt,
-                            upstream_error: None,
-                            local: true,
-                        };
-                    }
-                    Err(m) => {
-                        let err = ex.bad_answer(i, "on-response-headers", m);
-                        ex.fail::<()>(i, err)?;
-                    }
-                }
-            }
-            Some(Answer::Response(ResponseDecision::Retry(spec)))
-                if allow_retry && (!out.local || head.upstream_error.is_some()) =>
-            {
-                return Ok(AfterHeaders::Retry(spec.delay_ms));
-            }
-            _ => {}
-        }
-    }
-    Ok(AfterHeaders::Deliver { body_upto })
-}
-
-/// Sends the head to the client and spawns the task that streams the body
-/// through the body hooks of stages `0..upto`, then runs the done hooks.
-fn finish(ex: Exchange, upto: usize, out: Outgoing, outcome: Outcome) -> Response<GatewayBody> {
-    let body_stages: Vec<usize> = (0..upto)
-        .rev()
-        .filter(|&i| {
-            ex.wants(i, Hooks::RESPONSE_BODY)
-                && !matches!(ex.gw.stages[i].filter.info.response_body, BodyMode::Ignore)
-        })
-        .collect();
-    let mut ex = ex;
-    // Instances no later hook needs go back to the pool now, not at stream end.
-    for i in 0..ex.slots.len() {
-        if !body_stages.contains(&i) && !ex.wants(i, Hooks::DONE) {
-            ex.release(i);
-        }
-    }
-    let mut headers = out.headers;
-    // Framing belongs to the host: whatever filters set, the client gets the
-    // true length (or chunked / h2 framing when body filters may change it).
-    headers::strip_hop_by_hop(&mut headers);
-    headers.remove(CONTENT_LENGTH);
-    let rewrites_stream = ex.strip_usage_chunk
-        && headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("text/event-stream"));
-    if body_stages.is_empty() && !rewrites_stream {
-        match (&out.body, out.upstream_len) {
-            (BodySource::Bytes(b), _) => {
-                headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
-            }
-            (BodySource::Upstream(_), Some(len)) => {
-                headers.insert(CONTENT_LENGTH, len);
-            }
-            (BodySource::Upstream(_), None) => {}
-        }
-    }
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let status = out.status;
-    let summary_headers = headers::redacted_view(&headers);
-    let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(16);
-    let streamed = content_type
-        .as_deref()
-        .is_some_and(|c| c.starts_with("text/event-stream"));
-    let usage_filter =
-        (streamed && ex.strip_usage_chunk).then(crate::providers::usage::UsageChunkFilter::default);
-    let task = BodyTask {
-        usage_filter,
-        ex,
-        body_stages,
-        buffers: Vec::new(),
-        usage: UsageReader::for_content_type(content_type.as_deref()),
-        streamed: content_type
-            .as_deref()
-            .is_some_and(|c| c.starts_with("text/event-stream")),
-        status: status.as_u16(),
-        outcome,
-        response_bytes: 0,
-        response_headers: summary_headers,
-    };
-    // Counted until its done hooks ran, so shutdown waits for the log entry.
-    struct InFlight(Arc<crate::runtime::host::Services>);
-    impl Drop for InFlight {
-        fn drop(&mut self) {
-            self.0.metrics.body_tasks.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-    let services = task.ex.runtime.services.clone();
-    services.metrics.body_tasks.fetch_add(1, Ordering::AcqRel);
-    let in_flight = InFlight(services);
-    tokio::spawn(async move {
-        task.run(out.body, tx).await;
-        drop(in_flight);
-    });
-    let mut resp = Response::new(GatewayBody::Channel(rx));
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
-    resp
 }
 
 /// The whole request body, within `max` bytes and the read timeout.

@@ -1,0 +1,183 @@
+//! The per-request state that outlives the handler: the filter instances
+//! of this request (taken from and given back to their stage's pool), and
+//! how a call to one of them is made and how its failure is handled.
+
+use super::super::GatewayPipeline;
+use super::super::breaker::Admit;
+use crate::config::OnError;
+use crate::runtime::Runtime;
+use crate::runtime::bindings::types::{Header, Hooks};
+use crate::runtime::host::RequestContext;
+use crate::runtime::instance::{Answer, FilterError, FilterInstance, Hook};
+use crate::server::error::GatewayError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A filter's instance for this request.
+pub(super) enum Slot {
+    Empty,
+    Live(Box<FilterInstance>),
+    Failed,
+}
+
+/// The per-request state that outlives the handler (moved into the body task).
+pub(super) struct Exchange {
+    pub(super) gw: Arc<GatewayPipeline>,
+    pub(super) runtime: Arc<Runtime>,
+    pub(super) slots: Vec<Slot>,
+    pub(super) started: Instant,
+    pub(super) created_at_ms: u64,
+    pub(super) request_id: String,
+    pub(super) account: String,
+    pub(super) provider: String,
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) model: Option<String>,
+    pub(super) request_bytes: u64,
+    pub(super) request_headers: Vec<Header>,
+    pub(super) attempts: u32,
+    pub(super) stream_idle_timeout_ms: u64,
+    pub(super) config: Arc<crate::config::Config>,
+    pub(super) strip_usage_chunk: bool,
+    /// Shared by this request's filters (annotations, routing).
+    pub(super) context: Arc<std::sync::Mutex<RequestContext>>,
+}
+
+impl Exchange {
+    pub(super) fn wants(&self, i: usize, hook: Hooks) -> bool {
+        self.gw.stages[i].filter.info.hooks.contains(hook)
+    }
+
+    /// Calls a filter's hook, creating its instance on first use. `Ok(None)`:
+    /// the filter is skipped (failed earlier, or failed now with `on_error = open`).
+    pub(super) async fn call(
+        &mut self,
+        i: usize,
+        hook: Hook<'_>,
+    ) -> Result<Option<Answer>, GatewayError> {
+        if matches!(self.slots[i], Slot::Empty) {
+            let stage = &self.gw.stages[i];
+            if stage.breaker.admit() == Admit::No {
+                // Open circuit: the filter failed too often lately. Apply its
+                // policy without calling it.
+                self.slots[i] = Slot::Failed;
+                let name = &stage.filter.name;
+                self.runtime.services.metrics.count_circuit_skipped(name);
+                return match stage.settings.on_error {
+                    OnError::Open => Ok(None),
+                    OnError::Closed => Err(GatewayError::unavailable(format!(
+                        "filter '{name}' failed {} requests in a row; its circuit is open and it is not called for {} ms",
+                        stage.settings.circuit_failures, stage.settings.circuit_open_ms
+                    ))),
+                };
+            }
+            let instance = match stage.pool.take() {
+                Some(warm) => Ok(warm),
+                None => {
+                    let fresh = || {
+                        self.runtime.instantiate(
+                            &stage.filter,
+                            stage.settings.timeout_ms,
+                            stage.settings.max_memory_mb,
+                        )
+                    };
+                    match fresh().await {
+                        // A slot may be momentarily unavailable (being
+                        // decommitted): one more try before refusing.
+                        Err(FilterError::Call {
+                            hook: "instantiate",
+                            message,
+                            ..
+                        }) => {
+                            tracing::debug!(filter = %stage.filter.name, "instantiate failed, retrying: {message}");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            fresh().await
+                        }
+                        other => other,
+                    }
+                    .map(Box::new)
+                }
+            };
+            let created = match instance {
+                Ok(mut inst) => inst
+                    .configure(&stage.settings.config_json)
+                    .await
+                    .map(|_| inst),
+                Err(e) => Err(e),
+            };
+            match created {
+                Ok(mut inst) => {
+                    inst.set_request(Some(self.context.clone()));
+                    self.slots[i] = Slot::Live(inst)
+                }
+                Err(FilterError::Call {
+                    hook: "instantiate",
+                    message,
+                    ..
+                }) => {
+                    // Not the filter's fault: the instance pool is exhausted.
+                    // Skipping the filter would silently drop a policy (rate
+                    // limits!), so the request is refused instead.
+                    self.slots[i] = Slot::Failed;
+                    let name = self.gw.stages[i].filter.name.clone();
+                    tracing::warn!(filter = %name, "cannot instantiate: {message}");
+                    return Err(GatewayError::unavailable(format!(
+                        "gateway at capacity: cannot start filter '{name}'; retry shortly"
+                    )));
+                }
+                Err(e) => return self.fail(i, e),
+            }
+        }
+        let Slot::Live(inst) = &mut self.slots[i] else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let result = inst.hook(hook).await;
+        self.runtime.services.metrics.observe_filter_call(
+            &self.gw.stages[i].filter.name,
+            started.elapsed().as_micros() as u64,
+        );
+        match result {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => self.fail(i, e),
+        }
+    }
+
+    /// Hands a healthy instance back to its stage's pool.
+    pub(super) fn release(&mut self, i: usize) {
+        if let Slot::Live(mut inst) = std::mem::replace(&mut self.slots[i], Slot::Empty) {
+            self.gw.stages[i].breaker.success();
+            inst.set_request(None);
+            self.gw.stages[i].pool.give(inst);
+        }
+    }
+
+    pub(super) fn fail<R>(&mut self, i: usize, e: FilterError) -> Result<Option<R>, GatewayError> {
+        self.slots[i] = Slot::Failed;
+        let stage = &self.gw.stages[i];
+        self.runtime
+            .services
+            .metrics
+            .count_filter_failure(&stage.filter.name);
+        if stage.breaker.failure() {
+            self.runtime
+                .services
+                .metrics
+                .count_circuit_opened(&stage.filter.name);
+            tracing::warn!(gateway = %self.gw.name, filter = %stage.filter.name, open_ms = stage.settings.circuit_open_ms, "filter failed {} requests in a row: circuit opened", stage.settings.circuit_failures);
+        }
+        tracing::warn!(gateway = %self.gw.name, request_id = %self.request_id, on_error = ?stage.settings.on_error, "{e}");
+        match stage.settings.on_error {
+            OnError::Open => Ok(None),
+            OnError::Closed => Err(GatewayError::filter_failed(e.to_string())),
+        }
+    }
+
+    pub(super) fn bad_answer(&self, i: usize, hook: &'static str, message: String) -> FilterError {
+        FilterError::Call {
+            filter: self.gw.stages[i].filter.name.to_string(),
+            hook,
+            message,
+        }
+    }
+}

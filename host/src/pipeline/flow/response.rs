@@ -1,0 +1,241 @@
+//! The response side: what goes back to the client (upstream or a filter's
+//! own answer), the response-headers hooks in reverse order, and handing the
+//! body to its streaming task.
+
+use super::*;
+
+/// A response on its way to the client.
+pub(super) struct Outgoing {
+    pub(super) status: StatusCode,
+    pub(super) headers: HeaderMap,
+    /// The upstream's own Content-Length, restored after filters ran when the
+    /// body passes through unchanged.
+    pub(super) upstream_len: Option<HeaderValue>,
+    pub(super) body: BodySource,
+    pub(super) local: bool,
+}
+
+pub(super) enum BodySource {
+    Upstream(hyper::body::Incoming),
+    Bytes(Bytes),
+}
+
+impl Outgoing {
+    pub(super) fn from_error(e: &GatewayError) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Outgoing {
+            status: e.status,
+            headers,
+            upstream_len: None,
+            body: BodySource::Bytes(e.body()),
+            local: true,
+        }
+    }
+
+    pub(super) fn from_local(local: LocalResponse) -> Result<Self, String> {
+        let status = StatusCode::from_u16(local.status)
+            .map_err(|_| format!("local response has invalid status {}", local.status))?;
+        headers::check_size(&local.headers).map_err(|m| format!("local response: {m}"))?;
+        Ok(Outgoing {
+            status,
+            headers: headers::map_from(&local.headers),
+            upstream_len: None,
+            body: BodySource::Bytes(Bytes::from(local.body)),
+            local: true,
+        })
+    }
+}
+
+/// Checks a filter's early answer. `Ok(None)`: it was invalid and the
+/// filter's `on_error = "open"` skips it, so the request goes on.
+pub(super) fn local_answer(
+    ex: &mut Exchange,
+    k: usize,
+    local: LocalResponse,
+) -> Result<Option<Outgoing>, GatewayError> {
+    match Outgoing::from_local(local) {
+        Ok(o) => Ok(Some(o)),
+        Err(m) => {
+            let err = ex.bad_answer(k, "respond", m);
+            ex.fail::<()>(k, err).map(|_| None)
+        }
+    }
+}
+
+/// A filter at stage `k` answered: filters before it see the response.
+pub(super) async fn respond_locally(
+    mut ex: Exchange,
+    k: usize,
+    mut out: Outgoing,
+) -> Response<GatewayBody> {
+    ex.runtime
+        .services
+        .metrics
+        .local_responses
+        .fetch_add(1, Ordering::Relaxed);
+    match response_hooks(&mut ex, k, &mut out, 0, None, false).await {
+        Ok(AfterHeaders::Deliver { body_upto }) => {
+            finish(ex, body_upto, out, Outcome::RespondedLocally)
+        }
+        Ok(AfterHeaders::Retry(_)) => finish(ex, k, out, Outcome::RespondedLocally),
+        Err(e) => finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
+    }
+}
+
+/// What the response-headers hooks decided.
+pub(super) enum AfterHeaders {
+    /// Send the request again after this many ms.
+    Retry(u32),
+    /// Deliver the response; body hooks run for stages `0..body_upto` (a filter
+    /// that replaced the response is the last one: filters after it never see
+    /// a body they did not get from upstream).
+    Deliver { body_upto: usize },
+}
+
+/// Response-headers hooks of stages `0..upto`, in reverse order.
+pub(super) async fn response_hooks(
+    ex: &mut Exchange,
+    upto: usize,
+    out: &mut Outgoing,
+    attempt: u32,
+    upstream_error: Option<String>,
+    allow_retry: bool,
+) -> Result<AfterHeaders, GatewayError> {
+    let mut body_upto = upto;
+    let mut head = ResponseHead {
+        status: out.status.as_u16(),
+        headers: headers::view(&out.headers),
+        attempt,
+        upstream_error,
+        local: out.local,
+    };
+    for i in (0..upto).rev() {
+        if !ex.wants(i, Hooks::RESPONSE_HEADERS) {
+            continue;
+        }
+        match ex.call(i, Hook::ResponseHeaders(&head)).await? {
+            Some(Answer::Response(ResponseDecision::Continue(edits))) => {
+                if let Err(m) = headers::apply(&edits, &mut out.headers, &mut head.headers) {
+                    let err = ex.bad_answer(i, "on-response-headers", m);
+                    ex.fail::<()>(i, err)?;
+                }
+            }
+            Some(Answer::Response(ResponseDecision::Respond(local))) => {
+                match Outgoing::from_local(local) {
+                    Ok(o) => {
+                        *out = o;
+                        body_upto = i;
+                        head = ResponseHead {
+                            status: out.status.as_u16(),
+                            headers: headers::view(&out.headers),
+                            attempt,
+                            upstream_error: None,
+                            local: true,
+                        };
+                    }
+                    Err(m) => {
+                        let err = ex.bad_answer(i, "on-response-headers", m);
+                        ex.fail::<()>(i, err)?;
+                    }
+                }
+            }
+            Some(Answer::Response(ResponseDecision::Retry(spec)))
+                if allow_retry && (!out.local || head.upstream_error.is_some()) =>
+            {
+                return Ok(AfterHeaders::Retry(spec.delay_ms));
+            }
+            _ => {}
+        }
+    }
+    Ok(AfterHeaders::Deliver { body_upto })
+}
+
+/// Sends the head to the client and spawns the task that streams the body
+/// through the body hooks of stages `0..upto`, then runs the done hooks.
+pub(super) fn finish(
+    ex: Exchange,
+    upto: usize,
+    out: Outgoing,
+    outcome: Outcome,
+) -> Response<GatewayBody> {
+    let body_stages: Vec<usize> = (0..upto)
+        .rev()
+        .filter(|&i| {
+            ex.wants(i, Hooks::RESPONSE_BODY)
+                && !matches!(ex.gw.stages[i].filter.info.response_body, BodyMode::Ignore)
+        })
+        .collect();
+    let mut ex = ex;
+    // Instances no later hook needs go back to the pool now, not at stream end.
+    for i in 0..ex.slots.len() {
+        if !body_stages.contains(&i) && !ex.wants(i, Hooks::DONE) {
+            ex.release(i);
+        }
+    }
+    let mut headers = out.headers;
+    // Framing belongs to the host: whatever filters set, the client gets the
+    // true length (or chunked / h2 framing when body filters may change it).
+    headers::strip_hop_by_hop(&mut headers);
+    headers.remove(CONTENT_LENGTH);
+    let rewrites_stream = ex.strip_usage_chunk
+        && headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+    if body_stages.is_empty() && !rewrites_stream {
+        match (&out.body, out.upstream_len) {
+            (BodySource::Bytes(b), _) => {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
+            }
+            (BodySource::Upstream(_), Some(len)) => {
+                headers.insert(CONTENT_LENGTH, len);
+            }
+            (BodySource::Upstream(_), None) => {}
+        }
+    }
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let status = out.status;
+    let summary_headers = headers::redacted_view(&headers);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(16);
+    let streamed = content_type
+        .as_deref()
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    let usage_filter =
+        (streamed && ex.strip_usage_chunk).then(crate::providers::usage::UsageChunkFilter::default);
+    let task = BodyTask {
+        usage_filter,
+        ex,
+        body_stages,
+        buffers: Vec::new(),
+        usage: UsageReader::for_content_type(content_type.as_deref()),
+        streamed: content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/event-stream")),
+        status: status.as_u16(),
+        outcome,
+        response_bytes: 0,
+        response_headers: summary_headers,
+    };
+    // Counted until its done hooks ran, so shutdown waits for the log entry.
+    struct InFlight(Arc<crate::runtime::host::Services>);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            self.0.metrics.body_tasks.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let services = task.ex.runtime.services.clone();
+    services.metrics.body_tasks.fetch_add(1, Ordering::AcqRel);
+    let in_flight = InFlight(services);
+    tokio::spawn(async move {
+        task.run(out.body, tx).await;
+        drop(in_flight);
+    });
+    let mut resp = Response::new(GatewayBody::Channel(rx));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
