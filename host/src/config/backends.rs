@@ -1,6 +1,8 @@
-//! Plain settings of the optional backends (shared store, span export), kept
-//! here so the configuration module depends on nothing but itself (the fuzz
-//! targets compile it alone).
+//! Settings of the optional backends (shared store, span export) and the
+//! reading of `[store]`. They live in the configuration module so it depends
+//! on nothing but itself (the fuzz targets compile it alone).
+
+use std::path::Path;
 
 /// What a call does when Redis cannot answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,4 +37,64 @@ pub struct OtlpSettings {
     pub endpoint: String,
     /// `service.name` of the resource.
     pub service_name: String,
+}
+
+/// `[store]`: `None` for the in-memory backend.
+pub(super) fn parse_store(
+    st: super::raw::RawStore,
+    base: &Path,
+) -> Result<Option<RedisSettings>, (String, String)> {
+    let on_error = |key: &str, v: &Option<String>| match v.as_deref() {
+        None | Some("open") => Ok(OnError::Open),
+        Some("closed") => Ok(OnError::Closed),
+        Some(other) => Err((
+            format!("store.{key}"),
+            format!("expected \"open\" or \"closed\", got \"{other}\""),
+        )),
+    };
+    match st.backend.as_deref().unwrap_or("memory") {
+        "memory" => {
+            if st.url.is_some() {
+                return Err((
+                    "store.url".into(),
+                    "only used with backend = \"redis\"".into(),
+                ));
+            }
+            Ok(None)
+        }
+        "redis" => {
+            let Some(url) = &st.url else {
+                return Err((
+                    "store.url".into(),
+                    "backend = \"redis\" needs url = \"redis://127.0.0.1:6379/0\"".into(),
+                ));
+            };
+            let url = super::resolve_secret(url, base).map_err(|r| ("store.url".to_string(), r))?;
+            if !(url.0.starts_with("redis://") || url.0.starts_with("rediss://")) {
+                return Err((
+                    "store.url".into(),
+                    "expected a redis:// or rediss:// URL".into(),
+                ));
+            }
+            let timeout_ms = st.timeout_ms.unwrap_or(25);
+            if !(1..=10_000).contains(&timeout_ms) {
+                return Err((
+                    "store.timeout_ms".into(),
+                    format!("expected 1 to 10000, got {timeout_ms}"),
+                ));
+            }
+            Ok(Some(RedisSettings {
+                url: url.0,
+                timeout_ms,
+                key_prefix: st.key_prefix.unwrap_or_else(|| "aigw:".into()),
+                max_entry_bytes: st.max_entry_bytes.unwrap_or(4 << 20),
+                kv_on_error: on_error("kv_on_error", &st.kv_on_error)?,
+                limits_on_error: on_error("limits_on_error", &st.limits_on_error)?,
+            }))
+        }
+        other => Err((
+            "store.backend".into(),
+            format!("expected \"memory\" or \"redis\", got \"{other}\""),
+        )),
+    }
 }

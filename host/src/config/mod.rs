@@ -216,7 +216,7 @@ impl Config {
         };
         let store = match raw.store {
             None => None,
-            Some(st) => parse_store(st, &base).map_err(|(k, r)| invalid(&k, r))?,
+            Some(st) => backends::parse_store(st, &base).map_err(|(k, r)| invalid(&k, r))?,
         };
         let logs_postgres = match raw.logs {
             None => None,
@@ -537,67 +537,6 @@ fn valid_segment(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// `[store]`: `None` for the in-memory backend.
-fn parse_store(
-    st: raw::RawStore,
-    base: &Path,
-) -> Result<Option<backends::RedisSettings>, (String, String)> {
-    use backends::{OnError, RedisSettings};
-    let on_error = |key: &str, v: &Option<String>| match v.as_deref() {
-        None | Some("open") => Ok(OnError::Open),
-        Some("closed") => Ok(OnError::Closed),
-        Some(other) => Err((
-            format!("store.{key}"),
-            format!("expected \"open\" or \"closed\", got \"{other}\""),
-        )),
-    };
-    match st.backend.as_deref().unwrap_or("memory") {
-        "memory" => {
-            if st.url.is_some() {
-                return Err((
-                    "store.url".into(),
-                    "only used with backend = \"redis\"".into(),
-                ));
-            }
-            Ok(None)
-        }
-        "redis" => {
-            let Some(url) = &st.url else {
-                return Err((
-                    "store.url".into(),
-                    "backend = \"redis\" needs url = \"redis://127.0.0.1:6379/0\"".into(),
-                ));
-            };
-            let url = resolve_secret(url, base).map_err(|r| ("store.url".to_string(), r))?;
-            if !(url.0.starts_with("redis://") || url.0.starts_with("rediss://")) {
-                return Err((
-                    "store.url".into(),
-                    "expected a redis:// or rediss:// URL".into(),
-                ));
-            }
-            let timeout_ms = st.timeout_ms.unwrap_or(25);
-            if !(1..=10_000).contains(&timeout_ms) {
-                return Err((
-                    "store.timeout_ms".into(),
-                    format!("expected 1 to 10000, got {timeout_ms}"),
-                ));
-            }
-            Ok(Some(RedisSettings {
-                url: url.0,
-                timeout_ms,
-                key_prefix: st.key_prefix.unwrap_or_else(|| "aigw:".into()),
-                max_entry_bytes: st.max_entry_bytes.unwrap_or(4 << 20),
-                kv_on_error: on_error("kv_on_error", &st.kv_on_error)?,
-                limits_on_error: on_error("limits_on_error", &st.limits_on_error)?,
-            }))
-        }
-        other => Err((
-            "store.backend".into(),
-            format!("expected \"memory\" or \"redis\", got \"{other}\""),
-        )),
-    }
 }
 
 /// Splits the host's own keys off a filter table; the rest goes to `configure`.
