@@ -423,6 +423,11 @@ pub fn sse_data(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The JSON body of a request the mock received.
+pub fn body_of(seen: &Value) -> Value {
+    serde_json::from_str(seen["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
 /// Installs a filter the safe way: write to a hidden temp name, then rename.
 pub fn install_filter(dir: &Path, name: &str, bytes: &[u8]) {
     let tmp = dir.join(format!(".{name}.wasm.tmp"));

@@ -19,6 +19,7 @@ mod filter_failures;
 mod hot_reload;
 mod providers;
 mod python_sdk;
+mod redaction;
 mod scale_out;
 mod security;
 mod under_load;
