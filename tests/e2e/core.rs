@@ -57,6 +57,42 @@ async fn json_passthrough_keeps_path_query_keys_and_drops_hop_by_hop() {
     assert_eq!(seen[0]["body"], chat("hello gateway", false));
 }
 
+/// A small JSON answer passes the body filters (logging, cache) whole and
+/// reaches the client in one piece with its true length, not chunked; the
+/// done hooks still run after it (the log entry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_answers_through_body_filters_keep_their_length() {
+    let mock = Mock::start().await;
+    let mut gw = Gateway::start(&config(&mock, "\"logging\", \"cache\"", ""), &[]);
+    for _ in 0..2 {
+        let r = send(
+            &gw.url("/v1/acct/gw/openai/chat/completions"),
+            &[("content-type", "application/json")],
+            &chat("sized", false),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(
+            r.header("content-length"),
+            Some(r.body.len().to_string().as_str()),
+            "headers: {:?}",
+            r.headers
+        );
+        assert!(r.header("transfer-encoding").is_none(), "{:?}", r.headers);
+        assert!(r.json()["choices"][0]["message"]["content"].is_string());
+    }
+    assert_eq!(mock.requests().len(), 1, "the second answer is a cache hit");
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 2, "{entries:#?}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["status"] == 200 && e["tokens_out"].is_u64()),
+        "{entries:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_chunks_reach_the_client_before_the_stream_ends() {
     let mock = Mock::start().await;

@@ -238,7 +238,8 @@ pub async fn handle(
                 if let Err(m) = headers::apply(&edits, &mut upstream_headers, &mut head.headers) {
                     let err = ex.bad_answer(i, "on-request-headers", m);
                     if let Err(e) = ex.fail::<()>(i, err) {
-                        return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed);
+                        return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed)
+                            .await;
                     }
                 }
             }
@@ -247,19 +248,20 @@ pub async fn handle(
                     Ok(Some(out)) => return respond_locally(ex, i, out).await,
                     Ok(None) => {}
                     Err(e) => {
-                        return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed);
+                        return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed)
+                            .await;
                     }
                 }
             }
             Ok(_) => {}
-            Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
+            Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed).await,
         }
     }
 
     // The body, whole: kept as Bytes so retries resend it unchanged.
     let mut body = match read_body(body, config.max_body_bytes).await {
         Ok(b) => b,
-        Err((err, outcome)) => return finish(ex, 0, Outgoing::from_error(&err), outcome),
+        Err((err, outcome)) => return finish(ex, 0, Outgoing::from_error(&err), outcome).await,
     };
     (ex.model, _) = request_model(&body);
     // Streamed OpenAI-style chats: ask for the usage chunk so token counts are
@@ -292,7 +294,7 @@ pub async fn handle(
             match ex.fail::<()>(i, err) {
                 Ok(_) => continue,
                 Err(e) => {
-                    return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed);
+                    return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed).await;
                 }
             }
         }
@@ -303,12 +305,13 @@ pub async fn handle(
                     Ok(Some(out)) => return respond_locally(ex, i, out).await,
                     Ok(None) => {}
                     Err(e) => {
-                        return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed);
+                        return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed)
+                            .await;
                     }
                 }
             }
             Ok(_) => {}
-            Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
+            Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed).await,
         }
     }
     ex.request_bytes = body.len() as u64;
@@ -342,7 +345,8 @@ pub async fn handle(
                 n,
                 Outgoing::from_error(&GatewayError::bad_request(m)),
                 Outcome::RespondedLocally,
-            );
+            )
+            .await;
         }
     };
     let client = generation
@@ -362,7 +366,7 @@ pub async fn handle(
         client_key,
     };
     if let Err(e) = reroute(&mut ex, &mut target, &generation, env) {
-        return finish(ex, n, Outgoing::from_error(&e), Outcome::RespondedLocally);
+        return finish(ex, n, Outgoing::from_error(&e), Outcome::RespondedLocally).await;
     }
     upstream_loop(env, &generation, ex, target, parts.method, timeout_ms).await
 }
@@ -465,7 +469,7 @@ async fn upstream_loop(
                 drop(out);
                 tracing::debug!(request_id = %ex.request_id, attempt, delay, "retrying upstream");
                 if let Err(e) = reroute(&mut ex, &mut target, generation, env) {
-                    return finish(ex, n, Outgoing::from_error(&e), Outcome::UpstreamError);
+                    return finish(ex, n, Outgoing::from_error(&e), Outcome::UpstreamError).await;
                 }
                 tokio::time::sleep(Duration::from_millis(delay.min(MAX_RETRY_DELAY_MS) as u64))
                     .await;
@@ -477,9 +481,9 @@ async fn upstream_loop(
                     (_, true) => Outcome::RespondedLocally,
                     _ => Outcome::Completed,
                 };
-                return finish(ex, body_upto, out, outcome);
+                return finish(ex, body_upto, out, outcome).await;
             }
-            Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
+            Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed).await,
         }
     }
 }

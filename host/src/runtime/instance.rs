@@ -107,11 +107,14 @@ impl FilterInstance {
         //
         // The epoch ticks in wall time, but `timeout_ms` is a CPU budget: on a
         // saturated machine a call can be descheduled for longer than its
-        // budget without running. When the epoch deadline passes, the CPU time
-        // this thread actually spent since the last check is charged, and the
-        // call goes on until the charged time reaches `timeout_ms`. (Between
-        // two checks the fiber stays on its thread; after a host wait it may
-        // have moved, so the baseline restarts.)
+        // budget without running. A call that is still running after
+        // `timeout_ms` of wall time starts being charged the CPU time its
+        // thread actually spends, checked every tick, and ends once that
+        // reaches `timeout_ms`; so a busy loop ends after about twice its
+        // budget, and a descheduled call is not punished. (Reading a thread's
+        // CPU clock is a system call: only calls that outlive their budget
+        // pay for it. Between two checks the fiber stays on its thread; after
+        // a host wait it may have moved, so the baseline restarts.)
         store.epoch_deadline_callback(move |mut cx| {
             let state = cx.data_mut();
             let now = cpu_time::ThreadTime::try_now()
@@ -124,8 +127,14 @@ impl FilterInstance {
                     waited.div_ceil(tick) + 1,
                 ));
             }
-            let (Some(now), Some(base)) = (now, state.cpu_baseline) else {
+            let Some(now) = now else {
                 return Err(Trap::Interrupt.into());
+            };
+            let Some(base) = state.cpu_baseline else {
+                state.cpu_baseline = Some(now);
+                return Ok(wasmtime::UpdateDeadline::Continue(
+                    timeout_ms.div_ceil(tick).max(1),
+                ));
             };
             state.cpu_used_ms = state
                 .cpu_used_ms
@@ -177,9 +186,7 @@ impl FilterInstance {
         let state = self.store.data_mut();
         state.host_wait_ms = 0;
         state.cpu_used_ms = 0;
-        state.cpu_baseline = cpu_time::ThreadTime::try_now()
-            .ok()
-            .map(|t| t.as_duration());
+        state.cpu_baseline = None;
         self.store.set_epoch_deadline(self.ticks);
     }
 

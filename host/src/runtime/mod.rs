@@ -115,6 +115,11 @@ fn engine_config(pooling: bool, cache_dir: Option<&std::path::Path>) -> wasmtime
     }
     cfg.wasm_component_model(true);
     cfg.epoch_interruption(true);
+    // `AIGW_WASM_PROFILER=perfmap` names filter code in `perf` profiles
+    // (/tmp/perf-PID.map); a diagnostic switch, off by default.
+    if std::env::var("AIGW_WASM_PROFILER").is_ok_and(|v| v == "perfmap") {
+        cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         // Sized for thousands of concurrent requests (a held SSE stream keeps

@@ -22,6 +22,8 @@ pub use query::LogQuery;
 const QUEUE: usize = 16_384;
 /// Most entries written in one transaction.
 const BATCH: usize = 512;
+/// How long the writer lets entries gather after the first one of a batch.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Counters of the log store.
 #[derive(Debug, Default)]
@@ -280,7 +282,14 @@ fn write_loop(
     if prunes {
         let _ = prune(conn.db(), retention);
     }
+    let mut backlog = false;
     while let Ok(first) = rx.recv() {
+        // Let a burst gather: one transaction for many entries instead of a
+        // commit (and a wake-up of this thread) per request. Sleeping, not
+        // waiting on the queue, so senders have no one to wake meanwhile.
+        if !backlog {
+            std::thread::sleep(LINGER);
+        }
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {
@@ -288,6 +297,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
+        backlog = batch.len() == BATCH;
         match conn.write(&batch) {
             Ok(()) => {
                 counters

@@ -11,6 +11,7 @@ use crate::server::body::BodyError;
 use crate::server::error::GatewayError;
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -60,10 +61,11 @@ impl BodyTask {
                 };
                 match frame {
                     Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data()
-                            && !self.forward(data, false, &tx).await
-                        {
-                            break;
+                        if let Ok(data) = frame.into_data() {
+                            let end = incoming.is_end_stream();
+                            if !self.forward(data, end, &tx).await || end {
+                                break;
+                            }
                         }
                     }
                     Some(Err(e)) => {
@@ -82,6 +84,76 @@ impl BodyTask {
         }
         drop(tx);
         self.done().await;
+    }
+
+    /// Reads a body of known, small length whole and runs it through the
+    /// body hooks before anything is sent, so the client gets one response
+    /// with its true length (one write, no channel). `Err((sent, reason))`:
+    /// the upstream broke, stalled or a closed filter failed; the client gets
+    /// `sent` and then an abort, never a clean short body.
+    pub(super) async fn collect(&mut self, body: BodySource) -> Result<Bytes, (Bytes, String)> {
+        let mut out = Vec::new();
+        match body {
+            BodySource::Bytes(b) => self.push(b, true, &mut out).await?,
+            BodySource::Upstream(mut incoming) => loop {
+                let idle = Duration::from_millis(self.ex.stream_idle_timeout_ms);
+                match tokio::time::timeout(idle, incoming.frame()).await {
+                    Err(_) => {
+                        self.outcome = Outcome::UpstreamError;
+                        let msg = format!(
+                            "the provider sent nothing for {} ms (server.stream_idle_timeout_ms)",
+                            self.ex.stream_idle_timeout_ms
+                        );
+                        tracing::warn!(request_id = %self.ex.request_id, "{msg}");
+                        return Err((joined(out), msg));
+                    }
+                    Ok(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            // The last bytes carry the end of the stream: one
+                            // body-hook call instead of two.
+                            let end = incoming.is_end_stream();
+                            self.push(data, end, &mut out).await?;
+                            if end {
+                                break;
+                            }
+                        }
+                    }
+                    Ok(Some(Err(e))) => {
+                        self.outcome = Outcome::UpstreamError;
+                        let msg = format!("upstream stream broke: {}", error_chain(&e));
+                        tracing::warn!(request_id = %self.ex.request_id, "{msg}");
+                        return Err((joined(out), msg));
+                    }
+                    Ok(None) => {
+                        self.push(Bytes::new(), true, &mut out).await?;
+                        break;
+                    }
+                }
+            },
+        }
+        Ok(joined(out))
+    }
+
+    /// `collect`'s step: one chunk through the body hooks into `out`.
+    async fn push(
+        &mut self,
+        chunk: Bytes,
+        eos: bool,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), (Bytes, String)> {
+        match self.through_filters(chunk, eos).await {
+            Ok(data) if data.is_empty() => Ok(()),
+            Ok(data) => {
+                self.usage.feed(&data);
+                self.response_bytes += data.len() as u64;
+                out.push(data);
+                Ok(())
+            }
+            Err(e) => {
+                self.outcome = Outcome::FilterFailed;
+                Err((joined(std::mem::take(out)), e.message))
+            }
+        }
     }
 
     /// Ends a broken response: an SSE client first gets an explicit `error`
@@ -206,7 +278,7 @@ impl BodyTask {
     }
 
     /// Builds the summary, feeds metrics, and calls every `done` hook.
-    async fn done(mut self) {
+    pub(super) async fn done(mut self) {
         let usage = self.usage.finish();
         let metrics = &self.ex.runtime.services.metrics;
         metrics.count_status(self.status);
@@ -279,5 +351,14 @@ impl BodyTask {
         for i in 0..ex.slots.len() {
             ex.release(i);
         }
+    }
+}
+
+/// Chunks as one `Bytes` (no copy for the usual single chunk).
+fn joined(mut chunks: Vec<Bytes>) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => Bytes::from(chunks.concat()),
     }
 }

@@ -76,10 +76,10 @@ pub(super) async fn respond_locally(
         .fetch_add(1, Ordering::Relaxed);
     match response_hooks(&mut ex, k, &mut out, 0, None, false).await {
         Ok(AfterHeaders::Deliver { body_upto }) => {
-            finish(ex, body_upto, out, Outcome::RespondedLocally)
+            finish(ex, body_upto, out, Outcome::RespondedLocally).await
         }
-        Ok(AfterHeaders::Retry(_)) => finish(ex, k, out, Outcome::RespondedLocally),
-        Err(e) => finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed),
+        Ok(AfterHeaders::Retry(_)) => finish(ex, k, out, Outcome::RespondedLocally).await,
+        Err(e) => finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed).await,
     }
 }
 
@@ -151,9 +151,17 @@ pub(super) async fn response_hooks(
     Ok(AfterHeaders::Deliver { body_upto })
 }
 
-/// Sends the head to the client and spawns the task that streams the body
-/// through the body hooks of stages `0..upto`, then runs the done hooks.
-pub(super) fn finish(
+/// Responses up to this size, with a known length and not an event stream,
+/// are read whole and run through the body hooks before the head is sent:
+/// the client gets head and body in one write with their true length, and no
+/// per-request channel or streaming task is needed. Larger, unknown-length
+/// and SSE bodies stream through a task as they arrive.
+const INLINE_MAX_BYTES: usize = 1 << 20;
+
+/// Sends the response to the client: small bodies whole (see
+/// `INLINE_MAX_BYTES`), others streamed by a task, through the body hooks of
+/// stages `0..upto`; then the done hooks run in the background.
+pub(super) async fn finish(
     ex: Exchange,
     upto: usize,
     out: Outgoing,
@@ -178,12 +186,26 @@ pub(super) fn finish(
     // true length (or chunked / h2 framing when body filters may change it).
     headers::strip_hop_by_hop(&mut headers);
     headers.remove(CONTENT_LENGTH);
-    let rewrites_stream = ex.strip_usage_chunk
-        && headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("text/event-stream"));
-    if body_stages.is_empty() && !rewrites_stream {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let streamed = content_type
+        .as_deref()
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    let rewrites_stream = ex.strip_usage_chunk && streamed;
+    let inline = !streamed
+        && ex.method != "HEAD"
+        && match (&out.body, &out.upstream_len) {
+            (BodySource::Bytes(_), _) => true,
+            (BodySource::Upstream(_), Some(len)) => len
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .is_some_and(|n| n <= INLINE_MAX_BYTES),
+            (BodySource::Upstream(_), None) => false,
+        };
+    if !inline && body_stages.is_empty() && !rewrites_stream {
         match (&out.body, out.upstream_len) {
             (BodySource::Bytes(b), _) => {
                 headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
@@ -194,48 +216,70 @@ pub(super) fn finish(
             (BodySource::Upstream(_), None) => {}
         }
     }
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     let status = out.status;
-    let summary_headers = headers::redacted_view(&headers);
-    let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(16);
-    let streamed = content_type
-        .as_deref()
-        .is_some_and(|c| c.starts_with("text/event-stream"));
     let usage_filter =
         (streamed && ex.strip_usage_chunk).then(crate::providers::usage::UsageChunkFilter::default);
-    let task = BodyTask {
+    let mut task = BodyTask {
         usage_filter,
         ex,
         body_stages,
         buffers: Vec::new(),
         usage: UsageReader::for_content_type(content_type.as_deref()),
-        streamed: content_type
-            .as_deref()
-            .is_some_and(|c| c.starts_with("text/event-stream")),
+        streamed,
         status: status.as_u16(),
         outcome,
         response_bytes: 0,
-        response_headers: summary_headers,
+        response_headers: Vec::new(),
     };
-    // Counted until its done hooks ran, so shutdown waits for the log entry.
+    let services = task.ex.runtime.services.clone();
+    let body = if inline {
+        let body = match task.collect(out.body).await {
+            Ok(whole) => {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(whole.len()));
+                GatewayBody::full(whole)
+            }
+            Err((sent, reason)) => {
+                // The head is not sent yet, but the status may already say
+                // success: the client learns of the break as an aborted body.
+                let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(2);
+                if !sent.is_empty() {
+                    let _ = tx.try_send(Ok(sent));
+                }
+                let _ = tx.try_send(Err(reason.into()));
+                GatewayBody::Channel(rx)
+            }
+        };
+        task.response_headers = headers::redacted_view(&headers);
+        spawn_tracked(services, task.done());
+        body
+    } else {
+        task.response_headers = headers::redacted_view(&headers);
+        let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(16);
+        spawn_tracked(services, task.run(out.body, tx));
+        GatewayBody::Channel(rx)
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// Runs a request's background work, counted until it ends so that shutdown
+/// waits for its done hooks (log entries).
+fn spawn_tracked(
+    services: Arc<crate::runtime::host::Services>,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     struct InFlight(Arc<crate::runtime::host::Services>);
     impl Drop for InFlight {
         fn drop(&mut self) {
             self.0.metrics.body_tasks.fetch_sub(1, Ordering::AcqRel);
         }
     }
-    let services = task.ex.runtime.services.clone();
     services.metrics.body_tasks.fetch_add(1, Ordering::AcqRel);
     let in_flight = InFlight(services);
     tokio::spawn(async move {
-        task.run(out.body, tx).await;
+        work.await;
         drop(in_flight);
     });
-    let mut resp = Response::new(GatewayBody::Channel(rx));
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
-    resp
 }
