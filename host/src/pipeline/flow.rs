@@ -220,7 +220,11 @@ pub async fn handle(
         path: route.path.clone(),
         model: None,
         request_bytes: 0,
-        request_headers: headers::redacted_view(&parts.headers),
+        request_headers: if gw.wants_done {
+            headers::redacted_view(&parts.headers)
+        } else {
+            Vec::new()
+        },
         attempts: 0,
         stream_idle_timeout_ms: config.stream_idle_timeout_ms,
         config: generation.config.clone(),
@@ -263,10 +267,12 @@ pub async fn handle(
         Ok(b) => b,
         Err((err, outcome)) => return finish(ex, 0, Outgoing::from_error(&err), outcome).await,
     };
-    (ex.model, _) = request_model(&body);
+    let stream;
+    (ex.model, stream) = request_model(&body);
     // Streamed OpenAI-style chats: ask for the usage chunk so token counts are
     // exact, and hide it from a client that did not ask for it.
-    if route.path.ends_with("/chat/completions")
+    if stream
+        && route.path.ends_with("/chat/completions")
         && !provider.anthropic_messages
         && let Some(with_usage) = crate::providers::usage::with_stream_usage(&body)
     {

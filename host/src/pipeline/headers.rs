@@ -25,16 +25,21 @@ pub const MAX_HEADER_EDITS: usize = 256;
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(map: &mut HeaderMap) {
-    let named: Vec<String> = map
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(named) {
-        map.remove(name.as_str());
+    if map.contains_key(hyper::header::CONNECTION) {
+        let named: Vec<String> = map
+            .get_all(hyper::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for name in named {
+            map.remove(name.as_str());
+        }
+    }
+    for name in HOP_BY_HOP {
+        map.remove(*name);
     }
 }
 

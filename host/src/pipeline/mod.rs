@@ -83,6 +83,8 @@ pub struct GatewayPipeline {
     pub auth_token: Option<crate::config::Secret>,
     /// Filters in request order.
     pub stages: Vec<Stage>,
+    /// Some filter has a done hook (so requests gather the summary's headers).
+    pub wants_done: bool,
 }
 
 impl GatewayPipeline {
@@ -219,6 +221,12 @@ pub async fn build(
                 name: gw_name.clone(),
                 accounts: gw.accounts.clone(),
                 auth_token: gw.auth_token.clone(),
+                wants_done: stages.iter().any(|s| {
+                    s.filter
+                        .info
+                        .hooks
+                        .contains(crate::runtime::bindings::types::Hooks::DONE)
+                }),
                 stages,
             }),
         );

@@ -77,9 +77,19 @@ impl UsageReader {
     /// The usage found, once the body is complete.
     pub fn finish(&mut self) -> Usage {
         match self {
-            UsageReader::Json(buf, false) => serde_json::from_slice::<Value>(buf)
-                .map(|v| usage_from(&v))
-                .unwrap_or_default(),
+            UsageReader::Json(buf, false) => {
+                // Only `usage` is kept; the rest of the answer is skipped
+                // while parsing, not built into a tree.
+                #[derive(serde::Deserialize)]
+                struct Answer {
+                    usage: Option<Value>,
+                }
+                serde_json::from_slice::<Answer>(buf)
+                    .ok()
+                    .and_then(|a| a.usage)
+                    .map(|u| usage_in(&u))
+                    .unwrap_or_default()
+            }
             UsageReader::Json(_, true) | UsageReader::Other => Usage::default(),
             UsageReader::Sse(line, usage) => {
                 scan_sse_line(line, usage);
@@ -120,9 +130,14 @@ fn scan_sse_line(line: &[u8], usage: &mut Usage) {
 }
 
 fn usage_from(v: &Value) -> Usage {
-    let Some(u) = v.get("usage").filter(|u| u.is_object()) else {
+    v.get("usage").map(usage_in).unwrap_or_default()
+}
+
+/// Token counts of a `usage` object (OpenAI or Anthropic names).
+fn usage_in(u: &Value) -> Usage {
+    if !u.is_object() {
         return Usage::default();
-    };
+    }
     let num = |keys: &[&str]| {
         keys.iter()
             .find_map(|k| u.get(*k).and_then(Value::as_u64))

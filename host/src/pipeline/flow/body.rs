@@ -25,7 +25,11 @@ pub(super) struct BodyTask {
     pub(super) status: u16,
     pub(super) outcome: Outcome,
     pub(super) response_bytes: u64,
+    /// Response headers for the summary (only gathered when a filter has a
+    /// done hook to see them).
     pub(super) response_headers: Vec<Header>,
+    /// The answer came from a cache (`cf-aig-cache-status: HIT`).
+    pub(super) cached: bool,
     pub(super) usage_filter: Option<crate::providers::usage::UsageChunkFilter>,
 }
 
@@ -288,10 +292,7 @@ impl BodyTask {
         metrics
             .tokens_out
             .fetch_add(usage.tokens_out.unwrap_or(0) as u64, Ordering::Relaxed);
-        let cached = self
-            .response_headers
-            .iter()
-            .any(|h| h.name == "cf-aig-cache-status" && h.value.eq_ignore_ascii_case("hit"));
+        let cached = self.cached;
         let cost = self.ex.config.prices.cost(
             &self.ex.provider,
             self.ex.model.as_deref(),

@@ -230,6 +230,17 @@ pub(super) async fn finish(
         outcome,
         response_bytes: 0,
         response_headers: Vec::new(),
+        cached: headers
+            .get("cf-aig-cache-status")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"hit")),
+    };
+    let wants_done = task.ex.gw.wants_done;
+    let summary_view = |headers: &HeaderMap| {
+        if wants_done {
+            headers::redacted_view(headers)
+        } else {
+            Vec::new()
+        }
     };
     let services = task.ex.runtime.services.clone();
     let body = if inline {
@@ -249,11 +260,11 @@ pub(super) async fn finish(
                 GatewayBody::Channel(rx)
             }
         };
-        task.response_headers = headers::redacted_view(&headers);
+        task.response_headers = summary_view(&headers);
         spawn_tracked(services, task.done());
         body
     } else {
-        task.response_headers = headers::redacted_view(&headers);
+        task.response_headers = summary_view(&headers);
         let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(16);
         spawn_tracked(services, task.run(out.body, tx));
         GatewayBody::Channel(rx)
