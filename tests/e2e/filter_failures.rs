@@ -28,6 +28,29 @@ async fn a_filter_can_answer_early_and_the_upstream_is_skipped() {
     assert!(mock.requests().is_empty(), "upstream was called");
 }
 
+/// A warm instance serves request after request, and each starts from a
+/// freshly configured filter value: nothing of the previous one is visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_sees_a_freshly_configured_filter_on_a_reused_instance() {
+    let mock = Mock::start().await;
+    let gw = gateway_with(&mock, "mode = \"count\"\n");
+    let mut served = Vec::new();
+    for _ in 0..5 {
+        let r = send(&url(&gw), &[], &chat("x", false)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.header("x-test-seen"), Some("1"), "{:?}", r.headers);
+        served.push(
+            r.header("x-test-instance-requests")
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0),
+        );
+    }
+    assert!(
+        served.iter().any(|&n| n >= 2),
+        "no instance was reused, so the reset was not exercised: {served:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filter_can_rewrite_request_and_response_headers() {
     let mock = Mock::start().await;

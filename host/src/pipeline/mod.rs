@@ -28,13 +28,14 @@ pub struct Stage {
 }
 
 /// Most idle instances kept per stage.
-const MAX_IDLE_INSTANCES: usize = 32;
+const MAX_IDLE_INSTANCES: usize = 128;
 /// Requests an instance serves before it is retired (bounds what a leaking
 /// filter can accumulate).
 const MAX_INSTANCE_USES: u32 = 10_000;
 
-/// Warm instances of one stage. An instance serves one request at a time;
-/// before each request it is `configure`d again, which rebuilds the filter's
+/// Warm instances of one stage, ready to serve. An instance serves one
+/// request at a time; between two requests it is `configure`d again (right
+/// after the response of the first was sent), which rebuilds the filter's
 /// state from its table (the SDK replaces the filter value), so nothing of a
 /// previous request is visible. An instance that failed is never returned.
 #[derive(Default)]

@@ -349,9 +349,8 @@ impl BodyTask {
                 let _ = ex.call(i, Hook::Done(&summary)).await;
             }
         }
-        for i in 0..ex.slots.len() {
-            ex.release(i);
-        }
+        let released: Vec<_> = (0..ex.slots.len()).filter_map(|i| ex.release(i)).collect();
+        Exchange::recycle(ex.gw.clone(), released).await;
     }
 }
 

@@ -71,8 +71,10 @@ impl Exchange {
                     ))),
                 };
             }
+            // A pooled instance was `configure`d when its last request ended
+            // (after that response was sent); a fresh one is configured now.
             let instance = match stage.pool.take() {
-                Some(warm) => Ok(warm),
+                Some(warm) => Ok((warm, true)),
                 None => {
                     let fresh = || {
                         self.runtime.instantiate(
@@ -95,11 +97,12 @@ impl Exchange {
                         }
                         other => other,
                     }
-                    .map(Box::new)
+                    .map(|inst| (Box::new(inst), false))
                 }
             };
             let created = match instance {
-                Ok(mut inst) => inst
+                Ok((inst, true)) => Ok(inst),
+                Ok((mut inst, false)) => inst
                     .configure(&stage.settings.config_json)
                     .await
                     .map(|_| inst),
@@ -143,12 +146,36 @@ impl Exchange {
         }
     }
 
-    /// Hands a healthy instance back to its stage's pool.
-    pub(super) fn release(&mut self, i: usize) {
-        if let Slot::Live(mut inst) = std::mem::replace(&mut self.slots[i], Slot::Empty) {
-            self.gw.stages[i].breaker.success();
-            inst.set_request(None);
-            self.gw.stages[i].pool.give(inst);
+    /// Takes a healthy instance out of this request (its filter is done
+    /// with it), to be `recycle`d.
+    pub(super) fn release(&mut self, i: usize) -> Option<(usize, Box<FilterInstance>)> {
+        match std::mem::replace(&mut self.slots[i], Slot::Empty) {
+            Slot::Live(mut inst) => {
+                self.gw.stages[i].breaker.success();
+                inst.set_request(None);
+                Some((i, inst))
+            }
+            other => {
+                self.slots[i] = other;
+                None
+            }
+        }
+    }
+
+    /// Resets a released instance for its next request (`configure`, which
+    /// rebuilds the filter's state so nothing of this request is visible)
+    /// and hands it to its stage's pool. Called once the response is on its
+    /// way, so the reset is not on any request's path. An instance that
+    /// cannot be reset is dropped; the next request starts a fresh one.
+    pub(super) async fn recycle(
+        gw: Arc<GatewayPipeline>,
+        released: Vec<(usize, Box<FilterInstance>)>,
+    ) {
+        for (i, mut inst) in released {
+            let stage = &gw.stages[i];
+            if inst.configure(&stage.settings.config_json).await.is_ok() {
+                stage.pool.give(inst);
+            }
         }
     }
 

@@ -175,10 +175,15 @@ pub(super) async fn finish(
         })
         .collect();
     let mut ex = ex;
-    // Instances no later hook needs go back to the pool now, not at stream end.
+    // Instances no later hook needs are released now (and recycled as soon
+    // as the response is on its way), not at stream end.
+    let mut spare = Vec::new();
     for i in 0..ex.slots.len() {
-        if !body_stages.contains(&i) && !ex.wants(i, Hooks::DONE) {
-            ex.release(i);
+        if !body_stages.contains(&i)
+            && !ex.wants(i, Hooks::DONE)
+            && let Some(released) = ex.release(i)
+        {
+            spare.push(released);
         }
     }
     let mut headers = out.headers;
@@ -261,12 +266,18 @@ pub(super) async fn finish(
             }
         };
         task.response_headers = summary_view(&headers);
-        spawn_tracked(services, task.done());
+        spawn_tracked(services, async move {
+            Exchange::recycle(task.ex.gw.clone(), spare).await;
+            task.done().await
+        });
         body
     } else {
         task.response_headers = summary_view(&headers);
         let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(16);
-        spawn_tracked(services, task.run(out.body, tx));
+        spawn_tracked(services, async move {
+            Exchange::recycle(task.ex.gw.clone(), spare).await;
+            task.run(out.body, tx).await
+        });
         GatewayBody::Channel(rx)
     };
     let mut resp = Response::new(body);

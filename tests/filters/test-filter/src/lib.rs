@@ -2,12 +2,17 @@
 //! end-to-end tests can exercise every host path with one component:
 //! `respond` (answer early), `set-header` (rewrite request and response
 //! headers), `trap` (panic), `loop` (never return), `memory-bomb` (allocate
-//! without end), `reject-config` (refuse its table).
+//! without end), `reject-config` (refuse its table), `count` (report how many
+//! requests this filter value saw).
 
 use aigw_plugin_sdk::{
     Decision, Filter, FilterInfo, HeaderEdits, Hooks, LocalResponse, Request, Response,
     ResponseDecision,
 };
+
+/// Requests this instance served (`count` mode): module state outlives
+/// `configure`, so it shows whether instances are reused.
+static INSTANCE_REQUESTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// The filter; `mode` picks the behaviour.
 #[derive(Debug)]
@@ -17,6 +22,9 @@ pub struct TestFilter {
     header: String,
     value: String,
     until_ms: u64,
+    /// Requests this filter value has seen (`count` mode): always 1 when
+    /// every request starts from a freshly configured value.
+    seen: u32,
 }
 
 impl Filter for TestFilter {
@@ -49,6 +57,7 @@ impl Filter for TestFilter {
             header: text("header", "x-test-filter"),
             value: text("value", "seen"),
             until_ms: config.get("until_ms").and_then(|v| v.as_u64()).unwrap_or(0),
+            seen: 0,
             mode,
         })
     }
@@ -70,6 +79,11 @@ impl Filter for TestFilter {
                         .set(&self.header, &self.value)
                         .set("x-test-previous", &seen),
                 )
+            }
+            "count" => {
+                self.seen += 1;
+                INSTANCE_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Decision::proceed()
             }
             "trap" => trap(),
             // Far more header bytes than any client takes.
@@ -107,10 +121,21 @@ impl Filter for TestFilter {
     }
 
     fn on_response_headers(&mut self, _response: &Response) -> ResponseDecision {
-        if self.mode == "set-header" {
-            ResponseDecision::Continue(HeaderEdits::default().set("x-filtered", &self.value))
-        } else {
-            ResponseDecision::proceed()
+        match self.mode.as_str() {
+            "set-header" => {
+                ResponseDecision::Continue(HeaderEdits::default().set("x-filtered", &self.value))
+            }
+            "count" => ResponseDecision::Continue(
+                HeaderEdits::default()
+                    .set("x-test-seen", &self.seen.to_string())
+                    .set(
+                        "x-test-instance-requests",
+                        &INSTANCE_REQUESTS
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                            .to_string(),
+                    ),
+            ),
+            _ => ResponseDecision::proceed(),
         }
     }
 }
