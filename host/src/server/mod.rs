@@ -393,7 +393,12 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, config: &Config) {
                 let peer_ip = peer.ip();
                 let service = service_fn(move |req| {
                     let app = app.clone();
-                    async move { Ok::<_, std::convert::Infallible>(app.route(req, peer_ip).await) }
+                    // Boxed: a request's future holds the whole pipeline state
+                    // (kilobytes), and hyper moves the service future several
+                    // times per request; moving a pointer costs nothing.
+                    Box::pin(async move {
+                        Ok::<_, std::convert::Infallible>(app.route(req, peer_ip).await)
+                    })
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
