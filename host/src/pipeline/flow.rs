@@ -203,7 +203,16 @@ pub async fn handle(
         provider: route.provider.clone(),
         path: route.path.clone(),
         query: route.query.clone(),
-        headers: headers::view(&upstream_headers),
+        // Only filters with a request-headers hook see them.
+        headers: if gw
+            .stages
+            .iter()
+            .any(|s| s.filter.info.hooks.contains(Hooks::REQUEST_HEADERS))
+        {
+            headers::view(&upstream_headers)
+        } else {
+            Vec::new()
+        },
         client_ip: client_ip.to_string(),
     };
     let n = gw.stages.len();

@@ -25,6 +25,10 @@ pub const MAX_HEADER_EDITS: usize = 256;
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(map: &mut HeaderMap) {
+    // Usually there is none: one pass over the names, no lookups.
+    if !map.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
+        return;
+    }
     if map.contains_key(hyper::header::CONNECTION) {
         let named: Vec<String> = map
             .get_all(hyper::header::CONNECTION)

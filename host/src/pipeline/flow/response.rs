@@ -300,6 +300,9 @@ fn spawn_tracked(
     }
     services.metrics.body_tasks.fetch_add(1, Ordering::AcqRel);
     let in_flight = InFlight(services);
+    // Boxed once here: the work holds the request's whole state, and the
+    // task would otherwise move it by value (kilobytes) as it is spawned.
+    let work = Box::pin(work);
     tokio::spawn(async move {
         work.await;
         drop(in_flight);
