@@ -58,6 +58,20 @@ async fn faulty_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                         reset(&s);
                         drop(s);
                     }
+                    "/slow-body" => {
+                        let body = br#"{"choices":[{"message":{"content":"late"}}]}"#;
+                        let _ = s
+                            .write_all(
+                                format!(
+                                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                                    body.len()
+                                )
+                                .as_bytes(),
+                            )
+                            .await;
+                        tokio::time::sleep(Duration::from_millis(1500)).await;
+                        let _ = s.write_all(body).await;
+                    }
                     "/sse-no-terminal" => {
                         let _ = s
                             .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
@@ -170,6 +184,34 @@ async fn upstream_faults_end_in_clear_answers_and_the_gateway_keeps_serving() {
     );
     assert_eq!(sse["outcome"], "UpstreamError", "{sse}");
     assert_eq!(by_path("/reset-mid-body")["success"], false);
+}
+
+/// A client that leaves while a small answer's body is still on its way
+/// (the gateway reads such bodies whole before answering) still leaves a log
+/// entry, marked as aborted by the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_before_a_slow_small_body_still_leaves_a_log_entry() {
+    let mock = Mock::start().await;
+    let (faulty, _task) = faulty_upstream().await;
+    let cfg = format!(
+        "{}[providers.faulty]\nbase_url = \"http://{faulty}\"\n[gateways.gw]\npipeline = [\"logging\"]\n",
+        mock.providers_toml()
+    );
+    let mut gw = Gateway::start(&cfg, &[]);
+    let request = "POST /v1/a/gw/faulty/slow-body HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+    // Gone after 300 ms: the upstream sent its head but holds the body 1.5 s.
+    let reply = raw(gw.addr, request.as_bytes(), Duration::from_millis(300)).await;
+    assert!(
+        reply.is_empty(),
+        "nothing is answered before the body: {reply}"
+    );
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    assert_eq!(entries[0]["path"], "/slow-body");
+    assert_eq!(entries[0]["outcome"], "ClientAborted", "{:#?}", entries[0]);
+    assert_eq!(entries[0]["success"], false);
 }
 
 /// GET whose body read may fail.

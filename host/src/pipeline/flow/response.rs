@@ -249,7 +249,20 @@ pub(super) async fn finish(
     };
     let services = task.ex.runtime.services.clone();
     let body = if inline {
-        let body = match task.collect(out.body).await {
+        // Read in the handler: if the client leaves meanwhile (the handler is
+        // dropped), the guard still ends the request in the background.
+        let mut guard = Collecting {
+            task: Some(task),
+            spare,
+        };
+        let collected = match guard.task.as_mut() {
+            Some(task) => task.collect(out.body).await,
+            None => Ok(Bytes::new()),
+        };
+        let (Some(mut task), spare) = guard.disarm() else {
+            return GatewayError::unavailable("the response was lost").into_response();
+        };
+        let body = match collected {
             Ok(whole) => {
                 headers.insert(CONTENT_LENGTH, HeaderValue::from(whole.len()));
                 GatewayBody::full(whole)
@@ -284,6 +297,40 @@ pub(super) async fn finish(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// A request whose small body is being read in the handler. Dropped armed
+/// (the client went away and the handler with it), it ends the request in
+/// the background: instances recycled, done hooks run, outcome
+/// `ClientAborted`, so the log entry is not lost.
+struct Collecting {
+    task: Option<BodyTask>,
+    spare: Vec<(usize, Box<crate::runtime::instance::FilterInstance>)>,
+}
+
+impl Collecting {
+    fn disarm(
+        mut self,
+    ) -> (
+        Option<BodyTask>,
+        Vec<(usize, Box<crate::runtime::instance::FilterInstance>)>,
+    ) {
+        (self.task.take(), std::mem::take(&mut self.spare))
+    }
+}
+
+impl Drop for Collecting {
+    fn drop(&mut self) {
+        if let Some(mut task) = self.task.take() {
+            task.outcome = Outcome::ClientAborted;
+            let spare = std::mem::take(&mut self.spare);
+            let services = task.ex.runtime.services.clone();
+            spawn_tracked(services, async move {
+                Exchange::recycle(task.ex.gw.clone(), spare).await;
+                task.done().await
+            });
+        }
+    }
 }
 
 /// Runs a request's background work, counted until it ends so that shutdown
