@@ -214,6 +214,41 @@ async fn a_client_leaving_before_a_slow_small_body_still_leaves_a_log_entry() {
     assert_eq!(entries[0]["success"], false);
 }
 
+/// A client that leaves before any answer (the upstream is still silent)
+/// leaves a log entry too: status 499, aborted by the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_before_the_answer_still_leaves_a_log_entry() {
+    let mock = Mock::start().await;
+    let (faulty, _task) = faulty_upstream().await;
+    let cfg = format!(
+        "{}[providers.faulty]\nbase_url = \"http://{faulty}\"\n[gateways.gw]\npipeline = [\"logging\", \"rate-limit\"]\n[gateways.gw.filters.rate-limit]\nlimit = 100\nperiod_s = 60\n",
+        mock.providers_toml()
+    );
+    let mut gw = Gateway::start(&cfg, &[]);
+    let request = "POST /v1/a/gw/faulty/slow-first-byte HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+    let reply = raw(gw.addr, request.as_bytes(), Duration::from_millis(300)).await;
+    assert!(reply.is_empty(), "nothing is answered yet: {reply}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The gateway still serves, with warm instances.
+    let ok = send(
+        &gw.url("/v1/a/gw/openai/chat/completions"),
+        &[],
+        &chat("after", false),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 2, "{entries:#?}");
+    let left = entries
+        .iter()
+        .find(|e| e["path"] == "/slow-first-byte")
+        .expect("an entry for the abandoned request");
+    assert_eq!(left["outcome"], "ClientAborted", "{left:#?}");
+    assert_eq!(left["status"], 499, "{left:#?}");
+    assert_eq!(left["success"], false);
+}
+
 /// GET whose body read may fail.
 async fn send_raw_result(url: &str) -> Result<Vec<u8>, String> {
     use http_body_util::BodyExt;

@@ -239,6 +239,8 @@ pub async fn handle(
         config: generation.config.clone(),
         strip_usage_chunk: false,
         context: RequestContext::new(generation.config.clone()),
+        armed: true,
+        in_call: None,
     };
 
     // Request headers, in pipeline order.

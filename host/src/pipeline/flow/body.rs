@@ -34,6 +34,24 @@ pub(super) struct BodyTask {
 }
 
 impl BodyTask {
+    /// The end of a request whose client left before any answer: nothing was
+    /// sent, so it is logged with status 499 (client closed the request).
+    pub(super) fn abandoned(ex: Exchange) -> BodyTask {
+        BodyTask {
+            ex,
+            body_stages: Vec::new(),
+            buffers: Vec::new(),
+            usage: UsageReader::for_content_type(None),
+            streamed: false,
+            status: 499,
+            outcome: Outcome::ClientAborted,
+            response_bytes: 0,
+            response_headers: Vec::new(),
+            cached: false,
+            usage_filter: None,
+        }
+    }
+
     pub(super) async fn run(
         mut self,
         body: BodySource,

@@ -41,6 +41,50 @@ pub(super) struct Exchange {
     pub(super) strip_usage_chunk: bool,
     /// Shared by this request's filters (annotations, routing).
     pub(super) context: Arc<std::sync::Mutex<RequestContext>>,
+    /// Set until `finish` takes the request over. Dropped while set (the
+    /// client went away before an answer and the handler with it), the
+    /// request is still ended in the background: done hooks, log entry.
+    pub(super) armed: bool,
+    /// The stage whose hook is running (its instance cannot be reused if the
+    /// call is abandoned half-way).
+    pub(super) in_call: Option<usize>,
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.armed || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        if let Some(i) = self.in_call.take() {
+            self.slots[i] = Slot::Failed;
+        }
+        let ex = Exchange {
+            gw: self.gw.clone(),
+            runtime: self.runtime.clone(),
+            slots: std::mem::take(&mut self.slots),
+            started: self.started,
+            created_at_ms: self.created_at_ms,
+            request_id: std::mem::take(&mut self.request_id),
+            account: std::mem::take(&mut self.account),
+            provider: std::mem::take(&mut self.provider),
+            method: std::mem::take(&mut self.method),
+            path: std::mem::take(&mut self.path),
+            model: self.model.take(),
+            request_bytes: self.request_bytes,
+            request_headers: std::mem::take(&mut self.request_headers),
+            attempts: self.attempts,
+            stream_idle_timeout_ms: self.stream_idle_timeout_ms,
+            config: self.config.clone(),
+            strip_usage_chunk: self.strip_usage_chunk,
+            context: self.context.clone(),
+            armed: false,
+            in_call: None,
+        };
+        tracing::debug!(request_id = %ex.request_id, "client left before the answer");
+        let task = super::body::BodyTask::abandoned(ex);
+        let services = self.runtime.services.clone();
+        super::response::spawn_tracked(services, task.done());
+    }
 }
 
 impl Exchange {
@@ -135,7 +179,9 @@ impl Exchange {
             return Ok(None);
         };
         let started = Instant::now();
+        self.in_call = Some(i);
         let result = inst.hook(hook).await;
+        self.in_call = None;
         self.runtime.services.metrics.observe_filter_call(
             &self.gw.stages[i].filter.name,
             started.elapsed().as_micros() as u64,

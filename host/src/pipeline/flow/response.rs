@@ -175,6 +175,8 @@ pub(super) async fn finish(
         })
         .collect();
     let mut ex = ex;
+    // From here on the request ends through its body task (or `Collecting`).
+    ex.armed = false;
     // Instances no later hook needs are released now (and recycled as soon
     // as the response is on its way), not at stream end.
     let mut spare = Vec::new();
@@ -323,6 +325,10 @@ impl Drop for Collecting {
     fn drop(&mut self) {
         if let Some(mut task) = self.task.take() {
             task.outcome = Outcome::ClientAborted;
+            // A hook abandoned half-way leaves its instance unusable.
+            if let Some(i) = task.ex.in_call.take() {
+                task.ex.slots[i] = Slot::Failed;
+            }
             let spare = std::mem::take(&mut self.spare);
             let services = task.ex.runtime.services.clone();
             spawn_tracked(services, async move {
@@ -335,7 +341,7 @@ impl Drop for Collecting {
 
 /// Runs a request's background work, counted until it ends so that shutdown
 /// waits for its done hooks (log entries).
-fn spawn_tracked(
+pub(super) fn spawn_tracked(
     services: Arc<crate::runtime::host::Services>,
     work: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
