@@ -99,15 +99,30 @@ async fn faulty_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     (addr, task)
 }
 
+/// A gateway `gw` whose provider `faulty` is the faulty upstream; `table` is
+/// the rest of the gateway's table (pipeline, filters).
+fn faulty_gateway(mock: &Mock, faulty: SocketAddr, table: &str) -> Gateway {
+    let cfg = format!(
+        "{}[providers.faulty]\nbase_url = \"http://{faulty}\"\n[gateways.gw]\n{table}",
+        mock.providers_toml()
+    );
+    Gateway::start(&cfg, &[])
+}
+
+/// POSTs `{}` to a path of provider `faulty` on a fresh connection and hangs
+/// up after `wait`; returns what came back meanwhile.
+async fn post_and_leave(gw: &Gateway, path: &str, wait: Duration) -> String {
+    let request = format!(
+        "POST /v1/a/gw/faulty{path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}"
+    );
+    raw(gw.addr, request.as_bytes(), wait).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_faults_end_in_clear_answers_and_the_gateway_keeps_serving() {
     let mock = Mock::start().await;
     let (faulty, _task) = faulty_upstream().await;
-    let cfg = format!(
-        "{}[providers.faulty]\nbase_url = \"http://{faulty}\"\n[gateways.gw]\npipeline = [\"logging\"]\n",
-        mock.providers_toml()
-    );
-    let mut gw = Gateway::start(&cfg, &[]);
+    let mut gw = faulty_gateway(&mock, faulty, "pipeline = [\"logging\"]\n");
     let at = |p: &str| gw.url(&format!("/v1/a/gw/faulty{p}"));
 
     for (path, status) in [
@@ -193,14 +208,9 @@ async fn upstream_faults_end_in_clear_answers_and_the_gateway_keeps_serving() {
 async fn a_client_leaving_before_a_slow_small_body_still_leaves_a_log_entry() {
     let mock = Mock::start().await;
     let (faulty, _task) = faulty_upstream().await;
-    let cfg = format!(
-        "{}[providers.faulty]\nbase_url = \"http://{faulty}\"\n[gateways.gw]\npipeline = [\"logging\"]\n",
-        mock.providers_toml()
-    );
-    let mut gw = Gateway::start(&cfg, &[]);
-    let request = "POST /v1/a/gw/faulty/slow-body HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+    let mut gw = faulty_gateway(&mock, faulty, "pipeline = [\"logging\"]\n");
     // Gone after 300 ms: the upstream sent its head but holds the body 1.5 s.
-    let reply = raw(gw.addr, request.as_bytes(), Duration::from_millis(300)).await;
+    let reply = post_and_leave(&gw, "/slow-body", Duration::from_millis(300)).await;
     assert!(
         reply.is_empty(),
         "nothing is answered before the body: {reply}"
@@ -220,13 +230,12 @@ async fn a_client_leaving_before_a_slow_small_body_still_leaves_a_log_entry() {
 async fn a_client_leaving_before_the_answer_still_leaves_a_log_entry() {
     let mock = Mock::start().await;
     let (faulty, _task) = faulty_upstream().await;
-    let cfg = format!(
-        "{}[providers.faulty]\nbase_url = \"http://{faulty}\"\n[gateways.gw]\npipeline = [\"logging\", \"rate-limit\"]\n[gateways.gw.filters.rate-limit]\nlimit = 100\nperiod_s = 60\n",
-        mock.providers_toml()
+    let mut gw = faulty_gateway(
+        &mock,
+        faulty,
+        "pipeline = [\"logging\", \"rate-limit\"]\n[gateways.gw.filters.rate-limit]\nlimit = 100\nperiod_s = 60\n",
     );
-    let mut gw = Gateway::start(&cfg, &[]);
-    let request = "POST /v1/a/gw/faulty/slow-first-byte HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-    let reply = raw(gw.addr, request.as_bytes(), Duration::from_millis(300)).await;
+    let reply = post_and_leave(&gw, "/slow-first-byte", Duration::from_millis(300)).await;
     assert!(reply.is_empty(), "nothing is answered yet: {reply}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The gateway still serves, with warm instances.
