@@ -204,11 +204,7 @@ pub async fn handle(
         path: route.path.clone(),
         query: route.query.clone(),
         // Only filters with a request-headers hook see them.
-        headers: if gw
-            .stages
-            .iter()
-            .any(|s| s.filter.info.hooks.contains(Hooks::REQUEST_HEADERS))
-        {
+        headers: if gw.hooks.contains(Hooks::REQUEST_HEADERS) {
             headers::view(&upstream_headers)
         } else {
             Vec::new()
@@ -229,7 +225,7 @@ pub async fn handle(
         path: route.path.clone(),
         model: None,
         request_bytes: 0,
-        request_headers: if gw.wants_done {
+        request_headers: if gw.hooks.contains(Hooks::DONE) {
             headers::redacted_view(&parts.headers)
         } else {
             Vec::new()
@@ -240,6 +236,7 @@ pub async fn handle(
         strip_usage_chunk: false,
         context: RequestContext::new(generation.config.clone()),
         armed: true,
+        answer_status: 499,
         in_call: None,
     };
 

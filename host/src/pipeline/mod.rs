@@ -84,8 +84,9 @@ pub struct GatewayPipeline {
     pub auth_token: Option<crate::config::Secret>,
     /// Filters in request order.
     pub stages: Vec<Stage>,
-    /// Some filter has a done hook (so requests gather the summary's headers).
-    pub wants_done: bool,
+    /// Every hook some filter of the pipeline declared (a request prepares
+    /// only what some filter will see).
+    pub hooks: crate::runtime::bindings::types::Hooks,
 }
 
 impl GatewayPipeline {
@@ -222,12 +223,11 @@ pub async fn build(
                 name: gw_name.clone(),
                 accounts: gw.accounts.clone(),
                 auth_token: gw.auth_token.clone(),
-                wants_done: stages.iter().any(|s| {
-                    s.filter
-                        .info
-                        .hooks
-                        .contains(crate::runtime::bindings::types::Hooks::DONE)
-                }),
+                hooks: stages
+                    .iter()
+                    .fold(crate::runtime::bindings::types::Hooks::empty(), |all, s| {
+                        all | s.filter.info.hooks
+                    }),
                 stages,
             }),
         );

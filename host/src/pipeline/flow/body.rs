@@ -34,16 +34,17 @@ pub(super) struct BodyTask {
 }
 
 impl BodyTask {
-    /// The end of a request whose client left before any answer: nothing was
-    /// sent, so it is logged with status 499 (client closed the request).
+    /// The end of a request whose client left before any answer: logged as
+    /// `ClientAborted` with the status it would have had (499, client closed
+    /// the request, when none was known yet).
     pub(super) fn abandoned(ex: Exchange) -> BodyTask {
         BodyTask {
+            status: ex.answer_status,
             ex,
             body_stages: Vec::new(),
             buffers: Vec::new(),
             usage: UsageReader::for_content_type(None),
             streamed: false,
-            status: 499,
             outcome: Outcome::ClientAborted,
             response_bytes: 0,
             response_headers: Vec::new(),
@@ -62,43 +63,27 @@ impl BodyTask {
                 self.forward(b, true, &tx).await;
             }
             BodySource::Upstream(mut incoming) => loop {
-                let idle = Duration::from_millis(self.ex.stream_idle_timeout_ms);
-                let frame = tokio::select! {
-                    frame = tokio::time::timeout(idle, incoming.frame()) => frame,
-                    _ = tx.closed() => {
-                        // The client went away while the upstream was quiet.
+                let next = tokio::select! {
+                    next = self.next_data(&mut incoming) => Some(next),
+                    _ = tx.closed() => None,
+                };
+                match next {
+                    // The client went away while the upstream was quiet.
+                    None => {
                         self.outcome = Outcome::ClientAborted;
                         break;
                     }
-                };
-                let Ok(frame) = frame else {
-                    self.outcome = Outcome::UpstreamError;
-                    let msg = format!(
-                        "the provider sent nothing for {} ms (server.stream_idle_timeout_ms)",
-                        self.ex.stream_idle_timeout_ms
-                    );
-                    tracing::warn!(request_id = %self.ex.request_id, "{msg}");
-                    self.fail_stream(&tx, "stream_idle_timeout", &msg).await;
-                    break;
-                };
-                match frame {
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            let end = incoming.is_end_stream();
-                            if !self.forward(data, end, &tx).await || end {
-                                break;
-                            }
+                    Some(Ok(Some((data, end)))) => {
+                        if !self.forward(data, end, &tx).await || end {
+                            break;
                         }
                     }
-                    Some(Err(e)) => {
-                        self.outcome = Outcome::UpstreamError;
-                        let msg = format!("upstream stream broke: {}", error_chain(&e));
-                        tracing::warn!(request_id = %self.ex.request_id, "{msg}");
-                        self.fail_stream(&tx, "upstream_stream_error", &msg).await;
+                    Some(Ok(None)) => {
+                        self.forward(Bytes::new(), true, &tx).await;
                         break;
                     }
-                    None => {
-                        self.forward(Bytes::new(), true, &tx).await;
+                    Some(Err((kind, msg))) => {
+                        self.fail_stream(&tx, kind, &msg).await;
                         break;
                     }
                 }
@@ -118,42 +103,57 @@ impl BodyTask {
         match body {
             BodySource::Bytes(b) => self.push(b, true, &mut out).await?,
             BodySource::Upstream(mut incoming) => loop {
-                let idle = Duration::from_millis(self.ex.stream_idle_timeout_ms);
-                match tokio::time::timeout(idle, incoming.frame()).await {
-                    Err(_) => {
-                        self.outcome = Outcome::UpstreamError;
-                        let msg = format!(
-                            "the provider sent nothing for {} ms (server.stream_idle_timeout_ms)",
-                            self.ex.stream_idle_timeout_ms
-                        );
-                        tracing::warn!(request_id = %self.ex.request_id, "{msg}");
-                        return Err((joined(out), msg));
-                    }
-                    Ok(Some(Ok(frame))) => {
-                        if let Ok(data) = frame.into_data() {
-                            // The last bytes carry the end of the stream: one
-                            // body-hook call instead of two.
-                            let end = incoming.is_end_stream();
-                            self.push(data, end, &mut out).await?;
-                            if end {
-                                break;
-                            }
+                match self.next_data(&mut incoming).await {
+                    Ok(Some((data, end))) => {
+                        self.push(data, end, &mut out).await?;
+                        if end {
+                            break;
                         }
-                    }
-                    Ok(Some(Err(e))) => {
-                        self.outcome = Outcome::UpstreamError;
-                        let msg = format!("upstream stream broke: {}", error_chain(&e));
-                        tracing::warn!(request_id = %self.ex.request_id, "{msg}");
-                        return Err((joined(out), msg));
                     }
                     Ok(None) => {
                         self.push(Bytes::new(), true, &mut out).await?;
                         break;
                     }
+                    Err((_, msg)) => return Err((joined(out), msg)),
                 }
             },
         }
         Ok(joined(out))
+    }
+
+    /// The next bytes of an upstream body and whether they end it (the last
+    /// bytes carry the end of the stream: one body-hook call instead of two);
+    /// `None`: it ended with no more bytes. `Err((kind, message))`: it stalled
+    /// past `stream_idle_timeout_ms` or broke; the outcome is set and the
+    /// cause logged.
+    async fn next_data(
+        &mut self,
+        incoming: &mut hyper::body::Incoming,
+    ) -> Result<Option<(Bytes, bool)>, (&'static str, String)> {
+        let idle = Duration::from_millis(self.ex.stream_idle_timeout_ms);
+        loop {
+            let failure = match tokio::time::timeout(idle, incoming.frame()).await {
+                Ok(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => return Ok(Some((data, incoming.is_end_stream()))),
+                    Err(_) => continue,
+                },
+                Ok(None) => return Ok(None),
+                Err(_) => (
+                    "stream_idle_timeout",
+                    format!(
+                        "the provider sent nothing for {} ms (server.stream_idle_timeout_ms)",
+                        self.ex.stream_idle_timeout_ms
+                    ),
+                ),
+                Ok(Some(Err(e))) => (
+                    "upstream_stream_error",
+                    format!("upstream stream broke: {}", error_chain(&e)),
+                ),
+            };
+            self.outcome = Outcome::UpstreamError;
+            tracing::warn!(request_id = %self.ex.request_id, "{}", failure.1);
+            return Err(failure);
+        }
     }
 
     /// `collect`'s step: one chunk through the body hooks into `out`.

@@ -41,10 +41,13 @@ pub(super) struct Exchange {
     pub(super) strip_usage_chunk: bool,
     /// Shared by this request's filters (annotations, routing).
     pub(super) context: Arc<std::sync::Mutex<RequestContext>>,
-    /// Set until `finish` takes the request over. Dropped while set (the
-    /// client went away before an answer and the handler with it), the
+    /// Set until the response is handed to the client. Dropped while set
+    /// (the client went away before an answer and the handler with it), the
     /// request is still ended in the background: done hooks, log entry.
     pub(super) armed: bool,
+    /// The status logged if the client leaves before its answer: 499 until
+    /// the response's own status is known.
+    pub(super) answer_status: u16,
     /// The stage whose hook is running (its instance cannot be reused if the
     /// call is abandoned half-way).
     pub(super) in_call: Option<usize>,
@@ -78,6 +81,7 @@ impl Drop for Exchange {
             strip_usage_chunk: self.strip_usage_chunk,
             context: self.context.clone(),
             armed: false,
+            answer_status: self.answer_status,
             in_call: None,
         };
         tracing::debug!(request_id = %ex.request_id, "client left before the answer");
@@ -117,8 +121,8 @@ impl Exchange {
             }
             // A pooled instance was `configure`d when its last request ended
             // (after that response was sent); a fresh one is configured now.
-            let instance = match stage.pool.take() {
-                Some(warm) => Ok((warm, true)),
+            let created = match stage.pool.take() {
+                Some(warm) => Ok(warm),
                 None => {
                     let fresh = || {
                         self.runtime.instantiate(
@@ -127,7 +131,7 @@ impl Exchange {
                             stage.settings.max_memory_mb,
                         )
                     };
-                    match fresh().await {
+                    let instance = match fresh().await {
                         // A slot may be momentarily unavailable (being
                         // decommitted): one more try before refusing.
                         Err(FilterError::Call {
@@ -140,17 +144,17 @@ impl Exchange {
                             fresh().await
                         }
                         other => other,
+                    };
+                    match instance {
+                        Ok(inst) => {
+                            let mut inst = Box::new(inst);
+                            inst.configure(&stage.settings.config_json)
+                                .await
+                                .map(|_| inst)
+                        }
+                        Err(e) => Err(e),
                     }
-                    .map(|inst| (Box::new(inst), false))
                 }
-            };
-            let created = match instance {
-                Ok((inst, true)) => Ok(inst),
-                Ok((mut inst, false)) => inst
-                    .configure(&stage.settings.config_json)
-                    .await
-                    .map(|_| inst),
-                Err(e) => Err(e),
             };
             match created {
                 Ok(mut inst) => {

@@ -175,8 +175,8 @@ pub(super) async fn finish(
         })
         .collect();
     let mut ex = ex;
-    // From here on the request ends through its body task (or `Collecting`).
-    ex.armed = false;
+    // Logged if the client leaves while a small body is still being read.
+    ex.answer_status = out.status.as_u16();
     // Instances no later hook needs are released now (and recycled as soon
     // as the response is on its way), not at stream end.
     let mut spare = Vec::new();
@@ -241,7 +241,7 @@ pub(super) async fn finish(
             .get("cf-aig-cache-status")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"hit")),
     };
-    let wants_done = task.ex.gw.wants_done;
+    let wants_done = task.ex.gw.hooks.contains(Hooks::DONE);
     let summary_view = |headers: &HeaderMap| {
         if wants_done {
             headers::redacted_view(headers)
@@ -251,19 +251,10 @@ pub(super) async fn finish(
     };
     let services = task.ex.runtime.services.clone();
     let body = if inline {
-        // Read in the handler: if the client leaves meanwhile (the handler is
-        // dropped), the guard still ends the request in the background.
-        let mut guard = Collecting {
-            task: Some(task),
-            spare,
-        };
-        let collected = match guard.task.as_mut() {
-            Some(task) => task.collect(out.body).await,
-            None => Ok(Bytes::new()),
-        };
-        let (Some(mut task), spare) = guard.disarm() else {
-            return GatewayError::unavailable("the response was lost").into_response();
-        };
+        // Read in the handler: if the client leaves meanwhile, the handler
+        // and the still armed exchange are dropped, which ends the request.
+        let collected = task.collect(out.body).await;
+        task.ex.armed = false;
         let body = match collected {
             Ok(whole) => {
                 headers.insert(CONTENT_LENGTH, HeaderValue::from(whole.len()));
@@ -287,6 +278,7 @@ pub(super) async fn finish(
         });
         body
     } else {
+        task.ex.armed = false;
         task.response_headers = summary_view(&headers);
         let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(16);
         spawn_tracked(services, async move {
@@ -299,44 +291,6 @@ pub(super) async fn finish(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
-}
-
-/// A request whose small body is being read in the handler. Dropped armed
-/// (the client went away and the handler with it), it ends the request in
-/// the background: instances recycled, done hooks run, outcome
-/// `ClientAborted`, so the log entry is not lost.
-struct Collecting {
-    task: Option<BodyTask>,
-    spare: Vec<(usize, Box<crate::runtime::instance::FilterInstance>)>,
-}
-
-impl Collecting {
-    fn disarm(
-        mut self,
-    ) -> (
-        Option<BodyTask>,
-        Vec<(usize, Box<crate::runtime::instance::FilterInstance>)>,
-    ) {
-        (self.task.take(), std::mem::take(&mut self.spare))
-    }
-}
-
-impl Drop for Collecting {
-    fn drop(&mut self) {
-        if let Some(mut task) = self.task.take() {
-            task.outcome = Outcome::ClientAborted;
-            // A hook abandoned half-way leaves its instance unusable.
-            if let Some(i) = task.ex.in_call.take() {
-                task.ex.slots[i] = Slot::Failed;
-            }
-            let spare = std::mem::take(&mut self.spare);
-            let services = task.ex.runtime.services.clone();
-            spawn_tracked(services, async move {
-                Exchange::recycle(task.ex.gw.clone(), spare).await;
-                task.done().await
-            });
-        }
-    }
 }
 
 /// Runs a request's background work, counted until it ends so that shutdown
