@@ -8,16 +8,18 @@
 //! Table of contents:
 //! - [`cli`]: command line.
 //! - [`config`]: TOML → validated configuration.
-//! - [`server`]: listener, routing, gateway errors, client body, upstream client.
+//! - [`server`]: listeners, routing, admin API, dashboard, reload.
 //! - [`pipeline`]: per-gateway filter pipelines and the request flow.
 //! - [`runtime`]: wasmtime engine, filter loading, instances, host imports.
 //! - [`providers`]: provider table, key headers, usage extraction.
 //! - [`store`]: key-value store, rate-limit counters, log store.
 //! - [`telemetry`]: metrics and tracing.
 //! - [`mock`]: the offline mock provider.
+//! - [`http`]: the ground floor: client body, gateway errors, upstream client, token comparison.
 
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod mock;
 pub mod pipeline;
 pub mod plugin_cmd;

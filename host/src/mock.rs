@@ -15,7 +15,7 @@
 //!
 //! `GET /__mock/requests` lists what it received; `DELETE` clears it.
 
-use crate::server::body::{BodyError, GatewayBody};
+use crate::http::body::{BodyError, GatewayBody};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;

@@ -4,40 +4,7 @@
 //! WIT imports; compiled natively (unit tests) they use the thread-local
 //! [`crate::testing::MockHost`]-backed store.
 
-/// Log levels for [`log`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// Very detailed.
-    Trace,
-    /// Debugging.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Something is off.
-    Warn,
-    /// Something failed.
-    Error,
-}
-
-/// Window technique for [`check_limit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Technique {
-    /// Counter reset at each period boundary.
-    Fixed,
-    /// Smooth window: requests are spread over the period.
-    Sliding,
-}
-
-/// Result of [`check_limit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verdict {
-    /// The cost was counted and is within the limit.
-    pub allowed: bool,
-    /// What is left in the current window.
-    pub remaining: u64,
-    /// When refused: how long until it would be allowed.
-    pub retry_after_ms: u64,
-}
+pub use crate::types::{Level, Technique, Verdict};
 
 /// Reads `key` from this filter's key-value namespace.
 ///

@@ -11,7 +11,7 @@
 //! ```
 #![cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 
-use crate::host::{Level, Technique, Verdict};
+use crate::types::{Level, Technique, Verdict};
 use std::cell::RefCell;
 use std::collections::HashMap;
 

@@ -1,6 +1,7 @@
 //! The values a filter receives and returns: request and response heads,
 //! decisions, the request summary. These mirror the WIT contract
-//! `aigw:filter@0.1.0` with Rust-friendly helpers; conversion lives in `glue`.
+//! `aigw:filter@0.1.0` with Rust-friendly helpers; conversion lives in `glue`. Also the values
+//! the host services take and give (log level, limit technique and verdict).
 
 use serde_json::Value;
 
@@ -399,4 +400,39 @@ pub struct Summary {
     pub request_headers: Headers,
     /// Response headers sent to the client.
     pub response_headers: Headers,
+}
+
+/// Log levels for [`crate::host::log`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Very detailed.
+    Trace,
+    /// Debugging.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something is off.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// Window technique for [`crate::host::check_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Technique {
+    /// Counter reset at each period boundary.
+    Fixed,
+    /// Smooth window: requests are spread over the period.
+    Sliding,
+}
+
+/// Result of [`crate::host::check_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// The cost was counted and is within the limit.
+    pub allowed: bool,
+    /// What is left in the current window.
+    pub remaining: u64,
+    /// When refused: how long until it would be allowed.
+    pub retry_after_ms: u64,
 }

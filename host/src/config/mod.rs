@@ -6,6 +6,7 @@
 pub mod backends;
 mod raw;
 
+use crate::http::Secret;
 use crate::providers::{self, ProviderSpec};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -41,16 +42,6 @@ pub enum OnError {
     Open,
     /// Answer 500 naming the filter.
     Closed,
-}
-
-/// A secret value (key, token). Its `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
 }
 
 fn resolve_secret(raw: &raw::RawSecret, base: &Path) -> Result<Secret, String> {

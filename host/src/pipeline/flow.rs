@@ -7,6 +7,9 @@
 
 use super::Generation;
 use super::headers;
+use crate::http::body::{BodyError, GatewayBody};
+use crate::http::error::GatewayError;
+use crate::http::upstream::UpstreamClient;
 use crate::providers::usage::{UsageReader, request_model};
 use crate::runtime::Runtime;
 use crate::runtime::bindings::types::{
@@ -15,9 +18,6 @@ use crate::runtime::bindings::types::{
 };
 use crate::runtime::host::RequestContext;
 use crate::runtime::instance::{Answer, Hook};
-use crate::server::body::{BodyError, GatewayBody};
-use crate::server::error::GatewayError;
-use crate::server::upstream::UpstreamClient;
 use crate::store::now_ms;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 mod body;
 mod exchange;
@@ -80,7 +81,8 @@ pub struct Route {
     pub query: Option<String>,
 }
 
-/// Serves one gateway request.
+/// Serves one gateway request, phase by phase: admission, the request-headers hooks, the body
+/// and its hooks, then the upstream. All but admission run inside the request's span.
 pub async fn handle(
     env: &Env,
     generation: Arc<Generation>,
@@ -91,17 +93,73 @@ pub async fn handle(
 ) -> Response<GatewayBody> {
     let metrics = &env.runtime.services.metrics;
     metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let admitted = match admit(&generation, &route, &parts) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let (ex, head, upstream_headers) =
+        start(env, &generation, &route, &parts, &admitted, client_ip);
+    let span = ex.span.clone();
+    let request = Flow {
+        env,
+        generation: &generation,
+        route: &route,
+        admitted,
+    };
+    request
+        .serve(ex, head, upstream_headers, parts, body)
+        .instrument(span)
+        .await
+}
+
+/// What admission found: the gateway and provider a request goes to, its deadline and the key
+/// stored for the provider.
+struct Admitted {
+    gw: Arc<super::GatewayPipeline>,
+    provider: crate::providers::ProviderSpec,
+    timeout_ms: u64,
+    stored_key: Option<crate::http::Secret>,
+}
+
+/// How a phase ends the request before the upstream: a filter's own answer from stage `k`, or
+/// the gateway's answer after the filters before `upto` (an error, a refusal).
+enum Early {
+    Local(usize, Outgoing),
+    Finish(usize, Outgoing, Outcome),
+}
+
+impl Early {
+    fn failed(e: &GatewayError) -> Early {
+        Early::Finish(0, Outgoing::from_error(e), Outcome::FilterFailed)
+    }
+
+    async fn end(self, ex: Exchange) -> Response<GatewayBody> {
+        match self {
+            Early::Local(k, out) => respond_locally(ex, k, out).await,
+            Early::Finish(upto, out, outcome) => finish(ex, upto, out, outcome).await,
+        }
+    }
+}
+
+/// Admission: the gateway, account, token, gateway headers, provider, deadline, stored key and
+/// declared length, checked before any filter runs. A refusal is the gateway's own answer.
+fn admit(
+    generation: &Generation,
+    route: &Route,
+    parts: &hyper::http::request::Parts,
+) -> Result<Admitted, GatewayError> {
     let config = &generation.config;
     let Some(gw) = generation.gateways.get(&route.gateway).cloned() else {
-        return GatewayError::not_found(format!("unknown gateway '{}'", route.gateway))
-            .into_response();
+        return Err(GatewayError::not_found(format!(
+            "unknown gateway '{}'",
+            route.gateway
+        )));
     };
     if !gw.accepts(&route.account) {
-        return GatewayError::not_found(format!(
+        return Err(GatewayError::not_found(format!(
             "gateway '{}' does not serve account '{}'",
             route.gateway, route.account
-        ))
-        .into_response();
+        )));
     }
     // An authenticated gateway: nothing reaches a filter or a provider without the token.
     if let Some(token) = &gw.auth_token {
@@ -111,16 +169,15 @@ pub async fn handle(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !constant_time_eq(sent.as_bytes(), token.0.as_bytes()) {
-            return GatewayError::new(
+        if !crate::http::constant_time_eq(sent.as_bytes(), token.0.as_bytes()) {
+            return Err(GatewayError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 format!(
                     "gateway '{}' requires a valid 'cf-aig-authorization: Bearer <token>' header",
                     gw.name
                 ),
-            )
-            .into_response();
+            ));
         }
     }
     // Gateway headers steer filters; one they cannot read must not be ignored silently.
@@ -129,13 +186,12 @@ pub async fn handle(
         .iter()
         .find(|(k, v)| k.as_str().starts_with("cf-aig-") && v.to_str().is_err())
     {
-        return GatewayError::bad_request(format!(
+        return Err(GatewayError::bad_request(format!(
             "{name}: the value is not valid text (visible ASCII expected)"
-        ))
-        .into_response();
+        )));
     }
     let Some(provider) = config.providers.get(&route.provider).cloned() else {
-        return GatewayError::not_found(format!(
+        return Err(GatewayError::not_found(format!(
             "unknown provider '{}' (known: {})",
             route.provider,
             config
@@ -144,18 +200,14 @@ pub async fn handle(
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))
-        .into_response();
+        )));
     };
-    let timeout_ms = match request_timeout(
+    let timeout_ms = request_timeout(
         &parts.headers,
         provider
             .request_timeout_ms
             .unwrap_or(config.request_timeout_ms),
-    ) {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
+    )?;
     // A stored key (BYOK) for when the client sent none; an alias picks a named one.
     let stored_key = match parts.headers.get("cf-aig-byok-alias") {
         None => provider.api_key.clone(),
@@ -164,12 +216,16 @@ pub async fn handle(
             match provider.named_keys.get(alias) {
                 Some(k) => Some(k.clone()),
                 None => {
-                    return GatewayError::bad_request(format!(
+                    return Err(GatewayError::bad_request(format!(
                         "cf-aig-byok-alias: provider '{}' has no stored key named '{alias}' (known: {})",
                         provider.name,
-                        provider.named_keys.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ))
-                    .into_response();
+                        provider
+                            .named_keys
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
                 }
             }
         }
@@ -181,9 +237,26 @@ pub async fn handle(
         .and_then(|v| v.parse::<usize>().ok())
         && len > config.max_body_bytes
     {
-        return GatewayError::too_large(config.max_body_bytes).into_response();
+        return Err(GatewayError::too_large(config.max_body_bytes));
     }
+    Ok(Admitted {
+        gw,
+        provider,
+        timeout_ms,
+        stored_key,
+    })
+}
 
+/// The request's id, span, head (what filters see) and the headers bound upstream.
+fn start(
+    env: &Env,
+    generation: &Generation,
+    route: &Route,
+    parts: &hyper::http::request::Parts,
+    admitted: &Admitted,
+    client_ip: IpAddr,
+) -> (Exchange, RequestHead, HeaderMap) {
+    let gw = &admitted.gw;
     let mut upstream_headers = parts.headers.clone();
     headers::strip_hop_by_hop(&mut upstream_headers);
     for name in [
@@ -195,7 +268,18 @@ pub async fn handle(
         upstream_headers.remove(name);
     }
     let request_id = uuid::Uuid::new_v4().simple().to_string();
-    let mut head = RequestHead {
+    // Debug level: at the default level the span is disabled and costs a callsite check.
+    let span = tracing::debug_span!(
+        "request",
+        id = %request_id,
+        gateway = %route.gateway,
+        provider = %route.provider,
+        model = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+        status = tracing::field::Empty,
+        cache = tracing::field::Empty,
+    );
+    let head = RequestHead {
         request_id: request_id.clone(),
         method: parts.method.as_str().to_string(),
         account: route.account.clone(),
@@ -211,14 +295,21 @@ pub async fn handle(
         },
         client_ip: client_ip.to_string(),
     };
-    let n = gw.stages.len();
-    let mut ex = Exchange {
+    let traceparent = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let ex = Exchange {
         gw: gw.clone(),
         runtime: env.runtime.clone(),
-        slots: (0..n).map(|_| Slot::Empty).collect(),
+        slots: (0..gw.stages.len()).map(|_| Slot::Empty).collect(),
         started: Instant::now(),
         created_at_ms: now_ms(),
+        context: RequestContext::new(generation.config.clone(), &request_id),
         request_id,
+        span,
+        traceparent,
         account: route.account.clone(),
         provider: route.provider.clone(),
         method: head.method.clone(),
@@ -231,158 +322,214 @@ pub async fn handle(
             Vec::new()
         },
         attempts: 0,
-        stream_idle_timeout_ms: config.stream_idle_timeout_ms,
+        stream_idle_timeout_ms: generation.config.stream_idle_timeout_ms,
         config: generation.config.clone(),
         strip_usage_chunk: false,
-        context: RequestContext::new(generation.config.clone()),
         armed: true,
         answer_status: 499,
         in_call: None,
     };
+    (ex, head, upstream_headers)
+}
 
-    // Request headers, in pipeline order.
-    for i in 0..n {
+/// One admitted request and what it was admitted to.
+struct Flow<'a> {
+    env: &'a Env,
+    generation: &'a Arc<Generation>,
+    route: &'a Route,
+    admitted: Admitted,
+}
+
+impl Flow<'_> {
+    async fn serve(
+        self,
+        mut ex: Exchange,
+        mut head: RequestHead,
+        mut upstream_headers: HeaderMap,
+        parts: hyper::http::request::Parts,
+        body: BodyIn,
+    ) -> Response<GatewayBody> {
+        if let Err(early) = request_header_hooks(&mut ex, &mut head, &mut upstream_headers).await {
+            return early.end(ex).await;
+        }
+        let body = match self.request_body(&mut ex, body).await {
+            Ok(b) => b,
+            Err(early) => return early.end(ex).await,
+        };
+        self.upstream(ex, head, upstream_headers, parts.method, body)
+            .await
+    }
+
+    /// The body, whole (kept as bytes so retries resend it unchanged), through the request-body
+    /// hooks in pipeline order.
+    async fn request_body(&self, ex: &mut Exchange, body: BodyIn) -> Result<Bytes, Early> {
+        let config = &self.generation.config;
+        let mut body = match read_body(body, config.max_body_bytes).await {
+            Ok(b) => b,
+            Err((err, outcome)) => {
+                return Err(Early::Finish(0, Outgoing::from_error(&err), outcome));
+            }
+        };
+        let stream;
+        (ex.model, stream) = request_model(&body);
+        if let Some(model) = &ex.model {
+            ex.span.record("model", model.as_str());
+        }
+        // Streamed OpenAI-style chats: ask for the usage chunk so token counts are
+        // exact, and hide it from a client that did not ask for it.
+        if stream
+            && self.route.path.ends_with("/chat/completions")
+            && !self.admitted.provider.anthropic_messages
+            && let Some(with_usage) = crate::providers::usage::with_stream_usage(&body)
+        {
+            body = Bytes::from(with_usage);
+            ex.strip_usage_chunk = true;
+        }
+        for i in 0..ex.gw.stages.len() {
+            let mode = ex.gw.stages[i].filter.info.request_body;
+            if !ex.wants(i, Hooks::REQUEST_BODY) || matches!(mode, BodyMode::Ignore) {
+                continue;
+            }
+            if let BodyMode::Buffered(max) = mode
+                && body.len() > max as usize
+            {
+                let err = ex.bad_answer(
+                    i,
+                    "on-request-body",
+                    format!(
+                        "request body of {} bytes is over the filter's buffered limit of {max}",
+                        body.len()
+                    ),
+                );
+                match ex.fail::<()>(i, err) {
+                    Ok(_) => continue,
+                    Err(e) => return Err(Early::failed(&e)),
+                }
+            }
+            match ex.call(i, Hook::RequestBody(&body)).await {
+                Ok(Some(Answer::Body(BodyDecision::Replace(b)))) => body = Bytes::from(b),
+                Ok(Some(Answer::Body(BodyDecision::Respond(local)))) => {
+                    match local_answer(ex, i, local) {
+                        Ok(Some(out)) => return Err(Early::Local(i, out)),
+                        Ok(None) => {}
+                        Err(e) => return Err(Early::failed(&e)),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Early::failed(&e)),
+            }
+        }
+        ex.request_bytes = body.len() as u64;
+        Ok(body)
+    }
+
+    /// The upstream request as the filters left it (the host owns framing, gateway headers and
+    /// the provider key), then the attempts.
+    async fn upstream(
+        self,
+        ex: Exchange,
+        head: RequestHead,
+        mut upstream_headers: HeaderMap,
+        method: hyper::Method,
+        body: Bytes,
+    ) -> Response<GatewayBody> {
+        let Flow {
+            env,
+            generation,
+            route,
+            admitted,
+        } = self;
+        let n = ex.gw.stages.len();
+        // Filters may have set framing or gateway headers: the host owns those.
+        headers::strip_hop_by_hop(&mut upstream_headers);
+        upstream_headers.remove("host");
+        upstream_headers.remove(CONTENT_LENGTH);
+        let gateway_headers: Vec<_> = upstream_headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("cf-aig-"))
+            .cloned()
+            .collect();
+        for k in gateway_headers {
+            upstream_headers.remove(k);
+        }
+        let provider = admitted.provider;
+        let client_key = upstream_headers.contains_key(provider.auth_header.name);
+        if let Some(key) = admitted.stored_key
+            && !client_key
+            && let Ok(value) = HeaderValue::from_str(&provider.auth_header.value(&key.0))
+        {
+            let mut value = value;
+            value.set_sensitive(true);
+            upstream_headers.insert(provider.auth_header.name, value);
+        }
+
+        let uri = match provider.upstream_uri(&route.account, &head.path, head.query.as_deref()) {
+            Ok(u) => u,
+            Err(m) => {
+                return finish(
+                    ex,
+                    n,
+                    Outgoing::from_error(&GatewayError::bad_request(m)),
+                    Outcome::RespondedLocally,
+                )
+                .await;
+            }
+        };
+        let client = generation
+            .clients
+            .get(&provider.name)
+            .cloned()
+            .unwrap_or_else(|| env.client.clone());
+        let mut target = Target {
+            provider,
+            uri,
+            headers: upstream_headers,
+            body,
+            client,
+            path: head.path,
+            query: head.query,
+            account: route.account.clone(),
+            client_key,
+        };
+        let mut ex = ex;
+        if let Err(e) = reroute(&mut ex, &mut target, generation, env) {
+            return finish(ex, n, Outgoing::from_error(&e), Outcome::RespondedLocally).await;
+        }
+        upstream_loop(env, generation, ex, target, method, admitted.timeout_ms).await
+    }
+}
+
+/// The request-headers hooks, in pipeline order; each may edit the headers or answer.
+async fn request_header_hooks(
+    ex: &mut Exchange,
+    head: &mut RequestHead,
+    upstream_headers: &mut HeaderMap,
+) -> Result<(), Early> {
+    for i in 0..ex.gw.stages.len() {
         if !ex.wants(i, Hooks::REQUEST_HEADERS) {
             continue;
         }
-        match ex.call(i, Hook::RequestHeaders(&head)).await {
+        match ex.call(i, Hook::RequestHeaders(head)).await {
             Ok(Some(Answer::Decision(Decision::Continue(edits)))) => {
-                if let Err(m) = headers::apply(&edits, &mut upstream_headers, &mut head.headers) {
+                if let Err(m) = headers::apply(&edits, upstream_headers, &mut head.headers) {
                     let err = ex.bad_answer(i, "on-request-headers", m);
                     if let Err(e) = ex.fail::<()>(i, err) {
-                        return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed)
-                            .await;
+                        return Err(Early::failed(&e));
                     }
                 }
             }
             Ok(Some(Answer::Decision(Decision::Respond(local)))) => {
-                match local_answer(&mut ex, i, local) {
-                    Ok(Some(out)) => return respond_locally(ex, i, out).await,
+                match local_answer(ex, i, local) {
+                    Ok(Some(out)) => return Err(Early::Local(i, out)),
                     Ok(None) => {}
-                    Err(e) => {
-                        return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed)
-                            .await;
-                    }
+                    Err(e) => return Err(Early::failed(&e)),
                 }
             }
             Ok(_) => {}
-            Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed).await,
+            Err(e) => return Err(Early::failed(&e)),
         }
     }
-
-    // The body, whole: kept as Bytes so retries resend it unchanged.
-    let mut body = match read_body(body, config.max_body_bytes).await {
-        Ok(b) => b,
-        Err((err, outcome)) => return finish(ex, 0, Outgoing::from_error(&err), outcome).await,
-    };
-    let stream;
-    (ex.model, stream) = request_model(&body);
-    // Streamed OpenAI-style chats: ask for the usage chunk so token counts are
-    // exact, and hide it from a client that did not ask for it.
-    if stream
-        && route.path.ends_with("/chat/completions")
-        && !provider.anthropic_messages
-        && let Some(with_usage) = crate::providers::usage::with_stream_usage(&body)
-    {
-        body = Bytes::from(with_usage);
-        ex.strip_usage_chunk = true;
-    }
-
-    // Request body, in pipeline order.
-    for i in 0..n {
-        let mode = ex.gw.stages[i].filter.info.request_body;
-        if !ex.wants(i, Hooks::REQUEST_BODY) || matches!(mode, BodyMode::Ignore) {
-            continue;
-        }
-        if let BodyMode::Buffered(max) = mode
-            && body.len() > max as usize
-        {
-            let err = ex.bad_answer(
-                i,
-                "on-request-body",
-                format!(
-                    "request body of {} bytes is over the filter's buffered limit of {max}",
-                    body.len()
-                ),
-            );
-            match ex.fail::<()>(i, err) {
-                Ok(_) => continue,
-                Err(e) => {
-                    return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed).await;
-                }
-            }
-        }
-        match ex.call(i, Hook::RequestBody(&body)).await {
-            Ok(Some(Answer::Body(BodyDecision::Replace(b)))) => body = Bytes::from(b),
-            Ok(Some(Answer::Body(BodyDecision::Respond(local)))) => {
-                match local_answer(&mut ex, i, local) {
-                    Ok(Some(out)) => return respond_locally(ex, i, out).await,
-                    Ok(None) => {}
-                    Err(e) => {
-                        return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed)
-                            .await;
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(e) => return finish(ex, 0, Outgoing::from_error(&e), Outcome::FilterFailed).await,
-        }
-    }
-    ex.request_bytes = body.len() as u64;
-    // Filters may have set framing or gateway headers: the host owns those.
-    headers::strip_hop_by_hop(&mut upstream_headers);
-    upstream_headers.remove("host");
-    upstream_headers.remove(CONTENT_LENGTH);
-    let gateway_headers: Vec<_> = upstream_headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("cf-aig-"))
-        .cloned()
-        .collect();
-    for k in gateway_headers {
-        upstream_headers.remove(k);
-    }
-    let client_key = upstream_headers.contains_key(provider.auth_header.name);
-    if let Some(key) = stored_key
-        && !client_key
-        && let Ok(value) = HeaderValue::from_str(&provider.auth_header.value(&key.0))
-    {
-        let mut value = value;
-        value.set_sensitive(true);
-        upstream_headers.insert(provider.auth_header.name, value);
-    }
-
-    let uri = match provider.upstream_uri(&route.account, &head.path, head.query.as_deref()) {
-        Ok(u) => u,
-        Err(m) => {
-            return finish(
-                ex,
-                n,
-                Outgoing::from_error(&GatewayError::bad_request(m)),
-                Outcome::RespondedLocally,
-            )
-            .await;
-        }
-    };
-    let client = generation
-        .clients
-        .get(&provider.name)
-        .cloned()
-        .unwrap_or_else(|| env.client.clone());
-    let mut target = Target {
-        provider,
-        uri,
-        headers: upstream_headers,
-        body,
-        client,
-        path: head.path.clone(),
-        query: head.query.clone(),
-        account: route.account.clone(),
-        client_key,
-    };
-    if let Err(e) = reroute(&mut ex, &mut target, &generation, env) {
-        return finish(ex, n, Outgoing::from_error(&e), Outcome::RespondedLocally).await;
-    }
-    upstream_loop(env, &generation, ex, target, parts.method, timeout_ms).await
+    Ok(())
 }
 
 /// Acts on a filter's pending routing choice, if any.
@@ -397,10 +544,11 @@ fn reroute(
     };
     let model = choice.model.clone();
     target.reroute(generation, &env.client, choice)?;
-    tracing::debug!(request_id = %ex.request_id, provider = %target.provider.name, "routed by a filter");
+    tracing::debug!(provider = %target.provider.name, "routed by a filter");
     ex.provider = target.provider.name.clone();
-    if model.is_some() {
-        ex.model = model;
+    if let Some(model) = model {
+        ex.span.record("model", model.as_str());
+        ex.model = Some(model);
     }
     ex.request_bytes = target.body.len() as u64;
     Ok(())
@@ -420,6 +568,7 @@ async fn upstream_loop(
     loop {
         attempt += 1;
         ex.attempts = attempt;
+        ex.span.record("attempt", attempt);
         metrics.upstream_attempts.fetch_add(1, Ordering::Relaxed);
         let mut req = Request::new(Full::new(target.body.clone()));
         *req.method_mut() = method.clone();
@@ -481,7 +630,7 @@ async fn upstream_loop(
         {
             Ok(AfterHeaders::Retry(delay)) => {
                 drop(out);
-                tracing::debug!(request_id = %ex.request_id, attempt, delay, "retrying upstream");
+                tracing::debug!(attempt, delay, "retrying upstream");
                 if let Err(e) = reroute(&mut ex, &mut target, generation, env) {
                     return finish(ex, n, Outgoing::from_error(&e), Outcome::UpstreamError).await;
                 }
@@ -538,11 +687,6 @@ pub async fn read_body(body: BodyIn, max: usize) -> Result<Bytes, (GatewayError,
             }
         }
     }
-}
-
-/// Equal without an early exit on the first differing byte (tokens).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `cf-aig-request-timeout` (ms) or the configured default.

@@ -81,7 +81,7 @@ pub struct GatewayPipeline {
     /// Accepted accounts.
     pub accounts: Vec<String>,
     /// `cf-aig-authorization` token, when the gateway is authenticated.
-    pub auth_token: Option<crate::config::Secret>,
+    pub auth_token: Option<crate::http::Secret>,
     /// Filters in request order.
     pub stages: Vec<Stage>,
     /// Every hook some filter of the pipeline declared (a request prepares
@@ -108,7 +108,7 @@ pub struct Generation {
     /// Loaded filters by name.
     pub filters: BTreeMap<String, Arc<LoadedFilter>>,
     /// Upstream clients of providers with their own trusted CAs.
-    pub clients: HashMap<String, crate::server::upstream::UpstreamClient>,
+    pub clients: HashMap<String, crate::http::upstream::UpstreamClient>,
 }
 
 /// One reason a generation could not be built.
@@ -238,7 +238,7 @@ pub async fn build(
     let mut clients = HashMap::new();
     for (name, p) in &config.providers {
         if let Some(ca) = &p.ca_file {
-            match crate::server::upstream::client_trusting(ca) {
+            match crate::http::upstream::client_trusting(ca) {
                 Ok(c) => {
                     clients.insert(name.clone(), c);
                 }

@@ -8,7 +8,7 @@ pub mod pricing;
 mod sse_strategies;
 pub mod usage;
 
-use crate::config::Secret;
+use crate::http::Secret;
 use hyper::Uri;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -56,15 +56,18 @@ pub struct RequestContext {
     pub route: Option<RouteChoice>,
     /// Providers a route may name.
     providers: Arc<crate::config::Config>,
+    /// The request's id, on every line a filter logs.
+    pub request_id: Arc<str>,
 }
 
 impl RequestContext {
     /// A context for one request served under `config`.
-    pub fn new(providers: Arc<crate::config::Config>) -> Arc<Mutex<Self>> {
+    pub fn new(providers: Arc<crate::config::Config>, request_id: &str) -> Arc<Mutex<Self>> {
         Arc::new(Mutex::new(RequestContext {
             annotations: Vec::new(),
             route: None,
             providers,
+            request_id: request_id.into(),
         }))
     }
 
@@ -276,12 +279,19 @@ impl limits::Host for HostState {
 impl telemetry::Host for HostState {
     fn log(&mut self, level: telemetry::Level, message: String) {
         let filter = &*self.filter;
+        // The request id also when request spans are off (the default level).
+        let request_id = self
+            .request
+            .as_ref()
+            .map(|ctx| lock(ctx).request_id.clone())
+            .unwrap_or_else(|| "".into());
+        let request_id = &*request_id;
         match level {
-            telemetry::Level::Trace => tracing::trace!(filter, "{message}"),
-            telemetry::Level::Debug => tracing::debug!(filter, "{message}"),
-            telemetry::Level::Info => tracing::info!(filter, "{message}"),
-            telemetry::Level::Warn => tracing::warn!(filter, "{message}"),
-            telemetry::Level::Error => tracing::error!(filter, "{message}"),
+            telemetry::Level::Trace => tracing::trace!(filter, request_id, "{message}"),
+            telemetry::Level::Debug => tracing::debug!(filter, request_id, "{message}"),
+            telemetry::Level::Info => tracing::info!(filter, request_id, "{message}"),
+            telemetry::Level::Warn => tracing::warn!(filter, request_id, "{message}"),
+            telemetry::Level::Error => tracing::error!(filter, request_id, "{message}"),
         }
     }
 

@@ -3,9 +3,9 @@
 //! the token is compared in constant time.
 
 use super::App;
-use super::body::GatewayBody;
-use super::error::GatewayError;
 use super::reload::Reloader;
+use crate::http::body::GatewayBody;
+use crate::http::error::GatewayError;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -54,7 +54,7 @@ async fn route(
             }
             _ => String::new(),
         };
-        if !crate::pipeline::flow::constant_time_eq(sent.as_bytes(), token.as_bytes()) {
+        if !crate::http::constant_time_eq(sent.as_bytes(), token.as_bytes()) {
             let mut r = GatewayError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

@@ -4,8 +4,8 @@
 //! detail view per entry, and the loaded filters. Numbers come from the same
 //! queries as the analytics and logs API.
 
-use super::body::GatewayBody;
-use super::error::GatewayError;
+use crate::http::body::GatewayBody;
+use crate::http::error::GatewayError;
 use crate::store::logs::{LogQuery, LogStore};
 use hyper::{Response, StatusCode};
 use plotters::prelude::*;

@@ -7,8 +7,8 @@
 //!   fail (status ≥ 500, 429, unreachable, timeout); `cf-aig-step` says which
 //!   answered. Each step runs through the gateway's filters like any request.
 
-use super::body::{BodyError, GatewayBody};
-use super::error::GatewayError;
+use crate::http::body::{BodyError, GatewayBody};
+use crate::http::error::GatewayError;
 use crate::pipeline::Generation;
 use crate::pipeline::flow::{self, BodyIn, Env, Route};
 use crate::providers::anthropic;

@@ -3,15 +3,14 @@
 //! generation, and graceful shutdown that drains in-flight requests.
 
 pub mod admin;
-pub mod body;
 pub mod dashboard;
 pub mod endpoints;
-pub mod error;
 pub mod reload;
 pub mod route;
-pub mod upstream;
 
 use crate::config::Config;
+use crate::http::body::GatewayBody;
+use crate::http::error::GatewayError;
 use crate::pipeline::flow::{self, Env, Route};
 use crate::pipeline::{self, Generation};
 use crate::runtime::Runtime;
@@ -22,8 +21,6 @@ use crate::store::logs::LogStore;
 use crate::store::now_ms;
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
-use body::GatewayBody;
-use error::GatewayError;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -187,7 +184,10 @@ pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, 
             .clone()
             .filter(|_| with_log_store)
             .map(|settings| {
-                crate::telemetry::otlp::OtlpExporter::start(settings, upstream::client())
+                crate::telemetry::otlp::OtlpExporter::start(
+                    settings,
+                    crate::http::upstream::client(),
+                )
             }),
         redis: match &config.store {
             Some(settings) => Some(Arc::new(crate::store::redis::RedisStore::new(
@@ -263,7 +263,7 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
     let app = Arc::new(App {
         env: Env {
             runtime: runtime.clone(),
-            client: upstream::client(),
+            client: crate::http::upstream::client(),
         },
         admin_listen: config.admin_listen,
         generation: ArcSwap::from_pointee(generation),
@@ -459,9 +459,6 @@ async fn shutdown_signal() {
         _ = term => {}
     }
 }
-
-/// The address a listener bound to (exposed for tests).
-pub type BoundAddr = SocketAddr;
 
 #[cfg(test)]
 mod tests {

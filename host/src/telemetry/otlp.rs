@@ -8,8 +8,8 @@
 //! batches of up to 512, at least once a second, by one task. The trace id is
 //! the request id, so a span and its log entry (`cf-aig-log-id`) match.
 
+use crate::http::upstream::UpstreamClient;
 use crate::runtime::bindings::types::{Outcome, Summary};
-use crate::server::upstream::UpstreamClient;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -75,12 +75,50 @@ fn operation(path: &str) -> &'static str {
     }
 }
 
-/// The span of one finished request.
-pub fn span_of(s: &Summary) -> Span {
-    let trace_id = hex::decode(&s.request_id)
-        .ok()
-        .filter(|b| b.len() == 16)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().as_bytes().to_vec());
+/// The trace id and parent span id of a W3C `traceparent` header
+/// (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`); `None` when it is malformed, uses
+/// the invalid version `ff`, or has an all-zero id (the spec says to ignore such a header).
+pub fn parse_traceparent(value: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut parts = value.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let lower_hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if !lower_hex(version, 2) || version == "ff" || !lower_hex(flags, 2) {
+        return None;
+    }
+    // Version 00 has exactly four fields; later versions may append more.
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    if !lower_hex(trace, 32) || !lower_hex(parent, 16) {
+        return None;
+    }
+    let trace = hex::decode(trace).ok()?;
+    let parent = hex::decode(parent).ok()?;
+    if trace.iter().all(|b| *b == 0) || parent.iter().all(|b| *b == 0) {
+        return None;
+    }
+    Some((trace, parent))
+}
+
+/// The span of one finished request; a client's valid `traceparent` makes it a child of the
+/// client's span in the client's trace, else the request id is the trace id.
+pub fn span_of(s: &Summary, traceparent: Option<&str>) -> Span {
+    let parent = traceparent.and_then(parse_traceparent);
+    let (trace_id, parent_span_id) = match parent {
+        Some((trace, parent)) => (trace, parent),
+        None => (
+            hex::decode(&s.request_id)
+                .ok()
+                .filter(|b| b.len() == 16)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().as_bytes().to_vec()),
+            Vec::new(),
+        ),
+    };
     let span_id = uuid::Uuid::new_v4().as_bytes()[..8].to_vec();
     let op = operation(&s.path);
     let model = s.model.as_deref().unwrap_or("");
@@ -116,6 +154,7 @@ pub fn span_of(s: &Summary) -> Span {
     Span {
         trace_id,
         span_id,
+        parent_span_id,
         name: if model.is_empty() {
             op.to_string()
         } else {
@@ -147,8 +186,8 @@ impl OtlpExporter {
     }
 
     /// Queues the span of a finished request (never waits).
-    pub fn record(&self, summary: &Summary) {
-        if self.tx.try_send(span_of(summary)).is_err() {
+    pub fn record(&self, summary: &Summary, traceparent: Option<&str>) {
+        if self.tx.try_send(span_of(summary, traceparent)).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -228,5 +267,40 @@ async fn post(client: &UpstreamClient, url: &str, body: Vec<u8>) -> Result<(), S
         Ok(())
     } else {
         Err(format!("collector answered {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_traceparent;
+
+    #[test]
+    fn a_valid_traceparent_gives_its_trace_and_parent_ids() {
+        let (trace, parent) =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(hex::encode(trace), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex::encode(parent), "00f067aa0ba902b7");
+        // A later version may carry more fields.
+        assert!(
+            parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn malformed_or_invalid_traceparents_are_ignored() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01",
+        ] {
+            assert!(parse_traceparent(bad).is_none(), "{bad}");
+        }
     }
 }

@@ -4,11 +4,11 @@
 //! calls the done hooks.
 
 use super::{BodySource, Exchange, Slot, error_chain};
+use crate::http::body::BodyError;
+use crate::http::error::GatewayError;
 use crate::providers::usage::UsageReader;
 use crate::runtime::bindings::types::{BodyMode, ChunkDecision, Header, Hooks, Outcome, Summary};
 use crate::runtime::instance::{Answer, Hook};
-use crate::server::body::BodyError;
-use crate::server::error::GatewayError;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
@@ -355,12 +355,13 @@ impl BodyTask {
             if cached { Some(0.0) } else { cost },
         );
         if let Some(otlp) = &ex.runtime.services.otlp {
-            otlp.record(&summary);
+            otlp.record(&summary, ex.traceparent.as_deref());
         }
+        ex.span.record("status", summary.status);
+        ex.span.record("cache", if cached { "HIT" } else { "MISS" });
         tracing::debug!(
-            request_id = %summary.request_id, gateway = %summary.gateway, provider = %summary.provider,
-            status = summary.status, outcome = ?summary.outcome, duration_ms = summary.duration_ms,
-            attempts = summary.attempts, "request done"
+            outcome = ?summary.outcome, duration_ms = summary.duration_ms,
+            tokens_in = summary.tokens_in, tokens_out = summary.tokens_out, "request done"
         );
         for i in 0..ex.gw.stages.len() {
             if ex.wants(i, Hooks::DONE) {

@@ -5,13 +5,14 @@
 use super::super::GatewayPipeline;
 use super::super::breaker::Admit;
 use crate::config::OnError;
+use crate::http::error::GatewayError;
 use crate::runtime::Runtime;
 use crate::runtime::bindings::types::{Header, Hooks};
 use crate::runtime::host::RequestContext;
 use crate::runtime::instance::{Answer, FilterError, FilterInstance, Hook};
-use crate::server::error::GatewayError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 /// A filter's instance for this request.
 pub(super) enum Slot {
@@ -28,6 +29,11 @@ pub(super) struct Exchange {
     pub(super) started: Instant,
     pub(super) created_at_ms: u64,
     pub(super) request_id: String,
+    /// The request's tracing span (`request{id,gateway,provider,…}`); background work of the
+    /// request (body task, done hooks) runs inside it too.
+    pub(super) span: tracing::Span,
+    /// The client's W3C `traceparent`, continued by the OTLP export.
+    pub(super) traceparent: Option<String>,
     pub(super) account: String,
     pub(super) provider: String,
     pub(super) method: String,
@@ -68,6 +74,8 @@ impl Drop for Exchange {
             started: self.started,
             created_at_ms: self.created_at_ms,
             request_id: std::mem::take(&mut self.request_id),
+            span: self.span.clone(),
+            traceparent: self.traceparent.take(),
             account: std::mem::take(&mut self.account),
             provider: std::mem::take(&mut self.provider),
             method: std::mem::take(&mut self.method),
@@ -84,10 +92,10 @@ impl Drop for Exchange {
             answer_status: self.answer_status,
             in_call: None,
         };
-        tracing::debug!(request_id = %ex.request_id, "client left before the answer");
+        tracing::debug!(parent: &ex.span, "client left before the answer");
         let task = super::body::BodyTask::abandoned(ex);
         let services = self.runtime.services.clone();
-        super::response::spawn_tracked(services, task.done());
+        super::response::spawn_tracked(services, self.span.clone(), task.done());
     }
 }
 
@@ -184,7 +192,12 @@ impl Exchange {
         };
         let started = Instant::now();
         self.in_call = Some(i);
-        let result = inst.hook(hook).await;
+        let span = tracing::debug_span!(
+            "filter",
+            name = %self.gw.stages[i].filter.name,
+            hook = %hook.name()
+        );
+        let result = inst.hook(hook).instrument(span).await;
         self.in_call = None;
         self.runtime.services.metrics.observe_filter_call(
             &self.gw.stages[i].filter.name,

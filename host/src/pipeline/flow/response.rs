@@ -272,7 +272,8 @@ pub(super) async fn finish(
             }
         };
         task.response_headers = summary_view(&headers);
-        spawn_tracked(services, async move {
+        let span = task.ex.span.clone();
+        spawn_tracked(services, span, async move {
             Exchange::recycle(task.ex.gw.clone(), spare).await;
             task.done().await
         });
@@ -281,7 +282,8 @@ pub(super) async fn finish(
         task.ex.armed = false;
         task.response_headers = summary_view(&headers);
         let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(16);
-        spawn_tracked(services, async move {
+        let span = task.ex.span.clone();
+        spawn_tracked(services, span, async move {
             Exchange::recycle(task.ex.gw.clone(), spare).await;
             task.run(out.body, tx).await
         });
@@ -293,10 +295,11 @@ pub(super) async fn finish(
     resp
 }
 
-/// Runs a request's background work, counted until it ends so that shutdown
-/// waits for its done hooks (log entries).
+/// Runs a request's background work inside the request's span, counted until it ends so that
+/// shutdown waits for its done hooks (log entries).
 pub(super) fn spawn_tracked(
     services: Arc<crate::runtime::host::Services>,
+    span: tracing::Span,
     work: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     struct InFlight(Arc<crate::runtime::host::Services>);
@@ -309,7 +312,7 @@ pub(super) fn spawn_tracked(
     let in_flight = InFlight(services);
     // Boxed once here: the work holds the request's whole state, and the
     // task would otherwise move it by value (kilobytes) as it is spawned.
-    let work = Box::pin(work);
+    let work = Box::pin(tracing::Instrument::instrument(work, span));
     tokio::spawn(async move {
         work.await;
         drop(in_flight);

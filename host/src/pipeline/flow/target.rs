@@ -1,11 +1,11 @@
 //! Where an upstream attempt goes, and how a filter's routing choice
 //! (`context.route`) moves it to another provider.
 
+use crate::http::error::GatewayError;
+use crate::http::upstream::UpstreamClient;
 use crate::pipeline::Generation;
 use crate::providers::ProviderSpec;
 use crate::runtime::host::RouteChoice;
-use crate::server::error::GatewayError;
-use crate::server::upstream::UpstreamClient;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Uri};

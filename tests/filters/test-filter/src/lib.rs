@@ -85,6 +85,13 @@ impl Filter for TestFilter {
                 INSTANCE_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Decision::proceed()
             }
+            "log" => {
+                aigw_plugin_sdk::host::log(
+                    aigw_plugin_sdk::host::Level::Info,
+                    &format!("test filter saw {}", request.path),
+                );
+                Decision::proceed()
+            }
             "trap" => trap(),
             // Far more header bytes than any client takes.
             "huge-headers" => Decision::Respond(LocalResponse {

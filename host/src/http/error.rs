@@ -2,7 +2,7 @@
 //! responses: `{"error": {"type": "...", "message": "..."}}` with the status
 //! that fits. Messages never contain provider keys.
 
-use crate::server::body::GatewayBody;
+use crate::http::body::GatewayBody;
 use bytes::Bytes;
 use hyper::{Response, StatusCode, header};
 

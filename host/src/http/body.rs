@@ -31,11 +31,6 @@ impl GatewayBody {
             GatewayBody::Full(Some(b))
         }
     }
-
-    /// An empty body.
-    pub fn empty() -> Self {
-        GatewayBody::Full(None)
-    }
 }
 
 impl Body for GatewayBody {
