@@ -6,6 +6,7 @@
 //! WebAssembly component run at typed hook points.
 //!
 //! Table of contents:
+//! - [`app`]: the composition root: services, `aigw serve`, `aigw check`.
 //! - [`cli`]: command line.
 //! - [`config`]: TOML → validated configuration.
 //! - [`server`]: listeners, routing, admin API, dashboard, reload.
@@ -17,6 +18,7 @@
 //! - [`mock`]: the offline mock provider.
 //! - [`http`]: the ground floor: client body, gateway errors, upstream client, token comparison.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -20,8 +20,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => aigw::server::serve(&config).await,
-            Command::Check { config } => aigw::server::check(&config).await.map(|report| {
+            Command::Serve { config } => aigw::app::serve(&config).await,
+            Command::Check { config } => aigw::app::check(&config).await.map(|report| {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{report}\n{}: OK", config.display());
             }),

@@ -588,3 +588,41 @@ async fn a_client_leaving_mid_stream_cancels_the_upstream_request() {
     assert_eq!(entries.len(), 1, "the request still has its log entry");
     assert_eq!(entries[0]["outcome"], "ClientAborted", "{}", entries[0]);
 }
+
+/// The admin listener has the client listener's protections: a connection cap answered with a
+/// short 503, and a header-read timeout that closes a slow client's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_caps_connections_and_times_out_slow_headers() {
+    let mock = Mock::start().await;
+    let dir = prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\nmax_connections = 2\nheader_read_timeout_ms = 500\n",
+        &format!("{}[gateways.gw]\npipeline = []\n", mock.providers_toml()),
+        &[],
+    );
+    let gw = Gateway::start_in(dir);
+    let admin = gw.admin.unwrap();
+    // Slow headers: closed after header_read_timeout_ms, not held open.
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(admin).await.unwrap();
+    slow.write_all(b"GET /api/plugins HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "a slow admin client held its connection");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // Two idle connections take both slots; the third is refused at once.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(admin).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reply = raw(
+        admin,
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(status_of(&reply), 503, "{reply}");
+    assert!(reply.contains("max_connections"), "{reply}");
+}

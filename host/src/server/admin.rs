@@ -7,9 +7,7 @@ use super::reload::Reloader;
 use crate::http::body::GatewayBody;
 use crate::http::error::GatewayError;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -139,29 +137,24 @@ async fn route(
 /// Serves the admin API on `listener` until the task is dropped.
 pub async fn serve(
     listener: TcpListener,
+    limits: super::listener::Limits,
     app: Arc<App>,
     reloader: Arc<Reloader>,
     token: Option<String>,
 ) {
     let token: Option<Arc<str>> = token.map(Arc::from);
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
-        };
-        let (app, reloader, token) = (app.clone(), reloader.clone(), token.clone());
-        let service = service_fn(move |req| {
+    let services = app.env.runtime.services.clone();
+    super::listener::accept_loop(
+        "server.admin_listen",
+        listener,
+        limits,
+        services,
+        move |req, _peer| {
             let (app, reloader, token) = (app.clone(), reloader.clone(), token.clone());
-            async move { Ok::<_, std::convert::Infallible>(route(app, reloader, token, req).await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
+            async move { route(app, reloader, token, req).await }
+        },
+    )
+    .await
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool, GatewayError> {
