@@ -11,6 +11,7 @@
 //! | `x-mock-delay-ms: 300` | wait before the response head |
 //! | `x-mock-chunks: 8` / `x-mock-chunk-delay-ms: 50` | SSE pacing |
 //! | `x-mock-truncate-after: 2` | break the SSE stream after 2 chunks |
+//! | `x-mock-end-delay-ms: 5` | end the SSE body this long after its last event (as real servers do) |
 //! | `x-mock-reply: text` | the assistant's reply |
 //!
 //! `GET /__mock/requests` lists what it received; `DELETE` clears it.
@@ -204,6 +205,11 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
                 .min(10_000),
         ),
         truncate_after: number(&parts, "x-mock-truncate-after").map(|n| n as usize),
+        end_delay: Duration::from_millis(
+            number(&parts, "x-mock-end-delay-ms")
+                .unwrap_or(0)
+                .min(10_000),
+        ),
         open: state.open_streams.clone(),
     };
     if path.ends_with("/messages") {
@@ -364,6 +370,8 @@ struct Pacing {
     chunks: Option<usize>,
     delay: Duration,
     truncate_after: Option<usize>,
+    /// Pause between the last event and the end of the body.
+    end_delay: Duration,
     open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -394,6 +402,9 @@ fn sse(events: Vec<String>, pacing: Pacing) -> Response<GatewayBody> {
             if tx.send(Ok(Bytes::from(e))).await.is_err() {
                 return;
             }
+        }
+        if !pacing.end_delay.is_zero() {
+            tokio::time::sleep(pacing.end_delay).await;
         }
     });
     let mut r = Response::new(GatewayBody::Channel(rx));

@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod pricing;
 #[cfg(test)]
 mod sse_strategies;
+pub mod stream_end;
 pub mod usage;
 
 use crate::http::Secret;

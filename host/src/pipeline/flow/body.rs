@@ -6,6 +6,7 @@
 use super::{BodySource, Exchange, Slot, error_chain};
 use crate::http::body::BodyError;
 use crate::http::error::GatewayError;
+use crate::providers::stream_end::StreamEnd;
 use crate::providers::usage::UsageReader;
 use crate::runtime::bindings::types::{BodyMode, ChunkDecision, Header, Hooks, Outcome, Summary};
 use crate::runtime::instance::{Answer, Hook};
@@ -31,6 +32,12 @@ pub(super) struct BodyTask {
     /// The answer came from a cache (`cf-aig-cache-status: HIT`).
     pub(super) cached: bool,
     pub(super) usage_filter: Option<crate::providers::usage::UsageChunkFilter>,
+    /// For an SSE answer: whether its terminal event has reached the client. After it, a client
+    /// that leaves has the whole answer: the provider is read to its end for the filters and
+    /// the request is logged as completed.
+    pub(super) stream_end: Option<StreamEnd>,
+    /// The client left after the terminal event; the rest is read but not sent.
+    pub(super) client_done: bool,
 }
 
 impl BodyTask {
@@ -50,6 +57,8 @@ impl BodyTask {
             response_headers: Vec::new(),
             cached: false,
             usage_filter: None,
+            stream_end: None,
+            client_done: false,
         }
     }
 
@@ -63,9 +72,15 @@ impl BodyTask {
                 self.forward(b, true, &tx).await;
             }
             BodySource::Upstream(mut incoming) => loop {
-                let next = tokio::select! {
-                    next = self.next_data(&mut incoming) => Some(next),
-                    _ = tx.closed() => None,
+                let complete = self.stream_end.as_ref().is_some_and(StreamEnd::seen);
+                let next = if complete {
+                    // The client has the whole answer and may leave: read on regardless.
+                    Some(self.next_data(&mut incoming).await)
+                } else {
+                    tokio::select! {
+                        next = self.next_data(&mut incoming) => Some(next),
+                        _ = tx.closed() => None,
+                    }
                 };
                 match next {
                     // The client went away while the upstream was quiet.
@@ -229,14 +244,23 @@ impl BodyTask {
             Some(f) => Bytes::from(f.push(&data, eos)),
             None => data,
         };
-        if data.is_empty() {
+        if data.is_empty() || self.client_done {
             return true;
         }
-        self.response_bytes += data.len() as u64;
+        let sent = data.clone();
         if tx.send(Ok(data)).await.is_err() {
+            if self.stream_end.as_ref().is_some_and(StreamEnd::seen) {
+                // Gone after the terminal event: complete. Keep reading for the filters.
+                self.client_done = true;
+                return true;
+            }
             self.outcome = Outcome::ClientAborted;
             return false;
         }
+        if let Some(end) = &mut self.stream_end {
+            end.feed(&sent);
+        }
+        self.response_bytes += sent.len() as u64;
         true
     }
 

@@ -228,6 +228,8 @@ pub(super) async fn finish(
         (streamed && ex.strip_usage_chunk).then(crate::providers::usage::UsageChunkFilter::default);
     let mut task = BodyTask {
         usage_filter,
+        stream_end: streamed.then(crate::providers::stream_end::StreamEnd::default),
+        client_done: false,
         ex,
         body_stages,
         buffers: Vec::new(),
