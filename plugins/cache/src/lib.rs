@@ -12,14 +12,35 @@
 use aigw_plugin_sdk::host::{kv_get, kv_set};
 use aigw_plugin_sdk::{
     BodyDecision, BodyMode, ChunkDecision, Decision, Filter, FilterInfo, HeaderEdits, Hooks,
-    LocalResponse, Request, Response, ResponseDecision, cf,
+    LocalResponse, Request, Response, ResponseDecision, cf, config,
 };
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// Auth headers that separate callers: two keys never share an entry.
 const AUTH_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 /// Longest accepted `cf-aig-cache-key`.
 const MAX_CUSTOM_KEY: usize = 1024;
+
+/// The filter's table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawConfig {
+    /// How long a stored response stays, in seconds (0: nothing is stored).
+    #[serde(default = "default_ttl_s")]
+    ttl_s: u64,
+    /// Responses larger than this are passed on but not stored; above 0.
+    #[serde(default = "default_max_entry_bytes")]
+    max_entry_bytes: u64,
+}
+
+fn default_ttl_s() -> u64 {
+    3600
+}
+
+fn default_max_entry_bytes() -> u64 {
+    4 * 1024 * 1024
+}
 
 /// The cache filter for one request.
 #[derive(Debug)]
@@ -124,32 +145,15 @@ impl Filter for Cache {
         }
     }
 
-    fn configure(config: serde_json::Value) -> Result<Self, String> {
-        let obj = config.as_object().ok_or("expected a table")?;
-        for key in obj.keys() {
-            if key != "ttl_s" && key != "max_entry_bytes" {
-                return Err(format!(
-                    "unknown key '{key}' (known: ttl_s, max_entry_bytes)"
-                ));
-            }
+    fn configure(value: serde_json::Value) -> Result<Self, String> {
+        let raw: RawConfig = config::parse(value)?;
+        if raw.max_entry_bytes == 0 {
+            return Err("max_entry_bytes: expected a positive integer".into());
         }
-        let ttl_s = match obj.get("ttl_s") {
-            None => 3600,
-            Some(v) => v
-                .as_u64()
-                .ok_or("ttl_s: expected seconds, an integer >= 0")?,
-        };
-        let max_entry_bytes = match obj.get("max_entry_bytes") {
-            None => 4 * 1024 * 1024,
-            Some(v) => {
-                v.as_u64()
-                    .filter(|n| *n > 0)
-                    .ok_or("max_entry_bytes: expected a positive integer")? as usize
-            }
-        };
         Ok(Cache {
-            ttl_s,
-            max_entry_bytes,
+            ttl_s: raw.ttl_s,
+            // A limit past the address space (wasm32) means no limit.
+            max_entry_bytes: usize::try_from(raw.max_entry_bytes).unwrap_or(usize::MAX),
             provider: String::new(),
             route: String::new(),
             auth: String::new(),

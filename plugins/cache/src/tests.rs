@@ -100,6 +100,27 @@ fn config_is_validated() {
 }
 
 #[test]
+fn config_errors_name_the_key_and_defaults_hold() {
+    let err = |v| Cache::configure(v).unwrap_err();
+    let misspelt = err(serde_json::json!({"ttl_s": 5, "max_entry_byte": 10}));
+    assert!(misspelt.contains("`max_entry_byte`"), "{misspelt}");
+    let typed = err(serde_json::json!({"ttl_s": "long"}));
+    assert!(typed.starts_with("ttl_s:"), "{typed}");
+    let negative = err(serde_json::json!({"ttl_s": -1}));
+    assert!(negative.starts_with("ttl_s:"), "{negative}");
+    let typed = err(serde_json::json!({"max_entry_bytes": 1.5}));
+    assert!(typed.starts_with("max_entry_bytes:"), "{typed}");
+    let zero = err(serde_json::json!({"max_entry_bytes": 0}));
+    assert!(zero.starts_with("max_entry_bytes:"), "{zero}");
+    assert!(err(serde_json::json!("x")).contains("expected a table"));
+
+    let f = Cache::configure(serde_json::json!({})).unwrap();
+    assert_eq!((f.ttl_s, f.max_entry_bytes), (3600, 4 * 1024 * 1024));
+    let f = Cache::configure(serde_json::json!({"ttl_s": 0, "max_entry_bytes": 1})).unwrap();
+    assert_eq!((f.ttl_s, f.max_entry_bytes), (0, 1));
+}
+
+#[test]
 fn canonical_json_ignores_order_and_space() {
     assert_eq!(
         canonical_body(br#"{"b":1, "a":[1, 2]}"#),

@@ -13,8 +13,9 @@
 use aigw_plugin_sdk::host::{Level, append_log, log};
 use aigw_plugin_sdk::{
     BodyDecision, BodyMode, ChunkDecision, Decision, Filter, FilterInfo, HeaderEdits, Hooks,
-    Request, Response, ResponseDecision, Summary, cf,
+    Request, Response, ResponseDecision, Summary, cf, config,
 };
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 /// Custom cost from `cf-aig-custom-cost`.
@@ -40,7 +41,28 @@ pub struct Logging {
     request_truncated: bool,
 }
 
-const KNOWN: &[&str] = &["collect_logs", "collect_payload", "max_payload_bytes"];
+/// The filter's table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawConfig {
+    /// Write an entry for each request (a request may turn it off or on).
+    #[serde(default = "yes")]
+    collect_logs: bool,
+    /// Keep the request and response bodies in the entry.
+    #[serde(default = "yes")]
+    collect_payload: bool,
+    /// Bytes kept of each body; the rest is marked truncated.
+    #[serde(default = "default_max_payload_bytes")]
+    max_payload_bytes: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_max_payload_bytes() -> u64 {
+    65_536
+}
 
 fn parse_metadata(text: &str) -> Result<Map<String, Value>, String> {
     cf::parse_metadata(text)
@@ -87,26 +109,13 @@ impl Filter for Logging {
         }
     }
 
-    fn configure(config: serde_json::Value) -> Result<Self, String> {
-        let obj = config.as_object().ok_or("expected a table")?;
-        if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(format!("unknown key '{k}' (known: {})", KNOWN.join(", ")));
-        }
-        let flag = |k: &str| match obj.get(k) {
-            None => Ok(true),
-            Some(v) => v.as_bool().ok_or(format!("{k}: expected true or false")),
-        };
-        let max_payload = match obj.get("max_payload_bytes") {
-            None => 65_536,
-            Some(v) => {
-                v.as_u64()
-                    .ok_or("max_payload_bytes: expected an integer >= 0")? as usize
-            }
-        };
+    fn configure(value: serde_json::Value) -> Result<Self, String> {
+        let raw: RawConfig = config::parse(value)?;
         Ok(Logging {
-            collect: flag("collect_logs")?,
-            payload: flag("collect_payload")?,
-            max_payload,
+            collect: raw.collect_logs,
+            payload: raw.collect_payload,
+            // A cap past the address space (wasm32) means no cap.
+            max_payload: usize::try_from(raw.max_payload_bytes).unwrap_or(usize::MAX),
             metadata: None,
             custom_cost: None,
             event_id: None,
@@ -341,6 +350,30 @@ mod tests {
         });
         let e = MockHost::with(|m| m.log_entries[0].clone());
         assert!(e.get("request_body").is_none());
+    }
+
+    #[test]
+    fn config_errors_name_the_key_and_defaults_hold() {
+        let err = |v| Logging::configure(v).unwrap_err();
+        let misspelt = err(json!({"collect_log": false}));
+        assert!(misspelt.contains("`collect_log`"), "{misspelt}");
+        let typed = err(json!({"collect_payload": "yes"}));
+        assert!(typed.starts_with("collect_payload:"), "{typed}");
+        let typed = err(json!({"collect_logs": 1}));
+        assert!(typed.starts_with("collect_logs:"), "{typed}");
+        let negative = err(json!({"max_payload_bytes": -1}));
+        assert!(negative.starts_with("max_payload_bytes:"), "{negative}");
+        assert!(err(json!("x")).contains("expected a table"));
+
+        let f = Logging::configure(json!({})).unwrap();
+        assert!(f.collect && f.payload);
+        assert_eq!(f.max_payload, 65_536);
+        let f = Logging::configure(
+            json!({"collect_logs": false, "collect_payload": false, "max_payload_bytes": 0}),
+        )
+        .unwrap();
+        assert!(!f.collect && !f.payload);
+        assert_eq!(f.max_payload, 0);
     }
 
     #[test]

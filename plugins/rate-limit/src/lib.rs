@@ -6,7 +6,10 @@
 //! from the response's usage when the request is done.
 
 use aigw_plugin_sdk::host::{Technique, check_limit, debit};
-use aigw_plugin_sdk::{Decision, Filter, FilterInfo, Hooks, LocalResponse, Request, Summary};
+use aigw_plugin_sdk::{
+    Decision, Filter, FilterInfo, Hooks, LocalResponse, Request, Summary, config,
+};
+use serde::Deserialize;
 
 /// What the limit is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +29,21 @@ pub struct RateLimit {
     key: String,
 }
 
-const KNOWN: &[&str] = &["limit", "period_s", "key", "technique", "token_budget"];
+/// The filter's table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawConfig {
+    /// Requests allowed per key and period; above 0.
+    limit: u64,
+    /// The period in seconds; above 0.
+    period_s: u64,
+    /// `"ip"` (the default) or `"header:<name>"`.
+    key: Option<String>,
+    /// `"fixed"` (the default) or `"sliding"` window.
+    technique: Option<String>,
+    /// Tokens (in + out) allowed per key and period; above 0 when given.
+    token_budget: Option<u64>,
+}
 
 impl RateLimit {
     fn period_ms(&self) -> u64 {
@@ -58,46 +75,35 @@ impl Filter for RateLimit {
         })
     }
 
-    fn configure(config: serde_json::Value) -> Result<Self, String> {
-        let obj = config.as_object().ok_or("expected a table")?;
-        if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(format!("unknown key '{k}' (known: {})", KNOWN.join(", ")));
+    fn configure(value: serde_json::Value) -> Result<Self, String> {
+        let raw: RawConfig = config::parse(value)?;
+        if raw.limit == 0 {
+            return Err("limit: expected a positive integer".into());
         }
-        let positive = |key: &str| -> Result<u64, String> {
-            obj.get(key)
-                .ok_or(format!("{key}: required"))?
-                .as_u64()
-                .filter(|n| *n > 0)
-                .ok_or(format!("{key}: expected a positive integer"))
+        if raw.period_s == 0 {
+            return Err("period_s: expected a positive integer".into());
+        }
+        let key_by = match raw.key.as_deref() {
+            None | Some("ip") => KeyBy::Ip,
+            Some(k) => match k.strip_prefix("header:") {
+                Some(name) if !name.is_empty() => KeyBy::Header(name.to_ascii_lowercase()),
+                _ => return Err("key: expected \"ip\" or \"header:<name>\"".into()),
+            },
         };
-        let limit = positive("limit")?;
-        let period_s = positive("period_s")?;
-        let key_by = match obj.get("key").map(|v| v.as_str()) {
-            None | Some(Some("ip")) => KeyBy::Ip,
-            Some(Some(k)) if k.starts_with("header:") && k.len() > 7 => {
-                KeyBy::Header(k[7..].to_ascii_lowercase())
-            }
-            _ => return Err("key: expected \"ip\" or \"header:<name>\"".into()),
+        let technique = match raw.technique.as_deref() {
+            None | Some("fixed") => Technique::Fixed,
+            Some("sliding") => Technique::Sliding,
+            Some(_) => return Err("technique: expected \"fixed\" or \"sliding\"".into()),
         };
-        let technique = match obj.get("technique").map(|v| v.as_str()) {
-            None | Some(Some("fixed")) => Technique::Fixed,
-            Some(Some("sliding")) => Technique::Sliding,
-            _ => return Err("technique: expected \"fixed\" or \"sliding\"".into()),
-        };
-        let token_budget = match obj.get("token_budget") {
-            None => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .filter(|n| *n > 0)
-                    .ok_or("token_budget: expected a positive integer")?,
-            ),
-        };
+        if raw.token_budget == Some(0) {
+            return Err("token_budget: expected a positive integer".into());
+        }
         Ok(RateLimit {
-            limit,
-            period_s,
+            limit: raw.limit,
+            period_s: raw.period_s,
             key_by,
             technique,
-            token_budget,
+            token_budget: raw.token_budget,
             key: String::new(),
         })
     }
@@ -264,5 +270,55 @@ mod tests {
             .unwrap_err()
             .contains("technique")
         );
+    }
+
+    #[test]
+    fn config_is_typed_and_defaults_hold() {
+        let err = |v| RateLimit::configure(v).unwrap_err();
+        let misspelt = err(serde_json::json!({"limit": 1, "period_s": 1, "tecnique": "fixed"}));
+        assert!(misspelt.contains("`tecnique`"), "{misspelt}");
+        let typed = err(serde_json::json!({"limit": "5", "period_s": 1}));
+        assert!(typed.starts_with("limit:"), "{typed}");
+        let typed = err(serde_json::json!({"limit": 1, "period_s": 1, "key": 3}));
+        assert!(typed.starts_with("key:"), "{typed}");
+        let missing = err(serde_json::json!({"limit": 1}));
+        assert!(missing.contains("`period_s`"), "{missing}");
+        for (cfg, key) in [
+            (serde_json::json!({"limit": 0, "period_s": 1}), "limit:"),
+            (serde_json::json!({"limit": 1, "period_s": 0}), "period_s:"),
+            (
+                serde_json::json!({"limit": 1, "period_s": 1, "token_budget": 0}),
+                "token_budget:",
+            ),
+            (
+                serde_json::json!({"limit": 1, "period_s": 1, "token_budget": -3}),
+                "token_budget:",
+            ),
+            (
+                serde_json::json!({"limit": 1, "period_s": 1, "key": "header:"}),
+                "key:",
+            ),
+            (
+                serde_json::json!({"limit": 1, "period_s": 1, "technique": 1}),
+                "technique:",
+            ),
+        ] {
+            let e = err(cfg);
+            assert!(e.starts_with(key), "{e}");
+        }
+
+        let f = RateLimit::configure(serde_json::json!({"limit": 2, "period_s": 30})).unwrap();
+        assert_eq!((f.limit, f.period_s), (2, 30));
+        assert_eq!(f.key_by, KeyBy::Ip);
+        assert!(matches!(f.technique, Technique::Fixed));
+        assert_eq!(f.token_budget, None);
+        let f = RateLimit::configure(serde_json::json!({
+            "limit": 2, "period_s": 30, "key": "header:X-User",
+            "technique": "sliding", "token_budget": 9,
+        }))
+        .unwrap();
+        assert_eq!(f.key_by, KeyBy::Header("x-user".into()));
+        assert!(matches!(f.technique, Technique::Sliding));
+        assert_eq!(f.token_budget, Some(9));
     }
 }

@@ -8,7 +8,9 @@
 
 use aigw_plugin_sdk::{
     Decision, Filter, FilterInfo, HeaderEdits, Hooks, Request, Response, ResponseDecision, cf,
+    config,
 };
+use serde::Deserialize;
 
 /// Backoff shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,14 +62,45 @@ pub struct Retry {
     on_timeout: bool,
 }
 
-const KNOWN: &[&str] = &[
-    "max_attempts",
-    "delay_ms",
-    "backoff",
-    "on_status",
-    "on_connection_error",
-    "on_timeout",
-];
+/// The filter's table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawConfig {
+    /// Attempts in all, the first included: 1 to [`MAX_ATTEMPTS`].
+    #[serde(default = "default_max_attempts")]
+    max_attempts: u64,
+    /// Base delay between attempts: 0 to [`MAX_DELAY_MS`].
+    #[serde(default = "default_delay_ms")]
+    delay_ms: u64,
+    /// `"constant"`, `"linear"` or `"exponential"` (the default).
+    backoff: Option<String>,
+    /// Upstream statuses worth another attempt.
+    #[serde(default = "default_on_status")]
+    on_status: Vec<u16>,
+    /// Retry when the provider cannot be reached.
+    #[serde(default = "yes")]
+    on_connection_error: bool,
+    /// Retry after a first-byte timeout. Off unless asked: the provider may
+    /// still be working on (and billing) the timed-out request.
+    #[serde(default)]
+    on_timeout: bool,
+}
+
+fn default_max_attempts() -> u64 {
+    3
+}
+
+fn default_delay_ms() -> u64 {
+    500
+}
+
+fn default_on_status() -> Vec<u16> {
+    vec![429, 500, 502, 503, 504]
+}
+
+fn yes() -> bool {
+    true
+}
 
 impl Filter for Retry {
     fn describe() -> FilterInfo {
@@ -78,60 +111,32 @@ impl Filter for Retry {
         })
     }
 
-    fn configure(config: serde_json::Value) -> Result<Self, String> {
-        let obj = config.as_object().ok_or("expected a table")?;
-        if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(format!("unknown key '{k}' (known: {})", KNOWN.join(", ")));
-        }
-        let int = |key: &str, default: u64, min: u64, max: u64| -> Result<u64, String> {
-            match obj.get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .as_u64()
-                    .filter(|n| (min..=max).contains(n))
-                    .ok_or(format!("{key}: expected an integer from {min} to {max}")),
+    fn configure(value: serde_json::Value) -> Result<Self, String> {
+        let raw: RawConfig = config::parse(value)?;
+        let in_range = |key: &str, n: u64, min: u64, max: u64| {
+            if (min..=max).contains(&n) {
+                Ok(n)
+            } else {
+                Err(format!("{key}: expected an integer from {min} to {max}"))
             }
         };
-        let backoff = match obj.get("backoff") {
+        let max_attempts = in_range("max_attempts", raw.max_attempts, 1, MAX_ATTEMPTS)?;
+        let delay_ms = in_range("delay_ms", raw.delay_ms, 0, MAX_DELAY_MS)?;
+        let backoff = match raw.backoff.as_deref() {
             None => Backoff::Exponential,
-            Some(v) => v
-                .as_str()
-                .and_then(Backoff::parse)
+            Some(b) => Backoff::parse(b)
                 .ok_or("backoff: expected \"constant\", \"linear\" or \"exponential\"")?,
         };
-        let on_status = match obj.get("on_status") {
-            None => vec![429, 500, 502, 503, 504],
-            Some(v) => v
-                .as_array()
-                .ok_or("on_status: expected a list of HTTP statuses")?
-                .iter()
-                .map(|s| {
-                    s.as_u64()
-                        .filter(|n| (100..=599).contains(n))
-                        .map(|n| n as u16)
-                })
-                .collect::<Option<Vec<u16>>>()
-                .ok_or("on_status: expected a list of HTTP statuses (100-599)")?,
-        };
-        let on_connection_error = match obj.get("on_connection_error") {
-            None => true,
-            Some(v) => v
-                .as_bool()
-                .ok_or("on_connection_error: expected true or false")?,
-        };
-        // Off by default: after a first-byte timeout the provider may still be
-        // working on (and billing) the request.
-        let on_timeout = match obj.get("on_timeout") {
-            None => false,
-            Some(v) => v.as_bool().ok_or("on_timeout: expected true or false")?,
-        };
+        if raw.on_status.iter().any(|s| !(100..=599).contains(s)) {
+            return Err("on_status: expected a list of HTTP statuses (100-599)".into());
+        }
         Ok(Retry {
-            max_attempts: int("max_attempts", 3, 1, MAX_ATTEMPTS)?,
-            delay_ms: int("delay_ms", 500, 0, MAX_DELAY_MS)?,
+            max_attempts,
+            delay_ms,
             backoff,
-            on_status,
-            on_connection_error,
-            on_timeout,
+            on_status: raw.on_status,
+            on_connection_error: raw.on_connection_error,
+            on_timeout: raw.on_timeout,
         })
     }
 
@@ -307,6 +312,47 @@ mod tests {
                 .unwrap_err()
                 .contains("on_status")
         );
+    }
+
+    #[test]
+    fn config_is_typed_and_defaults_hold() {
+        let err = |v| Retry::configure(v).unwrap_err();
+        let misspelt = err(serde_json::json!({"max_attempt": 2}));
+        assert!(misspelt.contains("`max_attempt`"), "{misspelt}");
+        for (cfg, key) in [
+            (serde_json::json!({"delay_ms": "10"}), "delay_ms:"),
+            (serde_json::json!({"max_attempts": 0}), "max_attempts:"),
+            (serde_json::json!({"max_attempts": -1}), "max_attempts:"),
+            (serde_json::json!({"backoff": "random"}), "backoff:"),
+            (serde_json::json!({"backoff": 2}), "backoff:"),
+            (serde_json::json!({"on_status": 500}), "on_status:"),
+            (serde_json::json!({"on_status": [500, 99]}), "on_status:"),
+            (serde_json::json!({"on_status": [70000]}), "on_status[0]:"),
+            (serde_json::json!({"on_status": ["500"]}), "on_status[0]:"),
+            (serde_json::json!({"on_timeout": "yes"}), "on_timeout:"),
+            (
+                serde_json::json!({"on_connection_error": 0}),
+                "on_connection_error:",
+            ),
+        ] {
+            let e = err(cfg);
+            assert!(e.starts_with(key), "{e}");
+        }
+
+        let f = Retry::configure(serde_json::json!({})).unwrap();
+        assert_eq!((f.max_attempts, f.delay_ms), (3, 500));
+        assert_eq!(f.backoff, Backoff::Exponential);
+        assert_eq!(f.on_status, [429, 500, 502, 503, 504]);
+        assert!(f.on_connection_error && !f.on_timeout);
+        let f = Retry::configure(serde_json::json!({
+            "max_attempts": 5, "delay_ms": 0, "backoff": "linear", "on_status": [],
+            "on_connection_error": false, "on_timeout": true,
+        }))
+        .unwrap();
+        assert_eq!((f.max_attempts, f.delay_ms), (5, 0));
+        assert_eq!(f.backoff, Backoff::Linear);
+        assert!(f.on_status.is_empty());
+        assert!(!f.on_connection_error && f.on_timeout);
     }
 
     #[test]
