@@ -13,6 +13,12 @@
 //! | `x-mock-truncate-after: 2` | break the SSE stream after 2 chunks |
 //! | `x-mock-end-delay-ms: 5` | end the SSE body this long after its last event (as real servers do) |
 //! | `x-mock-reply: text` | the assistant's reply |
+//! | `x-mock-cached-tokens: 64` | report that many prompt tokens as read from the provider's cache |
+//!
+//! Paths answered in their API's real shape: `…/chat/completions` (OpenAI chat, JSON and SSE),
+//! `…/messages` (Anthropic Messages, JSON and SSE), `…/responses` (OpenAI Responses, JSON and
+//! SSE), `…/embeddings` (OpenAI embeddings), `GET …/models`; any other POST gets a chat
+//! completion.
 //!
 //! `GET /__mock/requests` lists what it received; `DELETE` clears it.
 
@@ -212,6 +218,33 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
         ),
         open: state.open_streams.clone(),
     };
+    let cached = number(&parts, "x-mock-cached-tokens")
+        .unwrap_or(0)
+        .min(prompt_tokens);
+    if path.ends_with("/embeddings") {
+        return embeddings(&request, &model);
+    }
+    if path.ends_with("/responses") {
+        let events = responses_events(
+            &model,
+            &words,
+            prompt_tokens,
+            completion_tokens,
+            cached,
+            pacing.chunks,
+        );
+        if stream {
+            return sse(events, pacing);
+        }
+        // The JSON answer is the `response` of the stream's last event.
+        let last = events
+            .last()
+            .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .and_then(|d| serde_json::from_str::<Value>(d).ok())
+            .and_then(|v| v.get("response").cloned())
+            .unwrap_or(Value::Null);
+        return json_response(StatusCode::OK, last);
+    }
     if path.ends_with("/messages") {
         if stream {
             return sse(
@@ -231,7 +264,8 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
                 "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": reply}],
                 "stop_reason": "end_turn", "stop_sequence": null,
-                "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}
+                "usage": {"input_tokens": prompt_tokens - cached, "cache_read_input_tokens": cached,
+                          "cache_creation_input_tokens": 0, "output_tokens": completion_tokens}
             }),
         );
     }
@@ -260,22 +294,26 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
             "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}
+                      "total_tokens": prompt_tokens + completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": cached}}
         }),
     )
 }
 
 fn default_reply(request: &Value) -> String {
-    let last = request
-        .get("messages")
-        .and_then(Value::as_array)
-        .and_then(|m| m.last())
-        .and_then(|m| m.get("content"))
-        .map(|c| match c {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .unwrap_or_default();
+    // Chat `messages`, or the Responses API's `input` (a string or a list of items).
+    let last = match request.get("messages").or_else(|| request.get("input")) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .last()
+            .and_then(|m| m.get("content"))
+            .map(|c| match c {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     let last: String = last.chars().take(200).collect();
     format!("Hello from the aigw mock provider! You said: {last}")
 }
@@ -287,7 +325,10 @@ fn count_words(v: &Value) -> u64 {
         Value::Object(o) => o
             .iter()
             .filter(|(k, _)| {
-                k.as_str() == "messages" || k.as_str() == "content" || k.as_str() == "system"
+                matches!(
+                    k.as_str(),
+                    "messages" | "content" | "system" | "input" | "text"
+                )
             })
             .map(|(_, v)| count_words(v))
             .sum(),
@@ -331,6 +372,109 @@ fn openai_events(
                "choices": [], "usage": {"prompt_tokens": pin, "completion_tokens": pout, "total_tokens": pin + pout}})
     ));
     events.push("data: [DONE]\n\n".to_string());
+    events
+}
+
+/// An OpenAI embeddings answer: one vector per input, prompt tokens only.
+fn embeddings(request: &Value, model: &str) -> Response<GatewayBody> {
+    let inputs: Vec<Value> = match request.get("input") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(one) => vec![one.clone()],
+        None => Vec::new(),
+    };
+    let tokens = count_words(request).max(1);
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let seed = input.to_string().len() as f64;
+            let vector: Vec<f64> = (0..8).map(|k| ((seed + k as f64) * 0.37).sin()).collect();
+            json!({"object": "embedding", "index": i, "embedding": vector})
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({"object": "list", "data": data, "model": model,
+               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
+}
+
+/// An OpenAI Responses stream (`event:` and `data:` lines, with sequence numbers); its last
+/// event, `response.completed`, carries the whole response and its usage.
+fn responses_events(
+    model: &str,
+    words: &[String],
+    pin: u64,
+    pout: u64,
+    cached: u64,
+    chunks: Option<usize>,
+) -> Vec<String> {
+    let created = crate::store::now_ms() / 1000;
+    let text: String = words.concat();
+    let response = |status: &str, output: Value, usage: Value| {
+        json!({"id": "resp_mock", "object": "response", "created_at": created, "status": status,
+               "model": model, "output": output, "usage": usage, "error": null,
+               "incomplete_details": null})
+    };
+    let message = |status: &str, text: &str| {
+        json!({"id": "msg_mock", "type": "message", "status": status, "role": "assistant",
+               "content": [{"type": "output_text", "text": text, "annotations": []}]})
+    };
+    let mut seq = 0;
+    let mut ev = |name: &str, mut data: Value| {
+        data["type"] = json!(name);
+        data["sequence_number"] = json!(seq);
+        seq += 1;
+        format!("event: {name}\ndata: {data}\n\n")
+    };
+    let mut events = vec![
+        ev(
+            "response.created",
+            json!({"response": response("in_progress", json!([]), Value::Null)}),
+        ),
+        ev(
+            "response.in_progress",
+            json!({"response": response("in_progress", json!([]), Value::Null)}),
+        ),
+        ev(
+            "response.output_item.added",
+            json!({"output_index": 0,
+            "item": {"id": "msg_mock", "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+        ),
+        ev(
+            "response.content_part.added",
+            json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0,
+            "part": {"type": "output_text", "text": "", "annotations": []}}),
+        ),
+    ];
+    for g in groups(words, chunks) {
+        events.push(ev(
+            "response.output_text.delta",
+            json!({"item_id": "msg_mock", "output_index": 0,
+            "content_index": 0, "delta": g}),
+        ));
+    }
+    events.push(ev(
+        "response.output_text.done",
+        json!({"item_id": "msg_mock", "output_index": 0,
+        "content_index": 0, "text": text}),
+    ));
+    events.push(ev(
+        "response.content_part.done",
+        json!({"item_id": "msg_mock", "output_index": 0,
+        "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": []}}),
+    ));
+    events.push(ev(
+        "response.output_item.done",
+        json!({"output_index": 0, "item": message("completed", &text)}),
+    ));
+    let usage = json!({"input_tokens": pin, "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": pout, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": pin + pout});
+    events.push(ev(
+        "response.completed",
+        json!({"response": response("completed", json!([message("completed", &text)]), usage)}),
+    ));
     events
 }
 

@@ -367,3 +367,177 @@ async fn anthropic_stream_tokens_are_exact() {
     assert_eq!(entries[0]["tokens_out"], output);
     assert_eq!(entries[0]["streamed"], true);
 }
+
+/// Published prices (USD per million tokens) of the models the test uses: input, output,
+/// cached input. Written here from the providers' price pages, not read from the gateway.
+fn price(model: &str) -> (f64, f64, f64) {
+    match model {
+        "gpt-4o-mini" => (0.15, 0.6, 0.075),
+        "text-embedding-3-small" => (0.02, 0.0, 0.02),
+        "claude-3-5-haiku" => (0.8, 4.0, 0.08),
+        other => panic!("no test price for {other}"),
+    }
+}
+
+/// The cost of one answer from the usage the provider reported to the client, in each API's
+/// own names: OpenAI chat and embeddings, Responses, Anthropic.
+fn expected_cost(model: &str, usage: &Value) -> f64 {
+    let n = |p: &str| usage.pointer(p).and_then(Value::as_u64).unwrap_or(0) as f64;
+    let (input, output, cached_rate) = price(model);
+    let (fresh, cached, out) = if usage.get("prompt_tokens").is_some() {
+        let cached = n("/prompt_tokens_details/cached_tokens");
+        (
+            n("/prompt_tokens") - cached,
+            cached,
+            n("/completion_tokens"),
+        )
+    } else if usage.get("input_tokens_details").is_some() {
+        let cached = n("/input_tokens_details/cached_tokens");
+        (n("/input_tokens") - cached, cached, n("/output_tokens"))
+    } else {
+        // Anthropic: input_tokens excludes the cache reads.
+        (
+            n("/input_tokens"),
+            n("/cache_read_input_tokens"),
+            n("/output_tokens"),
+        )
+    };
+    (fresh * input + cached * cached_rate + out * output) / 1e6
+}
+
+/// Every API's usage becomes exact tokens and cost: chat (JSON, and a stream that asked for
+/// usage), Responses (JSON and stream), embeddings, Anthropic with prompt-cache reads. Each log
+/// entry's cost and the analytics total equal the cost computed from the provider's usage at
+/// the published prices, to the micro-dollar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_is_billed_exactly_from_the_providers_usage() {
+    let mock = Mock::start().await;
+    let dir = prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
+        &format!(
+            "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let gw = Gateway::start_in(dir);
+    let openai = |path: &str| gw.url(&format!("/v1/acct/gw/openai/{path}"));
+    let cached = [("x-mock-cached-tokens", "4")];
+    let mut expected: Vec<(String, f64)> = Vec::new();
+
+    // Chat, JSON, with cached prompt tokens.
+    let r = send(
+        &openai("chat/completions"),
+        &cached,
+        &chat("bill me exactly please now", false),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    expected.push((
+        "chat json".into(),
+        expected_cost("gpt-4o-mini", &r.json()["usage"]),
+    ));
+
+    // Chat, streamed, the client asking for the usage chunk itself.
+    let body = serde_json::json!({"model": "gpt-4o-mini", "stream": true,
+        "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "stream and bill"}]})
+    .to_string();
+    let s = stream(&openai("chat/completions"), &[], &body).await;
+    let usage = s
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find_map(|v| v.get("usage").filter(|u| u.is_object()).cloned())
+        .expect("usage chunk");
+    expected.push(("chat stream".into(), expected_cost("gpt-4o-mini", &usage)));
+
+    // Responses, JSON and streamed.
+    let body = serde_json::json!({"model": "gpt-4o-mini", "input": "respond and bill"}).to_string();
+    let r = send(&openai("responses"), &cached, &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["object"], "response");
+    expected.push((
+        "responses json".into(),
+        expected_cost("gpt-4o-mini", &r.json()["usage"]),
+    ));
+    let body =
+        serde_json::json!({"model": "gpt-4o-mini", "input": "stream a response", "stream": true})
+            .to_string();
+    let s = stream(&openai("responses"), &cached, &body).await;
+    let completed = s
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v["type"] == "response.completed")
+        .expect("response.completed event");
+    expected.push((
+        "responses stream".into(),
+        expected_cost("gpt-4o-mini", &completed["response"]["usage"]),
+    ));
+
+    // Embeddings: input tokens only.
+    let body =
+        serde_json::json!({"model": "text-embedding-3-small", "input": ["one two three", "four"]})
+            .to_string();
+    let r = send(&openai("embeddings"), &[], &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["data"].as_array().map(Vec::len), Some(2));
+    expected.push((
+        "embeddings".into(),
+        expected_cost("text-embedding-3-small", &r.json()["usage"]),
+    ));
+
+    // Anthropic Messages with prompt-cache reads.
+    let body = serde_json::json!({"model": "claude-3-5-haiku", "max_tokens": 64,
+        "messages": [{"role": "user", "content": "anthropic bills cache reads apart"}]})
+    .to_string();
+    let r = send(
+        &gw.url("/v1/acct/gw/anthropic/messages"),
+        &[("x-mock-cached-tokens", "3")],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["usage"]["cache_read_input_tokens"], 3);
+    expected.push((
+        "anthropic json".into(),
+        expected_cost("claude-3-5-haiku", &r.json()["usage"]),
+    ));
+
+    let mut logs = Vec::new();
+    for _ in 0..100 {
+        logs = admin(&gw, Method::GET, "/api/gateways/gw/logs?limit=100", "")
+            .await
+            .json()["logs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if logs.len() == expected.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(logs.len(), expected.len(), "{logs:#?}");
+    // The log lists newest first.
+    for ((what, want), entry) in expected.iter().zip(logs.iter().rev()) {
+        let got = entry["cost"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{what}: no cost: {entry}"));
+        assert!(
+            (got - want).abs() < 1e-12,
+            "{what}: logged {got}, expected {want}: {entry}"
+        );
+    }
+    let total: f64 = expected.iter().map(|(_, c)| c).sum();
+    let report = admin(&gw, Method::GET, "/api/gateways/gw/analytics", "")
+        .await
+        .json();
+    let reported = report["totals"]["cost"].as_f64().unwrap();
+    assert!(
+        (reported - total).abs() < 1e-6 / 1e3,
+        "analytics total {reported}, expected {total}"
+    );
+}

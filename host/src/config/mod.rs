@@ -413,11 +413,24 @@ impl Config {
                     "input_per_million and output_per_million must be numbers >= 0".into(),
                 ));
             }
+            for (key, value) in [
+                ("cached_input_per_million", p.cached_input_per_million),
+                ("cache_write_per_million", p.cache_write_per_million),
+            ] {
+                if value.is_some_and(|v| !ok(v)) {
+                    return Err(invalid(
+                        &format!("prices[{i}].{key}"),
+                        "must be a number >= 0".into(),
+                    ));
+                }
+            }
             prices.set(crate::providers::pricing::Price {
                 provider: p.provider.clone(),
                 model: p.model.clone(),
                 input_per_million: p.input_per_million,
                 output_per_million: p.output_per_million,
+                cached_input_per_million: p.cached_input_per_million,
+                cache_write_per_million: p.cache_write_per_million,
             });
         }
         let retention = server.log_retention.unwrap_or_default();

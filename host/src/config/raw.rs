@@ -62,6 +62,10 @@ pub struct RawPrice {
     pub model: String,
     pub input_per_million: f64,
     pub output_per_million: f64,
+    /// Input tokens read from the provider's cache (default: the input rate).
+    pub cached_input_per_million: Option<f64>,
+    /// Input tokens written to the provider's cache (default: the input rate).
+    pub cache_write_per_million: Option<f64>,
 }
 
 /// `[server.log_retention]`.

@@ -1,9 +1,18 @@
 //! Token usage from provider responses, read from the bytes on their way to the
-//! client: OpenAI-style JSON (`usage.prompt_tokens`/`completion_tokens`),
-//! Anthropic JSON (`usage.input_tokens`/`output_tokens`), and SSE streams
-//! (OpenAI's final usage chunk, Anthropic's `message_start`/`message_delta`).
-//! Never buffers a stream: SSE is scanned line by line, lines ending in `\n`,
-//! `\r\n` or `\r` as the SSE format allows.
+//! client: OpenAI chat and embeddings JSON (`usage.prompt_tokens`/`completion_tokens`), the
+//! Responses API (`usage.input_tokens`/`output_tokens` with `input_tokens_details` and
+//! `output_tokens_details`, in JSON and in the stream's `response.completed` event), Anthropic
+//! (`usage.input_tokens`/`output_tokens` plus cache reads and writes), Gemini
+//! (`usageMetadata`), Cohere v2 (`usage.billed_units`), and SSE streams (OpenAI's final usage
+//! chunk, Anthropic's `message_start`/`message_delta`). Never buffers a stream: SSE is scanned
+//! line by line, lines ending in `\n`, `\r\n` or `\r` as the SSE format allows.
+//!
+//! Counts are normalised to one meaning whatever the provider: `tokens_in` is every input token
+//! (OpenAI's `prompt_tokens` already includes cached ones; Anthropic's `input_tokens` excludes
+//! cache reads and writes, which are added), of which `tokens_cached` were read from the
+//! provider's cache and `tokens_cache_write` written to it; `tokens_out` is every output token
+//! billed (Gemini's thinking tokens are added to its candidates), of which `tokens_reasoning`
+//! were reasoning.
 
 use serde_json::Value;
 
@@ -23,6 +32,8 @@ pub struct Usage {
     pub tokens_cached: Option<u32>,
     /// Reasoning tokens within the completion.
     pub tokens_reasoning: Option<u32>,
+    /// Prompt tokens written to the provider's cache (Anthropic), billed at their own rate.
+    pub tokens_cache_write: Option<u32>,
 }
 
 /// Incremental usage reader.
@@ -83,12 +94,20 @@ impl UsageReader {
                 #[derive(serde::Deserialize)]
                 struct Answer {
                     usage: Option<Value>,
+                    #[serde(rename = "usageMetadata")]
+                    usage_metadata: Option<Value>,
                 }
-                serde_json::from_slice::<Answer>(buf)
-                    .ok()
-                    .and_then(|a| a.usage)
-                    .map(|u| usage_in(&u))
-                    .unwrap_or_default()
+                match serde_json::from_slice::<Answer>(buf) {
+                    Ok(Answer {
+                        usage: Some(u),
+                        usage_metadata: _,
+                    }) => usage_in(&u),
+                    Ok(Answer {
+                        usage: None,
+                        usage_metadata: Some(u),
+                    }) => gemini_usage(&u),
+                    _ => Usage::default(),
+                }
             }
             UsageReader::Json(_, true) | UsageReader::Other => Usage::default(),
             UsageReader::Sse(line, usage) => {
@@ -104,16 +123,21 @@ fn scan_sse_line(line: &[u8], usage: &mut Usage) {
     let Some(data) = line.strip_prefix(b"data:") else {
         return;
     };
-    // Cheap filter: only parse events that mention usage.
-    if !data.windows(7).any(|w| w == b"\"usage\"") {
+    // Cheap filter: only parse events that mention usage (`"usage"`, `"usageMetadata"`).
+    if !data.windows(6).any(|w| w == b"\"usage") {
         return;
     }
     let Ok(v) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    let found = match v.get("message") {
-        Some(message) => usage_from(message),
-        None => usage_from(&v),
+    // Anthropic's message_start and the Responses API's events wrap the object that has it.
+    let found = match (v.get("message"), v.get("response")) {
+        (Some(message), _) => usage_from(message),
+        (None, Some(response)) if response.is_object() => usage_from(response),
+        _ => match v.get("usageMetadata") {
+            Some(u) => gemini_usage(u),
+            None => usage_from(&v),
+        },
     };
     if found.tokens_in.is_some() {
         usage.tokens_in = found.tokens_in;
@@ -127,33 +151,83 @@ fn scan_sse_line(line: &[u8], usage: &mut Usage) {
     if found.tokens_reasoning.is_some() {
         usage.tokens_reasoning = found.tokens_reasoning;
     }
+    if found.tokens_cache_write.is_some() {
+        usage.tokens_cache_write = found.tokens_cache_write;
+    }
 }
 
 fn usage_from(v: &Value) -> Usage {
     v.get("usage").map(usage_in).unwrap_or_default()
 }
 
-/// Token counts of a `usage` object (OpenAI or Anthropic names).
+/// A count in a JSON object, capped to `u32`.
+fn count(v: &Value, path: &str) -> Option<u32> {
+    v.pointer(path)
+        .and_then(Value::as_u64)
+        .map(|n| n.min(u32::MAX as u64) as u32)
+}
+
+/// Token counts of a `usage` object (OpenAI chat, embeddings and Responses, Anthropic, Cohere
+/// v2), normalised as the module says.
 fn usage_in(u: &Value) -> Usage {
     if !u.is_object() {
         return Usage::default();
     }
-    let num = |keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| u.get(*k).and_then(Value::as_u64))
-            .map(|n| n.min(u32::MAX as u64) as u32)
-    };
-    let nested = |path: &str| {
-        u.pointer(path)
-            .and_then(Value::as_u64)
-            .map(|n| n.min(u32::MAX as u64) as u32)
+    // Cohere v2: billed units are what is charged.
+    if let Some(billed) = u.get("billed_units").filter(|b| b.is_object()) {
+        return Usage {
+            tokens_in: count(billed, "/input_tokens"),
+            tokens_out: count(billed, "/output_tokens"),
+            ..Usage::default()
+        };
+    }
+    let first = |paths: &[&str]| paths.iter().find_map(|p| count(u, p));
+    let cache_read = count(u, "/cache_read_input_tokens");
+    let cache_write = count(u, "/cache_creation_input_tokens");
+    let tokens_in = match (count(u, "/prompt_tokens"), count(u, "/input_tokens")) {
+        (Some(prompt), _) => Some(prompt),
+        // Anthropic counts cache reads and writes apart from `input_tokens` (the Responses
+        // API, which has no such fields, counts them inside).
+        (None, Some(input)) => Some(
+            input
+                .saturating_add(cache_read.unwrap_or(0))
+                .saturating_add(cache_write.unwrap_or(0)),
+        ),
+        (None, None) => None,
     };
     Usage {
-        tokens_in: num(&["prompt_tokens", "input_tokens"]),
-        tokens_out: num(&["completion_tokens", "output_tokens"]),
-        tokens_cached: nested("/prompt_tokens_details/cached_tokens")
-            .or_else(|| num(&["cache_read_input_tokens"])),
-        tokens_reasoning: nested("/completion_tokens_details/reasoning_tokens"),
+        tokens_in,
+        tokens_out: first(&["/completion_tokens", "/output_tokens"]),
+        tokens_cached: first(&[
+            "/prompt_tokens_details/cached_tokens",
+            "/input_tokens_details/cached_tokens",
+        ])
+        .or(cache_read),
+        tokens_reasoning: first(&[
+            "/completion_tokens_details/reasoning_tokens",
+            "/output_tokens_details/reasoning_tokens",
+        ]),
+        tokens_cache_write: cache_write,
+    }
+}
+
+/// Gemini's `usageMetadata`: `promptTokenCount` includes `cachedContentTokenCount`; thinking
+/// tokens (`thoughtsTokenCount`) are billed as output beside `candidatesTokenCount`.
+fn gemini_usage(u: &Value) -> Usage {
+    if !u.is_object() {
+        return Usage::default();
+    }
+    let candidates = count(u, "/candidatesTokenCount");
+    let thoughts = count(u, "/thoughtsTokenCount");
+    Usage {
+        tokens_in: count(u, "/promptTokenCount"),
+        tokens_out: match (candidates, thoughts) {
+            (None, None) => None,
+            (c, t) => Some(c.unwrap_or(0).saturating_add(t.unwrap_or(0))),
+        },
+        tokens_cached: count(u, "/cachedContentTokenCount"),
+        tokens_reasoning: thoughts,
+        tokens_cache_write: None,
     }
 }
 

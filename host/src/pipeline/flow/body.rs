@@ -335,12 +335,11 @@ impl BodyTask {
             .tokens_out
             .fetch_add(usage.tokens_out.unwrap_or(0) as u64, Ordering::Relaxed);
         let cached = self.cached;
-        let cost = self.ex.config.prices.cost(
-            &self.ex.provider,
-            self.ex.model.as_deref(),
-            usage.tokens_in,
-            usage.tokens_out,
-        );
+        let cost = self
+            .ex
+            .config
+            .prices
+            .cost(&self.ex.provider, self.ex.model.as_deref(), &usage);
         let ex = &mut self.ex;
         let success = (200..300).contains(&self.status)
             && matches!(self.outcome, Outcome::Completed | Outcome::RespondedLocally);

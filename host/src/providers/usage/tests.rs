@@ -24,7 +24,110 @@ fn cached_and_reasoning_tokens() {
     assert_eq!((u.tokens_cached, u.tokens_reasoning), (Some(64), Some(30)));
     let mut r = UsageReader::for_content_type(Some("application/json"));
     r.feed(br#"{"usage":{"input_tokens":10,"output_tokens":2,"cache_read_input_tokens":8}}"#);
-    assert_eq!(r.finish().tokens_cached, Some(8));
+    let u = r.finish();
+    assert_eq!((u.tokens_in, u.tokens_cached), (Some(18), Some(8)));
+}
+
+/// Anthropic bills cache reads and writes apart from `input_tokens`: all count as input.
+#[test]
+fn anthropic_prompt_cache_tokens_are_input() {
+    let mut r = UsageReader::for_content_type(Some("application/json"));
+    r.feed(
+        br#"{"type":"message","usage":{"input_tokens":21,"cache_creation_input_tokens":1000,
+        "cache_read_input_tokens":3000,"output_tokens":50}}"#,
+    );
+    assert_eq!(
+        r.finish(),
+        Usage {
+            tokens_in: Some(4021),
+            tokens_out: Some(50),
+            tokens_cached: Some(3000),
+            tokens_reasoning: None,
+            tokens_cache_write: Some(1000),
+        }
+    );
+}
+
+/// The Responses API: JSON and the stream's `response.completed` event (earlier events carry
+/// `usage: null`), with cached and reasoning tokens.
+#[test]
+fn responses_api_usage_in_json_and_stream() {
+    let usage = r#"{"input_tokens":328,"input_tokens_details":{"cached_tokens":256},
+        "output_tokens":52,"output_tokens_details":{"reasoning_tokens":32},"total_tokens":380}"#;
+    let expected = Usage {
+        tokens_in: Some(328),
+        tokens_out: Some(52),
+        tokens_cached: Some(256),
+        tokens_reasoning: Some(32),
+        tokens_cache_write: None,
+    };
+    let mut r = UsageReader::for_content_type(Some("application/json"));
+    r.feed(
+        format!(r#"{{"id":"resp_1","object":"response","status":"completed","usage":{usage}}}"#)
+            .as_bytes(),
+    );
+    assert_eq!(r.finish(), expected);
+    let mut r = UsageReader::for_content_type(Some("text/event-stream"));
+    r.feed(b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"usage\":null}}\n\n");
+    r.feed(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n");
+    let completed = format!(
+        "event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_1\",\"usage\":{}}}}}\n\n",
+        usage.replace('\n', "")
+    );
+    let (a, b) = completed.as_bytes().split_at(70);
+    r.feed(a);
+    r.feed(b);
+    assert_eq!(r.finish(), expected);
+}
+
+/// Embeddings report only input tokens.
+#[test]
+fn embeddings_usage_has_input_only() {
+    let mut r = UsageReader::for_content_type(Some("application/json"));
+    r.feed(
+        br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1]}],
+        "model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}"#,
+    );
+    let u = r.finish();
+    assert_eq!((u.tokens_in, u.tokens_out), (Some(8), None));
+}
+
+/// Gemini: `usageMetadata` in JSON and in `alt=sse` chunks (the last one counts); thinking
+/// tokens are output.
+#[test]
+fn gemini_usage_metadata() {
+    let meta = r#"{"promptTokenCount":120,"candidatesTokenCount":40,"thoughtsTokenCount":25,
+        "cachedContentTokenCount":100,"totalTokenCount":185}"#;
+    let expected = Usage {
+        tokens_in: Some(120),
+        tokens_out: Some(65),
+        tokens_cached: Some(100),
+        tokens_reasoning: Some(25),
+        tokens_cache_write: None,
+    };
+    let mut r = UsageReader::for_content_type(Some("application/json; charset=UTF-8"));
+    r.feed(format!(r#"{{"candidates":[{{"content":{{"parts":[{{"text":"hi"}}]}}}}],"usageMetadata":{meta}}}"#).as_bytes());
+    assert_eq!(r.finish(), expected);
+    let mut r = UsageReader::for_content_type(Some("text/event-stream"));
+    r.feed(b"data: {\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":120,\"candidatesTokenCount\":3}}\r\n\r\n");
+    r.feed(
+        format!(
+            "data: {{\"candidates\":[],\"usageMetadata\":{}}}\r\n\r\n",
+            meta.replace('\n', "")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.finish(), expected);
+}
+
+/// Cohere v2: the billed units are the counts that cost money.
+#[test]
+fn cohere_billed_units() {
+    let mut r = UsageReader::for_content_type(Some("application/json"));
+    r.feed(br#"{"id":"c","finish_reason":"COMPLETE","usage":{"billed_units":{"input_tokens":5,"output_tokens":418},
+        "tokens":{"input_tokens":71,"output_tokens":420}}}"#);
+    let u = r.finish();
+    assert_eq!((u.tokens_in, u.tokens_out), (Some(5), Some(418)));
 }
 
 #[test]
@@ -181,6 +284,7 @@ mod properties {
                     tokens_out: Some(tokens_out),
                     tokens_cached: cached,
                     tokens_reasoning: reasoning,
+                    tokens_cache_write: None,
                 };
                 (events, expected)
             })
@@ -221,11 +325,13 @@ mod properties {
                     "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": tokens_out}}),
                 );
                 sse += &event("message_stop", json!({"type": "message_stop"}));
+                // Anthropic's input_tokens excludes cache reads: the normalised count adds them.
                 let expected = Usage {
-                    tokens_in: Some(tokens_in),
+                    tokens_in: Some(tokens_in.saturating_add(cached.unwrap_or(0))),
                     tokens_out: Some(tokens_out),
                     tokens_cached: cached,
                     tokens_reasoning: None,
+                    tokens_cache_write: None,
                 };
                 (sse, expected)
             })
