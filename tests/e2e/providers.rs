@@ -340,3 +340,73 @@ async fn a_stalled_stream_ends_with_an_explicit_sse_error_event() {
         Some("[DONE]")
     );
 }
+
+/// `stream_usage = "off"`: a strict OpenAI-compatible provider never receives
+/// `stream_options` (the default `inject` adds it so the stream ends with its usage), and a
+/// mistyped value is refused naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_usage_off_never_sends_stream_options() {
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "[providers.strict]\nbase_url = \"http://{0}/v1\"\nstream_usage = \"off\"\n\
+         [providers.openai]\nbase_url = \"http://{0}/v1\"\n[gateways.gw]\npipeline = [\"logging\"]\n",
+        mock.addr
+    );
+    let gw = Gateway::start(&cfg, &[]);
+    for provider in ["strict", "openai"] {
+        let s = stream(
+            &gw.url(&format!("/v1/acct/gw/{provider}/chat/completions")),
+            &[],
+            &chat("count my tokens", true),
+        )
+        .await;
+        assert_eq!(s.status.as_u16(), 200);
+        assert!(s.text().contains("[DONE]"));
+    }
+    let bodies: Vec<serde_json::Value> = mock
+        .requests()
+        .iter()
+        .map(|r| serde_json::from_str(r["body"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    assert!(
+        bodies[0].get("stream_options").is_none(),
+        "stream_usage = \"off\" still sent {}",
+        bodies[0]
+    );
+    assert_eq!(bodies[1]["stream_options"]["include_usage"], true);
+    // A model without a price: usage known, cost unknown, counted.
+    let body = serde_json::json!({"model": "mystery-model",
+        "messages": [{"role": "user", "content": "price me"}]})
+    .to_string();
+    let r = send(&gw.url("/v1/acct/gw/openai/chat/completions"), &[], &body).await;
+    assert_eq!(r.status.as_u16(), 200);
+    let metrics_text = || async {
+        send_req(request(hyper::Method::GET, &gw.url("/metrics"), &[], ""))
+            .await
+            .text()
+    };
+    eventually(std::time::Duration::from_secs(3), || async {
+        metrics_text().await.contains("mystery-model")
+    })
+    .await;
+    let metrics = metrics_text().await;
+    // The strict provider's stream carried no usage: its cost is unknown, and counted.
+    assert!(
+        metrics.contains("aigw_usage_missing_total{provider=\"strict\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("aigw_price_missing_total{provider=\"openai\",model=\"mystery-model\"} 1"),
+        "{metrics}"
+    );
+    let (ok, text) = check(
+        &format!(
+            "[providers.strict]\nbase_url = \"http://{}/v1\"\nstream_usage = \"sometimes\"\n",
+            mock.addr
+        ),
+        &[],
+    );
+    assert!(!ok);
+    assert!(text.contains("providers.strict.stream_usage"), "{text}");
+}

@@ -383,6 +383,17 @@ impl Config {
                 }
                 spec.ca_file = Some(path);
             }
+            match p.stream_usage.as_deref() {
+                None => {}
+                Some("inject") => spec.stream_usage = true,
+                Some("off") => spec.stream_usage = false,
+                Some(other) => {
+                    return Err(invalid(
+                        &key("stream_usage"),
+                        format!("'{other}': expected \"inject\" or \"off\""),
+                    ));
+                }
+            }
             if let Some(c) = &p.compat_path {
                 if !c.starts_with('/') {
                     return Err(invalid(

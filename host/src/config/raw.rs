@@ -134,6 +134,8 @@ pub struct RawProvider {
     pub ca_file: Option<String>,
     /// Wait for the first response byte, overriding server.request_timeout_ms.
     pub request_timeout_ms: Option<u64>,
+    /// `"inject"` adds `stream_options.include_usage` to streamed chats, `"off"` never does.
+    pub stream_usage: Option<String>,
     /// Path of the provider's OpenAI-compatible chat endpoint, for the compat endpoint.
     pub compat_path: Option<String>,
 }

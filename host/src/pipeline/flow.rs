@@ -378,6 +378,7 @@ impl Flow<'_> {
         // Streamed OpenAI-style chats: ask for the usage chunk so token counts are
         // exact, and hide it from a client that did not ask for it.
         if stream
+            && self.admitted.provider.stream_usage
             && self.route.path.ends_with("/chat/completions")
             && !self.admitted.provider.anthropic_messages
             && let Some(with_usage) = crate::providers::usage::with_stream_usage(&body)

@@ -87,6 +87,10 @@ pub struct ProviderSpec {
     pub compat_path: Option<String>,
     /// Speaks Anthropic Messages: the compat endpoint translates to and from it.
     pub anthropic_messages: bool,
+    /// Streamed chat requests get `stream_options.include_usage` added (`stream_usage =
+    /// "inject"`), so the provider ends the stream with its token counts; off for providers
+    /// that refuse unknown fields. With it off, usage the provider sends by itself is still read.
+    pub stream_usage: bool,
 }
 
 impl ProviderSpec {
@@ -102,6 +106,7 @@ impl ProviderSpec {
             request_timeout_ms: None,
             compat_path: None,
             anthropic_messages: false,
+            stream_usage: true,
         }
     }
 
@@ -218,6 +223,23 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
                 _ => None,
             };
             spec.anthropic_messages = *name == "anthropic";
+            // OpenAI-style chat APIs that accept `stream_options`; Mistral and Perplexity
+            // refuse fields they do not know (and send usage in their last chunk anyway), the
+            // others do not speak OpenAI chat at their native paths.
+            spec.stream_usage = matches!(
+                *name,
+                "openai"
+                    | "azure-openai"
+                    | "groq"
+                    | "deepseek"
+                    | "openrouter"
+                    | "grok"
+                    | "cerebras"
+                    | "together"
+                    | "fireworks"
+                    | "google-ai-studio"
+                    | "ollama"
+            );
             (name.to_string(), spec)
         })
         .collect()

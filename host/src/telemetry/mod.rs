@@ -48,6 +48,10 @@ pub struct Metrics {
     pub latency: DashMap<(String, String, String), Histogram>,
     /// Filter hook calls and their total time (µs), by filter.
     pub filter_calls: DashMap<String, (AtomicU64, AtomicU64)>,
+    /// Successful provider answers that reported no usage (cost unknown), by provider.
+    pub usage_missing: DashMap<String, AtomicU64>,
+    /// Answers with usage but no price for their model (cost unknown), by (provider, model).
+    pub price_missing: DashMap<(String, String), AtomicU64>,
 }
 
 /// Upper bounds (ms) of the latency histogram buckets.
@@ -135,6 +139,19 @@ impl Metrics {
     /// A filter's circuit opened.
     pub fn count_circuit_opened(&self, filter: &str) {
         bump(&self.circuit_opened, filter);
+    }
+
+    /// A successful answer without usage, or with usage but no price: its cost is unknown.
+    pub fn count_unpriced(&self, provider: &str, model: Option<&str>, usage_known: bool) {
+        if !usage_known {
+            bump(&self.usage_missing, provider);
+            return;
+        }
+        let key = (provider.to_string(), model.unwrap_or("").to_string());
+        self.price_missing
+            .entry(key)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request skipped a filter whose circuit is open.
@@ -294,6 +311,26 @@ impl Metrics {
                     get(e.value())
                 );
             }
+        }
+        let _ = writeln!(out, "# TYPE aigw_usage_missing_total counter");
+        for e in self.usage_missing.iter() {
+            let _ = writeln!(
+                out,
+                "aigw_usage_missing_total{{provider=\"{}\"}} {}",
+                label(e.key()),
+                get(e.value())
+            );
+        }
+        let _ = writeln!(out, "# TYPE aigw_price_missing_total counter");
+        for e in self.price_missing.iter() {
+            let (provider, model) = e.key();
+            let _ = writeln!(
+                out,
+                "aigw_price_missing_total{{provider=\"{}\",model=\"{}\"}} {}",
+                label(provider),
+                label(model),
+                get(e.value())
+            );
         }
         let _ = writeln!(out, "# TYPE aigw_filter_counter_total counter");
         for e in self.filter_counters.iter() {

@@ -343,6 +343,14 @@ impl BodyTask {
         let ex = &mut self.ex;
         let success = (200..300).contains(&self.status)
             && matches!(self.outcome, Outcome::Completed | Outcome::RespondedLocally);
+        // A provider's successful answer whose cost cannot be known: counted, never guessed.
+        if cost.is_none() && !cached && self.outcome == Outcome::Completed && success {
+            ex.runtime.services.metrics.count_unpriced(
+                &ex.provider,
+                ex.model.as_deref(),
+                usage.tokens_in.is_some(),
+            );
+        }
         let summary = Summary {
             request_id: ex.request_id.clone(),
             created_at_ms: ex.created_at_ms,
