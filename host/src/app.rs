@@ -13,6 +13,7 @@ use crate::store::kv::{KvLimits, KvStore};
 use crate::store::limits::Limiter;
 use crate::store::logs::LogStore;
 use crate::store::now_ms;
+use crate::store::port::{KvBackend, LimitsBackend};
 use crate::telemetry::Metrics;
 use std::io::Write as _;
 use std::path::Path;
@@ -22,7 +23,19 @@ use tokio::net::TcpListener;
 
 /// Services for a config: kv (restored from the snapshot), limits, logs, metrics.
 pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, String> {
-    let kv = KvStore::new(KvLimits::default());
+    let kv = Arc::new(KvStore::new(KvLimits::default()));
+    let limiter = Arc::new(Limiter::default());
+    let redis = match &config.store {
+        Some(settings) => Some(Arc::new(crate::store::redis::RedisStore::new(
+            settings.clone(),
+        )?)),
+        None => None,
+    };
+    // The ports filters reach: Redis when configured, else process memory.
+    let (kv_port, limits_port): (Arc<dyn KvBackend>, Arc<dyn LimitsBackend>) = match &redis {
+        Some(r) => (r.clone(), r.clone()),
+        None => (kv.clone(), limiter.clone()),
+    };
     let retention = crate::store::logs::Retention {
         max_entries: config.log_max_entries,
         max_age_days: config.log_max_age_days,
@@ -36,7 +49,9 @@ pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, 
     };
     Ok(Arc::new(Services {
         kv,
-        limiter: Limiter::default(),
+        limiter,
+        kv_port,
+        limits_port,
         logs,
         metrics: Metrics::default(),
         // Only a serving gateway exports (not `aigw check`).
@@ -50,12 +65,7 @@ pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, 
                     crate::http::upstream::client(),
                 )
             }),
-        redis: match &config.store {
-            Some(settings) => Some(Arc::new(crate::store::redis::RedisStore::new(
-                settings.clone(),
-            )?)),
-            None => None,
-        },
+        redis,
     }))
 }
 

@@ -8,6 +8,7 @@ use crate::store::kv::KvStore;
 use crate::store::limits::{Limiter, Technique};
 use crate::store::logs::LogStore;
 use crate::store::now_ms;
+use crate::store::port::{KvBackend, LimitsBackend, StoreFuture};
 use crate::store::redis::OnError;
 use crate::telemetry::Metrics;
 use std::sync::{Arc, Mutex};
@@ -18,10 +19,15 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// State shared by every filter instance.
 #[derive(Debug)]
 pub struct Services {
-    /// Key-value store.
-    pub kv: KvStore,
-    /// Rate-limit counters.
-    pub limiter: Limiter,
+    /// The in-memory key-value store (snapshots, sweeps, metrics); the `kv` port when no
+    /// shared store is configured.
+    pub kv: Arc<KvStore>,
+    /// The in-memory rate-limit counters; the `limits` port when no shared store is configured.
+    pub limiter: Arc<Limiter>,
+    /// What the `kv` import calls: memory or the shared store.
+    pub kv_port: Arc<dyn KvBackend>,
+    /// What the `limits` import calls: memory or the shared store.
+    pub limits_port: Arc<dyn LimitsBackend>,
     /// Request log store (absent in `aigw check`).
     pub logs: Option<LogStore>,
     /// Metrics.
@@ -131,9 +137,12 @@ impl HostState {
         }
     }
 
-    /// Awaits a shared-store call; its wait moves the call's deadline instead
-    /// of counting against the filter.
-    async fn store_call<T>(&mut self, call: impl std::future::Future<Output = T>) -> T {
+    /// Awaits a store call; when the store is remote, its wait moves the call's deadline
+    /// instead of counting against the filter.
+    async fn store_call<T>(&mut self, remote: bool, call: StoreFuture<'_, T>) -> T {
+        if !remote {
+            return call.await;
+        }
         let started = std::time::Instant::now();
         let v = call.await;
         self.host_wait_ms = self
@@ -170,39 +179,32 @@ fn store_down() -> wasmtime::Error {
 impl kv::Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         let key = self.key(&key);
-        let Some(r) = self.services.redis.clone() else {
-            return Ok(self.services.kv.get(&key, now_ms()));
-        };
-        let v = self.store_call(r.get(&key)).await;
-        match v {
+        let kv = self.services.kv_port.clone();
+        match self.store_call(kv.remote(), kv.get(&key)).await {
             Ok(v) => Ok(v),
-            Err(()) if r.kv_on_error() == OnError::Closed => Err(store_down()),
-            Err(()) => Ok(None),
+            Err(_) if kv.on_error() == OnError::Closed => Err(store_down()),
+            Err(_) => Ok(None),
         }
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> wasmtime::Result<bool> {
         let key = self.key(&key);
-        let Some(r) = self.services.redis.clone() else {
-            return Ok(self.services.kv.set(&key, &value, ttl_ms, now_ms()));
-        };
-        let v = self.store_call(r.set(&key, &value, ttl_ms)).await;
-        match v {
+        let kv = self.services.kv_port.clone();
+        match self
+            .store_call(kv.remote(), kv.set(&key, &value, ttl_ms))
+            .await
+        {
             Ok(v) => Ok(v),
-            Err(()) if r.kv_on_error() == OnError::Closed => Err(store_down()),
-            Err(()) => Ok(false),
+            Err(_) if kv.on_error() == OnError::Closed => Err(store_down()),
+            Err(_) => Ok(false),
         }
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         let key = self.key(&key);
-        let Some(r) = self.services.redis.clone() else {
-            self.services.kv.delete(&key);
-            return Ok(());
-        };
-        let v = self.store_call(r.delete(&key)).await;
-        match v {
-            Err(()) if r.kv_on_error() == OnError::Closed => Err(store_down()),
+        let kv = self.services.kv_port.clone();
+        match self.store_call(kv.remote(), kv.delete(&key)).await {
+            Err(_) if kv.on_error() == OnError::Closed => Err(store_down()),
             _ => Ok(()),
         }
     }
@@ -225,21 +227,9 @@ impl limits::Host for HostState {
         t: limits::Technique,
     ) -> limits::Verdict {
         let key = self.key(&key);
-        let v = match self.services.redis.clone() {
-            Some(r) => {
-                self.store_call(r.check(&key, cost, limit, period_ms, technique(t), true))
-                    .await
-            }
-            None => self.services.limiter.check(
-                &key,
-                cost,
-                limit,
-                period_ms,
-                technique(t),
-                now_ms(),
-                true,
-            ),
-        };
+        let port = self.services.limits_port.clone();
+        let call = port.check(&key, cost, limit, period_ms, technique(t), true);
+        let v = self.store_call(port.remote(), call).await;
         limits::Verdict {
             allowed: v.allowed,
             remaining: v.remaining,
@@ -256,23 +246,9 @@ impl limits::Host for HostState {
         t: limits::Technique,
     ) {
         let key = self.key(&key);
-        match self.services.redis.clone() {
-            Some(r) => {
-                self.store_call(r.check(&key, amount, limit, period_ms, technique(t), false))
-                    .await;
-            }
-            None => {
-                self.services.limiter.check(
-                    &key,
-                    amount,
-                    limit,
-                    period_ms,
-                    technique(t),
-                    now_ms(),
-                    false,
-                );
-            }
-        }
+        let port = self.services.limits_port.clone();
+        let call = port.check(&key, amount, limit, period_ms, technique(t), false);
+        self.store_call(port.remote(), call).await;
     }
 }
 

@@ -203,6 +203,42 @@ impl KvStore {
     }
 }
 
+impl super::port::KvBackend for KvStore {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> super::port::StoreFuture<'a, Result<Option<Vec<u8>>, super::port::Unavailable>> {
+        Box::pin(std::future::ready(Ok(KvStore::get(
+            self,
+            key,
+            super::now_ms(),
+        ))))
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl_ms: u64,
+    ) -> super::port::StoreFuture<'a, Result<bool, super::port::Unavailable>> {
+        Box::pin(std::future::ready(Ok(KvStore::set(
+            self,
+            key,
+            value,
+            ttl_ms,
+            super::now_ms(),
+        ))))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> super::port::StoreFuture<'a, Result<(), super::port::Unavailable>> {
+        KvStore::delete(self, key);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

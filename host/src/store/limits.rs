@@ -172,6 +172,29 @@ impl Limiter {
     }
 }
 
+impl super::port::LimitsBackend for Limiter {
+    fn check<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u64,
+        limit: u64,
+        period_ms: u64,
+        technique: Technique,
+        enforce: bool,
+    ) -> super::port::StoreFuture<'a, Verdict> {
+        Box::pin(std::future::ready(Limiter::check(
+            self,
+            key,
+            cost,
+            limit,
+            period_ms,
+            technique,
+            super::now_ms(),
+            enforce,
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

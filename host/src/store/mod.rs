@@ -1,11 +1,13 @@
 //! Shared state that outlives a request, behind the interfaces filters import:
 //! the key-value store (`kv`), rate-limit counters (`limits`) and the request
 //! log store (`logs`). Embedded backends by default; `redis` shares kv and
-//! limits between gateway replicas.
+//! limits between gateway replicas. Kv and limits are reached through the
+//! traits in [`port`], the log store through its `Db` trait.
 
 pub mod kv;
 pub mod limits;
 pub mod logs;
+pub mod port;
 pub mod redis;
 
 /// Milliseconds since the Unix epoch.

@@ -308,3 +308,68 @@ impl RedisStore {
         }
     }
 }
+
+impl super::port::KvBackend for RedisStore {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> super::port::StoreFuture<'a, Result<Option<Vec<u8>>, super::port::Unavailable>> {
+        Box::pin(async move {
+            RedisStore::get(self, key)
+                .await
+                .map_err(|()| super::port::Unavailable)
+        })
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl_ms: u64,
+    ) -> super::port::StoreFuture<'a, Result<bool, super::port::Unavailable>> {
+        Box::pin(async move {
+            RedisStore::set(self, key, value, ttl_ms)
+                .await
+                .map_err(|()| super::port::Unavailable)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> super::port::StoreFuture<'a, Result<(), super::port::Unavailable>> {
+        Box::pin(async move {
+            RedisStore::delete(self, key)
+                .await
+                .map_err(|()| super::port::Unavailable)
+        })
+    }
+
+    fn on_error(&self) -> OnError {
+        self.kv_on_error()
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
+}
+
+impl super::port::LimitsBackend for RedisStore {
+    fn check<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u64,
+        limit: u64,
+        period_ms: u64,
+        technique: Technique,
+        enforce: bool,
+    ) -> super::port::StoreFuture<'a, Verdict> {
+        Box::pin(RedisStore::check(
+            self, key, cost, limit, period_ms, technique, enforce,
+        ))
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
+}
