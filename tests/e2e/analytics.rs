@@ -541,3 +541,73 @@ async fn every_api_is_billed_exactly_from_the_providers_usage() {
         "analytics total {reported}, expected {total}"
     );
 }
+
+/// `[server] price_catalog` replaces the shipped catalog: costs follow the file, and /metrics
+/// names its version; `[[prices]]` on top mark it `+config`; a bad file is refused naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_catalog_file_replaces_the_shipped_one() {
+    let mock = Mock::start().await;
+    let dir = prepare_with_server(
+        "price_catalog = \"my-prices.toml\"\n",
+        &format!(
+            "{}[gateways.gw]\npipeline = [\"logging\"]\n[[prices]]\nprovider = \"anthropic\"\nmodel = \"x\"\ninput_per_million = 1.0\noutput_per_million = 1.0\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    std::fs::write(
+        dir.path().join("my-prices.toml"),
+        "version = \"test-7\"\n[[prices]]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\ninput = 1000.0\noutput = 2000.0\nsource = \"test\"\ndate = \"2026-11-27\"\n",
+    )
+    .unwrap();
+    let gw = Gateway::start_in(dir);
+    let r = send(
+        &gw.url("/v1/acct/gw/openai/chat/completions"),
+        &[],
+        &chat("priced by my file", false),
+    )
+    .await;
+    let usage = r.json()["usage"].clone();
+    let want = (usage["prompt_tokens"].as_f64().unwrap() * 1000.0
+        + usage["completion_tokens"].as_f64().unwrap() * 2000.0)
+        / 1e6;
+    let metrics = || async {
+        send_req(request(Method::GET, &gw.url("/metrics"), &[], ""))
+            .await
+            .text()
+    };
+    let text = metrics().await;
+    assert!(
+        text.contains("aigw_price_catalog_info{version=\"test-7+config\"} 1"),
+        "{text}"
+    );
+    eventually(Duration::from_secs(3), || async {
+        metrics().await.contains("aigw_cost_usd_total")
+    })
+    .await;
+    let logs = eventually(Duration::from_secs(3), || async {
+        !log_entries(&gw.data_dir()).is_empty()
+    })
+    .await;
+    assert!(logs.is_some());
+    let entries = log_entries(&gw.data_dir());
+    let cost = entries[0]["cost"].as_f64().unwrap();
+    assert!((cost - want).abs() < 1e-9, "cost {cost}, expected {want}");
+    let dir = prepare_with_server(
+        "price_catalog = \"missing.toml\"\n",
+        "[gateways.gw]\npipeline = []\n",
+        &[],
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aigw"))
+        .arg("check")
+        .arg("--config")
+        .arg(dir.path().join("aigw.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("server.price_catalog") && text.contains("missing.toml"),
+        "{text}"
+    );
+}

@@ -415,7 +415,24 @@ impl Config {
             providers.insert(name, spec);
         }
 
-        let mut prices = crate::providers::pricing::PriceTable::with_defaults();
+        let mut prices = match &server.price_catalog {
+            None => crate::providers::pricing::PriceTable::with_defaults(),
+            Some(file) => {
+                let path = base.join(file);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    invalid(
+                        "server.price_catalog",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                crate::providers::pricing::PriceTable::from_catalog(&text).map_err(|e| {
+                    invalid("server.price_catalog", format!("{}: {e}", path.display()))
+                })?
+            }
+        };
+        if !raw.prices.is_empty() {
+            prices.mark_overridden();
+        }
         for (i, p) in raw.prices.iter().enumerate() {
             let ok = |v: f64| v.is_finite() && v >= 0.0;
             if !ok(p.input_per_million) || !ok(p.output_per_million) {

@@ -91,6 +91,8 @@ pub struct RawServer {
     pub admin_listen: Option<String>,
     pub admin_token: Option<RawSecret>,
     pub on_missing_filter: Option<String>,
+    /// A price catalog file replacing the one shipped in the binary.
+    pub price_catalog: Option<String>,
     /// Largest request head (request line + headers) a client may send.
     pub max_header_bytes: Option<usize>,
     /// Most client connections open at once; more are answered 503 and closed.

@@ -372,6 +372,9 @@ impl Flow<'_> {
         };
         let stream;
         (ex.model, stream) = request_model(&body);
+        if ex.model.is_none() {
+            ex.model = crate::providers::usage::model_from_path(&self.route.path);
+        }
         if let Some(model) = &ex.model {
             ex.span.record("model", model.as_str());
         }

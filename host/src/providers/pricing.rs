@@ -1,6 +1,7 @@
-//! Token prices (USD per million tokens) and the cost of a request. Defaults
-//! cover common OpenAI, Anthropic, Groq, Mistral and DeepSeek models; the
-//! config's `[[prices]]` entries add to or override them. A model is matched
+//! Token prices (USD per million tokens) and the cost of a request. The catalog
+//! (`host/prices.toml`, shipped in the binary, or `[server] price_catalog`) covers
+//! the per-token models of the built-in providers, each entry with its source and
+//! date; the config's `[[prices]]` entries add to or override it. A model is matched
 //! exactly, else by the longest listed prefix (dated snapshots such as
 //! `gpt-4o-2024-08-06` take the price of `gpt-4o`). Unknown model: no cost,
 //! never a guess.
@@ -31,115 +32,95 @@ pub struct Price {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PriceTable {
     entries: Vec<Price>,
+    /// The catalog's version (`version` in the file).
+    version: String,
 }
 
-/// (provider, model, input, output, cached input, cache write), USD per million tokens, from
-/// the providers' published price pages (openai.com/api/pricing, anthropic.com/pricing,
-/// groq.com/pricing, mistral.ai/pricing, api-docs.deepseek.com), as of 2025-06. Anthropic's
-/// cache write is the 5-minute rate (1.25 × input), its cache read 0.1 × input.
-#[allow(clippy::type_complexity)]
-const DEFAULTS: &[(&str, &str, f64, f64, Option<f64>, Option<f64>)] = &[
-    ("openai", "gpt-4o", 2.5, 10.0, Some(1.25), None),
-    ("openai", "gpt-4o-mini", 0.15, 0.6, Some(0.075), None),
-    ("openai", "gpt-4.1", 2.0, 8.0, Some(0.5), None),
-    ("openai", "gpt-4.1-mini", 0.4, 1.6, Some(0.1), None),
-    ("openai", "gpt-4.1-nano", 0.1, 0.4, Some(0.025), None),
-    ("openai", "gpt-4-turbo", 10.0, 30.0, None, None),
-    ("openai", "gpt-3.5-turbo", 0.5, 1.5, None, None),
-    ("openai", "o1", 15.0, 60.0, Some(7.5), None),
-    ("openai", "o1-mini", 1.1, 4.4, Some(0.55), None),
-    ("openai", "o3", 2.0, 8.0, Some(0.5), None),
-    ("openai", "o3-mini", 1.1, 4.4, Some(0.55), None),
-    ("openai", "o4-mini", 1.1, 4.4, Some(0.275), None),
-    ("openai", "text-embedding-3-small", 0.02, 0.0, None, None),
-    ("openai", "text-embedding-3-large", 0.13, 0.0, None, None),
-    ("openai", "text-embedding-ada-002", 0.1, 0.0, None, None),
-    (
-        "anthropic",
-        "claude-3-haiku",
-        0.25,
-        1.25,
-        Some(0.03),
-        Some(0.3),
-    ),
-    (
-        "anthropic",
-        "claude-3-5-haiku",
-        0.8,
-        4.0,
-        Some(0.08),
-        Some(1.0),
-    ),
-    (
-        "anthropic",
-        "claude-3-5-sonnet",
-        3.0,
-        15.0,
-        Some(0.3),
-        Some(3.75),
-    ),
-    (
-        "anthropic",
-        "claude-3-7-sonnet",
-        3.0,
-        15.0,
-        Some(0.3),
-        Some(3.75),
-    ),
-    (
-        "anthropic",
-        "claude-sonnet-4",
-        3.0,
-        15.0,
-        Some(0.3),
-        Some(3.75),
-    ),
-    (
-        "anthropic",
-        "claude-3-opus",
-        15.0,
-        75.0,
-        Some(1.5),
-        Some(18.75),
-    ),
-    (
-        "anthropic",
-        "claude-opus-4",
-        15.0,
-        75.0,
-        Some(1.5),
-        Some(18.75),
-    ),
-    ("groq", "llama-3.1-8b-instant", 0.05, 0.08, None, None),
-    ("groq", "llama-3.3-70b-versatile", 0.59, 0.79, None, None),
-    ("mistral", "mistral-large", 2.0, 6.0, None, None),
-    ("mistral", "mistral-small", 0.2, 0.6, None, None),
-    ("deepseek", "deepseek-chat", 0.27, 1.1, Some(0.07), None),
-    (
-        "deepseek",
-        "deepseek-reasoner",
-        0.55,
-        2.19,
-        Some(0.14),
-        None,
-    ),
-];
+/// The catalog shipped in the binary (`host/prices.toml`).
+pub const BUILTIN_CATALOG: &str = include_str!("../../prices.toml");
+
+/// A catalog file: its version and its entries.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    version: String,
+    #[serde(default)]
+    prices: Vec<CatalogEntry>,
+}
+
+/// One catalog entry; `source` and `date` say where and when the price was read.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogEntry {
+    provider: String,
+    model: String,
+    input: f64,
+    output: f64,
+    cached_input: Option<f64>,
+    cache_write: Option<f64>,
+    source: String,
+    date: String,
+}
 
 impl PriceTable {
-    /// The default prices.
+    /// The catalog shipped in the binary.
     pub fn with_defaults() -> Self {
-        PriceTable {
-            entries: DEFAULTS
-                .iter()
-                .map(|(p, m, i, o, cached, write)| Price {
-                    provider: p.to_string(),
-                    model: m.to_string(),
-                    input_per_million: *i,
-                    output_per_million: *o,
-                    cached_input_per_million: *cached,
-                    cache_write_per_million: *write,
-                })
-                .collect(),
+        // The shipped catalog is checked by a unit test; were it ever unreadable, nothing is
+        // priced rather than anything guessed.
+        Self::from_catalog(BUILTIN_CATALOG).unwrap_or_default()
+    }
+
+    /// Reads a catalog file's text; the error names the entry and field at fault.
+    pub fn from_catalog(text: &str) -> Result<Self, String> {
+        let file: CatalogFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        if file.version.trim().is_empty() {
+            return Err("version: must not be empty".into());
+        }
+        let mut table = PriceTable {
+            entries: Vec::with_capacity(file.prices.len()),
+            version: file.version,
+        };
+        for (i, e) in file.prices.into_iter().enumerate() {
+            let rate_ok = |v: f64| v.is_finite() && v >= 0.0;
+            let rates = [
+                ("input", Some(e.input)),
+                ("output", Some(e.output)),
+                ("cached_input", e.cached_input),
+                ("cache_write", e.cache_write),
+            ];
+            if let Some((field, _)) = rates.iter().find(|(_, v)| v.is_some_and(|v| !rate_ok(v))) {
+                return Err(format!(
+                    "prices[{i}].{field} ({} {}): must be a number >= 0",
+                    e.provider, e.model
+                ));
+            }
+            if e.source.trim().is_empty() || e.date.trim().is_empty() {
+                return Err(format!(
+                    "prices[{i}] ({} {}): source and date must say where and when the price was read",
+                    e.provider, e.model
+                ));
+            }
+            table.set(Price {
+                provider: e.provider,
+                model: e.model,
+                input_per_million: e.input,
+                output_per_million: e.output,
+                cached_input_per_million: e.cached_input,
+                cache_write_per_million: e.cache_write,
+            });
+        }
+        Ok(table)
+    }
+
+    /// The catalog's version, with `+config` once `[[prices]]` changed it.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Marks the table as changed by the config's `[[prices]]`.
+    pub fn mark_overridden(&mut self) {
+        if !self.version.ends_with("+config") {
+            self.version.push_str("+config");
         }
     }
 
@@ -255,6 +236,58 @@ mod tests {
                 .abs()
                 < 1e-9
         );
+    }
+
+    #[test]
+    fn the_shipped_catalog_reads_and_covers_every_provider_that_bills_per_token() {
+        let t = PriceTable::from_catalog(BUILTIN_CATALOG).unwrap();
+        assert!(!t.version().is_empty());
+        assert_eq!(t, PriceTable::with_defaults());
+        for provider in [
+            "openai",
+            "anthropic",
+            "google-ai-studio",
+            "groq",
+            "mistral",
+            "deepseek",
+            "grok",
+            "cohere",
+            "perplexity-ai",
+            "cerebras",
+        ] {
+            assert!(
+                t.entries.iter().any(|e| e.provider == provider),
+                "no price for {provider}"
+            );
+        }
+        // Dated names resolve to their family.
+        assert_eq!(
+            t.find("anthropic", "claude-sonnet-4-5-20250929")
+                .unwrap()
+                .model,
+            "claude-sonnet-4-5"
+        );
+        assert_eq!(
+            t.find("google-ai-studio", "gemini-2.5-flash-lite-preview-06-17")
+                .unwrap()
+                .model,
+            "gemini-2.5-flash-lite"
+        );
+    }
+
+    #[test]
+    fn a_bad_catalog_is_refused_naming_the_entry() {
+        let bad = "version = \"x\"\n[[prices]]\nprovider = \"p\"\nmodel = \"m\"\ninput = -1.0\noutput = 1.0\nsource = \"s\"\ndate = \"d\"\n";
+        let e = PriceTable::from_catalog(bad).unwrap_err();
+        assert!(e.contains("prices[0].input"), "{e}");
+        let e = PriceTable::from_catalog("version = \"x\"\n[[prices]]\nprovider = \"p\"\n")
+            .unwrap_err();
+        assert!(e.contains("model"), "{e}");
+        let e = PriceTable::from_catalog(
+            "version = \"x\"\n[[prices]]\nprovider = \"p\"\nmodel = \"m\"\ninput = 1.0\noutput = 1.0\nsource = \"\"\ndate = \"d\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("source"), "{e}");
     }
 
     #[test]

@@ -245,6 +245,18 @@ pub fn request_model(body: &[u8]) -> (Option<String>, bool) {
     }
 }
 
+/// The model named in a provider path, for APIs that put it there rather than in the body:
+/// Gemini and Vertex AI (`…/models/{model}:generateContent`), Bedrock (`/model/{id}/converse`).
+pub fn model_from_path(path: &str) -> Option<String> {
+    // Gemini's method follows a colon; a Bedrock model id may contain one (`…-v1:0`).
+    let (rest, stops): (&str, &[char]) = match path.rsplit_once("/models/") {
+        Some((_, rest)) => (rest, &[':', '/']),
+        None => (path.rsplit_once("/model/")?.1, &['/']),
+    };
+    let model = &rest[..rest.find(stops).unwrap_or(rest.len())];
+    (!model.is_empty()).then(|| model.to_string())
+}
+
 /// For an OpenAI chat stream: the body with `stream_options.include_usage`
 /// turned on, when the client asked for a stream without it (so the gateway
 /// learns the token counts). `None` when nothing needs to change.

@@ -96,7 +96,18 @@ impl App {
                 get(s.redis.as_ref().map(|r| &r.counters.errors)),
             ),
         ];
-        Response::new(GatewayBody::full(s.metrics.render_with(&extra)))
+        let mut text = s.metrics.render_with(&extra);
+        // The price catalog costs are computed from (label-safe: the version is config text).
+        let version = self
+            .generation()
+            .config
+            .prices
+            .version()
+            .replace(['"', '\\', '\n'], "_");
+        text.push_str(&format!(
+            "# TYPE aigw_price_catalog_info gauge\naigw_price_catalog_info{{version=\"{version}\"}} 1\n"
+        ));
+        Response::new(GatewayBody::full(text))
     }
 
     /// Routes one client request: health, metrics, the universal and compat endpoints, or a

@@ -450,3 +450,24 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn model_from_the_path_of_apis_that_put_it_there() {
+    assert_eq!(
+        model_from_path("/v1beta/models/gemini-2.5-flash:streamGenerateContent").as_deref(),
+        Some("gemini-2.5-flash")
+    );
+    assert_eq!(
+        model_from_path(
+            "/v1/projects/p/locations/us/publishers/google/models/gemini-2.0-flash:generateContent"
+        )
+        .as_deref(),
+        Some("gemini-2.0-flash")
+    );
+    assert_eq!(
+        model_from_path("/model/anthropic.claude-3-haiku-20240307-v1:0/converse").as_deref(),
+        Some("anthropic.claude-3-haiku-20240307-v1:0")
+    );
+    assert_eq!(model_from_path("/chat/completions"), None);
+    assert_eq!(model_from_path("/v1beta/models/"), None);
+}
