@@ -45,7 +45,10 @@ pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, 
         (Some(url), true) => {
             Some(LogStore::open_postgres(&url.0, retention).map_err(|e| format!("logs.url: {e}"))?)
         }
-        (None, true) => Some(LogStore::open_with_retention(&config.data_dir, retention)?),
+        (None, true) => Some(
+            LogStore::open_with_retention(&config.data_dir, retention)
+                .map_err(|e| e.to_string())?,
+        ),
     };
     Ok(Arc::new(Services {
         kv,

@@ -290,7 +290,7 @@ impl log_store::Host for HostState {
             return Err("log entry must be a JSON object".into());
         }
         match &self.services.logs {
-            Some(store) => store.append(entry),
+            Some(store) => store.append(entry).map_err(|e| e.to_string()),
             None => Ok(()),
         }
     }

@@ -267,7 +267,7 @@ async fn gateway_api_inner(
             let page = on_store(
                 &app,
                 Box::new(move |store| {
-                    let (logs, next) = store.query(&q).map_err(GatewayError::bad_request)?;
+                    let (logs, next) = store.query(&q)?;
                     Ok(serde_json::json!({"logs": logs, "next_cursor": next}))
                 }),
             )
@@ -276,16 +276,8 @@ async fn gateway_api_inner(
         }
         (Method::GET, ["logs", id]) => {
             let id = id.to_string();
-            let entry = on_store(
-                &app,
-                Box::new(move |store| {
-                    store
-                        .get(&gateway, &id)
-                        .map_err(GatewayError::unavailable)?
-                        .ok_or_else(|| GatewayError::not_found(format!("no log entry '{id}'")))
-                }),
-            )
-            .await?;
+            let entry =
+                on_store(&app, Box::new(move |store| Ok(store.get(&gateway, &id)?))).await?;
             Ok(json(StatusCode::OK, entry))
         }
         (Method::PATCH, ["logs", id]) => {
@@ -299,12 +291,7 @@ async fn gateway_api_inner(
                 .map_err(|e| GatewayError::bad_request(format!("body: not JSON: {e}")))?;
             let entry = on_store(
                 &app,
-                Box::new(move |store| {
-                    store
-                        .patch(&gateway, &id, &patch)
-                        .map_err(GatewayError::bad_request)?
-                        .ok_or_else(|| GatewayError::not_found(format!("no log entry '{id}'")))
-                }),
+                Box::new(move |store| Ok(store.patch(&gateway, &id, &patch)?)),
             )
             .await?;
             Ok(json(StatusCode::OK, entry))
@@ -348,9 +335,7 @@ async fn gateway_api_inner(
             let report = on_store(
                 &app,
                 Box::new(move |store| {
-                    store
-                        .analytics(&gateway, from, to, bucket, group_by.as_deref())
-                        .map_err(GatewayError::bad_request)
+                    Ok(store.analytics(&gateway, from, to, bucket, group_by.as_deref())?)
                 }),
             )
             .await?;

@@ -6,7 +6,7 @@
 
 use crate::http::body::GatewayBody;
 use crate::http::error::GatewayError;
-use crate::store::logs::{LogQuery, LogStore};
+use crate::store::logs::{LogQuery, LogStore, LogStoreError};
 use hyper::{Response, StatusCode};
 use plotters::prelude::*;
 use serde_json::Value;
@@ -88,6 +88,14 @@ fn chart(title: &str, series: &[(&str, Vec<(i64, f64)>)]) -> String {
     svg
 }
 
+/// The error answer of a failed store read, its message prefixed with
+/// what the page was reading; the status comes from the store's mapping.
+fn store_failure(what: &str, e: LogStoreError) -> Response<GatewayBody> {
+    let mut err = GatewayError::from(e);
+    err.message = format!("{what} failed: {}", err.message);
+    err.into_response()
+}
+
 fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
@@ -104,9 +112,7 @@ pub fn page(
     let from = now - 3_600_000;
     let report = match store.analytics(gateway, from, now + 1, 60_000, Some("model")) {
         Ok(r) => r,
-        Err(e) => {
-            return GatewayError::unavailable(format!("analytics failed: {e}")).into_response();
-        }
+        Err(e) => return store_failure("analytics", e),
     };
     let mut q = LogQuery {
         gateway: gateway.to_string(),
@@ -146,7 +152,7 @@ pub fn page(
     );
     let logs = match store.query(&q) {
         Ok((l, _)) => l,
-        Err(e) => return GatewayError::unavailable(format!("logs failed: {e}")).into_response(),
+        Err(e) => return store_failure("logs", e),
     };
     let t = &report["totals"];
     let requests = num(&t["requests"]);
@@ -312,9 +318,8 @@ pub fn page(
 /// `GET /dashboard/logs/{gateway}/{id}`: one entry, bodies included.
 pub fn detail(store: &LogStore, gateway: &str, id: &str) -> Response<GatewayBody> {
     let entry = match store.get(gateway, id) {
-        Ok(Some(e)) => e,
-        Ok(None) => return GatewayError::not_found(format!("no log entry '{id}'")).into_response(),
-        Err(e) => return GatewayError::unavailable(e).into_response(),
+        Ok(e) => e,
+        Err(e) => return GatewayError::from(e).into_response(),
     };
     let mut rows = String::new();
     if let Some(obj) = entry.as_object() {

@@ -3,7 +3,8 @@
 //! written in batches by one writer thread so appends never wait on disk. A
 //! full queue drops the entry and counts it rather than blocking a request.
 //! Entries are JSON objects; the columns analytics filter on are also stored
-//! on their own.
+//! on their own. Calls fail with a [`LogStoreError`], which also decides the
+//! HTTP answer of the admin API and dashboard.
 
 use rusqlite::Connection;
 use serde_json::Value;
@@ -14,8 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub mod db;
+mod error;
 mod query;
 use db::{Arg, Db};
+pub use error::{BackendError, LogStoreError};
 pub use query::LogQuery;
 
 /// Queue length between requests and the writer.
@@ -92,15 +95,19 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: &[Value]) -> Result<(), String> {
+    fn write(&mut self, batch: &[Value]) -> Result<(), LogStoreError> {
         match self {
-            Writer::Sqlite(c) => write_batch(c, batch).map_err(|e| e.to_string()),
-            Writer::Postgres(p) => p.write_batch(batch).or_else(|first| {
-                // One retry on a fresh connection (the server restarted).
-                p.reset();
-                p.write_batch(batch)
-                    .map_err(|e| format!("{first}; retry: {e}"))
-            }),
+            Writer::Sqlite(c) => Ok(write_batch(c, batch)?),
+            Writer::Postgres(p) => match p.write_batch(batch) {
+                Err(first) if first.retryable() => {
+                    // Once more on a new connection: the server may have
+                    // restarted since the last batch.
+                    tracing::warn!(error = %first, "log store write failed; retrying on a new connection");
+                    p.reset();
+                    p.write_batch(batch)
+                }
+                other => other,
+            },
         }
     }
 }
@@ -108,18 +115,18 @@ impl Writer {
 impl LogStore {
     /// Connects to PostgreSQL at `url` (creating or migrating the schema) and
     /// starts the writer.
-    pub fn open_postgres(url: &str, retention: Retention) -> Result<LogStore, String> {
+    pub fn open_postgres(url: &str, retention: Retention) -> Result<LogStore, LogStoreError> {
         // The synchronous client runs its own small runtime: connect on a
         // plain thread, never on an async worker.
         let url_owned = url.to_string();
         let (reader, writer) = std::thread::spawn(move || {
-            Ok::<_, String>((
+            Ok::<_, LogStoreError>((
                 db::Postgres::connect(&url_owned)?,
                 db::Postgres::connect(&url_owned)?,
             ))
         })
         .join()
-        .map_err(|_| "the PostgreSQL connect thread failed".to_string())??;
+        .map_err(|_| LogStoreError::Unavailable("the PostgreSQL connect thread failed"))??;
         Self::start(
             Backend::Postgres(Box::new(Mutex::new(reader))),
             Writer::Postgres(Box::new(writer)),
@@ -127,14 +134,18 @@ impl LogStore {
         )
     }
 
-    fn start(backend: Backend, writer: Writer, retention: Retention) -> Result<LogStore, String> {
+    fn start(
+        backend: Backend,
+        writer: Writer,
+        retention: Retention,
+    ) -> Result<LogStore, LogStoreError> {
         let (tx, rx) = sync_channel(QUEUE);
         let counters = Arc::new(LogCounters::default());
         let c = counters.clone();
         let writer = std::thread::Builder::new()
             .name("aigw-log-writer".into())
             .spawn(move || write_loop(writer, rx, c, retention))
-            .map_err(|e| format!("cannot start the log writer: {e}"))?;
+            .map_err(|e| LogStoreError::open("cannot start the log writer", e))?;
         Ok(LogStore {
             backend,
             tx: Mutex::new(Some(tx)),
@@ -146,29 +157,34 @@ impl LogStore {
     /// Runs `f` on a reading connection.
     pub(crate) fn with_db<R>(
         &self,
-        f: impl FnOnce(&mut dyn Db) -> Result<R, String>,
-    ) -> Result<R, String> {
+        f: impl FnOnce(&mut dyn Db) -> Result<R, LogStoreError>,
+    ) -> Result<R, LogStoreError> {
         match &self.backend {
             Backend::Sqlite(path) => {
                 let mut conn = open_conn(path)?;
                 f(&mut conn)
             }
             Backend::Postgres(pg) => {
-                let mut pg = pg.lock().map_err(|_| "log store unavailable".to_string())?;
+                let mut pg = pg
+                    .lock()
+                    .map_err(|_| LogStoreError::Unavailable("log store unavailable"))?;
                 f(&mut *pg)
             }
         }
     }
 
     /// Opens (or creates) `dir/logs.sqlite` and starts the writer.
-    pub fn open(dir: &Path) -> Result<LogStore, String> {
+    pub fn open(dir: &Path) -> Result<LogStore, LogStoreError> {
         Self::open_with_retention(dir, Retention::default())
     }
 
     /// Like `open`, deleting the oldest entries beyond `retention`.
-    pub fn open_with_retention(dir: &Path, retention: Retention) -> Result<LogStore, String> {
+    pub fn open_with_retention(
+        dir: &Path,
+        retention: Retention,
+    ) -> Result<LogStore, LogStoreError> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+            .map_err(|e| LogStoreError::open(format!("{}: cannot create", dir.display()), e))?;
         let path = dir.join("logs.sqlite");
         let conn = open_conn(&path)?;
         Self::start(
@@ -179,25 +195,25 @@ impl LogStore {
     }
 
     /// Queues an entry (a JSON object with a string `id`).
-    pub fn append(&self, entry: Value) -> Result<(), String> {
+    pub fn append(&self, entry: Value) -> Result<(), LogStoreError> {
         match entry.get("id") {
             Some(Value::String(id)) if !id.is_empty() => {}
-            _ => return Err("log entry needs a non-empty string \"id\"".into()),
+            _ => return Err(LogStoreError::MissingId),
         }
         let guard = self
             .tx
             .lock()
-            .map_err(|_| "log store unavailable".to_string())?;
+            .map_err(|_| LogStoreError::Unavailable("log store unavailable"))?;
         let Some(tx) = guard.as_ref() else {
-            return Err("log store is shut down".into());
+            return Err(LogStoreError::Closed);
         };
         match tx.try_send(entry) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                Err("log queue full: entry dropped".into())
+                Err(LogStoreError::QueueFull)
             }
-            Err(TrySendError::Disconnected(_)) => Err("log store is shut down".into()),
+            Err(TrySendError::Disconnected(_)) => Err(LogStoreError::Closed),
         }
     }
 
@@ -214,7 +230,7 @@ impl LogStore {
     }
 
     /// Reads entries, newest first (used by the admin API and tests).
-    pub fn recent(&self, limit: usize) -> Result<Vec<Value>, String> {
+    pub fn recent(&self, limit: usize) -> Result<Vec<Value>, LogStoreError> {
         self.with_db(|db| {
             let sql = format!(
                 "SELECT entry FROM logs ORDER BY created_at DESC, {} DESC LIMIT ?1",
@@ -222,7 +238,10 @@ impl LogStore {
             );
             db.rows(&sql, &[Arg::Int(limit as i64)])?
                 .iter()
-                .map(|r| serde_json::from_str(&r[0].text()).map_err(|e| e.to_string()))
+                .map(|r| {
+                    serde_json::from_str(&r[0].text())
+                        .map_err(|e| LogStoreError::Corrupt(e.to_string()))
+                })
                 .collect()
         })
     }
@@ -234,14 +253,14 @@ impl Drop for LogStore {
     }
 }
 
-fn open_conn(path: &Path) -> Result<Connection, String> {
-    let conn =
-        Connection::open(path).map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
+fn open_conn(path: &Path) -> Result<Connection, LogStoreError> {
+    let conn = Connection::open(path)
+        .map_err(|e| LogStoreError::open(format!("{}: cannot open", path.display()), e))?;
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
     )
     .and_then(|_| conn.execute_batch(SCHEMA))
-    .map_err(|e| format!("{}: cannot prepare: {e}", path.display()))?;
+    .map_err(|e| LogStoreError::open(format!("{}: cannot prepare", path.display()), e))?;
     Ok(conn)
 }
 
@@ -254,7 +273,7 @@ pub struct Retention {
     pub max_age_days: Option<u64>,
 }
 
-fn prune(db: &mut dyn Db, retention: Retention) -> Result<u64, String> {
+fn prune(db: &mut dyn Db, retention: Retention) -> Result<u64, LogStoreError> {
     let mut deleted = 0;
     if let Some(days) = retention.max_age_days {
         let cutoff = crate::store::now_ms() as i64 - (days as i64) * 86_400_000;
@@ -339,6 +358,7 @@ fn write_batch(conn: &mut Connection, batch: &[Value]) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn entries_are_written_and_read_back() {
@@ -355,6 +375,74 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0]["id"], "r2");
         assert_eq!(store.counters.written.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn client_mistakes_are_bad_queries_naming_the_parameter() {
+        use crate::http::error::GatewayError;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store
+            .append(json!({"id": "r1", "created_at": 1, "gateway": "g"}))
+            .unwrap();
+        store.close();
+
+        let q = LogQuery {
+            gateway: "g".into(),
+            metadata: vec![("user id".into(), "ada".into())],
+            limit: 10,
+            ..LogQuery::default()
+        };
+        let e = store.query(&q).unwrap_err();
+        assert!(
+            matches!(&e, LogStoreError::BadQuery { param, .. } if param == "meta.user id"),
+            "{e:?}"
+        );
+        let g = GatewayError::from(e);
+        assert_eq!(g.status, hyper::StatusCode::BAD_REQUEST);
+        assert!(g.message.contains("'user id'"), "{}", g.message);
+
+        let e = store.analytics("g", 0, 10, 1, Some("colour")).unwrap_err();
+        assert!(
+            matches!(&e, LogStoreError::BadQuery { param, .. } if param == "group_by"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "group_by: expected model or provider, got 'colour'"
+        );
+
+        let e = store.patch("g", "r1", &json!({"feedback": 5})).unwrap_err();
+        assert_eq!(e.to_string(), "feedback: expected -1 or 1");
+        assert!(matches!(&e, LogStoreError::BadQuery { param, .. } if param == "feedback"));
+        let e = store.patch("g", "r1", &json!({"colour": 1})).unwrap_err();
+        assert!(matches!(&e, LogStoreError::BadQuery { param, .. } if param == "colour"));
+        assert_eq!(
+            store.patch("g", "r1", &json!({"feedback": -1})).unwrap()["feedback"],
+            -1
+        );
+    }
+
+    #[test]
+    fn unknown_ids_and_a_closed_store_have_their_own_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        assert!(matches!(
+            store.append(json!({"id": ""})),
+            Err(LogStoreError::MissingId)
+        ));
+        store.close();
+        assert!(matches!(
+            store.append(json!({"id": "late"})),
+            Err(LogStoreError::Closed)
+        ));
+        let e = store.get("g", "nope").unwrap_err();
+        assert!(matches!(&e, LogStoreError::NotFound { id } if id == "nope"));
+        assert_eq!(e.to_string(), "no log entry 'nope'");
+        assert!(matches!(
+            store.patch("g", "nope", &json!({"score": 1})),
+            Err(LogStoreError::NotFound { .. })
+        ));
     }
 }
 

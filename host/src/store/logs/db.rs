@@ -5,6 +5,7 @@
 //! differences (JSON access, row order column, upsert, pruning) come from
 //! [`Dialect`].
 
+use super::LogStoreError;
 use serde_json::Value;
 
 /// An argument of a statement.
@@ -126,9 +127,9 @@ pub trait Db {
     /// The dialect.
     fn dialect(&self) -> Dialect;
     /// Rows of a query.
-    fn rows(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Cell>>, String>;
+    fn rows(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Cell>>, LogStoreError>;
     /// Runs a statement; the number of rows changed.
-    fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, String>;
+    fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, LogStoreError>;
 }
 
 /// The columns stored beside the entry, from the entry itself.
@@ -205,18 +206,16 @@ impl Db for rusqlite::Connection {
         Dialect::Sqlite
     }
 
-    fn rows(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Cell>>, String> {
-        let mut stmt = self.prepare_cached(sql).map_err(|e| e.to_string())?;
+    fn rows(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Cell>>, LogStoreError> {
+        let mut stmt = self.prepare_cached(sql)?;
         let n = stmt.column_count();
-        let mut rows = stmt
-            .query(rusqlite::params_from_iter(args.iter().map(sqlite_value)))
-            .map_err(|e| e.to_string())?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args.iter().map(sqlite_value)))?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        while let Some(row) = rows.next()? {
             let mut cells = Vec::with_capacity(n);
             for i in 0..n {
                 use rusqlite::types::ValueRef;
-                cells.push(match row.get_ref(i).map_err(|e| e.to_string())? {
+                cells.push(match row.get_ref(i)? {
                     ValueRef::Null => Cell::Null,
                     ValueRef::Integer(v) => Cell::Int(v),
                     ValueRef::Real(v) => Cell::Float(v),
@@ -230,13 +229,12 @@ impl Db for rusqlite::Connection {
         Ok(out)
     }
 
-    fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, String> {
-        self.execute(
+    fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, LogStoreError> {
+        let n = self.execute(
             sql,
             rusqlite::params_from_iter(args.iter().map(sqlite_value)),
-        )
-        .map(|n| n as u64)
-        .map_err(|e| e.to_string())
+        )?;
+        Ok(n as u64)
     }
 }
 
@@ -280,30 +278,31 @@ pub struct Postgres {
 
 impl Postgres {
     /// Connects and applies the schema.
-    pub fn connect(url: &str) -> Result<Postgres, String> {
+    pub fn connect(url: &str) -> Result<Postgres, LogStoreError> {
         let mut pg = Postgres {
             url: url.to_string(),
             client: None,
         };
         pg.client()?
             .batch_execute(POSTGRES_SCHEMA)
-            .map_err(|e| format!("cannot create the log schema: {}", pg_error(&e)))?;
+            .map_err(|e| LogStoreError::open("cannot create the log schema", e))?;
         Ok(pg)
     }
 
     /// The live client, reconnecting after a failure.
-    pub fn client(&mut self) -> Result<&mut postgres::Client, String> {
+    pub fn client(&mut self) -> Result<&mut postgres::Client, LogStoreError> {
         if self.client.as_ref().is_some_and(|c| c.is_closed()) {
             self.client = None;
         }
         if self.client.is_none() {
+            // The error names the step only: the URL may hold a password.
             let c = postgres::Client::connect(&self.url, postgres::NoTls)
-                .map_err(|e| format!("cannot connect to PostgreSQL: {}", pg_error(&e)))?;
+                .map_err(|e| LogStoreError::open("cannot connect to PostgreSQL", e))?;
             self.client = Some(c);
         }
         self.client
             .as_mut()
-            .ok_or_else(|| "no PostgreSQL connection".to_string())
+            .ok_or(LogStoreError::Unavailable("no PostgreSQL connection"))
     }
 
     /// Forgets the connection (after an error), so the next call reconnects.
@@ -312,28 +311,19 @@ impl Postgres {
     }
 
     /// Writes a batch in one transaction.
-    pub fn write_batch(&mut self, batch: &[Value]) -> Result<(), String> {
+    pub fn write_batch(&mut self, batch: &[Value]) -> Result<(), LogStoreError> {
         let client = self.client()?;
-        let mut tx = client.transaction().map_err(|e| pg_error(&e))?;
-        let stmt = tx
-            .prepare(upsert_sql(Dialect::Postgres))
-            .map_err(|e| pg_error(&e))?;
+        let mut tx = client.transaction()?;
+        let stmt = tx.prepare(upsert_sql(Dialect::Postgres))?;
         for e in batch {
             let cols = columns(e);
             let params: Vec<Box<dyn postgres::types::ToSql + Sync>> =
                 cols.iter().map(pg_param).collect();
             let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                 params.iter().map(|p| p.as_ref()).collect();
-            tx.execute(&stmt, &refs).map_err(|e| pg_error(&e))?;
+            tx.execute(&stmt, &refs)?;
         }
-        tx.commit().map_err(|e| pg_error(&e))
-    }
-}
-
-fn pg_error(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_string(),
-        None => e.to_string(),
+        Ok(tx.commit()?)
     }
 }
 
@@ -371,7 +361,7 @@ impl Db for Postgres {
         Dialect::Postgres
     }
 
-    fn rows(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Cell>>, String> {
+    fn rows(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Cell>>, LogStoreError> {
         use postgres::types::Type;
         let sql = Dialect::Postgres.placeholders(sql);
         let params: Vec<Box<dyn postgres::types::ToSql + Sync>> =
@@ -385,7 +375,7 @@ impl Db for Postgres {
                 if e.is_closed() {
                     self.reset();
                 }
-                return Err(pg_error(&e));
+                return Err(e.into());
             }
         };
         let mut out = Vec::with_capacity(rows.len());
@@ -406,14 +396,18 @@ impl Db for Postgres {
                     row.try_get::<_, Option<String>>(i)
                         .map(|v| v.map_or(Cell::Null, Cell::Text))
                 };
-                cells.push(cell.map_err(|e| format!("column {}: {e}", col.name()))?);
+                cells.push(
+                    cell.map_err(|e| {
+                        LogStoreError::Corrupt(format!("column {}: {e}", col.name()))
+                    })?,
+                );
             }
             out.push(cells);
         }
         Ok(out)
     }
 
-    fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, String> {
+    fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, LogStoreError> {
         let sql = Dialect::Postgres.placeholders(sql);
         let params: Vec<Box<dyn postgres::types::ToSql + Sync>> =
             args.iter().map(pg_param).collect();
@@ -424,7 +418,7 @@ impl Db for Postgres {
             if e.is_closed() {
                 self.reset();
             }
-            pg_error(&e)
+            e.into()
         })
     }
 }

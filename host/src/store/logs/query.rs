@@ -1,8 +1,8 @@
 //! Reading the log store: filtered, paginated listing, one entry, feedback
 //! patches, and the analytics report (totals, buckets, percentiles, groups).
 
-use super::LogStore;
 use super::db::{Arg, Cell, Db, Dialect};
+use super::{LogStore, LogStoreError};
 use serde_json::{Value, json};
 
 /// Filters for listing log entries.
@@ -36,7 +36,7 @@ pub struct LogQuery {
     pub ascending: bool,
 }
 
-fn where_clause(q: &LogQuery, dialect: Dialect) -> Result<(String, Vec<Arg>), String> {
+fn where_clause(q: &LogQuery, dialect: Dialect) -> Result<(String, Vec<Arg>), LogStoreError> {
     let mut sql = String::from("gateway = ?1");
     let mut args: Vec<Arg> = vec![Arg::Text(q.gateway.clone())];
     let mut add = |cond: &str, v: Arg| {
@@ -74,9 +74,11 @@ fn where_clause(q: &LogQuery, dialect: Dialect) -> Result<(String, Vec<Arg>), St
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            return Err(format!(
-                "metadata key '{k}': use letters, digits, '_' and '-'"
-            ));
+            // The client wrote the key as a `meta.{key}` parameter.
+            return Err(LogStoreError::BadQuery {
+                param: format!("meta.{k}"),
+                message: format!("metadata key '{k}': use letters, digits, '_' and '-'"),
+            });
         }
         add(
             &format!("{} = ?", dialect.metadata_field(k)),
@@ -135,55 +137,65 @@ fn totals_of(r: &[Cell], o: usize) -> Value {
 impl LogStore {
     /// Lists entries (without bodies), newest first unless `ascending`; returns
     /// the page and the cursor of the next page.
-    pub fn query(&self, q: &LogQuery) -> Result<(Vec<Value>, Option<String>), String> {
+    pub fn query(&self, q: &LogQuery) -> Result<(Vec<Value>, Option<String>), LogStoreError> {
         self.with_db(|db| query_page(db, q))
     }
 
-    /// One entry with its bodies.
-    pub fn get(&self, gateway: &str, id: &str) -> Result<Option<Value>, String> {
-        self.with_db(|db| get_entry(db, gateway, id))
+    /// One entry with its bodies; `NotFound` when the gateway has no such id.
+    pub fn get(&self, gateway: &str, id: &str) -> Result<Value, LogStoreError> {
+        self.with_db(|db| get_entry(db, gateway, id))?
+            .ok_or_else(|| LogStoreError::NotFound { id: id.to_string() })
     }
 
-    /// Sets `feedback` (-1 or 1), `score` (number) and/or merges `metadata`.
-    pub fn patch(&self, gateway: &str, id: &str, patch: &Value) -> Result<Option<Value>, String> {
+    /// Sets `feedback` (-1 or 1), `score` (number) and/or merges `metadata`;
+    /// the updated entry, or `NotFound` when the gateway has no such id.
+    pub fn patch(&self, gateway: &str, id: &str, patch: &Value) -> Result<Value, LogStoreError> {
         let Some(obj) = patch.as_object() else {
-            return Err("body: expected a JSON object with feedback, score and/or metadata".into());
+            return Err(LogStoreError::bad_query(
+                "body",
+                "expected a JSON object with feedback, score and/or metadata",
+            ));
         };
         if let Some(k) = obj
             .keys()
             .find(|k| !["feedback", "score", "metadata"].contains(&k.as_str()))
         {
-            return Err(format!(
-                "{k}: unknown field (known: feedback, score, metadata)"
+            return Err(LogStoreError::bad_query(
+                k.as_str(),
+                "unknown field (known: feedback, score, metadata)",
             ));
         }
         self.with_db(|db| {
             let Some(mut entry) = get_entry(db, gateway, id)? else {
-                return Ok(None);
+                return Err(LogStoreError::NotFound { id: id.to_string() });
             };
             if let Some(f) = obj.get("feedback") {
                 match f.as_i64() {
                     Some(-1) | Some(1) => entry["feedback"] = f.clone(),
-                    _ => return Err("feedback: expected -1 or 1".into()),
+                    _ => return Err(LogStoreError::bad_query("feedback", "expected -1 or 1")),
                 }
             }
             if let Some(s) = obj.get("score") {
                 if !s.is_number() {
-                    return Err("score: expected a number".into());
+                    return Err(LogStoreError::bad_query("score", "expected a number"));
                 }
                 entry["score"] = s.clone();
             }
             if let Some(m) = obj.get("metadata") {
                 let Some(m) = m.as_object() else {
-                    return Err("metadata: expected a flat JSON object".into());
+                    return Err(LogStoreError::bad_query(
+                        "metadata",
+                        "expected a flat JSON object",
+                    ));
                 };
                 if !entry["metadata"].is_object() {
                     entry["metadata"] = Value::Object(Default::default());
                 }
                 for (k, v) in m {
                     if !(v.is_string() || v.is_number() || v.is_boolean()) {
-                        return Err(format!(
-                            "metadata.{k}: expected a string, number or boolean"
+                        return Err(LogStoreError::bad_query(
+                            format!("metadata.{k}"),
+                            "expected a string, number or boolean",
                         ));
                     }
                     entry["metadata"][k] = v.clone();
@@ -197,7 +209,7 @@ impl LogStore {
                     Arg::Text(id.to_string()),
                 ],
             )?;
-            Ok(Some(entry))
+            Ok(entry)
         })
     }
 
@@ -209,14 +221,15 @@ impl LogStore {
         to_ms: i64,
         bucket_ms: i64,
         group_by: Option<&str>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, LogStoreError> {
         let column = match group_by {
             None => None,
             Some("model") => Some("model"),
             Some("provider") => Some("provider"),
             Some(other) => {
-                return Err(format!(
-                    "group_by: expected model or provider, got '{other}'"
+                return Err(LogStoreError::bad_query(
+                    "group_by",
+                    format!("expected model or provider, got '{other}'"),
                 ));
             }
         };
@@ -224,7 +237,10 @@ impl LogStore {
     }
 }
 
-fn query_page(db: &mut dyn Db, q: &LogQuery) -> Result<(Vec<Value>, Option<String>), String> {
+fn query_page(
+    db: &mut dyn Db,
+    q: &LogQuery,
+) -> Result<(Vec<Value>, Option<String>), LogStoreError> {
     let dialect = db.dialect();
     let seq = dialect.seq();
     let (mut sql_where, mut args) = where_clause(q, dialect)?;
@@ -255,7 +271,8 @@ fn query_page(db: &mut dyn Db, q: &LogQuery) -> Result<(Vec<Value>, Option<Strin
             more = true;
             break;
         }
-        let mut v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let mut v: Value =
+            serde_json::from_str(&text).map_err(|e| LogStoreError::Corrupt(e.to_string()))?;
         if let Some(o) = v.as_object_mut() {
             o.insert("created_at".into(), Value::from(at));
         }
@@ -272,13 +289,15 @@ fn query_page(db: &mut dyn Db, q: &LogQuery) -> Result<(Vec<Value>, Option<Strin
     ))
 }
 
-fn get_entry(db: &mut dyn Db, gateway: &str, id: &str) -> Result<Option<Value>, String> {
+fn get_entry(db: &mut dyn Db, gateway: &str, id: &str) -> Result<Option<Value>, LogStoreError> {
     let rows = db.rows(
         "SELECT entry FROM logs WHERE gateway = ?1 AND id = ?2",
         &[Arg::Text(gateway.to_string()), Arg::Text(id.to_string())],
     )?;
     rows.first()
-        .map(|r| serde_json::from_str(&r[0].text()).map_err(|e| e.to_string()))
+        .map(|r| {
+            serde_json::from_str(&r[0].text()).map_err(|e| LogStoreError::Corrupt(e.to_string()))
+        })
         .transpose()
 }
 
@@ -289,7 +308,7 @@ fn analytics(
     to_ms: i64,
     bucket_ms: i64,
     group_column: Option<&str>,
-) -> Result<Value, String> {
+) -> Result<Value, LogStoreError> {
     let range = "gateway = ?1 AND created_at >= ?2 AND created_at < ?3";
     let args3 = [
         Arg::Text(gateway.to_string()),
@@ -306,7 +325,7 @@ fn analytics(
     let mut totals = rows
         .first()
         .map(|r| totals_of(r, 0))
-        .ok_or("analytics: no totals row")?;
+        .ok_or_else(|| LogStoreError::Corrupt("analytics: no totals row".into()))?;
 
     // Latency percentiles, overall and per bucket, from one ordered scan.
     let rows = db.rows(
