@@ -43,6 +43,9 @@ pub enum UsageReader {
     Json(Vec<u8>, bool),
     /// An SSE stream: the unfinished line and the usage found so far.
     Sse(Vec<u8>, Usage),
+    /// An AWS event stream (Bedrock ConverseStream): the unfinished frame and the usage found
+    /// so far (its `metadata` event).
+    EventStream(Vec<u8>, Usage),
     /// Anything else.
     Other,
 }
@@ -53,6 +56,8 @@ impl UsageReader {
         let ct = content_type.unwrap_or("").to_ascii_lowercase();
         if ct.starts_with("text/event-stream") {
             UsageReader::Sse(Vec::new(), Usage::default())
+        } else if ct.starts_with("application/vnd.amazon.eventstream") {
+            UsageReader::EventStream(Vec::new(), Usage::default())
         } else if ct.contains("json") {
             UsageReader::Json(Vec::new(), false)
         } else {
@@ -81,6 +86,10 @@ impl UsageReader {
                     }
                 }
             }
+            UsageReader::EventStream(pending, usage) => {
+                pending.extend_from_slice(bytes);
+                scan_event_frames(pending, usage);
+            }
             UsageReader::Other => {}
         }
     }
@@ -96,20 +105,23 @@ impl UsageReader {
                     usage: Option<Value>,
                     #[serde(rename = "usageMetadata")]
                     usage_metadata: Option<Value>,
+                    /// Workers AI wraps its answer: `{"result": {…, "usage": …}}`.
+                    result: Option<Value>,
                 }
                 match serde_json::from_slice::<Answer>(buf) {
+                    Ok(Answer { usage: Some(u), .. }) => usage_in(&u),
                     Ok(Answer {
-                        usage: Some(u),
-                        usage_metadata: _,
-                    }) => usage_in(&u),
-                    Ok(Answer {
-                        usage: None,
                         usage_metadata: Some(u),
+                        ..
                     }) => gemini_usage(&u),
+                    Ok(Answer {
+                        result: Some(r), ..
+                    }) => usage_from(&r),
                     _ => Usage::default(),
                 }
             }
             UsageReader::Json(_, true) | UsageReader::Other => Usage::default(),
+            UsageReader::EventStream(_, usage) => *usage,
             UsageReader::Sse(line, usage) => {
                 scan_sse_line(line, usage);
                 line.clear();
@@ -182,9 +194,11 @@ fn usage_in(u: &Value) -> Usage {
         };
     }
     let first = |paths: &[&str]| paths.iter().find_map(|p| count(u, p));
-    let cache_read = count(u, "/cache_read_input_tokens");
-    let cache_write = count(u, "/cache_creation_input_tokens");
-    let tokens_in = match (count(u, "/prompt_tokens"), count(u, "/input_tokens")) {
+    // Anthropic's names, or Bedrock Converse's camelCase ones (same meaning).
+    let cache_read = first(&["/cache_read_input_tokens", "/cacheReadInputTokens"]);
+    let cache_write = first(&["/cache_creation_input_tokens", "/cacheWriteInputTokens"]);
+    let input = first(&["/input_tokens", "/inputTokens"]);
+    let tokens_in = match (count(u, "/prompt_tokens"), input) {
         (Some(prompt), _) => Some(prompt),
         // Anthropic counts cache reads and writes apart from `input_tokens` (the Responses
         // API, which has no such fields, counts them inside).
@@ -197,7 +211,7 @@ fn usage_in(u: &Value) -> Usage {
     };
     Usage {
         tokens_in,
-        tokens_out: first(&["/completion_tokens", "/output_tokens"]),
+        tokens_out: first(&["/completion_tokens", "/output_tokens", "/outputTokens"]),
         tokens_cached: first(&[
             "/prompt_tokens_details/cached_tokens",
             "/input_tokens_details/cached_tokens",
@@ -208,6 +222,44 @@ fn usage_in(u: &Value) -> Usage {
             "/output_tokens_details/reasoning_tokens",
         ]),
         tokens_cache_write: cache_write,
+    }
+}
+
+/// Reads the complete frames of an AWS event stream (Bedrock ConverseStream) off the front of
+/// `pending`: each is a 12-byte prelude (total length, headers length, CRC), headers, a JSON
+/// payload and a 4-byte CRC. The `metadata` event's payload has `usage`. A frame that claims an
+/// impossible length ends the scan (the stream is not an event stream after all).
+fn scan_event_frames(pending: &mut Vec<u8>, usage: &mut Usage) {
+    loop {
+        if pending.len() < 12 {
+            return;
+        }
+        let word = |at: usize| {
+            u32::from_be_bytes([
+                pending[at],
+                pending[at + 1],
+                pending[at + 2],
+                pending[at + 3],
+            ]) as usize
+        };
+        let (total, headers) = (word(0), word(4));
+        if total < 16 + headers || total > MAX_SSE_LINE {
+            pending.clear();
+            return;
+        }
+        if pending.len() < total {
+            return;
+        }
+        let payload = &pending[12 + headers..total - 4];
+        if payload.windows(7).any(|w| w == b"\"usage\"")
+            && let Ok(v) = serde_json::from_slice::<Value>(payload)
+        {
+            let found = usage_from(&v);
+            if found.tokens_in.is_some() || found.tokens_out.is_some() {
+                *usage = found;
+            }
+        }
+        pending.drain(..total);
     }
 }
 

@@ -345,12 +345,14 @@ mod properties {
             bytes in prop::collection::vec(any::<u8>(), 0..1024),
             cuts in cuts(),
             content_type in prop_oneof![
-                Just("text/event-stream"), Just("application/json"), Just("text/plain")],
+                Just("text/event-stream"), Just("application/json"), Just("text/plain"),
+                Just("application/vnd.amazon.eventstream")],
         ) {
             let _ = read_usage(content_type, &pieces(&bytes, &cuts));
             let _ = filter(&pieces(&bytes, &cuts));
             let _ = request_model(&bytes);
             let _ = with_stream_usage(&bytes);
+            let _ = model_from_path(&String::from_utf8_lossy(&bytes));
         }
 
         #[test]
@@ -470,4 +472,70 @@ fn model_from_the_path_of_apis_that_put_it_there() {
     );
     assert_eq!(model_from_path("/chat/completions"), None);
     assert_eq!(model_from_path("/v1beta/models/"), None);
+}
+
+/// One AWS event-stream frame with `event_type` and a JSON payload (CRCs are not checked by
+/// the reader, so zeros do).
+fn event_frame(event_type: &str, payload: &str) -> Vec<u8> {
+    let mut headers = Vec::new();
+    for (name, value) in [(":event-type", event_type), (":message-type", "event")] {
+        headers.push(name.len() as u8);
+        headers.extend_from_slice(name.as_bytes());
+        headers.push(7); // string
+        headers.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        headers.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + headers.len() + payload.len() + 4;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(total as u32).to_be_bytes());
+    frame.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(&headers);
+    frame.extend_from_slice(payload.as_bytes());
+    frame.extend_from_slice(&[0; 4]);
+    frame
+}
+
+/// Bedrock Converse: JSON usage (camelCase, cache reads and writes apart from input), and the
+/// ConverseStream event stream's `metadata` event, however the frames are cut.
+#[test]
+fn bedrock_converse_json_and_event_stream() {
+    let expected = Usage {
+        tokens_in: Some(30 + 100 + 20),
+        tokens_out: Some(12),
+        tokens_cached: Some(100),
+        tokens_reasoning: None,
+        tokens_cache_write: Some(20),
+    };
+    let usage = r#"{"inputTokens":30,"outputTokens":12,"totalTokens":162,"cacheReadInputTokens":100,"cacheWriteInputTokens":20}"#;
+    let mut r = UsageReader::for_content_type(Some("application/json"));
+    r.feed(format!(r#"{{"output":{{"message":{{"role":"assistant","content":[{{"text":"hi"}}]}}}},"stopReason":"end_turn","usage":{usage},"metrics":{{"latencyMs":120}}}}"#).as_bytes());
+    assert_eq!(r.finish(), expected);
+    let mut stream = Vec::new();
+    stream.extend(event_frame("messageStart", r#"{"role":"assistant"}"#));
+    stream.extend(event_frame(
+        "contentBlockDelta",
+        r#"{"contentBlockIndex":0,"delta":{"text":"hello \"usage\" text"}}"#,
+    ));
+    stream.extend(event_frame("messageStop", r#"{"stopReason":"end_turn"}"#));
+    stream.extend(event_frame(
+        "metadata",
+        &format!(r#"{{"usage":{usage},"metrics":{{"latencyMs":120}}}}"#),
+    ));
+    for cut in [1, 7, 13, 50, stream.len() - 3] {
+        let mut r = UsageReader::for_content_type(Some("application/vnd.amazon.eventstream"));
+        for piece in stream.chunks(cut) {
+            r.feed(piece);
+        }
+        assert_eq!(r.finish(), expected, "cut every {cut} bytes");
+    }
+}
+
+/// Workers AI wraps its answer in `result`.
+#[test]
+fn workers_ai_result_usage() {
+    let mut r = UsageReader::for_content_type(Some("application/json"));
+    r.feed(br#"{"result":{"response":"hi","usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}},"success":true,"errors":[],"messages":[]}"#);
+    let u = r.finish();
+    assert_eq!((u.tokens_in, u.tokens_out), (Some(9), Some(4)));
 }
