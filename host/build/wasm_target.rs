@@ -1,6 +1,7 @@
 //! Decides whether the build can compile the built-in filters for `wasm32-wasip2` as things are,
 //! or must first add the target's standard library with rustup. Pure functions over paths and
-//! environment values so that `tests/wasm_target.rs` can check each case without rustup.
+//! environment values so that `wasm_target_test.rs` (beside this file) can check each case
+//! without rustup.
 //!
 //! `rust-toolchain.toml` names the target, but rustup only installs listed targets when it
 //! installs the toolchain itself: a machine that already had the pinned toolchain lacks it, and a

@@ -1,6 +1,7 @@
 //! The filters teams write themselves: provider routing (rules, weighted
-//! splits, fallbacks), a filter written in Python, and the writing-filters
-//! guide followed command by command. Prompt redaction is in `redaction.rs`.
+//! splits, fallbacks) and the writing-filters guide followed command by
+//! command. Prompt redaction is in `redaction.rs`; the filter written in Python
+//! is in `tests/optional/python_filter.rs` (it needs componentize-py).
 
 use crate::harness::*;
 use hyper::StatusCode;

@@ -1,8 +1,8 @@
 //! The dashboard in headless Chromium after real traffic: the numbers shown
 //! match the analytics API, a log row opens its detail view, and a screenshot
 //! is kept in `target/dashboard.png`. Needs Debian's `chromium` (installed by
-//! `.ci/run`); without it the test says so and passes only if
-//! `AIGW_REQUIRE_CHROMIUM` is unset.
+//! `scripts/test-deps.sh`); without it the runner (`main.rs`) reports the test
+//! as ignored, or failed when `AIGW_REQUIRE_CHROMIUM` is set.
 
 use crate::harness::*;
 use hyper::Method;

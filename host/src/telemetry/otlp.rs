@@ -6,7 +6,8 @@
 //!
 //! Spans are queued (bounded; a full queue drops and counts) and sent in
 //! batches of up to 512, at least once a second, by one task. The trace id is
-//! the request id, so a span and its log entry (`cf-aig-log-id`) match.
+//! the request id, so a span and its log entry (`cf-aig-log-id`) match, unless the client sent
+//! a valid W3C `traceparent`: then the span joins the client's trace as a child of its span.
 
 use crate::http::upstream::UpstreamClient;
 use crate::runtime::bindings::types::{Outcome, Summary};
