@@ -7,34 +7,31 @@
 
 use super::Generation;
 use super::headers;
-use crate::http::body::{BodyError, GatewayBody};
+use crate::http::body::GatewayBody;
 use crate::http::error::GatewayError;
 use crate::http::upstream::UpstreamClient;
-use crate::providers::usage::{UsageReader, request_model};
+use crate::providers::usage::request_model;
 use crate::runtime::Runtime;
 use crate::runtime::bindings::types::{
-    BodyDecision, BodyMode, Decision, Hooks, LocalResponse, Outcome, RequestHead, ResponseDecision,
-    ResponseHead,
+    BodyDecision, BodyMode, Decision, Hooks, Outcome, RequestHead,
 };
 use crate::runtime::host::RequestContext;
 use crate::runtime::instance::{Answer, Hook};
 use crate::store::now_ms;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_LENGTH, HeaderValue};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 mod body;
 mod exchange;
 mod response;
 mod target;
-use body::BodyTask;
 use exchange::{Exchange, Slot};
 use response::{
     AfterHeaders, BodySource, Outgoing, finish, local_answer, respond_locally, response_hooks,

@@ -15,6 +15,7 @@
 //!   tried at most once per second.
 
 use crate::store::limits::{Technique, Verdict};
+use crate::store::port::Unavailable;
 use redis::aio::ConnectionManager;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -212,18 +213,18 @@ impl RedisStore {
     }
 
     /// A kv value (`Ok(None)`: absent); `Err` when Redis failed.
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ()> {
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
         let k = self.key("kv", key);
         self.run::<Option<Vec<u8>>>("kv get", move |mut c| {
             Box::pin(async move { redis::cmd("GET").arg(k).query_async(&mut c).await })
         })
         .await
-        .ok_or(())
+        .ok_or(Unavailable)
     }
 
     /// Stores a value with its TTL (`Ok(false)`: refused as too large);
     /// `Err` when Redis failed.
-    pub async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<bool, ()> {
+    pub async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<bool, Unavailable> {
         if value.len() > self.settings.max_entry_bytes || ttl_ms == 0 {
             return Ok(false);
         }
@@ -242,17 +243,17 @@ impl RedisStore {
         })
         .await
         .map(|_| true)
-        .ok_or(())
+        .ok_or(Unavailable)
     }
 
     /// Deletes a value; `Err` when Redis failed.
-    pub async fn delete(&self, key: &str) -> Result<(), ()> {
+    pub async fn delete(&self, key: &str) -> Result<(), Unavailable> {
         let k = self.key("kv", key);
         self.run::<()>("kv delete", move |mut c| {
             Box::pin(async move { redis::cmd("DEL").arg(k).query_async(&mut c).await })
         })
         .await
-        .ok_or(())
+        .ok_or(Unavailable)
     }
 
     /// Counts `cost` against `key` atomically across replicas (`enforce`:
@@ -314,11 +315,7 @@ impl super::port::KvBackend for RedisStore {
         &'a self,
         key: &'a str,
     ) -> super::port::StoreFuture<'a, Result<Option<Vec<u8>>, super::port::Unavailable>> {
-        Box::pin(async move {
-            RedisStore::get(self, key)
-                .await
-                .map_err(|()| super::port::Unavailable)
-        })
+        Box::pin(async move { RedisStore::get(self, key).await })
     }
 
     fn set<'a>(
@@ -327,22 +324,14 @@ impl super::port::KvBackend for RedisStore {
         value: &'a [u8],
         ttl_ms: u64,
     ) -> super::port::StoreFuture<'a, Result<bool, super::port::Unavailable>> {
-        Box::pin(async move {
-            RedisStore::set(self, key, value, ttl_ms)
-                .await
-                .map_err(|()| super::port::Unavailable)
-        })
+        Box::pin(async move { RedisStore::set(self, key, value, ttl_ms).await })
     }
 
     fn delete<'a>(
         &'a self,
         key: &'a str,
     ) -> super::port::StoreFuture<'a, Result<(), super::port::Unavailable>> {
-        Box::pin(async move {
-            RedisStore::delete(self, key)
-                .await
-                .map_err(|()| super::port::Unavailable)
-        })
+        Box::pin(async move { RedisStore::delete(self, key).await })
     }
 
     fn on_error(&self) -> OnError {

@@ -2,7 +2,22 @@
 //! own answer), the response-headers hooks in reverse order, and handing the
 //! body to its streaming task.
 
-use super::*;
+use super::body::BodyTask;
+use super::exchange::Exchange;
+use super::headers;
+use crate::http::body::{BodyError, GatewayBody};
+use crate::http::error::GatewayError;
+use crate::providers::usage::UsageReader;
+use crate::runtime::bindings::types::{
+    BodyMode, Hooks, LocalResponse, Outcome, ResponseDecision, ResponseHead,
+};
+use crate::runtime::instance::{Answer, Hook};
+use bytes::Bytes;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{HeaderMap, Response, StatusCode};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
 
 /// A response on its way to the client.
 pub(super) struct Outgoing {

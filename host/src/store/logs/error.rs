@@ -145,7 +145,7 @@ impl From<LogStoreError> for GatewayError {
             | LogStoreError::QueueFull
             | LogStoreError::Closed
             | LogStoreError::Unavailable(_)
-            | LogStoreError::Corrupt(_) => GatewayError::unavailable(message),
+            | LogStoreError::Corrupt(_) => GatewayError::store_unavailable(message),
         }
     }
 }
