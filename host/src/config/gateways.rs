@@ -1,0 +1,140 @@
+//! `[gateways.NAME]`: who may use each gateway and its filter pipeline. Each
+//! filter's table is split into the host's keys (failure policy, deadline,
+//! memory, circuit breaker) and the rest, which goes to the filter as JSON.
+
+use super::raw::RawGateway;
+use super::{ConfigError, FilterSettings, GatewayConfig, MAX_FILTER_MEMORY_MB, OnError, Source};
+use std::collections::BTreeMap;
+
+/// Reads every `[gateways.NAME]`; the file must define at least one.
+pub(super) fn read_gateways(
+    src: &Source,
+    raw: BTreeMap<String, RawGateway>,
+) -> Result<BTreeMap<String, GatewayConfig>, ConfigError> {
+    let mut gateways = BTreeMap::new();
+    for (name, g) in raw {
+        let gateway = read_gateway(src, &name, g)?;
+        gateways.insert(name, gateway);
+    }
+    if gateways.is_empty() {
+        return Err(src.invalid(
+            "gateways",
+            "define at least one [gateways.NAME] table".into(),
+        ));
+    }
+    Ok(gateways)
+}
+
+/// Reads one gateway: its name, accounts (default `*`), auth token and pipeline.
+fn read_gateway(src: &Source, name: &str, g: RawGateway) -> Result<GatewayConfig, ConfigError> {
+    if !valid_segment(name) {
+        return Err(src.invalid(
+            &format!("gateways.{name}"),
+            "gateway names use letters, digits, '-' and '_'".into(),
+        ));
+    }
+    let accounts = g.accounts.unwrap_or_else(|| vec!["*".to_string()]);
+    let auth_token = match &g.auth_token {
+        Some(raw) => Some(src.secret(&format!("gateways.{name}.auth_token"), raw)?),
+        None => None,
+    };
+    let filters = read_pipeline(src, name, &g.pipeline, &g.filters)?;
+    Ok(GatewayConfig {
+        accounts,
+        auth_token,
+        pipeline: g.pipeline,
+        filters,
+    })
+}
+
+/// Checks a pipeline and its filter tables, and reads the settings of each listed filter.
+fn read_pipeline(
+    src: &Source,
+    name: &str,
+    pipeline: &[String],
+    tables: &BTreeMap<String, toml::Table>,
+) -> Result<BTreeMap<String, FilterSettings>, ConfigError> {
+    for fname in tables.keys() {
+        if !pipeline.contains(fname) {
+            return Err(src.invalid(
+                &format!("gateways.{name}.filters.{fname}"),
+                format!("filter '{fname}' has a table but is not in gateways.{name}.pipeline"),
+            ));
+        }
+    }
+    let mut filters = BTreeMap::new();
+    for (i, fname) in pipeline.iter().enumerate() {
+        if !valid_segment(fname) {
+            return Err(src.invalid(
+                &format!("gateways.{name}.pipeline[{i}]"),
+                format!("'{fname}' is not a valid filter name (letters, digits, '-', '_')"),
+            ));
+        }
+        if pipeline[..i].contains(fname) {
+            return Err(src.invalid(
+                &format!("gateways.{name}.pipeline[{i}]"),
+                format!("filter '{fname}' is listed twice"),
+            ));
+        }
+        let key = format!("gateways.{name}.filters.{fname}");
+        let table = tables.get(fname).cloned().unwrap_or_default();
+        let settings =
+            filter_settings(table).map_err(|(k, r)| src.invalid(&format!("{key}.{k}"), r))?;
+        filters.insert(fname.clone(), settings);
+    }
+    Ok(filters)
+}
+
+/// True for a name made of ASCII letters, digits, `-` and `_` (not empty).
+fn valid_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Splits the host's own keys off a filter table; the rest goes to `configure`.
+fn filter_settings(mut table: toml::Table) -> Result<FilterSettings, (String, String)> {
+    let on_error = match table.remove("on_error") {
+        None => OnError::Open,
+        Some(toml::Value::String(s)) if s == "open" => OnError::Open,
+        Some(toml::Value::String(s)) if s == "closed" => OnError::Closed,
+        Some(other) => {
+            return Err((
+                "on_error".into(),
+                format!("expected \"open\" or \"closed\", got {other}"),
+            ));
+        }
+    };
+    let mut number = |key: &str, default: u64, max: u64| -> Result<u64, (String, String)> {
+        match table.remove(key) {
+            None => Ok(default),
+            Some(toml::Value::Integer(n)) if n >= 1 && (n as u64) <= max => Ok(n as u64),
+            Some(other) => Err((
+                key.into(),
+                format!("expected an integer from 1 to {max}, got {other}"),
+            )),
+        }
+    };
+    let timeout_ms = number("timeout_ms", 50, 60_000)?;
+    let max_memory_mb = number("max_memory_mb", 64, MAX_FILTER_MEMORY_MB)?;
+    let circuit_open_ms = number("circuit_open_ms", 30_000, 3_600_000)?;
+    let circuit_failures = match table.remove("circuit_failures") {
+        None => 5,
+        Some(toml::Value::Integer(n)) if (0..=10_000).contains(&n) => n as u32,
+        Some(other) => {
+            return Err((
+                "circuit_failures".into(),
+                format!("expected an integer from 0 (never open) to 10000, got {other}"),
+            ));
+        }
+    };
+    let config_json = serde_json::to_string(&table).map_err(|e| (String::new(), e.to_string()))?;
+    Ok(FilterSettings {
+        on_error,
+        timeout_ms,
+        max_memory_mb,
+        circuit_failures,
+        circuit_open_ms,
+        config_json,
+    })
+}
