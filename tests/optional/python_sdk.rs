@@ -62,12 +62,30 @@ pub async fn openai_python_sdk_gets_completions_and_streams() {
     );
     assert!(v["chunks"].as_u64().unwrap() > 3, "{v}");
     assert!(v["prompt_tokens"].as_u64().unwrap() > 0);
+    // The stream whose provider ended its body late was complete: cached, and logged so.
+    assert!(v["late"].as_str().unwrap().contains("ends late"), "{v}");
+    assert_eq!(v["late_again_cache"], "HIT", "{v}");
+    assert_eq!(v["late_again"], v["late"], "{v}");
     let seen = mock.requests();
-    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen.len(),
+        3,
+        "the repeated late stream came from the cache"
+    );
     assert_eq!(
         seen[0]["headers"]["authorization"],
         "Bearer sk-test-key-from-the-sdk"
     );
+    let mut gw = gw;
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    let late: Vec<_> = entries
+        .iter()
+        .filter(|e| e["cached"] == false && e["request_body"].to_string().contains("ends late"))
+        .collect();
+    assert_eq!(late.len(), 1, "{entries:#?}");
+    assert_eq!(late[0]["outcome"], "Completed", "{}", late[0]);
+    assert_eq!(late[0]["success"], true, "{}", late[0]);
 }
 
 pub async fn openai_and_anthropic_sdks_through_compat_and_passthrough() {

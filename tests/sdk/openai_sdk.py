@@ -5,6 +5,7 @@ Prints one JSON line: the non-streamed reply, the streamed reply, chunk count.
 """
 import json
 import sys
+import time
 
 from openai import OpenAI
 
@@ -28,9 +29,29 @@ for chunk in client.chat.completions.create(
     if chunk.choices and chunk.choices[0].delta.content:
         streamed += chunk.choices[0].delta.content
 
+# A provider that ends its body a while after `data: [DONE]` (real servers do, by a few ms);
+# the SDK stops reading at [DONE]. The stream is still complete: logged so and cached.
+late_request = dict(
+    model="gpt-4o-mini",
+    messages=[{"role": "user", "content": "stream that ends late"}],
+    stream=True,
+    extra_headers={"x-mock-end-delay-ms": "300"},
+)
+late = "".join(
+    c.choices[0].delta.content or ""
+    for c in client.chat.completions.create(**late_request)
+    if c.choices
+)
+time.sleep(0.8)
+raw = client.chat.completions.with_raw_response.create(**late_request)
+again = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+
 print(json.dumps({
     "reply": completion.choices[0].message.content,
     "prompt_tokens": completion.usage.prompt_tokens,
     "streamed": streamed,
     "chunks": chunks,
+    "late": late,
+    "late_again": again,
+    "late_again_cache": raw.headers.get("cf-aig-cache-status"),
 }))
