@@ -1,9 +1,17 @@
 //! The host's parsers, compiled from the host's own source files without the
 //! rest of the host (no wasmtime, no hyper server): `providers` (SSE usage,
-//! the Anthropic stream translator, base URLs), `config` (the TOML file) and
-//! `route` (gateway URL paths). Their `crate::…` imports resolve here because
+//! the Anthropic stream translator, base URLs, prices), `config` (the TOML
+//! file), `route` (gateway URL paths) and the `Secret` type they share. Their `crate::…` imports resolve here because
 //! this crate mirrors the host's module names. Tests (`#[cfg(test)]`) are not
 //! compiled; the host's own `cargo test` runs them.
+
+#[path = "../../host/src/http/secret.rs"]
+mod http_secret;
+
+/// The one piece of the host's `http` module the parsers use.
+pub mod http {
+    pub use crate::http_secret::Secret;
+}
 
 #[path = "../../host/src/providers/mod.rs"]
 pub mod providers;
