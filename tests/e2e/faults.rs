@@ -743,3 +743,40 @@ async fn a_stream_the_client_leaves_after_its_terminal_event_is_complete_and_cac
         "{entries:#?}"
     );
 }
+
+/// A provider that stalls after its terminal event (its end of body later than
+/// `stream_idle_timeout_ms`) does not undo a complete answer: the client gets a clean end, no
+/// error event, and the request is logged completed and cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_after_the_terminal_event_does_not_fail_a_complete_stream() {
+    let mock = Mock::start().await;
+    let dir = prepare_with_server(
+        "stream_idle_timeout_ms = 400\n",
+        &format!(
+            "{}[gateways.gw]\npipeline = [\"logging\", \"cache\"]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let mut gw = Gateway::start_in(dir);
+    let url = gw.url("/v1/a/gw/openai/chat/completions");
+    let body = chat("stall after done", true);
+    let s = stream(&url, &[("x-mock-end-delay-ms", "1500")], &body).await;
+    assert_eq!(s.status, StatusCode::OK);
+    assert!(s.error.is_none(), "{:?}", s.error);
+    let text = s.text();
+    assert!(text.contains("[DONE]"), "{text}");
+    assert!(!text.contains("event: error"), "{text}");
+    let again = stream(&url, &[("x-mock-end-delay-ms", "1500")], &body).await;
+    assert_eq!(
+        again
+            .headers
+            .get("cf-aig-cache-status")
+            .and_then(|v| v.to_str().ok()),
+        Some("HIT")
+    );
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries[0]["outcome"], "Completed", "{}", entries[0]);
+    assert_eq!(entries[0]["success"], true, "{}", entries[0]);
+}

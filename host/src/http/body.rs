@@ -19,6 +19,12 @@ pub enum GatewayBody {
     Full(Option<Bytes>),
     /// Chunks as the response task produces them.
     Channel(mpsc::Receiver<Result<Bytes, BodyError>>),
+    /// Chunks as the response task produces them, counting those the connection has taken
+    /// (so the task can tell what a client that left had been handed).
+    Counted(
+        mpsc::Receiver<Result<Bytes, BodyError>>,
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ),
 }
 
 impl GatewayBody {
@@ -49,6 +55,15 @@ impl Body for GatewayBody {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
+            GatewayBody::Counted(rx, taken) => match rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(b))) => {
+                    taken.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    Poll::Ready(Some(Ok(Frame::data(b))))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -60,7 +75,7 @@ impl Body for GatewayBody {
         match self {
             GatewayBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             GatewayBody::Full(None) => SizeHint::with_exact(0),
-            GatewayBody::Channel(_) => SizeHint::default(),
+            GatewayBody::Channel(_) | GatewayBody::Counted(..) => SizeHint::default(),
         }
     }
 }

@@ -13,7 +13,8 @@ use crate::runtime::instance::{Answer, Hook};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -38,7 +39,20 @@ pub(super) struct BodyTask {
     pub(super) stream_end: Option<StreamEnd>,
     /// The client left after the terminal event; the rest is read but not sent.
     pub(super) client_done: bool,
+    /// Chunks the client's connection has taken from the channel (set when streaming).
+    pub(super) taken: Option<Arc<AtomicU64>>,
+    /// Chunks put in the channel.
+    pub(super) sent_chunks: u64,
+    /// The chunk (by count) that completed the terminal event: once the connection has taken
+    /// it, a client that leaves had the whole answer.
+    pub(super) marker_chunk: Option<u64>,
+    /// When the provider began to be read after the terminal event.
+    pub(super) tail_started: Option<Instant>,
 }
+
+/// Longest the provider is read after the client had the terminal event and left (a provider
+/// that keeps its body open after the end of its answer is not waited for).
+const TAIL_AFTER_END: Duration = Duration::from_secs(5);
 
 impl BodyTask {
     /// The end of a request whose client left before any answer: logged as
@@ -59,6 +73,19 @@ impl BodyTask {
             usage_filter: None,
             stream_end: None,
             client_done: false,
+            taken: None,
+            sent_chunks: 0,
+            marker_chunk: None,
+            tail_started: None,
+        }
+    }
+
+    /// Whether the client was handed the terminal event: the connection took the chunk that
+    /// completed it (a chunk still queued when the client left does not count).
+    fn client_had_end(&self) -> bool {
+        match (self.marker_chunk, &self.taken) {
+            (Some(marker), Some(taken)) => taken.load(Ordering::Acquire) >= marker,
+            _ => false,
         }
     }
 
@@ -72,10 +99,16 @@ impl BodyTask {
                 self.forward(b, true, &tx).await;
             }
             BodySource::Upstream(mut incoming) => loop {
-                let complete = self.stream_end.as_ref().is_some_and(StreamEnd::seen);
+                let complete = self.marker_chunk.is_some();
                 let next = if complete {
-                    // The client has the whole answer and may leave: read on regardless.
-                    Some(self.next_data(&mut incoming).await)
+                    // The terminal event is sent: the client may leave. Read on regardless, for
+                    // the filters, but not for long.
+                    let tail_started = *self.tail_started.get_or_insert_with(Instant::now);
+                    let left = TAIL_AFTER_END.saturating_sub(tail_started.elapsed());
+                    match tokio::time::timeout(left, self.next_data(&mut incoming)).await {
+                        Ok(next) => Some(next),
+                        Err(_) => Some(Err(("tail_timeout", String::new()))),
+                    }
                 } else {
                     tokio::select! {
                         next = self.next_data(&mut incoming) => Some(next),
@@ -94,6 +127,13 @@ impl BodyTask {
                         }
                     }
                     Some(Ok(None)) => {
+                        self.forward(Bytes::new(), true, &tx).await;
+                        break;
+                    }
+                    // After the terminal event a stalled or broken end of body does not undo a
+                    // complete answer: the filters get their end of stream, the client its close.
+                    Some(Err(_)) if complete => {
+                        self.outcome = Outcome::Completed;
                         self.forward(Bytes::new(), true, &tx).await;
                         break;
                     }
@@ -249,16 +289,22 @@ impl BodyTask {
         }
         let sent = data.clone();
         if tx.send(Ok(data)).await.is_err() {
-            if self.stream_end.as_ref().is_some_and(StreamEnd::seen) {
-                // Gone after the terminal event: complete. Keep reading for the filters.
+            if self.client_had_end() {
+                // Gone after taking the terminal event: complete. Keep reading for the filters.
                 self.client_done = true;
                 return true;
             }
             self.outcome = Outcome::ClientAborted;
             return false;
         }
-        if let Some(end) = &mut self.stream_end {
+        self.sent_chunks += 1;
+        if let Some(end) = &mut self.stream_end
+            && !end.seen()
+        {
             end.feed(&sent);
+            if end.seen() {
+                self.marker_chunk = Some(self.sent_chunks);
+            }
         }
         self.response_bytes += sent.len() as u64;
         true
@@ -344,7 +390,13 @@ impl BodyTask {
         let success = (200..300).contains(&self.status)
             && matches!(self.outcome, Outcome::Completed | Outcome::RespondedLocally);
         // A provider's successful answer whose cost cannot be known: counted, never guessed.
-        if cost.is_none() && !cached && self.outcome == Outcome::Completed && success {
+        if cost.is_none()
+            && !cached
+            && self.outcome == Outcome::Completed
+            && success
+            && ex.method == "POST"
+            && ex.model.is_some()
+        {
             ex.runtime.services.metrics.count_unpriced(
                 &ex.provider,
                 ex.model.as_deref(),

@@ -39,6 +39,9 @@ impl Outgoing {
     pub(super) fn from_error(e: &GatewayError) -> Self {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if e.retryable() && e.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         Outgoing {
             status: e.status,
             headers,
@@ -245,6 +248,10 @@ pub(super) async fn finish(
         usage_filter,
         stream_end: streamed.then(crate::providers::stream_end::StreamEnd::default),
         client_done: false,
+        taken: None,
+        sent_chunks: 0,
+        marker_chunk: None,
+        tail_started: None,
         ex,
         body_stages,
         buffers: Vec::new(),
@@ -299,12 +306,14 @@ pub(super) async fn finish(
         task.ex.armed = false;
         task.response_headers = summary_view(&headers);
         let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(16);
+        let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        task.taken = Some(taken.clone());
         let span = task.ex.span.clone();
         spawn_tracked(services, span, async move {
             Exchange::recycle(task.ex.gw.clone(), spare).await;
             task.run(out.body, tx).await
         });
-        GatewayBody::Channel(rx)
+        GatewayBody::Counted(rx, taken)
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
