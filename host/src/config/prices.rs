@@ -39,6 +39,12 @@ fn read_catalog(src: &Source, catalog: Option<&str>) -> Result<PriceTable, Confi
 
 /// Checks that entry `i` of `[[prices]]` has finite, non-negative rates; makes it a `Price`.
 fn read_price(src: &Source, i: usize, p: &RawPrice) -> Result<Price, ConfigError> {
+    if p.provider.trim().is_empty() || p.model.trim().is_empty() {
+        return Err(src.invalid(
+            &format!("prices[{i}]"),
+            "provider and model must not be empty".into(),
+        ));
+    }
     let ok = |v: f64| v.is_finite() && v >= 0.0;
     if !ok(p.input_per_million) || !ok(p.output_per_million) {
         return Err(src.invalid(

@@ -223,23 +223,10 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
                 _ => None,
             };
             spec.anthropic_messages = *name == "anthropic";
-            // OpenAI-style chat APIs that accept `stream_options`; Mistral and Perplexity
-            // refuse fields they do not know (and send usage in their last chunk anyway), the
-            // others do not speak OpenAI chat at their native paths.
-            spec.stream_usage = matches!(
-                *name,
-                "openai"
-                    | "azure-openai"
-                    | "groq"
-                    | "deepseek"
-                    | "openrouter"
-                    | "grok"
-                    | "cerebras"
-                    | "together"
-                    | "fireworks"
-                    | "google-ai-studio"
-                    | "ollama"
-            );
+            // Mistral and Perplexity refuse fields they do not know (and send usage in their
+            // last chunk by themselves); every other provider gets the usage request on its
+            // OpenAI-style chat streams, so that token budgets see what a stream spent.
+            spec.stream_usage = !matches!(*name, "mistral" | "perplexity-ai");
             (name.to_string(), spec)
         })
         .collect()

@@ -81,6 +81,9 @@ impl PriceTable {
             version: file.version,
         };
         for (i, e) in file.prices.into_iter().enumerate() {
+            if e.provider.trim().is_empty() || e.model.trim().is_empty() {
+                return Err(format!("prices[{i}]: provider and model must not be empty"));
+            }
             let rate_ok = |v: f64| v.is_finite() && v >= 0.0;
             let rates = [
                 ("input", Some(e.input)),
@@ -131,12 +134,19 @@ impl PriceTable {
         self.entries.push(price);
     }
 
-    /// The price of `model` at `provider`, if listed.
+    /// The price of `model` at `provider`, if listed: the exact name, else the longest listed
+    /// name that `model` extends by a version suffix only (a date, a build number, `latest`,
+    /// `preview-…`, a Bedrock `v1:0`). A sibling model (`o3-pro` beside `o3`, `claude-opus-4-5`
+    /// beside `claude-opus-4`) is not a version of it and stays unpriced.
     pub fn find(&self, provider: &str, model: &str) -> Option<&Price> {
         let of_provider = || self.entries.iter().filter(move |e| e.provider == provider);
         of_provider().find(|e| e.model == model).or_else(|| {
             of_provider()
-                .filter(|e| model.starts_with(&e.model))
+                .filter(|e| {
+                    model
+                        .strip_prefix(e.model.as_str())
+                        .is_some_and(is_version_suffix)
+                })
                 .max_by_key(|e| e.model.len())
         })
     }
@@ -166,6 +176,31 @@ impl PriceTable {
 }
 
 use super::usage::Usage;
+
+/// Whether `rest`, what follows a listed model name, only names a version of that model:
+/// `-2024-08-06`, `-20241022`, `@20240620`, `-001`, `-latest`, `-preview-06-17`, `-exp-0827`,
+/// `-v1:0`. A short number (`-5`) names another model, not a version.
+fn is_version_suffix(rest: &str) -> bool {
+    let Some(tag) = rest.strip_prefix('-').or_else(|| rest.strip_prefix('@')) else {
+        return false;
+    };
+    let numeric = |s: &str| {
+        !s.is_empty()
+            && s.chars().all(|c| c.is_ascii_digit() || c == '-')
+            && s.chars().filter(char::is_ascii_digit).count() >= 3
+    };
+    if tag == "latest" || numeric(tag) {
+        return true;
+    }
+    if let Some(v) = tag.strip_prefix('v') {
+        // Bedrock: `v1`, `v1:0`, `v2:0`.
+        return !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == ':');
+    }
+    ["preview", "exp"].iter().any(|word| {
+        tag.strip_prefix(word)
+            .is_some_and(|after| after.is_empty() || after.strip_prefix('-').is_some_and(numeric))
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -288,6 +323,48 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("source"), "{e}");
+    }
+
+    #[test]
+    fn only_a_version_suffix_inherits_a_price() {
+        let t = PriceTable::with_defaults();
+        let model = |provider: &str, name: &str| t.find(provider, name).map(|p| p.model.clone());
+        for (provider, name, want) in [
+            ("openai", "gpt-4o-2024-08-06", Some("gpt-4o")),
+            ("openai", "gpt-4o-mini-2024-07-18", Some("gpt-4o-mini")),
+            (
+                "anthropic",
+                "claude-3-5-sonnet-20241022",
+                Some("claude-3-5-sonnet"),
+            ),
+            (
+                "anthropic",
+                "claude-3-5-haiku-latest",
+                Some("claude-3-5-haiku"),
+            ),
+            (
+                "anthropic",
+                "claude-sonnet-4-5-20250929",
+                Some("claude-sonnet-4-5"),
+            ),
+            (
+                "google-ai-studio",
+                "gemini-2.0-flash-001",
+                Some("gemini-2.0-flash"),
+            ),
+            (
+                "google-ai-studio",
+                "gemini-2.5-flash-preview-05-20",
+                Some("gemini-2.5-flash"),
+            ),
+            ("openai", "o3-pro", None),
+            ("openai", "gpt-5-pro", None),
+            ("anthropic", "claude-opus-4-5", None),
+            ("grok", "grok-4-fast", None),
+            ("openai", "gpt-4o-audio-preview-x", None),
+        ] {
+            assert_eq!(model(provider, name).as_deref(), want, "{provider} {name}");
+        }
     }
 
     #[test]

@@ -243,7 +243,7 @@ fn scan_event_frames(pending: &mut Vec<u8>, usage: &mut Usage) {
             ]) as usize
         };
         let (total, headers) = (word(0), word(4));
-        if total < 16 + headers || total > MAX_SSE_LINE {
+        if (total as u64) < 16 + headers as u64 || total > MAX_SSE_LINE {
             pending.clear();
             return;
         }
@@ -306,7 +306,9 @@ pub fn model_from_path(path: &str) -> Option<String> {
         None => (path.rsplit_once("/model/")?.1, &['/']),
     };
     let model = &rest[..rest.find(stops).unwrap_or(rest.len())];
-    (!model.is_empty()).then(|| model.to_string())
+    // SDKs percent-encode the id (`…-v1%3A0`); prices name it as the provider does.
+    let model = percent_encoding::percent_decode_str(model).decode_utf8_lossy();
+    (!model.is_empty()).then(|| model.into_owned())
 }
 
 /// For an OpenAI chat stream: the body with `stream_options.include_usage`

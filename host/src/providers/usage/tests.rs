@@ -470,6 +470,11 @@ fn model_from_the_path_of_apis_that_put_it_there() {
         model_from_path("/model/anthropic.claude-3-haiku-20240307-v1:0/converse").as_deref(),
         Some("anthropic.claude-3-haiku-20240307-v1:0")
     );
+    assert_eq!(
+        model_from_path("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream")
+            .as_deref(),
+        Some("anthropic.claude-3-haiku-20240307-v1:0")
+    );
     assert_eq!(model_from_path("/chat/completions"), None);
     assert_eq!(model_from_path("/v1beta/models/"), None);
 }
