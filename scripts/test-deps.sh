@@ -7,6 +7,7 @@
 # Debian/Ubuntu, as root (apt-get). Safe to run again. When sourced (as .ci/run does) it also
 # exports AIGW_TEST_POSTGRES_URL for the cluster it found.
 set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 apt_updated=""
@@ -28,11 +29,17 @@ if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$pg_version main"; the
 fi
 pg_ctlcluster "$pg_version" main start 2>/dev/null || true
 pg_port=$(pg_lsclusters -h | awk -v v="$pg_version" '$1==v && $2=="main" {print $3}')
+if [ -z "$pg_port" ]; then
+    echo "scripts/test-deps.sh: no PostgreSQL $pg_version cluster 'main' found (pg_lsclusters)" >&2
+    exit 1
+fi
 as_postgres() { runuser -u postgres -- "$@"; }
-as_postgres psql -p "$pg_port" -tAc "SELECT 1 FROM pg_roles WHERE rolname='aigw'" | grep -q 1 \
-    || as_postgres psql -p "$pg_port" -qc "CREATE ROLE aigw LOGIN PASSWORD 'aigw'"
-as_postgres psql -p "$pg_port" -tAc "SELECT 1 FROM pg_database WHERE datname='aigw'" | grep -q 1 \
-    || as_postgres createdb -p "$pg_port" -O aigw aigw
+if [ "$(as_postgres psql -p "$pg_port" -tAc "SELECT 1 FROM pg_roles WHERE rolname='aigw'")" != 1 ]; then
+    as_postgres psql -p "$pg_port" -qc "CREATE ROLE aigw LOGIN PASSWORD 'aigw'"
+fi
+if [ "$(as_postgres psql -p "$pg_port" -tAc "SELECT 1 FROM pg_database WHERE datname='aigw'")" != 1 ]; then
+    as_postgres createdb -p "$pg_port" -O aigw aigw
+fi
 export AIGW_TEST_POSTGRES_URL="postgres://aigw:aigw@127.0.0.1:$pg_port/aigw"
 if [ "$pg_port" != 5432 ]; then
     echo "PostgreSQL listens on $pg_port: export AIGW_TEST_POSTGRES_URL=$AIGW_TEST_POSTGRES_URL"

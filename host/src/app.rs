@@ -208,7 +208,10 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
     .await;
     // The admin listener saw the same signal and drains on its own, within the same grace.
     if let Some(admin) = admin {
-        let _ = admin.await;
+        let grace = Duration::from_millis(config.shutdown_grace_ms);
+        if tokio::time::timeout(grace, admin).await.is_err() {
+            tracing::warn!("admin listener did not drain within the grace period");
+        }
     }
     maintenance.abort();
     // Let the last body tasks run their done hooks (log entries, token

@@ -145,9 +145,17 @@ async fn each_request_is_exported_as_an_otlp_span_with_genai_attributes() {
         failed_span["status"]["code"], 2,
         "ERROR status: {failed_span}"
     );
-    let m = send_req(request(hyper::Method::GET, &gw.url("/metrics"), &[], ""))
-        .await
-        .text();
+    // The exporter counts a span once the collector has answered: wait for that.
+    let metrics = || async {
+        send_req(request(hyper::Method::GET, &gw.url("/metrics"), &[], ""))
+            .await
+            .text()
+    };
+    eventually(Duration::from_secs(5), || async {
+        metrics().await.contains("aigw_otlp_spans_exported_total 2")
+    })
+    .await;
+    let m = metrics().await;
     assert!(m.contains("aigw_otlp_spans_exported_total 2"), "{m}");
 }
 
@@ -216,12 +224,12 @@ async fn debug_logs_show_a_span_per_request_and_per_filter_call() {
     );
     let dir = prepare(&cfg, &[("custom", &test_filter_wasm())]);
     let gw = Gateway::start_with_env(dir, &[("RUST_LOG", "debug")]);
-    let r = send(
-        &gw.url("/v1/acct/gw/openai/chat/completions"),
-        &[],
-        &chat("span me", false),
-    )
-    .await;
+    let url = gw.url("/v1/acct/gw/openai/chat/completions");
+    // Two requests at once: each line must carry its own request's id.
+    let (one, two) = (chat("span me", false), chat("and me", false));
+    let (r, other) = tokio::join!(send(&url, &[], &one), send(&url, &[], &two));
+    assert_eq!(other.status.as_u16(), 200);
+    let other_id = other.header("cf-aig-log-id").unwrap().to_string();
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
     let id = r.header("cf-aig-log-id").unwrap().to_string();
     let request_span = format!("request{{id={id} gateway=gw provider=openai");
@@ -246,11 +254,19 @@ async fn debug_logs_show_a_span_per_request_and_per_filter_call() {
             .any(|l| l.contains("request done") && l.contains("status=200")),
         "the request's last line does not carry its status:\n{logs}"
     );
-    // Another request gets another span: ids never mix.
-    assert!(
-        logs.lines()
-            .filter(|l| l.contains("test filter saw"))
-            .all(|l| l.contains(&request_span)),
-        "{logs}"
-    );
+    // Each filter line is in exactly one request's span, with that request's id: ids never mix.
+    let other_span = format!("request{{id={other_id} gateway=gw provider=openai");
+    let filter_lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("test filter saw"))
+        .collect();
+    assert_eq!(filter_lines.len(), 2, "{logs}");
+    for line in filter_lines {
+        let (mine, theirs) = (line.contains(&request_span), line.contains(&other_span));
+        assert!(mine != theirs, "{line}");
+        let own_id = if mine { &id } else { &other_id };
+        assert!(line.contains(own_id.as_str()), "{line}");
+        let foreign = if mine { &other_id } else { &id };
+        assert!(!line.contains(foreign.as_str()), "{line}");
+    }
 }

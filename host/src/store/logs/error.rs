@@ -144,8 +144,14 @@ impl From<LogStoreError> for GatewayError {
             | LogStoreError::Backend(_)
             | LogStoreError::QueueFull
             | LogStoreError::Closed
-            | LogStoreError::Unavailable(_)
-            | LogStoreError::Corrupt(_) => GatewayError::store_unavailable(message),
+            | LogStoreError::Unavailable(_) => GatewayError::store_unavailable(message),
+            // Data the store cannot read back: asking again will not help.
+            LogStoreError::Corrupt(_) => GatewayError::new(
+                hyper::StatusCode::INTERNAL_SERVER_ERROR,
+                "store_error",
+                message,
+            )
+            .caused_by(crate::http::error::Origin::Store),
         }
     }
 }
@@ -225,10 +231,13 @@ mod tests {
             LogStoreError::QueueFull,
             LogStoreError::Closed,
             LogStoreError::Unavailable("log store unavailable"),
-            LogStoreError::Corrupt("expected value".into()),
         ] {
             assert_eq!(status(e), StatusCode::SERVICE_UNAVAILABLE);
         }
+        // Unreadable data: retrying will not help, so no 503.
+        let corrupt = GatewayError::from(LogStoreError::Corrupt("expected value".into()));
+        assert_eq!(corrupt.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!corrupt.retryable());
         let g = GatewayError::from(LogStoreError::NotFound { id: "r1".into() });
         assert_eq!(g.message, "no log entry 'r1'");
     }
