@@ -121,19 +121,24 @@ impl GatewayError {
         )
     }
 
-    /// The HTTP response.
-    pub fn into_response(self) -> Response<GatewayBody> {
-        let body = self.body();
-        let mut resp = Response::new(GatewayBody::full(body));
-        *resp.status_mut() = self.status;
-        resp.headers_mut().insert(
+    /// The response headers: JSON, and `Retry-After` on a retryable 503.
+    pub fn headers(&self) -> header::HeaderMap {
+        let mut headers = header::HeaderMap::new();
+        headers.insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json"),
         );
         if self.retryable() && self.status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
+        headers
+    }
+
+    /// The HTTP response.
+    pub fn into_response(self) -> Response<GatewayBody> {
+        let mut resp = Response::new(GatewayBody::full(self.body()));
+        *resp.status_mut() = self.status;
+        *resp.headers_mut() = self.headers();
         resp
     }
 }

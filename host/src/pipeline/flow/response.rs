@@ -37,14 +37,9 @@ pub(super) enum BodySource {
 
 impl Outgoing {
     pub(super) fn from_error(e: &GatewayError) -> Self {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if e.retryable() && e.status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
         Outgoing {
             status: e.status,
-            headers,
+            headers: e.headers(),
             upstream_len: None,
             body: BodySource::Bytes(e.body()),
             local: true,
