@@ -1,9 +1,10 @@
-//! One request through one gateway's pipeline:
+//! One request through one gateway's pipeline: admission (`admit`) →
 //! request-headers hooks (in order) → body read → request-body hooks →
 //! upstream call → response-headers hooks (reverse order; may retry) →
 //! response body through the body hooks, streamed to the client → done hooks
 //! with the summary. A filter that answers early skips the later filters and
-//! the upstream; filters before it still see the response.
+//! the upstream; filters before it still see the response. The response side is
+//! in `response`, the body task in `body`, per-request filter state in `exchange`.
 
 use super::Generation;
 use super::headers;
@@ -17,7 +18,6 @@ use crate::runtime::bindings::types::{
 };
 use crate::runtime::host::RequestContext;
 use crate::runtime::instance::{Answer, Hook};
-use crate::store::now_ms;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{CONTENT_LENGTH, HeaderValue};
@@ -25,13 +25,15 @@ use hyper::{HeaderMap, Request, Response, StatusCode};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::Instrument as _;
 
+mod admit;
 mod body;
 mod exchange;
 mod response;
 mod target;
+use admit::{Admitted, admit, start};
 use exchange::{Exchange, Slot};
 use response::{
     AfterHeaders, BodySource, Outgoing, finish, local_answer, respond_locally, response_hooks,
@@ -109,15 +111,6 @@ pub async fn handle(
         .await
 }
 
-/// What admission found: the gateway and provider a request goes to, its deadline and the key
-/// stored for the provider.
-struct Admitted {
-    gw: Arc<super::GatewayPipeline>,
-    provider: crate::providers::ProviderSpec,
-    timeout_ms: u64,
-    stored_key: Option<crate::http::Secret>,
-}
-
 /// How a phase ends the request before the upstream: a filter's own answer from stage `k`, or
 /// the gateway's answer after the filters before `upto` (an error, a refusal).
 enum Early {
@@ -136,197 +129,6 @@ impl Early {
             Early::Finish(upto, out, outcome) => finish(ex, upto, out, outcome).await,
         }
     }
-}
-
-/// Admission: the gateway, account, token, gateway headers, provider, deadline, stored key and
-/// declared length, checked before any filter runs. A refusal is the gateway's own answer.
-fn admit(
-    generation: &Generation,
-    route: &Route,
-    parts: &hyper::http::request::Parts,
-) -> Result<Admitted, GatewayError> {
-    let config = &generation.config;
-    let Some(gw) = generation.gateways.get(&route.gateway).cloned() else {
-        return Err(GatewayError::not_found(format!(
-            "unknown gateway '{}'",
-            route.gateway
-        )));
-    };
-    if !gw.accepts(&route.account) {
-        return Err(GatewayError::not_found(format!(
-            "gateway '{}' does not serve account '{}'",
-            route.gateway, route.account
-        )));
-    }
-    // An authenticated gateway: nothing reaches a filter or a provider without the token.
-    if let Some(token) = &gw.auth_token {
-        let sent = parts
-            .headers
-            .get("cf-aig-authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !crate::http::constant_time_eq(sent.as_bytes(), token.0.as_bytes()) {
-            return Err(GatewayError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                format!(
-                    "gateway '{}' requires a valid 'cf-aig-authorization: Bearer <token>' header",
-                    gw.name
-                ),
-            ));
-        }
-    }
-    // Gateway headers steer filters; one they cannot read must not be ignored silently.
-    if let Some((name, _)) = parts
-        .headers
-        .iter()
-        .find(|(k, v)| k.as_str().starts_with("cf-aig-") && v.to_str().is_err())
-    {
-        return Err(GatewayError::bad_request(format!(
-            "{name}: the value is not valid text (visible ASCII expected)"
-        )));
-    }
-    let Some(provider) = config.providers.get(&route.provider).cloned() else {
-        return Err(GatewayError::not_found(format!(
-            "unknown provider '{}' (known: {})",
-            route.provider,
-            config
-                .providers
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    };
-    let timeout_ms = request_timeout(
-        &parts.headers,
-        provider
-            .request_timeout_ms
-            .unwrap_or(config.request_timeout_ms),
-    )?;
-    // A stored key (BYOK) for when the client sent none; an alias picks a named one.
-    let stored_key = match parts.headers.get("cf-aig-byok-alias") {
-        None => provider.api_key.clone(),
-        Some(v) => {
-            let alias = v.to_str().unwrap_or("");
-            match provider.named_keys.get(alias) {
-                Some(k) => Some(k.clone()),
-                None => {
-                    return Err(GatewayError::bad_request(format!(
-                        "cf-aig-byok-alias: provider '{}' has no stored key named '{alias}' (known: {})",
-                        provider.name,
-                        provider
-                            .named_keys
-                            .keys()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
-            }
-        }
-    };
-    if let Some(len) = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && len > config.max_body_bytes
-    {
-        return Err(GatewayError::too_large(config.max_body_bytes));
-    }
-    Ok(Admitted {
-        gw,
-        provider,
-        timeout_ms,
-        stored_key,
-    })
-}
-
-/// The request's id, span, head (what filters see) and the headers bound upstream.
-fn start(
-    env: &Env,
-    generation: &Generation,
-    route: &Route,
-    parts: &hyper::http::request::Parts,
-    admitted: &Admitted,
-    client_ip: IpAddr,
-) -> (Exchange, RequestHead, HeaderMap) {
-    let gw = &admitted.gw;
-    let mut upstream_headers = parts.headers.clone();
-    headers::strip_hop_by_hop(&mut upstream_headers);
-    for name in [
-        "host",
-        "content-length",
-        "cf-aig-authorization",
-        "accept-encoding",
-    ] {
-        upstream_headers.remove(name);
-    }
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
-    // Debug level: at the default level the span is disabled and costs a callsite check.
-    let span = tracing::debug_span!(
-        "request",
-        id = %request_id,
-        gateway = %route.gateway,
-        provider = %route.provider,
-        model = tracing::field::Empty,
-        attempt = tracing::field::Empty,
-        status = tracing::field::Empty,
-        cache = tracing::field::Empty,
-    );
-    let head = RequestHead {
-        request_id: request_id.clone(),
-        method: parts.method.as_str().to_string(),
-        account: route.account.clone(),
-        gateway: route.gateway.clone(),
-        provider: route.provider.clone(),
-        path: route.path.clone(),
-        query: route.query.clone(),
-        // Only filters with a request-headers hook see them.
-        headers: if gw.hooks.contains(Hooks::REQUEST_HEADERS) {
-            headers::view(&upstream_headers)
-        } else {
-            Vec::new()
-        },
-        client_ip: client_ip.to_string(),
-    };
-    let traceparent = parts
-        .headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let ex = Exchange {
-        gw: gw.clone(),
-        runtime: env.runtime.clone(),
-        slots: (0..gw.stages.len()).map(|_| Slot::Empty).collect(),
-        started: Instant::now(),
-        created_at_ms: now_ms(),
-        context: RequestContext::new(generation.config.clone(), &request_id),
-        request_id,
-        span,
-        traceparent,
-        account: route.account.clone(),
-        provider: route.provider.clone(),
-        method: head.method.clone(),
-        path: route.path.clone(),
-        model: None,
-        request_bytes: 0,
-        request_headers: if gw.hooks.contains(Hooks::DONE) {
-            headers::redacted_view(&parts.headers)
-        } else {
-            Vec::new()
-        },
-        attempts: 0,
-        stream_idle_timeout_ms: generation.config.stream_idle_timeout_ms,
-        config: generation.config.clone(),
-        strip_usage_chunk: false,
-        armed: true,
-        answer_status: 499,
-        in_call: None,
-    };
-    (ex, head, upstream_headers)
 }
 
 /// One admitted request and what it was admitted to.
@@ -687,23 +489,6 @@ pub async fn read_body(body: BodyIn, max: usize) -> Result<Bytes, (GatewayError,
                 )),
             }
         }
-    }
-}
-
-/// `cf-aig-request-timeout` (ms) or the configured default.
-fn request_timeout(headers: &HeaderMap, default_ms: u64) -> Result<u64, GatewayError> {
-    match headers.get("cf-aig-request-timeout") {
-        None => Ok(default_ms),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .filter(|n| (1..=3_600_000).contains(n))
-            .ok_or_else(|| {
-                GatewayError::bad_request(
-                    "cf-aig-request-timeout: expected milliseconds, an integer from 1 to 3600000",
-                )
-            }),
     }
 }
 
