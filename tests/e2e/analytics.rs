@@ -5,7 +5,39 @@ use hyper::{Method, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
 
-async fn admin(gw: &Gateway, method: Method, path: &str, body: &str) -> Reply {
+/// A gateway `gw` with `pipeline` and an admin listener whose token is `adm1n`.
+pub(crate) fn admin_gateway(mock: &Mock, pipeline: &str) -> Gateway {
+    let dir = prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
+        &format!(
+            "{}[gateways.gw]\npipeline = {pipeline}\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    Gateway::start_in(dir)
+}
+
+/// Gateway `gw`'s log entries (newest first) once there are `n` of them, or what there is
+/// after `tries` polls 50 ms apart (the writer is asynchronous).
+pub(crate) async fn logs_once(gw: &Gateway, n: usize, tries: usize) -> Vec<Value> {
+    let mut logs = Vec::new();
+    for _ in 0..tries {
+        logs = admin(gw, Method::GET, "/api/gateways/gw/logs?limit=100", "")
+            .await
+            .json()["logs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if logs.len() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    logs
+}
+
+pub(crate) async fn admin(gw: &Gateway, method: Method, path: &str, body: &str) -> Reply {
     send_req(request(
         method,
         &gw.admin_url(path),
@@ -18,15 +50,7 @@ async fn admin(gw: &Gateway, method: Method, path: &str, body: &str) -> Reply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_and_analytics_match_the_traffic() {
     let mock = Mock::start().await;
-    let dir = prepare_with_server(
-        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
-        &format!(
-            "{}[gateways.gw]\npipeline = [\"logging\", \"cache\"]\n",
-            mock.providers_toml()
-        ),
-        &[],
-    );
-    let gw = Gateway::start_in(dir);
+    let gw = admin_gateway(&mock, r#"["logging", "cache"]"#);
     let url = gw.url("/v1/acct/gw/openai/chat/completions");
     let ada = [("cf-aig-metadata", r#"{"user":"ada"}"#)];
     let mut usages = Vec::new();
@@ -43,19 +67,7 @@ async fn logs_and_analytics_match_the_traffic() {
     assert!(streamed.error.is_none());
 
     // The writer is asynchronous: wait for all five entries.
-    let mut logs = Vec::new();
-    for _ in 0..60 {
-        logs = admin(&gw, Method::GET, "/api/gateways/gw/logs?limit=100", "")
-            .await
-            .json()["logs"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if logs.len() == 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let logs = logs_once(&gw, 5, 60).await;
     assert_eq!(logs.len(), 5, "{logs:#?}");
     assert!(
         logs.iter().all(|l| l.get("request_body").is_none()),
@@ -366,248 +378,4 @@ async fn anthropic_stream_tokens_are_exact() {
     assert_eq!(entries[0]["tokens_in"], input);
     assert_eq!(entries[0]["tokens_out"], output);
     assert_eq!(entries[0]["streamed"], true);
-}
-
-/// Published prices (USD per million tokens) of the models the test uses: input, output,
-/// cached input. Written here from the providers' price pages, not read from the gateway.
-fn price(model: &str) -> (f64, f64, f64) {
-    match model {
-        "gpt-4o-mini" => (0.15, 0.6, 0.075),
-        "text-embedding-3-small" => (0.02, 0.0, 0.02),
-        "claude-3-5-haiku" => (0.8, 4.0, 0.08),
-        other => panic!("no test price for {other}"),
-    }
-}
-
-/// The cost of one answer from the usage the provider reported to the client, in each API's
-/// own names: OpenAI chat and embeddings, Responses, Anthropic.
-fn expected_cost(model: &str, usage: &Value) -> f64 {
-    let n = |p: &str| usage.pointer(p).and_then(Value::as_u64).unwrap_or(0) as f64;
-    let (input, output, cached_rate) = price(model);
-    let (fresh, cached, out) = if usage.get("prompt_tokens").is_some() {
-        let cached = n("/prompt_tokens_details/cached_tokens");
-        (
-            n("/prompt_tokens") - cached,
-            cached,
-            n("/completion_tokens"),
-        )
-    } else if usage.get("input_tokens_details").is_some() {
-        let cached = n("/input_tokens_details/cached_tokens");
-        (n("/input_tokens") - cached, cached, n("/output_tokens"))
-    } else {
-        // Anthropic: input_tokens excludes the cache reads.
-        (
-            n("/input_tokens"),
-            n("/cache_read_input_tokens"),
-            n("/output_tokens"),
-        )
-    };
-    (fresh * input + cached * cached_rate + out * output) / 1e6
-}
-
-/// Every API's usage becomes exact tokens and cost: chat (JSON, and a stream that asked for
-/// usage), Responses (JSON and stream), embeddings, Anthropic with prompt-cache reads. Each log
-/// entry's cost and the analytics total equal the cost computed from the provider's usage at
-/// the published prices, to the micro-dollar.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_api_is_billed_exactly_from_the_providers_usage() {
-    let mock = Mock::start().await;
-    let dir = prepare_with_server(
-        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
-        &format!(
-            "{}[gateways.gw]\npipeline = [\"logging\"]\n",
-            mock.providers_toml()
-        ),
-        &[],
-    );
-    let gw = Gateway::start_in(dir);
-    let openai = |path: &str| gw.url(&format!("/v1/acct/gw/openai/{path}"));
-    let cached = [("x-mock-cached-tokens", "4")];
-    let mut expected: Vec<(String, f64)> = Vec::new();
-
-    // Chat, JSON, with cached prompt tokens.
-    let r = send(
-        &openai("chat/completions"),
-        &cached,
-        &chat("bill me exactly please now", false),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    expected.push((
-        "chat json".into(),
-        expected_cost("gpt-4o-mini", &r.json()["usage"]),
-    ));
-
-    // Chat, streamed, the client asking for the usage chunk itself.
-    let body = serde_json::json!({"model": "gpt-4o-mini", "stream": true,
-        "stream_options": {"include_usage": true},
-        "messages": [{"role": "user", "content": "stream and bill"}]})
-    .to_string();
-    let s = stream(&openai("chat/completions"), &[], &body).await;
-    let usage = s
-        .text()
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .find_map(|v| v.get("usage").filter(|u| u.is_object()).cloned())
-        .expect("usage chunk");
-    expected.push(("chat stream".into(), expected_cost("gpt-4o-mini", &usage)));
-
-    // Responses, JSON and streamed.
-    let body = serde_json::json!({"model": "gpt-4o-mini", "input": "respond and bill"}).to_string();
-    let r = send(&openai("responses"), &cached, &body).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!(r.json()["object"], "response");
-    expected.push((
-        "responses json".into(),
-        expected_cost("gpt-4o-mini", &r.json()["usage"]),
-    ));
-    let body =
-        serde_json::json!({"model": "gpt-4o-mini", "input": "stream a response", "stream": true})
-            .to_string();
-    let s = stream(&openai("responses"), &cached, &body).await;
-    let completed = s
-        .text()
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .find(|v| v["type"] == "response.completed")
-        .expect("response.completed event");
-    expected.push((
-        "responses stream".into(),
-        expected_cost("gpt-4o-mini", &completed["response"]["usage"]),
-    ));
-
-    // Embeddings: input tokens only.
-    let body =
-        serde_json::json!({"model": "text-embedding-3-small", "input": ["one two three", "four"]})
-            .to_string();
-    let r = send(&openai("embeddings"), &[], &body).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!(r.json()["data"].as_array().map(Vec::len), Some(2));
-    expected.push((
-        "embeddings".into(),
-        expected_cost("text-embedding-3-small", &r.json()["usage"]),
-    ));
-
-    // Anthropic Messages with prompt-cache reads.
-    let body = serde_json::json!({"model": "claude-3-5-haiku", "max_tokens": 64,
-        "messages": [{"role": "user", "content": "anthropic bills cache reads apart"}]})
-    .to_string();
-    let r = send(
-        &gw.url("/v1/acct/gw/anthropic/messages"),
-        &[("x-mock-cached-tokens", "3")],
-        &body,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!(r.json()["usage"]["cache_read_input_tokens"], 3);
-    expected.push((
-        "anthropic json".into(),
-        expected_cost("claude-3-5-haiku", &r.json()["usage"]),
-    ));
-
-    let mut logs = Vec::new();
-    for _ in 0..100 {
-        logs = admin(&gw, Method::GET, "/api/gateways/gw/logs?limit=100", "")
-            .await
-            .json()["logs"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if logs.len() == expected.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(logs.len(), expected.len(), "{logs:#?}");
-    // The log lists newest first.
-    for ((what, want), entry) in expected.iter().zip(logs.iter().rev()) {
-        let got = entry["cost"]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{what}: no cost: {entry}"));
-        assert!(
-            (got - want).abs() < 1e-12,
-            "{what}: logged {got}, expected {want}: {entry}"
-        );
-    }
-    let total: f64 = expected.iter().map(|(_, c)| c).sum();
-    let report = admin(&gw, Method::GET, "/api/gateways/gw/analytics", "")
-        .await
-        .json();
-    let reported = report["totals"]["cost"].as_f64().unwrap();
-    assert!(
-        (reported - total).abs() < 1e-6 / 1e3,
-        "analytics total {reported}, expected {total}"
-    );
-}
-
-/// `[server] price_catalog` replaces the shipped catalog: costs follow the file, and /metrics
-/// names its version; `[[prices]]` on top mark it `+config`; a bad file is refused naming it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_price_catalog_file_replaces_the_shipped_one() {
-    let mock = Mock::start().await;
-    let dir = prepare_with_server(
-        "price_catalog = \"my-prices.toml\"\n",
-        &format!(
-            "{}[gateways.gw]\npipeline = [\"logging\"]\n[[prices]]\nprovider = \"anthropic\"\nmodel = \"x\"\ninput_per_million = 1.0\noutput_per_million = 1.0\n",
-            mock.providers_toml()
-        ),
-        &[],
-    );
-    std::fs::write(
-        dir.path().join("my-prices.toml"),
-        "version = \"test-7\"\n[[prices]]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\ninput = 1000.0\noutput = 2000.0\nsource = \"test\"\ndate = \"2026-11-27\"\n",
-    )
-    .unwrap();
-    let gw = Gateway::start_in(dir);
-    let r = send(
-        &gw.url("/v1/acct/gw/openai/chat/completions"),
-        &[],
-        &chat("priced by my file", false),
-    )
-    .await;
-    let usage = r.json()["usage"].clone();
-    let want = (usage["prompt_tokens"].as_f64().unwrap() * 1000.0
-        + usage["completion_tokens"].as_f64().unwrap() * 2000.0)
-        / 1e6;
-    let metrics = || async {
-        send_req(request(Method::GET, &gw.url("/metrics"), &[], ""))
-            .await
-            .text()
-    };
-    let text = metrics().await;
-    assert!(
-        text.contains("aigw_price_catalog_info{version=\"test-7+config\"} 1"),
-        "{text}"
-    );
-    eventually(Duration::from_secs(3), || async {
-        metrics().await.contains("aigw_cost_usd_total")
-    })
-    .await;
-    let logs = eventually(Duration::from_secs(3), || async {
-        !log_entries(&gw.data_dir()).is_empty()
-    })
-    .await;
-    assert!(logs.is_some());
-    let entries = log_entries(&gw.data_dir());
-    let cost = entries[0]["cost"].as_f64().unwrap();
-    assert!((cost - want).abs() < 1e-9, "cost {cost}, expected {want}");
-    let dir = prepare_with_server(
-        "price_catalog = \"missing.toml\"\n",
-        "[gateways.gw]\npipeline = []\n",
-        &[],
-    );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aigw"))
-        .arg("check")
-        .arg("--config")
-        .arg(dir.path().join("aigw.toml"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        text.contains("server.price_catalog") && text.contains("missing.toml"),
-        "{text}"
-    );
 }

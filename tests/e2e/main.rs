@@ -9,6 +9,7 @@
 
 mod harness;
 
+mod accounting;
 mod analytics;
 mod builtin_filters;
 mod core;
@@ -19,5 +20,6 @@ mod hot_reload;
 mod providers;
 mod redaction;
 mod security;
+mod streams;
 mod telemetry;
 mod under_load;

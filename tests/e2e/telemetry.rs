@@ -4,6 +4,20 @@
 use crate::harness::*;
 use std::time::Duration;
 
+/// Every span the stand-in collector has received so far.
+fn exported_spans(got: &std::sync::Mutex<Vec<serde_json::Value>>) -> Vec<serde_json::Value> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .flat_map(|req| {
+            req["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// A stand-in OpenTelemetry collector: keeps every OTLP/HTTP JSON body POSTed
 /// to /v1/traces.
 async fn collector() -> (
@@ -67,18 +81,7 @@ async fn each_request_is_exported_as_an_otlp_span_with_genai_attributes() {
     let log_id = ok.header("cf-aig-log-id").unwrap().to_string();
     let failed = send(&url, &[("x-mock-status", "503")], &chat("fail", false)).await;
     assert_eq!(failed.status.as_u16(), 503);
-    let spans = || -> Vec<serde_json::Value> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .flat_map(|req| {
-                req["resourceSpans"][0]["scopeSpans"][0]["spans"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .collect()
-    };
+    let spans = || exported_spans(&got);
     let arrived = eventually(Duration::from_secs(5), || async { spans().len() >= 2 }).await;
     assert!(
         arrived.is_some(),
@@ -184,18 +187,7 @@ async fn an_incoming_traceparent_continues_the_clients_trace() {
     )
     .await;
     let log_id = r2.header("cf-aig-log-id").unwrap().to_string();
-    let spans = || -> Vec<serde_json::Value> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .flat_map(|req| {
-                req["resourceSpans"][0]["scopeSpans"][0]["spans"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .collect()
-    };
+    let spans = || exported_spans(&got);
     let arrived = eventually(Duration::from_secs(5), || async { spans().len() >= 2 }).await;
     assert!(arrived.is_some(), "spans never arrived");
     let spans = spans();
