@@ -521,18 +521,21 @@ struct Pacing {
 
 fn sse(events: Vec<String>, pacing: Pacing) -> Response<GatewayBody> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(4);
-    tokio::spawn(async move {
-        /// Counts the stream as open until the task ends, however it ends.
-        struct Open(Arc<std::sync::atomic::AtomicUsize>);
-        impl Drop for Open {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            }
+    /// Counts the stream as open until its task ends, however it ends.
+    struct Open(Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
-        pacing
-            .open
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let _open = Open(pacing.open.clone());
+    }
+    // Counted before the head is returned, not when the task first runs: a client that has
+    // the head must see the stream as open.
+    pacing
+        .open
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let open = Open(pacing.open.clone());
+    tokio::spawn(async move {
+        let _open = open;
         for (i, e) in events.into_iter().enumerate() {
             if pacing.truncate_after == Some(i) {
                 let _ = tx
