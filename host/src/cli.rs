@@ -31,11 +31,49 @@ pub enum Command {
     /// Write and install your own filters.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Work on a running gateway's request logs (through its admin API).
+    #[command(subcommand)]
+    Logs(LogsCommand),
     /// Run the built-in mock provider (OpenAI- and Anthropic-shaped) alone.
     MockProvider {
         /// Address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:8790")]
         listen: SocketAddr,
+    },
+}
+
+/// Where a running gateway's admin API is, for the commands that call it.
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// Admin API base URL (default: http:// + the config's `[server] admin_listen`).
+    #[arg(long, env = "AIGW_ADMIN_URL")]
+    pub admin: Option<String>,
+    /// Admin token (default: the config's `[server] admin_token`).
+    #[arg(long, env = "AIGW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Configuration file the defaults are read from.
+    #[arg(long, short, default_value = "aigw.toml", env = "AIGW_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// `aigw logs ...`.
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Recompute the cost of logged requests from their kept usage at the running
+    /// gateway's current prices (after a price catalog or `[[prices]]` change).
+    Recost {
+        /// Gateway whose logs to recost.
+        #[arg(long)]
+        gateway: String,
+        /// From this time: milliseconds since the epoch, RFC 3339, or a duration ago (`7d`).
+        #[arg(long)]
+        since: String,
+        /// Until this time (default: now), in the same forms.
+        #[arg(long)]
+        until: Option<String>,
+        /// The admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
     },
 }
 

@@ -18,6 +18,7 @@
 //! - [`mock`]: the offline mock provider.
 //! - [`http`]: the ground floor: client body, gateway errors, upstream client, token comparison.
 
+pub mod admin_client;
 pub mod app;
 pub mod cli;
 pub mod config;

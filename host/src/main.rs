@@ -1,6 +1,6 @@
 //! The `aigw` binary: parses the command line and hands over to the library.
 
-use aigw::cli::{Cli, Command, PluginCommand};
+use aigw::cli::{Cli, Command, LogsCommand, PluginCommand};
 use clap::Parser;
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -26,6 +26,14 @@ fn main() -> ExitCode {
                 let _ = writeln!(out, "{report}\n{}: OK", config.display());
             }),
             Command::MockProvider { listen } => run_mock(listen).await,
+            Command::Logs(LogsCommand::Recost {
+                gateway,
+                since,
+                until,
+                admin,
+            }) => recost(&gateway, &since, until.as_deref(), admin)
+                .await
+                .map(say),
             Command::Plugin(PluginCommand::New { name, dir, sdk }) => {
                 aigw::plugin_cmd::new_filter(&name, dir.as_deref(), sdk.as_deref()).map(say)
             }
@@ -45,6 +53,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `aigw logs recost`: one admin API call, its report printed as JSON.
+async fn recost(
+    gateway: &str,
+    since: &str,
+    until: Option<&str>,
+    admin: aigw::cli::AdminArgs,
+) -> Result<String, String> {
+    use aigw::admin_client::{AdminApi, parse_time};
+    let mut query = format!("since={}", parse_time("--since", since)?);
+    if let Some(u) = until {
+        query.push_str(&format!("&until={}", parse_time("--until", u)?));
+    }
+    let api = AdminApi::resolve(&admin.config, admin.admin.as_deref(), admin.admin_token)?;
+    let gw: String =
+        percent_encoding::utf8_percent_encode(gateway, percent_encoding::NON_ALPHANUMERIC)
+            .collect();
+    let report = api
+        .call(
+            hyper::Method::POST,
+            &format!("/api/gateways/{gw}/logs/recost?{query}"),
+            None,
+        )
+        .await?;
+    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
 }
 
 fn say(text: String) {

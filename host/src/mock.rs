@@ -14,11 +14,12 @@
 //! | `x-mock-end-delay-ms: 5` | end the SSE body this long after its last event (as real servers do) |
 //! | `x-mock-reply: text` | the assistant's reply |
 //! | `x-mock-cached-tokens: 64` | report that many prompt tokens as read from the provider's cache |
+//! | `x-mock-image-bytes: 5000000` | make each generated image's base64 about this long |
 //!
 //! Paths answered in their API's real shape: `…/chat/completions` (OpenAI chat, JSON and SSE),
 //! `…/messages` (Anthropic Messages, JSON and SSE), `…/responses` (OpenAI Responses, JSON and
-//! SSE), `…/embeddings` (OpenAI embeddings), `GET …/models`; any other POST gets a chat
-//! completion.
+//! SSE), `…/embeddings` (OpenAI embeddings), `…/images/generations` (OpenAI images, with the
+//! gpt-image models' token usage), `GET …/models`; any other POST gets a chat completion.
 //!
 //! `GET /__mock/requests` lists what it received; `DELETE` clears it.
 
@@ -224,6 +225,12 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
     if path.ends_with("/embeddings") {
         return embeddings(&request, &model);
     }
+    if path.ends_with("/images/generations") {
+        let padding = number(&parts, "x-mock-image-bytes")
+            .unwrap_or(0)
+            .min(64 << 20) as usize;
+        return images(&request, &model, padding);
+    }
     if path.ends_with("/responses") {
         let events = responses_events(
             &model,
@@ -397,6 +404,55 @@ fn embeddings(request: &Value, model: &str) -> Response<GatewayBody> {
         json!({"object": "list", "data": data, "model": model,
                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
     )
+}
+
+/// Output tokens of one gpt-image-1 image by quality (1024×1024, OpenAI's published counts).
+fn image_tokens(quality: &str) -> u64 {
+    match quality {
+        "low" => 272,
+        "high" => 4160,
+        _ => 1056,
+    }
+}
+
+/// An OpenAI image generation answer: `n` images as base64 PNG (a 1×1 pixel, padded to about
+/// `padding` bytes of base64 when asked), with token usage for the gpt-image models (DALL·E
+/// reports none).
+fn images(request: &Value, model: &str, padding: usize) -> Response<GatewayBody> {
+    const PIXEL: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let n = request
+        .get("n")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .clamp(1, 10);
+    let quality = request
+        .get("quality")
+        .and_then(Value::as_str)
+        .unwrap_or("auto");
+    let mut image = String::with_capacity(PIXEL.len().max(padding));
+    image.push_str(PIXEL);
+    // Base64 padding characters only end the text; whole "AAAA" groups keep it decodable.
+    let target = padding.saturating_sub(PIXEL.len()) / 4 * 4;
+    image.insert_str(0, &"AAAA".repeat(target / 4));
+    let data: Vec<Value> = (0..n).map(|_| json!({"b64_json": image})).collect();
+    let mut answer = json!({
+        "created": 1_700_000_000u64,
+        "data": data,
+        "output_format": "png",
+        "quality": quality,
+        "size": request.get("size").and_then(Value::as_str).unwrap_or("1024x1024"),
+    });
+    if model.starts_with("gpt-image") {
+        let input = count_words(request).max(1);
+        let output = image_tokens(quality) * n;
+        answer["usage"] = json!({
+            "input_tokens": input,
+            "output_tokens": output,
+            "total_tokens": input + output,
+            "input_tokens_details": {"text_tokens": input, "image_tokens": 0},
+        });
+    }
+    json_response(StatusCode::OK, answer)
 }
 
 /// An OpenAI Responses stream (`event:` and `data:` lines, with sequence numbers); its last

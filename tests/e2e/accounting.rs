@@ -230,3 +230,174 @@ async fn a_price_catalog_file_replaces_the_shipped_one() {
         "{text}"
     );
 }
+
+/// Generated images are billed from their token usage even when the answer is megabytes of
+/// base64; a model without a price is shown as unpriced; and after the prices change,
+/// `aigw logs recost` recomputes each entry from its kept usage at the new prices, leaving
+/// cache hits and custom costs alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_billed_and_logs_are_recosted_after_a_price_change() {
+    let mock = Mock::start().await;
+    let gw = admin_gateway(&mock, r#"["logging"]"#);
+    let openai = |path: &str| gw.url(&format!("/v1/acct/gw/openai/{path}"));
+
+    // Two high-quality images, each about 3 MB of base64: 6 MB, past the JSON usage buffer.
+    let body = serde_json::json!({"model": "gpt-image-1", "prompt": "a lighthouse at dusk",
+        "n": 2, "quality": "high"})
+    .to_string();
+    let r = send(
+        &openai("images/generations"),
+        &[("x-mock-image-bytes", "3000000")],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let answer = r.json();
+    assert_eq!(answer["data"].as_array().map(Vec::len), Some(2));
+    assert!(r.text().len() > 6_000_000);
+    let image_usage = answer["usage"].clone();
+    assert_eq!(image_usage["output_tokens"], 2 * 4160);
+    let n = |u: &Value, k: &str| u[k].as_f64().unwrap();
+    // gpt-image-1 at OpenAI's price page: $5 per million text input, $40 per million output.
+    let image_cost =
+        (n(&image_usage, "input_tokens") * 5.0 + n(&image_usage, "output_tokens") * 40.0) / 1e6;
+
+    // A model the catalog does not know: unpriced.
+    let body = serde_json::json!({"model": "house-model-1",
+        "messages": [{"role": "user", "content": "who prices me"}]})
+    .to_string();
+    let r = send(&openai("chat/completions"), &[], &body).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let house_usage = r.json()["usage"].clone();
+    // A client's own cost, which recosting must leave alone.
+    let r = send(
+        &openai("chat/completions"),
+        &[("cf-aig-custom-cost", r#"{"total_cost":0.5}"#)],
+        &chat("my own price", false),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    let logs = logs_once(&gw, 3, 100).await;
+    assert_eq!(logs.len(), 3, "{logs:#?}");
+    let (custom, house, image) = (&logs[0], &logs[1], &logs[2]);
+    assert_eq!(image["tokens_out"], 8320, "{image}");
+    let got = image["cost"].as_f64().unwrap();
+    assert!((got - image_cost).abs() < 1e-12, "{got} vs {image_cost}");
+    assert_eq!(image["usage"]["output"], 8320);
+    assert_eq!(image["cost_source"], "catalog");
+    assert_eq!(image["price_catalog"], "2025-10-15.2");
+    assert!(house["cost"].is_null() && house["price_catalog"].is_null());
+    assert_eq!(house["usage"]["input"], house_usage["prompt_tokens"]);
+    assert_eq!(custom["cost"], 0.5);
+    assert_eq!(custom["cost_source"], "custom");
+
+    let report = admin(&gw, Method::GET, "/api/gateways/gw/analytics", "")
+        .await
+        .json();
+    assert_eq!(report["totals"]["unpriced"], 1, "{report}");
+    assert_eq!(
+        report["totals"]["price_catalogs"][0]["version"], "2025-10-15.2",
+        "{report}"
+    );
+    let unpriced = admin(&gw, Method::GET, "/api/gateways/gw/logs?unpriced=true", "")
+        .await
+        .json();
+    assert_eq!(unpriced["logs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(unpriced["logs"][0]["model"], "house-model-1");
+    let page = send_req(request(
+        Method::GET,
+        &gw.admin_url("/dashboard?gateway=gw"),
+        &[("authorization", "Bearer adm1n")],
+        "",
+    ))
+    .await
+    .text();
+    assert!(
+        page.contains("prices 2025-10-15.2") && page.contains("unpriced=true\">1</a>"),
+        "{page}"
+    );
+
+    // New prices: the house model gets one, gpt-image-1 gets dearer. Reload, then recost.
+    let config = std::fs::read_to_string(gw.config_file()).unwrap();
+    std::fs::write(
+        gw.config_file(),
+        format!(
+            "{config}\n[[prices]]\nprovider = \"openai\"\nmodel = \"house-model-1\"\n\
+             input_per_million = 2.0\noutput_per_million = 3.0\n\
+             [[prices]]\nprovider = \"openai\"\nmodel = \"gpt-image-1\"\n\
+             input_per_million = 6.0\noutput_per_million = 50.0\n"
+        ),
+    )
+    .unwrap();
+    let reload = admin(&gw, Method::POST, "/api/reload", "").await;
+    assert_eq!(reload.status, StatusCode::OK, "{}", reload.text());
+    let out = aigw()
+        .args([
+            "logs",
+            "recost",
+            "--gateway",
+            "gw",
+            "--since",
+            "1h",
+            "--admin",
+        ])
+        .arg(gw.admin_url(""))
+        .args(["--admin-token", "adm1n"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            &report["scanned"],
+            &report["recosted"],
+            &report["skipped"],
+            &report["unpriced"]
+        ),
+        (&3.into(), &2.into(), &1.into(), &0.into()),
+        "{report}"
+    );
+    assert_eq!(report["price_catalog"], "2025-10-15.2+config");
+
+    let logs = logs_once(&gw, 3, 10).await;
+    let (custom, house, image) = (&logs[0], &logs[1], &logs[2]);
+    let want =
+        (n(&image_usage, "input_tokens") * 6.0 + n(&image_usage, "output_tokens") * 50.0) / 1e6;
+    let got = image["cost"].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    assert_eq!(image["price_catalog"], "2025-10-15.2+config");
+    let want =
+        (n(&house_usage, "prompt_tokens") * 2.0 + n(&house_usage, "completion_tokens") * 3.0) / 1e6;
+    let got = house["cost"].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    assert_eq!(custom["cost"], 0.5);
+    let report = admin(&gw, Method::GET, "/api/gateways/gw/analytics", "")
+        .await
+        .json();
+    assert_eq!(report["totals"]["unpriced"], 0, "{report}");
+
+    // Errors name what is wrong.
+    let bad = admin(&gw, Method::POST, "/api/gateways/gw/logs/recost", "").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text().contains("since"), "{}", bad.text());
+    let out = aigw()
+        .args([
+            "logs",
+            "recost",
+            "--gateway",
+            "gw",
+            "--since",
+            "last week",
+            "--admin",
+        ])
+        .arg(gw.admin_url(""))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since last week"));
+}

@@ -287,6 +287,20 @@ pub async fn two_replicas_logging_to_one_postgres_show_all_requests_on_either() 
         assert_eq!(page["logs"].as_array().map(Vec::len), Some(5), "{page}");
         assert!(page["next_cursor"].is_string(), "{page}");
     }
+    // Recosting on PostgreSQL: every priced entry is rewritten at the (unchanged) prices, so
+    // none changes; the 11 successful answers were priced, the failure has no usage to price.
+    let r = send_req(request(
+        hyper::Method::POST,
+        &a.admin_url(&format!("/api/gateways/{gw_name}/logs/recost?since=0")),
+        &[],
+        "",
+    ))
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let report = r.json();
+    assert_eq!(report["scanned"], 12, "{report}");
+    assert_eq!(report["unchanged"], 11, "{report}");
+    assert_eq!(report["recosted"], 0, "{report}");
     assert!(a.stop() && b.stop());
 }
 

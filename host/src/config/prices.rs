@@ -55,6 +55,7 @@ fn read_price(src: &Source, i: usize, p: &RawPrice) -> Result<Price, ConfigError
     for (key, value) in [
         ("cached_input_per_million", p.cached_input_per_million),
         ("cache_write_per_million", p.cache_write_per_million),
+        ("image_input_per_million", p.image_input_per_million),
     ] {
         if value.is_some_and(|v| !ok(v)) {
             return Err(src.invalid(
@@ -70,5 +71,6 @@ fn read_price(src: &Source, i: usize, p: &RawPrice) -> Result<Price, ConfigError
         output_per_million: p.output_per_million,
         cached_input_per_million: p.cached_input_per_million,
         cache_write_per_million: p.cache_write_per_million,
+        image_input_per_million: p.image_input_per_million,
     })
 }

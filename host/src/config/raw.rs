@@ -66,6 +66,8 @@ pub struct RawPrice {
     pub cached_input_per_million: Option<f64>,
     /// Input tokens written to the provider's cache (default: the input rate).
     pub cache_write_per_million: Option<f64>,
+    /// Image input tokens (default: none; such requests stay unpriced).
+    pub image_input_per_million: Option<f64>,
 }
 
 /// `[server.log_retention]`.

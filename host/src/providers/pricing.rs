@@ -26,6 +26,9 @@ pub struct Price {
     pub cached_input_per_million: Option<f64>,
     /// USD per million input tokens written to the provider's cache, if billed apart.
     pub cache_write_per_million: Option<f64>,
+    /// USD per million image input tokens (image models). A request with image input to a
+    /// model without this rate is not priced: never billed at another rate.
+    pub image_input_per_million: Option<f64>,
 }
 
 /// The price table.
@@ -58,6 +61,7 @@ struct CatalogEntry {
     output: f64,
     cached_input: Option<f64>,
     cache_write: Option<f64>,
+    image_input: Option<f64>,
     source: String,
     date: String,
 }
@@ -90,6 +94,7 @@ impl PriceTable {
                 ("output", Some(e.output)),
                 ("cached_input", e.cached_input),
                 ("cache_write", e.cache_write),
+                ("image_input", e.image_input),
             ];
             if let Some((field, _)) = rates.iter().find(|(_, v)| v.is_some_and(|v| !rate_ok(v))) {
                 return Err(format!(
@@ -110,6 +115,7 @@ impl PriceTable {
                 output_per_million: e.output,
                 cached_input_per_million: e.cached_input,
                 cache_write_per_million: e.cache_write,
+                image_input_per_million: e.image_input,
             });
         }
         Ok(table)
@@ -159,7 +165,13 @@ impl PriceTable {
         let total_in = u64::from(usage.tokens_in?);
         let cached = u64::from(usage.tokens_cached.unwrap_or(0)).min(total_in);
         let written = u64::from(usage.tokens_cache_write.unwrap_or(0)).min(total_in - cached);
-        let fresh = total_in - cached - written;
+        let images = u64::from(usage.tokens_image_in.unwrap_or(0)).min(total_in - cached - written);
+        let image_rate = match (images, price.image_input_per_million) {
+            (0, _) => 0.0,
+            (_, Some(rate)) => rate,
+            (_, None) => return None,
+        };
+        let fresh = total_in - cached - written - images;
         let out = u64::from(usage.tokens_out.unwrap_or(0));
         let micro = fresh as f64 * price.input_per_million
             + cached as f64
@@ -170,6 +182,7 @@ impl PriceTable {
                 * price
                     .cache_write_per_million
                     .unwrap_or(price.input_per_million)
+            + images as f64 * image_rate
             + out as f64 * price.output_per_million;
         Some(micro / 1_000_000.0)
     }
@@ -263,6 +276,7 @@ mod tests {
             output_per_million: 1.0,
             cached_input_per_million: None,
             cache_write_per_million: None,
+            image_input_per_million: None,
         });
         assert!(
             (t.cost("openai", Some("gpt-4o"), &usage(Some(1_000_000), Some(0)))
@@ -381,6 +395,34 @@ mod tests {
     }
 
     #[test]
+    fn image_input_tokens_need_their_own_rate() {
+        let mut t = PriceTable::with_defaults();
+        let usage = Usage {
+            tokens_in: Some(50),
+            tokens_out: Some(1000),
+            tokens_image_in: Some(10),
+            ..Usage::default()
+        };
+        let cost = t.cost("openai", Some("gpt-image-1"), &usage).unwrap();
+        assert!((cost - (40.0 * 5.0 + 10.0 * 10.0 + 1000.0 * 40.0) / 1e6).abs() < 1e-15);
+        t.set(Price {
+            provider: "openai".into(),
+            model: "gpt-image-1".into(),
+            input_per_million: 5.0,
+            output_per_million: 40.0,
+            cached_input_per_million: None,
+            cache_write_per_million: None,
+            image_input_per_million: None,
+        });
+        assert_eq!(t.cost("openai", Some("gpt-image-1"), &usage), None);
+        let text_only = Usage {
+            tokens_image_in: Some(0),
+            ..usage
+        };
+        assert!(t.cost("openai", Some("gpt-image-1"), &text_only).is_some());
+    }
+
+    #[test]
     fn cached_and_cache_write_tokens_have_their_own_rates() {
         let t = PriceTable::with_defaults();
         // OpenAI: 1,000 prompt tokens of which 800 cached; 100 out.
@@ -399,6 +441,7 @@ mod tests {
             tokens_out: Some(50),
             tokens_cached: Some(3000),
             tokens_cache_write: Some(1000),
+            tokens_image_in: None,
             ..Usage::default()
         };
         let c = t
@@ -421,6 +464,7 @@ mod tests {
             tokens_out: Some(0),
             tokens_cached: Some(50),
             tokens_cache_write: Some(50),
+            tokens_image_in: None,
             ..Usage::default()
         };
         assert!(t.cost("anthropic", Some("claude-3-haiku"), &u).unwrap() >= 0.0);

@@ -3,7 +3,8 @@
 //! Responses API (`usage.input_tokens`/`output_tokens` with `input_tokens_details` and
 //! `output_tokens_details`, in JSON and in the stream's `response.completed` event), Anthropic
 //! (`usage.input_tokens`/`output_tokens` plus cache reads and writes), Gemini
-//! (`usageMetadata`), Cohere v2 (`usage.billed_units`), and SSE streams (OpenAI's final usage
+//! (`usageMetadata`), Cohere v2 (`usage.billed_units`, in a stream the `message-end` event's
+//! `delta.usage`), and SSE streams (OpenAI's final usage
 //! chunk, Anthropic's `message_start`/`message_delta`). Never buffers a stream: SSE is scanned
 //! line by line, lines ending in `\n`, `\r\n` or `\r` as the SSE format allows.
 //!
@@ -20,6 +21,9 @@ use serde_json::Value;
 const MAX_SSE_LINE: usize = 1024 * 1024;
 /// Largest JSON body kept for usage parsing.
 const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
+/// The end of a larger JSON body kept, where its `usage` is (generated images put it after
+/// megabytes of base64).
+const JSON_TAIL_BYTES: usize = 64 * 1024;
 
 /// Tokens reported by a response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,13 +38,16 @@ pub struct Usage {
     pub tokens_reasoning: Option<u32>,
     /// Prompt tokens written to the provider's cache (Anthropic), billed at their own rate.
     pub tokens_cache_write: Option<u32>,
+    /// Input tokens that were images (OpenAI's image models), billed at their own rate.
+    pub tokens_image_in: Option<u32>,
 }
 
 /// Incremental usage reader.
 #[derive(Debug)]
 pub enum UsageReader {
-    /// A JSON body, kept (up to a limit) and parsed at the end.
-    Json(Vec<u8>, bool),
+    /// A JSON body, kept (up to a limit) and parsed at the end; past the limit only its last
+    /// bytes are kept (`Some`), and the `usage` object found there is read.
+    Json(Vec<u8>, Option<Vec<u8>>),
     /// An SSE stream: the unfinished line and the usage found so far.
     Sse(Vec<u8>, Usage),
     /// An AWS event stream (Bedrock ConverseStream): the unfinished frame and the usage found
@@ -59,7 +66,7 @@ impl UsageReader {
         } else if ct.starts_with("application/vnd.amazon.eventstream") {
             UsageReader::EventStream(Vec::new(), Usage::default())
         } else if ct.contains("json") {
-            UsageReader::Json(Vec::new(), false)
+            UsageReader::Json(Vec::new(), None)
         } else {
             UsageReader::Other
         }
@@ -68,13 +75,21 @@ impl UsageReader {
     /// Feeds bytes as they go to the client.
     pub fn feed(&mut self, bytes: &[u8]) {
         match self {
-            UsageReader::Json(buf, overflow) => {
-                if buf.len() + bytes.len() > MAX_JSON_BYTES {
-                    *overflow = true;
-                } else {
-                    buf.extend_from_slice(bytes);
+            UsageReader::Json(buf, tail) => match tail {
+                None if buf.len() + bytes.len() <= MAX_JSON_BYTES => buf.extend_from_slice(bytes),
+                None => {
+                    let mut t = std::mem::take(buf);
+                    t.extend_from_slice(bytes);
+                    t.drain(..t.len().saturating_sub(JSON_TAIL_BYTES));
+                    *tail = Some(t);
                 }
-            }
+                Some(t) => {
+                    t.extend_from_slice(bytes);
+                    if t.len() > 2 * JSON_TAIL_BYTES {
+                        t.drain(..t.len() - JSON_TAIL_BYTES);
+                    }
+                }
+            },
             UsageReader::Sse(line, usage) => {
                 for &b in bytes {
                     // `\r\n` ends the line at `\r` and adds an empty line: harmless.
@@ -97,7 +112,7 @@ impl UsageReader {
     /// The usage found, once the body is complete.
     pub fn finish(&mut self) -> Usage {
         match self {
-            UsageReader::Json(buf, false) => {
+            UsageReader::Json(buf, None) => {
                 // Only `usage` is kept; the rest of the answer is skipped
                 // while parsing, not built into a tree.
                 #[derive(serde::Deserialize)]
@@ -120,7 +135,8 @@ impl UsageReader {
                     _ => Usage::default(),
                 }
             }
-            UsageReader::Json(_, true) | UsageReader::Other => Usage::default(),
+            UsageReader::Json(_, Some(tail)) => usage_in_tail(tail),
+            UsageReader::Other => Usage::default(),
             UsageReader::EventStream(_, usage) => *usage,
             UsageReader::Sse(line, usage) => {
                 scan_sse_line(line, usage);
@@ -128,6 +144,27 @@ impl UsageReader {
                 *usage
             }
         }
+    }
+}
+
+/// The usage of a JSON body too large to keep, from its last bytes: the last `"usage":` there
+/// and the object after it.
+fn usage_in_tail(tail: &[u8]) -> Usage {
+    const KEY: &[u8] = b"\"usage\"";
+    let Some(at) = tail.windows(KEY.len()).rposition(|w| w == KEY) else {
+        return Usage::default();
+    };
+    let rest = &tail[at + KEY.len()..];
+    let Some(colon) = rest.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return Usage::default();
+    };
+    if rest[colon] != b':' {
+        return Usage::default();
+    }
+    let mut values = serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Value>();
+    match values.next() {
+        Some(Ok(v)) if v.is_object() => usage_in(&v),
+        _ => Usage::default(),
     }
 }
 
@@ -146,9 +183,11 @@ fn scan_sse_line(line: &[u8], usage: &mut Usage) {
     let found = match (v.get("message"), v.get("response")) {
         (Some(message), _) => usage_from(message),
         (None, Some(response)) if response.is_object() => usage_from(response),
-        _ => match v.get("usageMetadata") {
-            Some(u) => gemini_usage(u),
-            None => usage_from(&v),
+        _ => match (v.get("usageMetadata"), v.get("usage")) {
+            (Some(u), _) => gemini_usage(u),
+            (None, Some(_)) => usage_from(&v),
+            // Cohere v2's `message-end` event carries it in its `delta`.
+            (None, None) => v.get("delta").map(usage_from).unwrap_or_default(),
         },
     };
     if found.tokens_in.is_some() {
@@ -165,6 +204,9 @@ fn scan_sse_line(line: &[u8], usage: &mut Usage) {
     }
     if found.tokens_cache_write.is_some() {
         usage.tokens_cache_write = found.tokens_cache_write;
+    }
+    if found.tokens_image_in.is_some() {
+        usage.tokens_image_in = found.tokens_image_in;
     }
 }
 
@@ -222,6 +264,7 @@ fn usage_in(u: &Value) -> Usage {
             "/output_tokens_details/reasoning_tokens",
         ]),
         tokens_cache_write: cache_write,
+        tokens_image_in: count(u, "/input_tokens_details/image_tokens"),
     }
 }
 
@@ -280,6 +323,7 @@ fn gemini_usage(u: &Value) -> Usage {
         tokens_cached: count(u, "/cachedContentTokenCount"),
         tokens_reasoning: thoughts,
         tokens_cache_write: None,
+        tokens_image_in: None,
     }
 }
 
@@ -421,5 +465,7 @@ fn is_usage_only(event: &[u8]) -> bool {
         })
 }
 
+#[cfg(test)]
+mod fixtures;
 #[cfg(test)]
 mod tests;

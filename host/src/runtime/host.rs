@@ -64,6 +64,42 @@ pub struct RequestContext {
     providers: Arc<crate::config::Config>,
     /// The request's id, on every line a filter logs.
     pub request_id: Arc<str>,
+    /// The host's accounting of the finished request (set before the `done` hooks), added to
+    /// the log entry a filter appends for it.
+    pub accounting: Option<Accounting>,
+}
+
+/// What the host knows of a finished request's billing, kept in its log entry so its cost can
+/// be recomputed when prices change (`aigw logs recost`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accounting {
+    /// Every token kind the provider reported.
+    pub usage: crate::providers::usage::Usage,
+    /// The price catalog version that priced the request; `None` when it was not priced.
+    pub price_catalog: Option<String>,
+}
+
+impl Accounting {
+    /// Adds `usage` and `price_catalog` to a log entry, keeping any the filter set itself.
+    pub fn add_to(&self, entry: &mut serde_json::Map<String, serde_json::Value>) {
+        let u = &self.usage;
+        entry.entry("usage").or_insert_with(|| {
+            serde_json::json!({
+                "input": u.tokens_in,
+                "output": u.tokens_out,
+                "cached": u.tokens_cached,
+                "cache_write": u.tokens_cache_write,
+                "image_input": u.tokens_image_in,
+                "reasoning": u.tokens_reasoning,
+            })
+        });
+        entry
+            .entry("price_catalog")
+            .or_insert_with(|| match &self.price_catalog {
+                Some(v) => serde_json::Value::String(v.clone()),
+                None => serde_json::Value::Null,
+            });
+    }
 }
 
 impl RequestContext {
@@ -74,6 +110,7 @@ impl RequestContext {
             route: None,
             providers,
             request_id: request_id.into(),
+            accounting: None,
         }))
     }
 
@@ -85,6 +122,11 @@ impl RequestContext {
     /// The annotations added so far.
     pub fn annotations(ctx: &Mutex<Self>) -> Vec<(String, String)> {
         lock(ctx).annotations.clone()
+    }
+
+    /// Records the finished request's accounting.
+    pub fn set_accounting(ctx: &Mutex<Self>, accounting: Accounting) {
+        lock(ctx).accounting = Some(accounting);
     }
 }
 
@@ -284,10 +326,16 @@ impl telemetry::Host for HostState {
 
 impl log_store::Host for HostState {
     fn append(&mut self, entry_json: String) -> Result<(), String> {
-        let entry: serde_json::Value =
+        let mut entry: serde_json::Value =
             serde_json::from_str(&entry_json).map_err(|e| format!("log entry is not JSON: {e}"))?;
-        if !entry.is_object() {
+        let Some(fields) = entry.as_object_mut() else {
             return Err("log entry must be a JSON object".into());
+        };
+        // The entry of the request being served carries the host's own accounting.
+        if let Some(ctx) = &self.request
+            && let Some(accounting) = &lock(ctx).accounting
+        {
+            accounting.add_to(fields);
         }
         match &self.services.logs {
             Some(store) => store.append(entry).map_err(|e| e.to_string()),

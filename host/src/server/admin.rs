@@ -233,6 +233,7 @@ async fn gateway_api_inner(
                     "status" => q.status = Some(parse_int(k, v)?),
                     "success" => q.success = Some(parse_bool(k, v)?),
                     "cached" => q.cached = Some(parse_bool(k, v)?),
+                    "unpriced" => q.unpriced = Some(parse_bool(k, v)?),
                     "from" => q.from_ms = Some(parse_int(k, v)?),
                     "to" => q.to_ms = Some(parse_int(k, v)?),
                     "min_duration_ms" => q.min_duration_ms = Some(parse_int(k, v)?),
@@ -273,6 +274,44 @@ async fn gateway_api_inner(
             )
             .await?;
             Ok(json(StatusCode::OK, page))
+        }
+        (Method::POST, ["logs", "recost"]) => {
+            let (mut from, mut to) = (None, crate::store::now_ms() as i64 + 1);
+            for (k, v) in &params {
+                match k.as_str() {
+                    "since" | "from" => from = Some(parse_int(k, v)?),
+                    "until" | "to" => to = parse_int(k, v)?,
+                    other => {
+                        return Err(GatewayError::bad_request(format!(
+                            "{other}: unknown parameter (known: since, until)"
+                        )));
+                    }
+                }
+            }
+            let Some(from) = from else {
+                return Err(GatewayError::bad_request(
+                    "since: required (milliseconds since the Unix epoch)",
+                ));
+            };
+            if to <= from {
+                return Err(GatewayError::bad_request("until: must be after since"));
+            }
+            let prices = app.generation().config.prices.clone();
+            let report = on_store(
+                &app,
+                Box::new(move |store| {
+                    let r = store.recost(&gateway, from, to, &prices)?;
+                    Ok(serde_json::json!({
+                        "gateway": gateway, "since": from, "until": to,
+                        "price_catalog": prices.version(),
+                        "scanned": r.scanned, "recosted": r.recosted, "unchanged": r.unchanged,
+                        "unpriced": r.unpriced, "skipped": r.skipped,
+                        "without_usage": r.without_usage,
+                    }))
+                }),
+            )
+            .await?;
+            Ok(json(StatusCode::OK, report))
         }
         (Method::GET, ["logs", id]) => {
             let id = id.to_string();

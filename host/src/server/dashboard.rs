@@ -132,6 +132,7 @@ pub fn page(
     q.success = value("success").map(|v| v == "true");
     q.cached = value("cached").map(|v| v == "true");
     q.min_duration_ms = value("min_duration_ms").and_then(|v| v.parse().ok());
+    q.unpriced = value("unpriced").map(|v| v == "true");
     let selected = |on: bool| if on { " selected" } else { "" };
     let form = format!(
         "<form id=log-filters method=get action=/dashboard><input type=hidden name=gateway value=\"{gw}\"> \
@@ -139,6 +140,7 @@ pub fn page(
          status <input name=status size=4 value=\"{s}\"> \
          success <select name=success><option></option><option{st}>true</option><option{sf}>false</option></select> \
          cached <select name=cached><option></option><option{ct}>true</option><option{cf}>false</option></select> \
+         unpriced <select name=unpriced><option></option><option{ut}>true</option><option{uf}>false</option></select> \
          min ms <input name=min_duration_ms size=5 value=\"{d}\"> <button>filter</button></form>",
         gw = esc(gateway),
         p = esc(&value("provider").unwrap_or_default()),
@@ -149,6 +151,8 @@ pub fn page(
         sf = selected(q.success == Some(false)),
         ct = selected(q.cached == Some(true)),
         cf = selected(q.cached == Some(false)),
+        ut = selected(q.unpriced == Some(true)),
+        uf = selected(q.unpriced == Some(false)),
     );
     let logs = match store.query(&q) {
         Ok((l, _)) => l,
@@ -168,6 +172,18 @@ pub fn page(
         )
     };
     let latency = &t["latency_ms"];
+    // The catalog versions that priced the hour's cost.
+    let versions: Vec<String> = t["price_catalogs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["version"].as_str().map(str::to_string))
+        .collect();
+    let cost_label = if versions.is_empty() {
+        "Cost (USD)".to_string()
+    } else {
+        format!("Cost (USD, prices {})", versions.join(", "))
+    };
     let tiles = [
         tile("requests", "Requests (1 h)", format!("{}", t["requests"])),
         tile(
@@ -183,7 +199,13 @@ pub fn page(
         ),
         tile("tokens-in", "Tokens in", format!("{}", t["tokens_in"])),
         tile("tokens-out", "Tokens out", format!("{}", t["tokens_out"])),
-        tile("cost", "Cost (USD)", format!("{:.6}", num(&t["cost"]))),
+        tile("cost", &cost_label, format!("{:.6}", num(&t["cost"]))),
+        format!(
+            "<div class=tile><div class=label>Unpriced requests</div><div class=value>\
+             <a id=unpriced href=\"/dashboard?gateway={}&amp;unpriced=true\">{}</a></div></div>",
+            esc(gateway),
+            t["unpriced"]
+        ),
         tile(
             "latency-p50",
             "Latency p50 ms",
@@ -247,13 +269,14 @@ pub fn page(
         .flatten()
         .map(|g| {
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td><td>{}</td></tr>",
                 esc(g["model"].as_str().unwrap_or("")),
                 g["requests"],
                 g["errors"],
                 g["tokens_in"],
                 g["tokens_out"],
-                num(&g["cost"])
+                num(&g["cost"]),
+                g["unpriced"]
             )
         })
         .collect();
@@ -262,13 +285,20 @@ pub fn page(
         .map(|l| {
             let id = l["id"].as_str().unwrap_or("");
             format!(
-                "<tr class=log-row><td><a href=\"/dashboard/logs/{gw}/{id}\">{short}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr class=log-row><td><a href=\"/dashboard/logs/{gw}/{id}\">{short}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(l["provider"].as_str().unwrap_or("")),
                 esc(l["model"].as_str().unwrap_or("")),
                 l["status"],
                 l["cached"],
                 l["tokens_in"],
                 l["tokens_out"],
+                match l["cost"].as_f64() {
+                    Some(c) => format!("{c:.6}"),
+                    None if l["success"] == true && l["cached"] != true && l["model"].is_string() => {
+                        "unpriced".to_string()
+                    }
+                    None => String::new(),
+                },
                 l["duration_ms"],
                 gw = esc(gateway),
                 id = esc(id),
@@ -305,8 +335,8 @@ pub fn page(
             "<!doctype html><html><head><meta charset=utf-8><title>aigw · {gw}</title><style>{STYLE}</style></head><body>\
              <h1>aigw · gateway <span id=gateway>{gw}</span></h1><nav>{nav}</nav>\
              <section class=tiles>{tiles}</section><section class=charts>{charts}</section>\
-             <h2>By model</h2><table id=models><tr><th>model</th><th>requests</th><th>errors</th><th>tokens in</th><th>tokens out</th><th>cost</th></tr>{groups}</table>\
-             <h2>Recent requests</h2>{form}<table id=logs><tr><th>id</th><th>provider</th><th>model</th><th>status</th><th>cached</th><th>tokens in</th><th>tokens out</th><th>ms</th></tr>{rows}</table>\
+             <h2>By model</h2><table id=models><tr><th>model</th><th>requests</th><th>errors</th><th>tokens in</th><th>tokens out</th><th>cost</th><th>unpriced</th></tr>{groups}</table>\
+             <h2>Recent requests</h2>{form}<table id=logs><tr><th>id</th><th>provider</th><th>model</th><th>status</th><th>cached</th><th>tokens in</th><th>tokens out</th><th>cost</th><th>ms</th></tr>{rows}</table>\
              <h2>Filters (generation {generation})</h2><table id=filters><tr><th>name</th><th>status</th><th>source</th><th>sha256</th></tr>{filters}</table>\
              </body></html>",
             gw = esc(gateway),

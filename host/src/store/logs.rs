@@ -17,9 +17,11 @@ use std::thread::JoinHandle;
 pub mod db;
 mod error;
 mod query;
+mod recost;
 use db::{Arg, Db};
 pub use error::{BackendError, LogStoreError};
 pub use query::LogQuery;
+pub use recost::RecostReport;
 
 /// Queue length between requests and the writer.
 const QUEUE: usize = 16_384;

@@ -231,6 +231,11 @@ impl Filter for Logging {
             "tokens_cached": s.tokens_cached,
             "tokens_reasoning": s.tokens_reasoning,
             "cost": cost,
+            "cost_source": match self.custom_cost {
+                _ if s.cached => "cache",
+                Some(_) => "custom",
+                None => "catalog",
+            },
             "attempts": s.attempts,
             "request_size": s.request_bytes,
             "response_size": s.response_bytes,

@@ -9,6 +9,7 @@ use crate::http::error::GatewayError;
 use crate::providers::stream_end::StreamEnd;
 use crate::providers::usage::UsageReader;
 use crate::runtime::bindings::types::{BodyMode, ChunkDecision, Header, Hooks, Outcome, Summary};
+use crate::runtime::host::{Accounting, RequestContext};
 use crate::runtime::instance::{Answer, Hook};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -403,6 +404,13 @@ impl BodyTask {
                 usage.tokens_in.is_some(),
             );
         }
+        RequestContext::set_accounting(
+            &ex.context,
+            Accounting {
+                usage,
+                price_catalog: cost.map(|_| ex.config.prices.version().to_string()),
+            },
+        );
         let summary = Summary {
             request_id: ex.request_id.clone(),
             created_at_ms: ex.created_at_ms,

@@ -44,6 +44,7 @@ fn anthropic_prompt_cache_tokens_are_input() {
             tokens_cached: Some(3000),
             tokens_reasoning: None,
             tokens_cache_write: Some(1000),
+            tokens_image_in: None,
         }
     );
 }
@@ -60,6 +61,7 @@ fn responses_api_usage_in_json_and_stream() {
         tokens_cached: Some(256),
         tokens_reasoning: Some(32),
         tokens_cache_write: None,
+        tokens_image_in: None,
     };
     let mut r = UsageReader::for_content_type(Some("application/json"));
     r.feed(
@@ -104,6 +106,7 @@ fn gemini_usage_metadata() {
         tokens_cached: Some(100),
         tokens_reasoning: Some(25),
         tokens_cache_write: None,
+        tokens_image_in: None,
     };
     let mut r = UsageReader::for_content_type(Some("application/json; charset=UTF-8"));
     r.feed(format!(r#"{{"candidates":[{{"content":{{"parts":[{{"text":"hi"}}]}}}}],"usageMetadata":{meta}}}"#).as_bytes());
@@ -285,6 +288,7 @@ mod properties {
                     tokens_cached: cached,
                     tokens_reasoning: reasoning,
                     tokens_cache_write: None,
+                    tokens_image_in: None,
                 };
                 (events, expected)
             })
@@ -332,6 +336,7 @@ mod properties {
                     tokens_cached: cached,
                     tokens_reasoning: None,
                     tokens_cache_write: None,
+                    tokens_image_in: None,
                 };
                 (sse, expected)
             })
@@ -481,7 +486,7 @@ fn model_from_the_path_of_apis_that_put_it_there() {
 
 /// One AWS event-stream frame with `event_type` and a JSON payload (CRCs are not checked by
 /// the reader, so zeros do).
-fn event_frame(event_type: &str, payload: &str) -> Vec<u8> {
+pub(super) fn event_frame(event_type: &str, payload: &str) -> Vec<u8> {
     let mut headers = Vec::new();
     for (name, value) in [(":event-type", event_type), (":message-type", "event")] {
         headers.push(name.len() as u8);
@@ -511,6 +516,7 @@ fn bedrock_converse_json_and_event_stream() {
         tokens_cached: Some(100),
         tokens_reasoning: None,
         tokens_cache_write: Some(20),
+        tokens_image_in: None,
     };
     let usage = r#"{"inputTokens":30,"outputTokens":12,"totalTokens":162,"cacheReadInputTokens":100,"cacheWriteInputTokens":20}"#;
     let mut r = UsageReader::for_content_type(Some("application/json"));
@@ -543,4 +549,32 @@ fn workers_ai_result_usage() {
     r.feed(br#"{"result":{"response":"hi","usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}},"success":true,"errors":[],"messages":[]}"#);
     let u = r.finish();
     assert_eq!((u.tokens_in, u.tokens_out), (Some(9), Some(4)));
+}
+
+/// Generated images: megabytes of base64 before the `usage` object, fed in pieces. Past the
+/// JSON buffer the usage is read from the body's end; image input tokens are kept apart.
+#[test]
+fn image_usage_after_megabytes_of_base64() {
+    let image = "A".repeat(5 * 1024 * 1024);
+    let body = format!(
+        r#"{{"created":1,"data":[{{"b64_json":"{image}"}},{{"b64_json":"{image}"}}],"quality":"high",
+        "usage": {{"input_tokens":50,"output_tokens":8320,"total_tokens":8370,
+        "input_tokens_details":{{"text_tokens":40,"image_tokens":10}}}}}}"#
+    );
+    for piece in [4096, 65_537, 1 << 20] {
+        let mut r = UsageReader::for_content_type(Some("application/json"));
+        for chunk in body.as_bytes().chunks(piece) {
+            r.feed(chunk);
+        }
+        let u = r.finish();
+        assert_eq!(
+            (u.tokens_in, u.tokens_out, u.tokens_image_in),
+            (Some(50), Some(8320), Some(10)),
+            "pieces of {piece}"
+        );
+    }
+    // A large body whose end has no usage has none: never a guess.
+    let mut r = UsageReader::for_content_type(Some("application/json"));
+    r.feed(format!(r#"{{"data":"{image}","note":"no usage"}}"#).as_bytes());
+    assert_eq!(r.finish(), Usage::default());
 }

@@ -26,6 +26,9 @@ pub struct LogQuery {
     pub to_ms: Option<i64>,
     /// Slower than this.
     pub min_duration_ms: Option<i64>,
+    /// Only the unpriced requests (successful, uncached, to a model, cost unknown), or only
+    /// the others.
+    pub unpriced: Option<bool>,
     /// Metadata key = value (string comparison).
     pub metadata: Vec<(String, String)>,
     /// Page size (1..=1000).
@@ -39,6 +42,15 @@ pub struct LogQuery {
 fn where_clause(q: &LogQuery, dialect: Dialect) -> Result<(String, Vec<Arg>), LogStoreError> {
     let mut sql = String::from("gateway = ?1");
     let mut args: Vec<Arg> = vec![Arg::Text(q.gateway.clone())];
+    match q.unpriced {
+        Some(true) => {
+            sql.push_str(" AND cost IS NULL AND success = 1 AND cached = 0 AND model IS NOT NULL")
+        }
+        Some(false) => sql.push_str(
+            " AND NOT (cost IS NULL AND success = 1 AND cached = 0 AND model IS NOT NULL)",
+        ),
+        None => {}
+    }
     let mut add = |cond: &str, v: Arg| {
         args.push(v);
         sql.push_str(" AND ");
@@ -112,9 +124,12 @@ const TOTALS: &str =
     CAST(COALESCE(SUM(CASE WHEN status BETWEEN 400 AND 499 THEN 1 ELSE 0 END),0) AS BIGINT),
     CAST(COALESCE(SUM(CASE WHEN status >= 500 THEN 1 ELSE 0 END),0) AS BIGINT),
     CAST(COALESCE(SUM(tokens_in),0) AS BIGINT), CAST(COALESCE(SUM(tokens_out),0) AS BIGINT),
-    CAST(COALESCE(SUM(cost),0.0) AS DOUBLE PRECISION), COUNT(cost)";
+    CAST(COALESCE(SUM(cost),0.0) AS DOUBLE PRECISION), COUNT(cost),
+    CAST(COALESCE(SUM(CASE WHEN cost IS NULL AND success = 1 AND cached = 0 AND model IS NOT NULL
+        THEN 1 ELSE 0 END),0) AS BIGINT)";
 
-/// One totals object from the ten TOTALS cells starting at `r[o]`.
+/// One totals object from the eleven TOTALS cells starting at `r[o]`. `unpriced` counts the
+/// successful, uncached requests to a model whose cost is unknown (no price, no usage).
 fn totals_of(r: &[Cell], o: usize) -> Value {
     let requests = r[o].int();
     let successes = r[o + 1].int();
@@ -131,6 +146,7 @@ fn totals_of(r: &[Cell], o: usize) -> Value {
         "tokens_in": r[o + 6].int(),
         "tokens_out": r[o + 7].int(),
         "cost": if r[o + 9].int() > 0 { json!(r[o + 8].float()) } else { Value::Null },
+        "unpriced": r[o + 10].int(),
     })
 }
 
@@ -374,6 +390,20 @@ fn analytics(
         errors_by_type.insert(row[0].text(), json!(row[1].int()));
     }
     totals["errors_by_type"] = Value::Object(errors_by_type);
+
+    // Which price catalog versions priced the range's cost.
+    let version = db.dialect().entry_field("price_catalog");
+    let rows = db.rows(
+        &format!(
+            "SELECT {version}, COUNT(*), CAST(COALESCE(SUM(cost),0.0) AS DOUBLE PRECISION) FROM logs \
+             WHERE {range} AND cost IS NOT NULL AND {version} IS NOT NULL GROUP BY 1 ORDER BY 1"
+        ),
+        &args3,
+    )?;
+    totals["price_catalogs"] = rows
+        .iter()
+        .map(|r| json!({"version": r[0].text(), "requests": r[1].int(), "cost": r[2].float()}))
+        .collect();
 
     let mut out = json!({"gateway": gateway, "from_ms": from_ms, "to_ms": to_ms, "bucket_ms": bucket_ms,
                          "totals": totals, "buckets": buckets});
