@@ -3,7 +3,7 @@
 # `cargo test --workspace` runs them instead of skipping them:
 #   Redis (shared kv and limits), PostgreSQL (shared log store: a cluster, role aigw, database aigw),
 #   Chromium (dashboard test), the official OpenAI and Anthropic Python SDKs and componentize-py
-#   (in .venv at the repository root).
+#   (in .venv at the repository root), Node with the Vercel AI SDK (tests/sdk/node/node_modules).
 # Debian/Ubuntu, as root (apt-get). Safe to run again. When sourced (as .ci/run does) it also
 # exports AIGW_TEST_POSTGRES_URL for the cluster it found.
 set -euo pipefail
@@ -52,3 +52,8 @@ if ! python3 -m venv "$repo/.venv" 2>/dev/null; then
     python3 -m venv "$repo/.venv"
 fi
 "$repo/.venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic componentize-py==0.25.1
+
+# Node and the Vercel AI SDK (tests/sdk/node, versions pinned by its package-lock.json).
+need_apt node nodejs
+need_apt npm npm
+npm ci --silent --no-audit --no-fund --prefix "$repo/tests/sdk/node"

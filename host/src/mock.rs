@@ -316,6 +316,12 @@ fn default_reply(request: &Value) -> String {
             .and_then(|m| m.get("content"))
             .map(|c| match c {
                 Value::String(s) => s.clone(),
+                // Content parts (`[{"type":"input_text","text":…}]`): their texts.
+                Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 other => other.to_string(),
             })
             .unwrap_or_default(),

@@ -19,6 +19,7 @@
 mod harness;
 
 mod dashboard;
+mod node_sdk;
 mod python_filter;
 mod python_sdk;
 mod shared_stores;
@@ -32,6 +33,7 @@ enum Need {
     Redis,
     Postgres,
     PythonSdks,
+    NodeSdk,
     Chromium,
     ComponentizePy,
 }
@@ -43,6 +45,7 @@ impl Need {
             Need::Redis => "AIGW_REQUIRE_REDIS",
             Need::Postgres => "AIGW_REQUIRE_POSTGRES",
             Need::PythonSdks => "AIGW_REQUIRE_PYTHON_SDK",
+            Need::NodeSdk => "AIGW_REQUIRE_NODE_SDK",
             Need::Chromium => "AIGW_REQUIRE_CHROMIUM",
             Need::ComponentizePy => "AIGW_REQUIRE_COMPONENTIZE_PY",
         }
@@ -72,6 +75,9 @@ impl Need {
             }
             Need::PythonSdks => python_sdk::python().map(|_| ()).ok_or_else(|| {
                 "no Python with the openai and anthropic packages (AIGW_PYTHON or .venv)".into()
+            }),
+            Need::NodeSdk => node_sdk::node().map(|_| ()).ok_or_else(|| {
+                "no node with the Vercel AI SDK installed (npm ci in tests/sdk/node)".into()
             }),
             Need::Chromium => dashboard::chromium()
                 .map(|_| ())
@@ -121,6 +127,14 @@ fn tests() -> Vec<Test> {
         test!(
             python_sdk::openai_and_anthropic_sdks_through_compat_and_passthrough,
             Need::PythonSdks
+        ),
+        test!(
+            python_sdk::official_sdks_are_billed_exactly,
+            Need::PythonSdks
+        ),
+        test!(
+            node_sdk::vercel_ai_sdk_default_calls_work_and_are_billed_exactly,
+            Need::NodeSdk
         ),
         test!(
             dashboard::the_dashboard_shows_what_the_api_reports,

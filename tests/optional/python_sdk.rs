@@ -178,3 +178,110 @@ pub async fn openai_and_anthropic_sdks_through_compat_and_passthrough() {
     assert!(seen[0]["headers"].get("authorization").is_none());
     assert_eq!(seen[0]["headers"]["anthropic-version"], "2023-06-01");
 }
+
+/// Published prices (USD per million tokens): input, output, cached input. Written here from
+/// the providers' price pages, not read from the gateway.
+fn published_price(model: &str) -> (f64, f64, f64) {
+    match model {
+        "gpt-4o-mini" => (0.15, 0.6, 0.075),
+        "text-embedding-3-small" => (0.02, 0.0, 0.02),
+        "gpt-image-1" => (5.0, 40.0, 1.25),
+        "claude-3-5-haiku" => (0.8, 4.0, 0.08),
+        other => panic!("no test price for {other}"),
+    }
+}
+
+/// The official SDKs on every API the gateway bills: each log entry's tokens and cost equal
+/// what the SDK itself parsed from the answer, at the published prices.
+pub async fn official_sdks_are_billed_exactly() {
+    let python = python().expect("the runner checked for a Python with the SDKs");
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+        mock.providers_toml()
+    );
+    let mut gw = Gateway::start(&cfg, &[]);
+    let base = gw.url("/v1/acct/gw");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/billing_sdks.py");
+    let out =
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        !v["responses_json"]["text"].as_str().unwrap().is_empty(),
+        "{v}"
+    );
+    assert!(
+        !v["responses_stream"]["text"].as_str().unwrap().is_empty(),
+        "{v}"
+    );
+    assert_eq!(v["embeddings"]["vectors"], 2, "{v}");
+    assert_eq!(v["images"]["images"], 1, "{v}");
+    assert_eq!(v["anthropic"]["usage"]["cache_read_input_tokens"], 3, "{v}");
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 5, "{entries:#?}");
+    let n = |u: &serde_json::Value, p: &str| u.pointer(p).and_then(|x| x.as_f64()).unwrap_or(0.0);
+    // Each call, its model and the path the gateway logs; tokens and cost from the SDK's usage.
+    let calls = [
+        ("responses_json", "gpt-4o-mini", "/responses"),
+        ("responses_stream", "gpt-4o-mini", "/responses"),
+        ("embeddings", "text-embedding-3-small", "/embeddings"),
+        ("images", "gpt-image-1", "/images/generations"),
+        ("anthropic", "claude-3-5-haiku", "/v1/messages"),
+    ];
+    let mut total = 0.0;
+    for (call, model, path) in calls {
+        let u = &v[call]["usage"];
+        let (fresh, cached, output, tokens_in) = if call == "anthropic" {
+            let (i, c, w) = (
+                n(u, "/input_tokens"),
+                n(u, "/cache_read_input_tokens"),
+                n(u, "/cache_creation_input_tokens"),
+            );
+            (i + w, c, n(u, "/output_tokens"), i + c + w)
+        } else if call == "embeddings" {
+            (n(u, "/prompt_tokens"), 0.0, 0.0, n(u, "/prompt_tokens"))
+        } else {
+            let c = n(u, "/input_tokens_details/cached_tokens");
+            (
+                n(u, "/input_tokens") - c,
+                c,
+                n(u, "/output_tokens"),
+                n(u, "/input_tokens"),
+            )
+        };
+        let (pi, po, pc) = published_price(model);
+        let want = (fresh * pi + cached * pc + output * po) / 1e6;
+        let entry = entries
+            .iter()
+            .find(|e| {
+                e["model"] == model
+                    && e["path"] == path
+                    && e["streamed"] == (call == "responses_stream")
+            })
+            .unwrap_or_else(|| panic!("{call}: no entry in {entries:#?}"));
+        assert_eq!(
+            entry["tokens_in"].as_f64(),
+            Some(tokens_in),
+            "{call}: {entry}"
+        );
+        let got = entry["cost"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{call}: no cost: {entry}"));
+        assert!(
+            (got - want).abs() < 1e-12,
+            "{call}: logged {got}, expected {want}: {entry}"
+        );
+        total += want;
+    }
+    assert!(total > 0.0);
+}

@@ -1,0 +1,102 @@
+//! The Vercel AI SDK (Node) against the gateway, base URL swapped: its default calls use the
+//! OpenAI Responses API. Needs Node and `npm ci` in `tests/sdk/node` (what
+//! `scripts/test-deps.sh` does); the runner (`main.rs`) skips these tests without them.
+
+use crate::harness::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn sdk_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/node")
+}
+
+/// `node`, when it runs and the SDK packages are installed.
+pub fn node() -> Option<PathBuf> {
+    let installed = sdk_dir().join("node_modules/ai/package.json").is_file()
+        && sdk_dir()
+            .join("node_modules/@ai-sdk/openai/package.json")
+            .is_file();
+    let runs = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (installed && runs).then(|| PathBuf::from("node"))
+}
+
+/// `generateText`, `streamText` and `embedMany` work unmodified, and each log entry has the
+/// tokens the SDK itself reports and their cost at the published prices.
+pub async fn vercel_ai_sdk_default_calls_work_and_are_billed_exactly() {
+    let node = node().expect("the runner checked for node and the SDK");
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+        mock.providers_toml()
+    );
+    let mut gw = Gateway::start(&cfg, &[]);
+    let base = gw.url("/v1/acct/gw/openai");
+    let script = sdk_dir().join("vercel_ai.mjs");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(node)
+            .arg(script)
+            .arg(base)
+            .current_dir(sdk_dir())
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        v["generated"]
+            .as_str()
+            .unwrap()
+            .contains("hello from the vercel sdk"),
+        "{v}"
+    );
+    assert!(
+        v["streamed"]
+            .as_str()
+            .unwrap()
+            .contains("stream from the vercel sdk"),
+        "{v}"
+    );
+    assert_eq!(v["embeddings"], 2, "{v}");
+    let seen = mock.requests();
+    let paths: Vec<&str> = seen.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["/v1/responses", "/v1/responses", "/v1/embeddings"]);
+    assert_eq!(
+        seen[0]["headers"]["authorization"],
+        "Bearer sk-vercel-ai-sdk"
+    );
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 3, "{entries:#?}");
+    // gpt-4o-mini: $0.15 / $0.60 per million; text-embedding-3-small: $0.02.
+    for (usage, streamed) in [("generated_usage", false), ("streamed_usage", true)] {
+        let u = &v[usage];
+        let (i, o) = (
+            u["inputTokens"].as_f64().unwrap(),
+            u["outputTokens"].as_f64().unwrap(),
+        );
+        let entry = entries
+            .iter()
+            .find(|e| e["path"] == "/responses" && e["streamed"] == streamed)
+            .unwrap_or_else(|| panic!("{usage}: no entry in {entries:#?}"));
+        assert_eq!(entry["tokens_in"].as_f64(), Some(i), "{usage}: {entry}");
+        assert_eq!(entry["tokens_out"].as_f64(), Some(o), "{usage}: {entry}");
+        let want = (i * 0.15 + o * 0.6) / 1e6;
+        let got = entry["cost"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-12, "{usage}: {got} vs {want}");
+    }
+    let tokens = v["embedded_usage"]["tokens"].as_f64().unwrap();
+    let entry = entries.iter().find(|e| e["path"] == "/embeddings").unwrap();
+    assert_eq!(entry["tokens_in"].as_f64(), Some(tokens), "{entry}");
+    let got = entry["cost"].as_f64().unwrap();
+    assert!((got - tokens * 0.02 / 1e6).abs() < 1e-12, "{got}");
+}
