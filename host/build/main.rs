@@ -21,6 +21,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("logging", "aigw-filter-logging"),
     ("provider-routing", "aigw-filter-provider-routing"),
     ("prompt-redaction", "aigw-filter-prompt-redaction"),
+    ("key-policy", "aigw-filter-key-policy"),
 ];
 
 /// Filters built only for the end-to-end tests.

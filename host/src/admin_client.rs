@@ -113,6 +113,116 @@ impl AdminApi {
     }
 }
 
+/// `aigw logs recost`: one admin API call, its report printed as JSON.
+pub async fn recost(
+    gateway: &str,
+    since: &str,
+    until: Option<&str>,
+    admin: crate::cli::AdminArgs,
+) -> Result<String, String> {
+    let mut query = format!("since={}", parse_time("--since", since)?);
+    if let Some(u) = until {
+        query.push_str(&format!("&until={}", parse_time("--until", u)?));
+    }
+    let api = AdminApi::resolve(&admin.config, admin.admin.as_deref(), admin.admin_token)?;
+    let path = format!("/api/gateways/{}/logs/recost?{query}", segment(gateway));
+    let report = api.call(Method::POST, &path, None).await?;
+    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
+}
+
+/// `aigw keys …`: one admin API call; the answer printed as JSON.
+pub async fn keys(cmd: crate::cli::KeysCommand) -> Result<String, String> {
+    use crate::cli::KeysCommand as K;
+    let list = |s: &str| -> Value {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(|x| Value::String(x.to_string()))
+            .collect()
+    };
+    let (admin, method, path, body) = match cmd {
+        K::Create {
+            name,
+            gateways,
+            team,
+            models,
+            providers,
+            budget_usd,
+            budget_period,
+            rpm,
+            tpm,
+            expires,
+            metadata,
+            admin,
+        } => {
+            let mut spec = serde_json::json!({ "name": name });
+            spec["gateways"] = if gateways.trim() == "*" {
+                Value::String("*".into())
+            } else {
+                list(&gateways)
+            };
+            if let Some(t) = team {
+                spec["team"] = Value::String(t);
+            }
+            if let Some(m) = models {
+                spec["models"] = list(&m);
+            }
+            if let Some(p) = providers {
+                spec["providers"] = list(&p);
+            }
+            if let Some(amount) = budget_usd {
+                spec["budget_usd"] = serde_json::json!({"amount": amount, "period": budget_period});
+            }
+            if let Some(n) = rpm {
+                spec["requests_per_minute"] = n.into();
+            }
+            if let Some(n) = tpm {
+                spec["tokens_per_minute"] = n.into();
+            }
+            if let Some(t) = expires {
+                spec["expires_at_ms"] = parse_time("--expires", &t)?.into();
+            }
+            if !metadata.is_empty() {
+                let mut meta = serde_json::Map::new();
+                for m in metadata {
+                    let (k, v) = m
+                        .split_once('=')
+                        .ok_or_else(|| format!("--meta {m}: expected key=value"))?;
+                    meta.insert(k.to_string(), Value::String(v.to_string()));
+                }
+                spec["metadata"] = Value::Object(meta);
+            }
+            (admin, Method::POST, "/api/keys".to_string(), Some(spec))
+        }
+        K::List { limit, admin } => (admin, Method::GET, format!("/api/keys?limit={limit}"), None),
+        K::Show { id, admin } => (
+            admin,
+            Method::GET,
+            format!("/api/keys/{}", segment(&id)),
+            None,
+        ),
+        K::Revoke { id, admin } => (
+            admin,
+            Method::DELETE,
+            format!("/api/keys/{}", segment(&id)),
+            None,
+        ),
+    };
+    let api = AdminApi::resolve(&admin.config, admin.admin.as_deref(), admin.admin_token)?;
+    let answer = api.call(method, &path, body.as_ref()).await?;
+    serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())
+}
+
+/// A path segment, percent-encoded (RFC 3986 unreserved characters kept).
+pub fn segment(text: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(text, SET).to_string()
+}
+
 /// A point in time for `--since`/`--until`: milliseconds since the Unix epoch, an RFC 3339
 /// time (`2026-11-01T00:00:00Z`), or a duration before now (`90m`, `24h`, `7d`).
 pub fn parse_time(flag: &str, text: &str) -> Result<i64, String> {

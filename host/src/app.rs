@@ -69,6 +69,7 @@ pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, 
                 )
             }),
         redis,
+        spend: Default::default(),
     }))
 }
 
@@ -134,7 +135,25 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
         .await
         .map_err(|e| format!("server.listen {}: cannot bind: {e}", config.listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = Arc::new(App::new(runtime.clone(), config.admin_listen, generation));
+    // Virtual keys live in the log store's database; the request path reads a snapshot.
+    let keys = match services.logs {
+        Some(_) => {
+            let s = services.clone();
+            let ring = tokio::task::spawn_blocking(move || crate::control::ring::KeyRing::open(s))
+                .await
+                .map_err(|e| format!("virtual keys: {e}"))?
+                .map_err(|e| format!("virtual keys: {e}"))?;
+            ring.spawn_refresher();
+            Some(ring)
+        }
+        None => None,
+    };
+    let app = Arc::new(App::new(
+        runtime.clone(),
+        config.admin_listen,
+        generation,
+        keys,
+    ));
     let reloader = reload::Reloader::new(runtime.clone(), config_path, app.clone());
     let _watcher = match reload::watch(reloader.clone(), &config.plugins_dir, initial_fingerprint) {
         Ok(w) => Some(w),

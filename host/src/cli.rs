@@ -31,6 +31,9 @@ pub enum Command {
     /// Write and install your own filters.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Manage a running gateway's virtual keys (through its admin API).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Work on a running gateway's request logs (through its admin API).
     #[command(subcommand)]
     Logs(LogsCommand),
@@ -54,6 +57,79 @@ pub struct AdminArgs {
     /// Configuration file the defaults are read from.
     #[arg(long, short, default_value = "aigw.toml", env = "AIGW_CONFIG")]
     pub config: PathBuf,
+}
+
+/// `aigw keys ...`.
+#[derive(Debug, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only complicate clap's derive"
+)]
+pub enum KeysCommand {
+    /// Create a key; prints it with its secret, shown this once only.
+    Create {
+        /// A name for people (the app or person using it).
+        #[arg(long)]
+        name: String,
+        /// Gateways it may use: `*` or names separated by commas.
+        #[arg(long, default_value = "*")]
+        gateways: String,
+        /// Team id whose shared budget and limits also apply.
+        #[arg(long)]
+        team: Option<String>,
+        /// Model globs it may call, separated by commas (`gpt-4o*,claude-*`).
+        #[arg(long)]
+        models: Option<String>,
+        /// Providers it may call, separated by commas.
+        #[arg(long)]
+        providers: Option<String>,
+        /// Dollar budget.
+        #[arg(long)]
+        budget_usd: Option<f64>,
+        /// The budget's period: day, month or total.
+        #[arg(long, default_value = "month")]
+        budget_period: String,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: Option<u64>,
+        /// Tokens per minute.
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// Expiry: milliseconds since the epoch or RFC 3339.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Metadata `key=value`, repeatable.
+        #[arg(long = "meta")]
+        metadata: Vec<String>,
+        /// The admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Most keys to list.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// The admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show one key.
+    Show {
+        /// Key id (`key_…`).
+        id: String,
+        /// The admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Revoke a key: refused on every replica within a second.
+    Revoke {
+        /// Key id (`key_…`).
+        id: String,
+        /// The admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 /// `aigw logs ...`.

@@ -22,6 +22,7 @@ pub mod admin_client;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod mock;
 pub mod pipeline;

@@ -31,9 +31,10 @@ fn main() -> ExitCode {
                 since,
                 until,
                 admin,
-            }) => recost(&gateway, &since, until.as_deref(), admin)
+            }) => aigw::admin_client::recost(&gateway, &since, until.as_deref(), admin)
                 .await
                 .map(say),
+            Command::Keys(cmd) => aigw::admin_client::keys(cmd).await.map(say),
             Command::Plugin(PluginCommand::New { name, dir, sdk }) => {
                 aigw::plugin_cmd::new_filter(&name, dir.as_deref(), sdk.as_deref()).map(say)
             }
@@ -53,32 +54,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `aigw logs recost`: one admin API call, its report printed as JSON.
-async fn recost(
-    gateway: &str,
-    since: &str,
-    until: Option<&str>,
-    admin: aigw::cli::AdminArgs,
-) -> Result<String, String> {
-    use aigw::admin_client::{AdminApi, parse_time};
-    let mut query = format!("since={}", parse_time("--since", since)?);
-    if let Some(u) = until {
-        query.push_str(&format!("&until={}", parse_time("--until", u)?));
-    }
-    let api = AdminApi::resolve(&admin.config, admin.admin.as_deref(), admin.admin_token)?;
-    let gw: String =
-        percent_encoding::utf8_percent_encode(gateway, percent_encoding::NON_ALPHANUMERIC)
-            .collect();
-    let report = api
-        .call(
-            hyper::Method::POST,
-            &format!("/api/gateways/{gw}/logs/recost?{query}"),
-            None,
-        )
-        .await?;
-    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
 }
 
 fn say(text: String) {

@@ -4,7 +4,7 @@
 //! WIT imports; compiled natively (unit tests) they use the thread-local
 //! [`crate::testing::MockHost`]-backed store.
 
-pub use crate::types::{Level, Technique, Verdict};
+pub use crate::types::{Consumer, ConsumerPolicy, Level, SpendRefusal, Technique, Verdict};
 
 /// Reads `key` from this filter's key-value namespace.
 ///
@@ -141,10 +141,73 @@ pub fn route(provider: &str, model: Option<&str>) -> Result<(), String> {
     imp::route(provider, model)
 }
 
+/// Who is calling, when the request carried a virtual key (the host resolved it before any
+/// filter ran).
+///
+/// ```
+/// use aigw_plugin_sdk::{host, testing::MockHost};
+/// MockHost::reset();
+/// assert_eq!(host::consumer(), None);
+/// ```
+pub fn consumer() -> Option<Consumer> {
+    imp::consumer()
+}
+
+/// Reserves `usd` against `limit_usd` of `scope` in the current `period` (`day`, `month`,
+/// `total`): the reservation's id, or why it does not fit. Settle it with [`settle_spend`];
+/// the host releases one left unsettled when the request ends.
+///
+/// ```
+/// use aigw_plugin_sdk::{host, testing::MockHost};
+/// MockHost::reset();
+/// let r = host::reserve_spend("key_1", 0.6, 1.0, "day").unwrap();
+/// assert!(host::reserve_spend("key_1", 0.6, 1.0, "day").is_err());
+/// host::settle_spend(r, 0.1);
+/// assert!((host::spent("key_1", "day") - 0.1).abs() < 1e-9);
+/// assert!(host::reserve_spend("key_1", 0.6, 1.0, "day").is_ok());
+/// ```
+pub fn reserve_spend(
+    scope: &str,
+    usd: f64,
+    limit_usd: f64,
+    period: &str,
+) -> Result<u64, SpendRefusal> {
+    imp::reserve_spend(scope, usd, limit_usd, period)
+}
+
+/// Ends a reservation, counting `usd` as spent (0 releases it).
+pub fn settle_spend(reservation: u64, usd: f64) {
+    imp::settle_spend(reservation, usd)
+}
+
+/// What `scope` spent (settled) in the current `period`, in USD.
+pub fn spent(scope: &str, period: &str) -> f64 {
+    imp::spent(scope, period)
+}
+
+/// The most a request to `model` at `provider` can cost with at most `input_tokens` in and
+/// `output_tokens` out, at the catalog's prices; `None` when the model has no price.
+///
+/// ```
+/// use aigw_plugin_sdk::{host, testing::MockHost};
+/// MockHost::reset();
+/// MockHost::with(|m| m.prices.insert(("openai".into(), "m".into()), (1.0, 2.0)));
+/// assert_eq!(host::price_bound("openai", "m", 1_000_000, 1_000_000), Some(3.0));
+/// assert_eq!(host::price_bound("openai", "other", 1, 1), None);
+/// ```
+pub fn price_bound(
+    provider: &str,
+    model: &str,
+    input_tokens: u64,
+    output_tokens: u64,
+) -> Option<f64> {
+    imp::price_bound(provider, model, input_tokens, output_tokens)
+}
+
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::{Level, Technique, Verdict};
-    use crate::bindings::aigw::filter::{context, kv, limits, log_store, telemetry};
+    use crate::bindings::aigw::filter::{context, kv, limits, log_store, spend, telemetry};
 
     pub fn kv_get(key: &str) -> Option<Vec<u8>> {
         kv::get(key)
@@ -199,6 +262,49 @@ mod imp {
     }
     pub fn route(provider: &str, model: Option<&str>) -> Result<(), String> {
         context::route(provider, model)
+    }
+    fn policy(p: context::ConsumerPolicy) -> crate::types::ConsumerPolicy {
+        crate::types::ConsumerPolicy {
+            models: p.models,
+            providers: p.providers,
+            budget_usd: p.budget_usd,
+            budget_period: p.budget_period,
+            requests_per_minute: p.requests_per_minute,
+            tokens_per_minute: p.tokens_per_minute,
+        }
+    }
+    pub fn consumer() -> Option<crate::types::Consumer> {
+        context::consumer().map(|c| crate::types::Consumer {
+            key_id: c.key_id,
+            key_name: c.key_name,
+            team: c.team,
+            team_name: c.team_name,
+            metadata: c.metadata,
+            key_policy: policy(c.key_policy),
+            team_policy: c.team_policy.map(policy),
+        })
+    }
+    pub fn reserve_spend(
+        scope: &str,
+        usd: f64,
+        limit_usd: f64,
+        period: &str,
+    ) -> Result<u64, crate::types::SpendRefusal> {
+        spend::reserve(scope, usd, limit_usd, period).map_err(|r| crate::types::SpendRefusal {
+            spent_usd: r.spent_usd,
+            reserved_usd: r.reserved_usd,
+            limit_usd: r.limit_usd,
+            resets_at_ms: r.resets_at_ms,
+        })
+    }
+    pub fn settle_spend(reservation: u64, usd: f64) {
+        spend::settle(reservation, usd)
+    }
+    pub fn spent(scope: &str, period: &str) -> f64 {
+        spend::spent(scope, period)
+    }
+    pub fn price_bound(provider: &str, model: &str, input: u64, output: u64) -> Option<f64> {
+        spend::price_bound(provider, model, input, output)
     }
 }
 
@@ -256,6 +362,55 @@ mod imp {
             m.routes
                 .push((provider.to_string(), model.map(str::to_string)));
             Ok(())
+        })
+    }
+    pub fn consumer() -> Option<crate::types::Consumer> {
+        with_mock(|m| m.consumer.clone())
+    }
+    pub fn reserve_spend(
+        scope: &str,
+        usd: f64,
+        limit_usd: f64,
+        period: &str,
+    ) -> Result<u64, crate::types::SpendRefusal> {
+        with_mock(|m| {
+            let key = (scope.to_string(), period.to_string());
+            let (spent, reserved) = m.spend.get(&key).copied().unwrap_or((0.0, 0.0));
+            if spent + reserved + usd > limit_usd + 1e-12 {
+                return Err(crate::types::SpendRefusal {
+                    spent_usd: spent,
+                    reserved_usd: reserved,
+                    limit_usd,
+                    resets_at_ms: 0,
+                });
+            }
+            m.spend.insert(key.clone(), (spent, reserved + usd));
+            m.next_reservation += 1;
+            m.reservations.insert(m.next_reservation, (key, usd));
+            Ok(m.next_reservation)
+        })
+    }
+    pub fn settle_spend(reservation: u64, usd: f64) {
+        with_mock(|m| {
+            if let Some((key, held)) = m.reservations.remove(&reservation) {
+                let e = m.spend.entry(key).or_insert((0.0, 0.0));
+                e.0 += usd;
+                e.1 -= held;
+            }
+        })
+    }
+    pub fn spent(scope: &str, period: &str) -> f64 {
+        with_mock(|m| {
+            m.spend
+                .get(&(scope.to_string(), period.to_string()))
+                .map_or(0.0, |e| e.0)
+        })
+    }
+    pub fn price_bound(provider: &str, model: &str, input: u64, output: u64) -> Option<f64> {
+        with_mock(|m| {
+            m.prices
+                .get(&(provider.to_string(), model.to_string()))
+                .map(|(i, o)| (input as f64 * i + output as f64 * o) / 1e6)
         })
     }
 }

@@ -36,6 +36,16 @@ pub struct MockHost {
     pub routes: Vec<(String, Option<String>)>,
     /// Providers `host::route` accepts; empty accepts any.
     pub providers: Vec<String>,
+    /// What `host::consumer` returns.
+    pub consumer: Option<crate::types::Consumer>,
+    /// Spend ledger by (scope, period): settled and reserved USD.
+    pub spend: HashMap<(String, String), (f64, f64)>,
+    /// Open reservations: their ledger and amount.
+    pub reservations: HashMap<u64, ((String, String), f64)>,
+    /// The last reservation id given.
+    pub next_reservation: u64,
+    /// Prices by (provider, model): USD per million input and output tokens.
+    pub prices: HashMap<(String, String), (f64, f64)>,
 }
 
 impl Default for MockHost {
@@ -50,6 +60,11 @@ impl Default for MockHost {
             annotations: Vec::new(),
             routes: Vec::new(),
             providers: Vec::new(),
+            consumer: None,
+            spend: HashMap::new(),
+            reservations: HashMap::new(),
+            next_reservation: 0,
+            prices: HashMap::new(),
         }
     }
 }

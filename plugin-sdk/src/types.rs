@@ -436,3 +436,52 @@ pub struct Verdict {
     /// When refused: how long until it would be allowed.
     pub retry_after_ms: u64,
 }
+
+/// What a virtual key (or its team) allows; `None` allows anything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConsumerPolicy {
+    /// Model globs (`gpt-4o*`).
+    pub models: Option<Vec<String>>,
+    /// Providers.
+    pub providers: Option<Vec<String>>,
+    /// Dollar budget.
+    pub budget_usd: Option<f64>,
+    /// The budget's period: `day`, `month` (UTC) or `total`.
+    pub budget_period: String,
+    /// Requests per minute.
+    pub requests_per_minute: Option<u64>,
+    /// Tokens per minute.
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// Who is calling, from the request's virtual key ([`crate::host::consumer`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Consumer {
+    /// `key_…`.
+    pub key_id: String,
+    /// The key's name.
+    pub key_name: String,
+    /// Its team's id.
+    pub team: Option<String>,
+    /// Its team's name.
+    pub team_name: Option<String>,
+    /// The key's metadata.
+    pub metadata: Vec<(String, String)>,
+    /// What the key allows.
+    pub key_policy: ConsumerPolicy,
+    /// What its team allows.
+    pub team_policy: Option<ConsumerPolicy>,
+}
+
+/// Why a spend reservation did not fit ([`crate::host::reserve_spend`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpendRefusal {
+    /// Settled spend in the current period (USD).
+    pub spent_usd: f64,
+    /// Held by requests still running (USD).
+    pub reserved_usd: f64,
+    /// The limit (USD).
+    pub limit_usd: f64,
+    /// When the period ends (ms since the epoch); 0 for `total`.
+    pub resets_at_ms: u64,
+}

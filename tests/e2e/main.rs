@@ -17,6 +17,7 @@ mod custom_filters;
 mod faults;
 mod filter_failures;
 mod hot_reload;
+mod keys;
 mod providers;
 mod redaction;
 mod security;

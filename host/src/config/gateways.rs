@@ -3,7 +3,9 @@
 //! memory, circuit breaker) and the rest, which goes to the filter as JSON.
 
 use super::raw::RawGateway;
-use super::{ConfigError, FilterSettings, GatewayConfig, MAX_FILTER_MEMORY_MB, OnError, Source};
+use super::{
+    ConfigError, FilterSettings, GatewayConfig, KeyMode, MAX_FILTER_MEMORY_MB, OnError, Source,
+};
 use std::collections::BTreeMap;
 
 /// Reads every `[gateways.NAME]`; the file must define at least one.
@@ -38,10 +40,22 @@ fn read_gateway(src: &Source, name: &str, g: RawGateway) -> Result<GatewayConfig
         Some(raw) => Some(src.secret(&format!("gateways.{name}.auth_token"), raw)?),
         None => None,
     };
+    let keys = match g.keys.as_deref() {
+        None | Some("off") => KeyMode::Off,
+        Some("optional") => KeyMode::Optional,
+        Some("required") => KeyMode::Required,
+        Some(other) => {
+            return Err(src.invalid(
+                &format!("gateways.{name}.keys"),
+                format!("'{other}': expected \"required\", \"optional\" or \"off\""),
+            ));
+        }
+    };
     let filters = read_pipeline(src, name, &g.pipeline, &g.filters)?;
     Ok(GatewayConfig {
         accounts,
         auth_token,
+        keys,
         pipeline: g.pipeline,
         filters,
     })

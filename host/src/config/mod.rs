@@ -101,6 +101,18 @@ pub struct FilterSettings {
     pub config_json: String,
 }
 
+/// `[gateways.NAME] keys`: whether a gateway's clients use virtual keys (`aigw-…`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeyMode {
+    /// Virtual keys are refused (the default): clients send provider keys or none.
+    #[default]
+    Off,
+    /// A request may carry a virtual key; one that does must be valid.
+    Optional,
+    /// Every request carries a valid virtual key, or is refused with 401 before any filter.
+    Required,
+}
+
 /// One gateway: who may use it and its filter pipeline.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -108,6 +120,8 @@ pub struct GatewayConfig {
     pub accounts: Vec<String>,
     /// Token clients must send as `cf-aig-authorization: Bearer …`, when set.
     pub auth_token: Option<Secret>,
+    /// Whether requests carry virtual keys (`keys`).
+    pub keys: KeyMode,
     /// Filter names in request order.
     pub pipeline: Vec<String>,
     /// Settings per filter named in `pipeline`.

@@ -151,6 +151,8 @@ pub struct RawGateway {
     pub accounts: Option<Vec<String>>,
     /// Makes the gateway authenticated: clients send `cf-aig-authorization: Bearer <token>`.
     pub auth_token: Option<RawSecret>,
+    /// Virtual keys: `"required"`, `"optional"` or `"off"` (the default).
+    pub keys: Option<String>,
     #[serde(default)]
     pub pipeline: Vec<String>,
     /// Per-filter tables: host keys (`on_error`, `timeout_ms`, `max_memory_mb`)

@@ -54,6 +54,8 @@ pub struct Env {
     pub runtime: Arc<Runtime>,
     /// Upstream client.
     pub client: UpstreamClient,
+    /// Virtual keys (absent without a log store).
+    pub keys: Option<Arc<crate::control::ring::KeyRing>>,
 }
 
 /// A request body: still arriving from the client, or already read (compat
@@ -92,7 +94,7 @@ pub async fn handle(
 ) -> Response<GatewayBody> {
     let metrics = &env.runtime.services.metrics;
     metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let admitted = match admit(&generation, &route, &parts) {
+    let admitted = match admit(&generation, &route, &parts, env.keys.as_deref()) {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };

@@ -82,6 +82,8 @@ pub struct GatewayPipeline {
     pub accounts: Vec<String>,
     /// `cf-aig-authorization` token, when the gateway is authenticated.
     pub auth_token: Option<crate::http::Secret>,
+    /// Whether its clients use virtual keys.
+    pub keys: crate::config::KeyMode,
     /// Filters in request order.
     pub stages: Vec<Stage>,
     /// Every hook some filter of the pipeline declared (a request prepares
@@ -223,6 +225,7 @@ pub async fn build(
                 name: gw_name.clone(),
                 accounts: gw.accounts.clone(),
                 auth_token: gw.auth_token.clone(),
+                keys: gw.keys,
                 hooks: stages
                     .iter()
                     .fold(crate::runtime::bindings::types::Hooks::empty(), |all, s| {

@@ -157,6 +157,23 @@ impl PriceTable {
         })
     }
 
+    /// The most `input` and `output` tokens of `model` can cost: every input token at the
+    /// dearest input rate the entry has (cache writes and image input can cost more than
+    /// plain input). `None` when the model has no price.
+    pub fn bound(&self, provider: &str, model: &str, input: u64, output: u64) -> Option<f64> {
+        let p = self.find(provider, model)?;
+        let rate_in = [
+            Some(p.input_per_million),
+            p.cached_input_per_million,
+            p.cache_write_per_million,
+            p.image_input_per_million,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max);
+        Some((input as f64 * rate_in + output as f64 * p.output_per_million) / 1_000_000.0)
+    }
+
     /// Cost in USD, when the model is priced and the input tokens are known (output tokens
     /// missing count as none: embeddings). Cached and cache-write tokens, part of `tokens_in`,
     /// are billed at their own rates.

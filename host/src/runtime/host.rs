@@ -3,7 +3,7 @@
 //! handle to the shared `Services`. Each WIT import interface is implemented
 //! here on `HostState`.
 
-use super::bindings::aigw::filter::{context, kv, limits, log_store, telemetry, types};
+use super::bindings::aigw::filter::{context, kv, limits, log_store, spend, telemetry, types};
 use crate::store::kv::KvStore;
 use crate::store::limits::{Limiter, Technique};
 use crate::store::logs::LogStore;
@@ -36,6 +36,8 @@ pub struct Services {
     pub redis: Option<Arc<crate::store::redis::RedisStore>>,
     /// OpenTelemetry span export (`[telemetry] otlp_endpoint`).
     pub otlp: Option<crate::telemetry::otlp::OtlpExporter>,
+    /// Dollar budgets (the `spend` import).
+    pub spend: crate::store::spend::SpendLedger,
 }
 
 /// Most metadata fields one request's filters may add.
@@ -67,6 +69,82 @@ pub struct RequestContext {
     /// The host's accounting of the finished request (set before the `done` hooks), added to
     /// the log entry a filter appends for it.
     pub accounting: Option<Accounting>,
+    /// Who is calling, when a virtual key said so.
+    pub consumer: Option<Arc<ConsumerInfo>>,
+    /// Spend reservations this request's filters took and have not settled.
+    pub reservations: Vec<u64>,
+}
+
+/// What a virtual key or its team allows, as filters see it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PolicyInfo {
+    /// Model globs.
+    pub models: Option<Vec<String>>,
+    /// Providers.
+    pub providers: Option<Vec<String>>,
+    /// Dollar budget.
+    pub budget_usd: Option<f64>,
+    /// `day`, `month` or `total` ("" without a budget).
+    pub budget_period: String,
+    /// Requests per minute.
+    pub requests_per_minute: Option<u64>,
+    /// Tokens per minute.
+    pub tokens_per_minute: Option<u64>,
+}
+
+impl PolicyInfo {
+    fn wit(&self) -> context::ConsumerPolicy {
+        context::ConsumerPolicy {
+            models: self.models.clone(),
+            providers: self.providers.clone(),
+            budget_usd: self.budget_usd,
+            budget_period: self.budget_period.clone(),
+            requests_per_minute: self.requests_per_minute,
+            tokens_per_minute: self.tokens_per_minute,
+        }
+    }
+}
+
+/// The consumer a virtual key identified, as filters and log entries see it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConsumerInfo {
+    /// `key_…`.
+    pub key_id: String,
+    /// The key's name.
+    pub key_name: String,
+    /// Its team's id.
+    pub team: Option<String>,
+    /// Its team's name.
+    pub team_name: Option<String>,
+    /// The key's metadata, values as text.
+    pub metadata: Vec<(String, String)>,
+    /// What the key allows.
+    pub key_policy: PolicyInfo,
+    /// What its team allows.
+    pub team_policy: Option<PolicyInfo>,
+}
+
+impl ConsumerInfo {
+    /// Adds `key_id`, `key_name`, `team`, `team_name` and `key_metadata` to a log entry.
+    pub fn add_to(&self, entry: &mut serde_json::Map<String, serde_json::Value>) {
+        use serde_json::Value;
+        entry.insert("key_id".into(), Value::String(self.key_id.clone()));
+        entry.insert("key_name".into(), Value::String(self.key_name.clone()));
+        entry.insert(
+            "team".into(),
+            self.team.clone().map_or(Value::Null, Value::String),
+        );
+        entry.insert(
+            "team_name".into(),
+            self.team_name.clone().map_or(Value::Null, Value::String),
+        );
+        let meta: serde_json::Map<String, Value> = self
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        entry.insert("key_metadata".into(), Value::Object(meta));
+    }
 }
 
 /// What the host knows of a finished request's billing, kept in its log entry so its cost can
@@ -111,6 +189,8 @@ impl RequestContext {
             providers,
             request_id: request_id.into(),
             accounting: None,
+            consumer: None,
+            reservations: Vec::new(),
         }))
     }
 
@@ -122,6 +202,21 @@ impl RequestContext {
     /// The annotations added so far.
     pub fn annotations(ctx: &Mutex<Self>) -> Vec<(String, String)> {
         lock(ctx).annotations.clone()
+    }
+
+    /// Records who is calling.
+    pub fn set_consumer(ctx: &Mutex<Self>, consumer: Arc<ConsumerInfo>) {
+        lock(ctx).consumer = Some(consumer);
+    }
+
+    /// Who is calling, when a virtual key said so.
+    pub fn consumer(ctx: &Mutex<Self>) -> Option<Arc<ConsumerInfo>> {
+        lock(ctx).consumer.clone()
+    }
+
+    /// The spend reservations still open, taken from the context.
+    pub fn take_reservations(ctx: &Mutex<Self>) -> Vec<u64> {
+        std::mem::take(&mut lock(ctx).reservations)
     }
 
     /// Records the finished request's accounting.
@@ -332,10 +427,15 @@ impl log_store::Host for HostState {
             return Err("log entry must be a JSON object".into());
         };
         // The entry of the request being served carries the host's own accounting.
-        if let Some(ctx) = &self.request
-            && let Some(accounting) = &lock(ctx).accounting
-        {
-            accounting.add_to(fields);
+        if let Some(ctx) = &self.request {
+            let ctx = lock(ctx);
+            if let Some(accounting) = &ctx.accounting {
+                accounting.add_to(fields);
+            }
+            // Who called is the host's word, not the filter's.
+            if let Some(consumer) = &ctx.consumer {
+                consumer.add_to(fields);
+            }
         }
         match &self.services.logs {
             Some(store) => store.append(entry).map_err(|e| e.to_string()),
@@ -397,5 +497,88 @@ impl context::Host for HostState {
         }
         ctx.route = Some(RouteChoice { provider, model });
         Ok(())
+    }
+
+    fn consumer(&mut self) -> Option<context::ConsumerInfo> {
+        let ctx = self.request.as_ref()?;
+        let c = lock(ctx).consumer.clone()?;
+        Some(context::ConsumerInfo {
+            key_id: c.key_id.clone(),
+            key_name: c.key_name.clone(),
+            team: c.team.clone(),
+            team_name: c.team_name.clone(),
+            metadata: c.metadata.clone(),
+            key_policy: c.key_policy.wit(),
+            team_policy: c.team_policy.as_ref().map(PolicyInfo::wit),
+        })
+    }
+}
+
+impl spend::Host for HostState {
+    fn reserve(
+        &mut self,
+        scope: String,
+        usd: f64,
+        limit_usd: f64,
+        period: String,
+    ) -> Result<u64, spend::Refusal> {
+        use crate::store::spend::{Period, nanos_down, nanos_up};
+        let refused = |spent: i64, reserved: i64, resets_at_ms: u64| spend::Refusal {
+            spent_usd: spent as f64 / 1e9,
+            reserved_usd: reserved as f64 / 1e9,
+            limit_usd,
+            resets_at_ms,
+        };
+        // Fail closed: an unknown period or a reservation outside a request is refused.
+        let (Some(period), Some(ctx)) = (Period::parse(&period), self.request.clone()) else {
+            return Err(refused(0, 0, 0));
+        };
+        match self.services.spend.reserve(
+            &scope,
+            period,
+            nanos_up(usd),
+            nanos_down(limit_usd),
+            now_ms(),
+        ) {
+            Ok(id) => {
+                lock(&ctx).reservations.push(id);
+                Ok(id)
+            }
+            Err(r) => Err(refused(r.ledger.spent, r.ledger.reserved, r.resets_at_ms)),
+        }
+    }
+
+    fn settle(&mut self, reservation: u64, usd: f64) {
+        // Only this request's own reservations.
+        let Some(ctx) = &self.request else { return };
+        let mut ctx = lock(ctx);
+        let Some(i) = ctx.reservations.iter().position(|r| *r == reservation) else {
+            return;
+        };
+        ctx.reservations.swap_remove(i);
+        self.services
+            .spend
+            .settle(reservation, crate::store::spend::nanos_up(usd));
+    }
+
+    fn spent(&mut self, scope: String, period: String) -> f64 {
+        match crate::store::spend::Period::parse(&period) {
+            Some(p) => self.services.spend.ledger(&scope, p, now_ms()).spent as f64 / 1e9,
+            None => 0.0,
+        }
+    }
+
+    fn price_bound(
+        &mut self,
+        provider: String,
+        model: String,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Option<f64> {
+        let ctx = self.request.as_ref()?;
+        let config = lock(ctx).providers.clone();
+        config
+            .prices
+            .bound(&provider, &model, input_tokens, output_tokens)
     }
 }

@@ -129,6 +129,12 @@ async fn route(
             }
         },
         _ if path.starts_with("/api/gateways/") => gateway_api(app, req).await,
+        _ if ["/api/keys", "/api/teams"]
+            .iter()
+            .any(|p| path == *p || path.starts_with(&format!("{p}/"))) =>
+        {
+            control_api(app, req).await
+        }
         _ => GatewayError::not_found(format!("no admin route {} {path}", req.method()))
             .into_response(),
     }
@@ -187,6 +193,40 @@ async fn on_store(app: &App, job: StoreJob) -> Result<serde_json::Value, Gateway
     .map_err(|e| GatewayError::unavailable(format!("log query failed: {e}")))?
 }
 
+/// `/api/keys…` and `/api/teams…` (virtual keys and teams).
+async fn control_api(app: Arc<App>, req: Request<Incoming>) -> Response<GatewayBody> {
+    use http_body_util::BodyExt;
+    let Some(ring) = app.env.keys.clone() else {
+        return GatewayError::unavailable("virtual keys need the log store, which is not open")
+            .into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let body = match http_body_util::Limited::new(body, 64 * 1024)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return GatewayError::bad_request("body: expected at most 64 KiB of JSON")
+                .into_response();
+        }
+    };
+    let ctx = crate::control::api::Ctx {
+        ring,
+        generation: app.generation(),
+    };
+    let path = parts.uri.path();
+    match ctx
+        .route(&parts.method, path, parts.uri.query().unwrap_or(""), &body)
+        .await
+    {
+        Some(Ok((status, value))) => json(status, value),
+        Some(Err(e)) => e.into_response(),
+        None => GatewayError::not_found(format!("no admin route {} {path}", parts.method))
+            .into_response(),
+    }
+}
+
 /// `/api/gateways/{gw}/logs[/{id}]` and `/api/gateways/{gw}/analytics`.
 async fn gateway_api(app: Arc<App>, req: Request<Incoming>) -> Response<GatewayBody> {
     match gateway_api_inner(app, req).await {
@@ -234,6 +274,8 @@ async fn gateway_api_inner(
                     "success" => q.success = Some(parse_bool(k, v)?),
                     "cached" => q.cached = Some(parse_bool(k, v)?),
                     "unpriced" => q.unpriced = Some(parse_bool(k, v)?),
+                    "key" => q.key = Some(v.clone()),
+                    "team" => q.team = Some(v.clone()),
                     "from" => q.from_ms = Some(parse_int(k, v)?),
                     "to" => q.to_ms = Some(parse_int(k, v)?),
                     "min_duration_ms" => q.min_duration_ms = Some(parse_int(k, v)?),

@@ -34,11 +34,13 @@ impl App {
         runtime: Arc<Runtime>,
         admin_listen: Option<SocketAddr>,
         generation: Generation,
+        keys: Option<Arc<crate::control::ring::KeyRing>>,
     ) -> App {
         App {
             env: Env {
                 runtime,
                 client: crate::http::upstream::client(),
+                keys,
             },
             admin_listen,
             generation: ArcSwap::from_pointee(generation),

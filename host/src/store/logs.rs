@@ -411,7 +411,7 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            "group_by: expected model or provider, got 'colour'"
+            "group_by: expected model, provider, key or team, got 'colour'"
         );
 
         let e = store.patch("g", "r1", &json!({"feedback": 5})).unwrap_err();

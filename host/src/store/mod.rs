@@ -9,6 +9,7 @@ pub mod limits;
 pub mod logs;
 pub mod port;
 pub mod redis;
+pub mod spend;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

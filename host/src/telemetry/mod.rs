@@ -52,7 +52,23 @@ pub struct Metrics {
     pub usage_missing: DashMap<String, AtomicU64>,
     /// Answers with usage but no price for their model (cost unknown), by (provider, model).
     pub price_missing: DashMap<(String, String), AtomicU64>,
+    /// Requests and cost (nano-USD) by virtual key id, with the key's team.
+    pub by_key: DashMap<String, KeyCounters>,
 }
+
+/// What `/metrics` counts per virtual key.
+#[derive(Debug, Default)]
+pub struct KeyCounters {
+    /// The key's team id ("" without one).
+    pub team: String,
+    /// Requests.
+    pub requests: AtomicU64,
+    /// Cost in billionths of a USD.
+    pub cost_nano_usd: AtomicU64,
+}
+
+/// Most virtual keys counted apart in `/metrics`.
+const MAX_KEY_SERIES: usize = 10_000;
 
 /// Upper bounds (ms) of the latency histogram buckets.
 pub const LATENCY_BUCKETS_MS: [u64; 13] = [
@@ -110,6 +126,30 @@ impl Metrics {
         }
         if self.latency.len() < MAX_LATENCY_SERIES {
             self.latency.entry(key).or_default().observe(duration_ms);
+        }
+    }
+
+    /// Counts a request made with a virtual key and its cost.
+    pub fn observe_key(&self, key_id: &str, team: Option<&str>, cost: Option<f64>) {
+        let add = |c: &KeyCounters| {
+            c.requests.fetch_add(1, Ordering::Relaxed);
+            if let Some(cost) = cost {
+                c.cost_nano_usd
+                    .fetch_add((cost * 1e9).round() as u64, Ordering::Relaxed);
+            }
+        };
+        if let Some(c) = self.by_key.get(key_id) {
+            return add(&c);
+        }
+        if self.by_key.len() < MAX_KEY_SERIES {
+            let c = self
+                .by_key
+                .entry(key_id.to_string())
+                .or_insert_with(|| KeyCounters {
+                    team: team.unwrap_or("").to_string(),
+                    ..KeyCounters::default()
+                });
+            add(&c);
         }
     }
 
@@ -249,6 +289,25 @@ impl Metrics {
             "aigw_cost_usd_total {:.6}",
             get(&self.cost_micro_usd) as f64 / 1e6
         );
+        let _ = writeln!(out, "# TYPE aigw_key_requests_total counter");
+        let _ = writeln!(out, "# TYPE aigw_key_cost_usd_total counter");
+        for e in self.by_key.iter() {
+            let labels = format!(
+                "key=\"{}\",team=\"{}\"",
+                label(e.key()),
+                label(&e.value().team)
+            );
+            let _ = writeln!(
+                out,
+                "aigw_key_requests_total{{{labels}}} {}",
+                get(&e.value().requests)
+            );
+            let _ = writeln!(
+                out,
+                "aigw_key_cost_usd_total{{{labels}}} {:.9}",
+                get(&e.value().cost_nano_usd) as f64 / 1e9
+            );
+        }
         let _ = writeln!(out, "# TYPE aigw_request_duration_ms histogram");
         for e in self.latency.iter() {
             let (g, p, m) = e.key();

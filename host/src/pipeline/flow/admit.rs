@@ -24,6 +24,8 @@ pub(super) struct Admitted {
     pub(super) provider: crate::providers::ProviderSpec,
     pub(super) timeout_ms: u64,
     pub(super) stored_key: Option<crate::http::Secret>,
+    /// The consumer a virtual key identified.
+    pub(super) identified: Option<crate::control::Identified>,
 }
 
 /// Admission: the gateway, account, token, gateway headers, provider, deadline, stored key and
@@ -32,6 +34,7 @@ pub(super) fn admit(
     generation: &Generation,
     route: &Route,
     parts: &hyper::http::request::Parts,
+    keys: Option<&crate::control::ring::KeyRing>,
 ) -> Result<Admitted, GatewayError> {
     let config = &generation.config;
     let Some(gw) = generation.gateways.get(&route.gateway).cloned() else {
@@ -46,7 +49,10 @@ pub(super) fn admit(
             route.gateway, route.account
         )));
     }
-    // An authenticated gateway: nothing reaches a filter or a provider without the token.
+    // The virtual key, checked before anything else reads the request.
+    let identified = crate::control::identify(keys, gw.keys, &gw.name, &parts.headers, now_ms())?;
+    // An authenticated gateway: nothing reaches a filter or a provider without the token (or
+    // a valid virtual key sent in its place).
     if let Some(token) = &gw.auth_token {
         let sent = parts
             .headers
@@ -54,7 +60,10 @@ pub(super) fn admit(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !crate::http::constant_time_eq(sent.as_bytes(), token.0.as_bytes()) {
+        let key_in_place = identified
+            .as_ref()
+            .is_some_and(|i| i.header == "cf-aig-authorization");
+        if !key_in_place && !crate::http::constant_time_eq(sent.as_bytes(), token.0.as_bytes()) {
             return Err(GatewayError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -129,6 +138,7 @@ pub(super) fn admit(
         provider,
         timeout_ms,
         stored_key,
+        identified,
     })
 }
 
@@ -152,6 +162,10 @@ pub(super) fn start(
     ] {
         upstream_headers.remove(name);
     }
+    // The virtual key never reaches a filter or a provider: the provider gets its stored key.
+    if let Some(identified) = &admitted.identified {
+        upstream_headers.remove(identified.header);
+    }
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     // Debug level: at the default level the span is disabled and costs a callsite check.
     let span = tracing::debug_span!(
@@ -163,7 +177,14 @@ pub(super) fn start(
         attempt = tracing::field::Empty,
         status = tracing::field::Empty,
         cache = tracing::field::Empty,
+        key = tracing::field::Empty,
     );
+    let context = RequestContext::new(generation.config.clone(), &request_id);
+    if let Some(identified) = &admitted.identified {
+        let c = &identified.consumer;
+        span.record("key", c.key_id.as_str());
+        RequestContext::set_consumer(&context, c.info());
+    }
     let head = RequestHead {
         request_id: request_id.clone(),
         method: parts.method.as_str().to_string(),
@@ -191,7 +212,7 @@ pub(super) fn start(
         slots: (0..gw.stages.len()).map(|_| Slot::Empty).collect(),
         started: Instant::now(),
         created_at_ms: now_ms(),
-        context: RequestContext::new(generation.config.clone(), &request_id),
+        context,
         request_id,
         span,
         traceparent,

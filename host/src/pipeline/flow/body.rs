@@ -445,6 +445,14 @@ impl BodyTask {
             cached,
             if cached { Some(0.0) } else { cost },
         );
+        if let Some(c) = RequestContext::consumer(&ex.context) {
+            let metrics = &ex.runtime.services.metrics;
+            metrics.observe_key(
+                &c.key_id,
+                c.team.as_deref(),
+                if cached { Some(0.0) } else { cost },
+            );
+        }
         if let Some(otlp) = &ex.runtime.services.otlp {
             otlp.record(&summary, ex.traceparent.as_deref());
         }
@@ -458,6 +466,19 @@ impl BodyTask {
             if ex.wants(i, Hooks::DONE) {
                 let _ = ex.call(i, Hook::Done(&summary)).await;
             }
+        }
+        // Reservations a filter left open (it failed, or forgot): a request that reached the
+        // provider is charged its cost, or what it held when the cost is unknown; one that
+        // did not is released.
+        let spend = &ex.runtime.services.spend;
+        for id in RequestContext::take_reservations(&ex.context) {
+            let charge = match (ex.attempts, summary.cost) {
+                (0, _) => 0,
+                (_, Some(c)) if !summary.cached => crate::store::spend::nanos_up(c),
+                (_, Some(_)) => 0,
+                (_, None) => spend.held(id).unwrap_or(0),
+            };
+            spend.settle(id, charge);
         }
         let released: Vec<_> = (0..ex.slots.len()).filter_map(|i| ex.release(i)).collect();
         Exchange::recycle(ex.gw.clone(), released).await;

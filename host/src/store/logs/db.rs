@@ -132,6 +132,24 @@ pub trait Db {
     fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, LogStoreError>;
 }
 
+/// Runs `f` in one transaction: committed when it succeeds, rolled back when it fails.
+pub fn transaction<R>(
+    db: &mut dyn Db,
+    f: impl FnOnce(&mut dyn Db) -> Result<R, LogStoreError>,
+) -> Result<R, LogStoreError> {
+    db.exec("BEGIN", &[])?;
+    match f(db) {
+        Ok(r) => {
+            db.exec("COMMIT", &[])?;
+            Ok(r)
+        }
+        Err(e) => {
+            let _ = db.exec("ROLLBACK", &[]);
+            Err(e)
+        }
+    }
+}
+
 /// The columns stored beside the entry, from the entry itself.
 pub fn columns(e: &Value) -> [Arg; 13] {
     let s = |k: &str| match e.get(k).and_then(Value::as_str) {

@@ -29,6 +29,10 @@ pub struct LogQuery {
     /// Only the unpriced requests (successful, uncached, to a model, cost unknown), or only
     /// the others.
     pub unpriced: Option<bool>,
+    /// Virtual key id.
+    pub key: Option<String>,
+    /// Team id.
+    pub team: Option<String>,
     /// Metadata key = value (string comparison).
     pub metadata: Vec<(String, String)>,
     /// Page size (1..=1000).
@@ -79,6 +83,18 @@ fn where_clause(q: &LogQuery, dialect: Dialect) -> Result<(String, Vec<Arg>), Lo
     }
     if let Some(d) = q.min_duration_ms {
         add("duration_ms >= ?", Arg::Int(d));
+    }
+    if let Some(k) = &q.key {
+        add(
+            &format!("{} = ?", dialect.entry_field("key_id")),
+            Arg::Text(k.clone()),
+        );
+    }
+    if let Some(t) = &q.team {
+        add(
+            &format!("{} = ?", dialect.entry_field("team")),
+            Arg::Text(t.clone()),
+        );
     }
     for (k, v) in &q.metadata {
         if k.is_empty()
@@ -238,18 +254,27 @@ impl LogStore {
         bucket_ms: i64,
         group_by: Option<&str>,
     ) -> Result<Value, LogStoreError> {
-        let column = match group_by {
-            None => None,
-            Some("model") => Some("model"),
-            Some("provider") => Some("provider"),
+        match group_by {
+            None | Some("model" | "provider" | "key" | "team") => {}
             Some(other) => {
                 return Err(LogStoreError::bad_query(
                     "group_by",
-                    format!("expected model or provider, got '{other}'"),
+                    format!("expected model, provider, key or team, got '{other}'"),
                 ));
             }
-        };
-        self.with_db(|db| analytics(db, gateway, from_ms, to_ms, bucket_ms, column))
+        }
+        self.with_db(|db| {
+            // Keys and teams are fields of the entry (virtual keys), the rest columns.
+            let group = group_by.map(|name| {
+                let expr = match name {
+                    "key" => db.dialect().entry_field("key_id"),
+                    "team" => db.dialect().entry_field("team"),
+                    column => column.to_string(),
+                };
+                (name, expr)
+            });
+            analytics(db, gateway, from_ms, to_ms, bucket_ms, group)
+        })
     }
 }
 
@@ -323,7 +348,7 @@ fn analytics(
     from_ms: i64,
     to_ms: i64,
     bucket_ms: i64,
-    group_column: Option<&str>,
+    group: Option<(&str, String)>,
 ) -> Result<Value, LogStoreError> {
     let range = "gateway = ?1 AND created_at >= ?2 AND created_at < ?3";
     let args3 = [
@@ -407,10 +432,10 @@ fn analytics(
 
     let mut out = json!({"gateway": gateway, "from_ms": from_ms, "to_ms": to_ms, "bucket_ms": bucket_ms,
                          "totals": totals, "buckets": buckets});
-    if let Some(column) = group_column {
+    if let Some((name, expr)) = group {
         let rows = db.rows(
             &format!(
-                "SELECT COALESCE({column}, ''), {TOTALS} FROM logs WHERE {range} GROUP BY 1 ORDER BY 2 DESC"
+                "SELECT COALESCE({expr}, ''), {TOTALS} FROM logs WHERE {range} GROUP BY 1 ORDER BY 2 DESC"
             ),
             &args3,
         )?;
@@ -418,7 +443,7 @@ fn analytics(
             .iter()
             .map(|r| {
                 let mut v = totals_of(r, 1);
-                v[column] = json!(r[0].text());
+                v[name] = json!(r[0].text());
                 v
             })
             .collect();

@@ -168,25 +168,19 @@ fn write_page(db: &mut dyn Db, entries: &[(String, Value)]) -> Result<(), LogSto
     if entries.is_empty() {
         return Ok(());
     }
-    db.exec("BEGIN", &[])?;
-    let written = entries.iter().try_for_each(|(id, entry)| {
-        let cost = match entry.get("cost").and_then(Value::as_f64) {
-            Some(c) => Arg::Float(c),
-            None => Arg::Null,
-        };
-        db.exec(
-            "UPDATE logs SET cost = ?1, entry = ?2 WHERE id = ?3",
-            &[cost, Arg::Text(entry.to_string()), Arg::Text(id.clone())],
-        )
-        .map(|_| ())
-    });
-    match written {
-        Ok(()) => db.exec("COMMIT", &[]).map(|_| ()),
-        Err(e) => {
-            let _ = db.exec("ROLLBACK", &[]);
-            Err(e)
+    super::db::transaction(db, |db| {
+        for (id, entry) in entries {
+            let cost = match entry.get("cost").and_then(Value::as_f64) {
+                Some(c) => Arg::Float(c),
+                None => Arg::Null,
+            };
+            db.exec(
+                "UPDATE logs SET cost = ?1, entry = ?2 WHERE id = ?3",
+                &[cost, Arg::Text(entry.to_string()), Arg::Text(id.clone())],
+            )?;
         }
-    }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
