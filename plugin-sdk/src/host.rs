@@ -154,25 +154,27 @@ pub fn consumer() -> Option<Consumer> {
 }
 
 /// Reserves `usd` against `limit_usd` of `scope` in the current `period` (`day`, `month`,
-/// `total`): the reservation's id, or why it does not fit. Settle it with [`settle_spend`];
-/// the host releases one left unsettled when the request ends.
+/// `total`): the reservation's id, or why it does not fit. When it would fit once running
+/// requests settle, the host waits for them up to `wait_ms`. Settle it with [`settle_spend`];
+/// the host settles one left open when the request ends.
 ///
 /// ```
 /// use aigw_plugin_sdk::{host, testing::MockHost};
 /// MockHost::reset();
-/// let r = host::reserve_spend("key_1", 0.6, 1.0, "day").unwrap();
-/// assert!(host::reserve_spend("key_1", 0.6, 1.0, "day").is_err());
+/// let r = host::reserve_spend("key_1", 0.6, 1.0, "day", 0).unwrap();
+/// assert!(host::reserve_spend("key_1", 0.6, 1.0, "day", 0).is_err());
 /// host::settle_spend(r, 0.1);
 /// assert!((host::spent("key_1", "day") - 0.1).abs() < 1e-9);
-/// assert!(host::reserve_spend("key_1", 0.6, 1.0, "day").is_ok());
+/// assert!(host::reserve_spend("key_1", 0.6, 1.0, "day", 0).is_ok());
 /// ```
 pub fn reserve_spend(
     scope: &str,
     usd: f64,
     limit_usd: f64,
     period: &str,
+    wait_ms: u64,
 ) -> Result<u64, SpendRefusal> {
-    imp::reserve_spend(scope, usd, limit_usd, period)
+    imp::reserve_spend(scope, usd, limit_usd, period, wait_ms)
 }
 
 /// Ends a reservation, counting `usd` as spent (0 releases it).
@@ -289,12 +291,15 @@ mod imp {
         usd: f64,
         limit_usd: f64,
         period: &str,
+        wait_ms: u64,
     ) -> Result<u64, crate::types::SpendRefusal> {
-        spend::reserve(scope, usd, limit_usd, period).map_err(|r| crate::types::SpendRefusal {
-            spent_usd: r.spent_usd,
-            reserved_usd: r.reserved_usd,
-            limit_usd: r.limit_usd,
-            resets_at_ms: r.resets_at_ms,
+        spend::reserve(scope, usd, limit_usd, period, wait_ms).map_err(|r| {
+            crate::types::SpendRefusal {
+                spent_usd: r.spent_usd,
+                reserved_usd: r.reserved_usd,
+                limit_usd: r.limit_usd,
+                resets_at_ms: r.resets_at_ms,
+            }
         })
     }
     pub fn settle_spend(reservation: u64, usd: f64) {
@@ -372,6 +377,7 @@ mod imp {
         usd: f64,
         limit_usd: f64,
         period: &str,
+        _wait_ms: u64,
     ) -> Result<u64, crate::types::SpendRefusal> {
         with_mock(|m| {
             let key = (scope.to_string(), period.to_string());

@@ -11,6 +11,7 @@ mod harness;
 
 mod accounting;
 mod analytics;
+mod budgets;
 mod builtin_filters;
 mod core;
 mod custom_filters;

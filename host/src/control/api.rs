@@ -59,7 +59,41 @@ async fn blocking<R: Send + 'static>(
         .map_err(|e| GatewayError::unavailable(format!("key store job failed: {e}")))?
 }
 
+/// A budget's current spend, for the admin API.
+fn spend_json(ring: &KeyRing, scope: &str, budget: &Option<keys::Budget>) -> Value {
+    use crate::store::spend::Period;
+    let Some(b) = budget else {
+        return Value::Null;
+    };
+    let period = match b.period {
+        keys::Period::Day => Period::Day,
+        keys::Period::Month => Period::Month,
+        keys::Period::Total => Period::Total,
+    };
+    let now = crate::store::now_ms();
+    let l = ring.spend().ledger(scope, period, now);
+    json!({
+        "spent_usd": l.spent as f64 / 1e9,
+        "reserved_usd": l.reserved as f64 / 1e9,
+        "limit_usd": b.amount,
+        "period": b.period,
+        "resets_at_ms": period.bounds(now).1,
+    })
+}
+
 impl Ctx {
+    fn key_json(&self, k: &StoredKey) -> Value {
+        let mut v = store::key_json(k);
+        v["spend"] = spend_json(&self.ring, &k.id, &k.spec.budget_usd);
+        v
+    }
+
+    fn team_json(&self, t: &StoredTeam) -> Value {
+        let mut v = store::team_json(t);
+        v["spend"] = spend_json(&self.ring, &t.id, &t.spec.budget_usd);
+        v
+    }
+
     fn gateways(&self) -> Vec<String> {
         let mut g: Vec<String> = self.generation.gateways.keys().cloned().collect();
         g.sort();
@@ -152,7 +186,7 @@ impl Ctx {
         let stored = key.clone();
         blocking(move || Ok(ring.with_db(|db| store::insert_key(db, &stored))?)).await?;
         self.refresh().await;
-        let mut v = store::key_json(&key);
+        let mut v = self.key_json(&key);
         v["key"] = Value::String(secret);
         Ok((StatusCode::CREATED, v))
     }
@@ -184,7 +218,7 @@ impl Ctx {
         let next = (page.len() as i64 == limit)
             .then(|| page.last().map(|k| k.id.clone()))
             .flatten();
-        let keys: Vec<Value> = page.iter().map(store::key_json).collect();
+        let keys: Vec<Value> = page.iter().map(|k| self.key_json(k)).collect();
         Ok((StatusCode::OK, json!({"keys": keys, "next_cursor": next})))
     }
 
@@ -197,7 +231,7 @@ impl Ctx {
     }
 
     async fn get_key(&self, id: &str) -> Result<(StatusCode, Value), GatewayError> {
-        Ok((StatusCode::OK, store::key_json(&self.stored_key(id).await?)))
+        Ok((StatusCode::OK, self.key_json(&self.stored_key(id).await?)))
     }
 
     async fn patch_key(&self, id: &str, body: &[u8]) -> Result<(StatusCode, Value), GatewayError> {
@@ -237,7 +271,7 @@ impl Ctx {
         })
         .await?;
         self.refresh().await;
-        let mut v = store::key_json(&self.stored_key(id).await?);
+        let mut v = self.key_json(&self.stored_key(id).await?);
         if let Some(s) = secret {
             v["key"] = Value::String(s);
         }
@@ -253,7 +287,7 @@ impl Ctx {
         })
         .await?;
         self.refresh().await;
-        Ok((StatusCode::OK, store::key_json(&self.stored_key(id).await?)))
+        Ok((StatusCode::OK, self.key_json(&self.stored_key(id).await?)))
     }
 
     async fn create_team(&self, body: &[u8]) -> Result<(StatusCode, Value), GatewayError> {
@@ -270,13 +304,13 @@ impl Ctx {
         let stored = team.clone();
         blocking(move || Ok(ring.with_db(|db| store::insert_team(db, &stored))?)).await?;
         self.refresh().await;
-        Ok((StatusCode::CREATED, store::team_json(&team)))
+        Ok((StatusCode::CREATED, self.team_json(&team)))
     }
 
     async fn list_teams(&self) -> Result<(StatusCode, Value), GatewayError> {
         let ring = self.ring.clone();
         let teams = blocking(move || Ok(ring.with_db(store::teams)?)).await?;
-        let teams: Vec<Value> = teams.iter().map(store::team_json).collect();
+        let teams: Vec<Value> = teams.iter().map(|t| self.team_json(t)).collect();
         Ok((StatusCode::OK, json!({ "teams": teams })))
     }
 
@@ -290,10 +324,7 @@ impl Ctx {
     }
 
     async fn get_team(&self, id: &str) -> Result<(StatusCode, Value), GatewayError> {
-        Ok((
-            StatusCode::OK,
-            store::team_json(&self.stored_team(id).await?),
-        ))
+        Ok((StatusCode::OK, self.team_json(&self.stored_team(id).await?)))
     }
 
     async fn patch_team(&self, id: &str, body: &[u8]) -> Result<(StatusCode, Value), GatewayError> {
@@ -309,10 +340,7 @@ impl Ctx {
         })
         .await?;
         self.refresh().await;
-        Ok((
-            StatusCode::OK,
-            store::team_json(&self.stored_team(id).await?),
-        ))
+        Ok((StatusCode::OK, self.team_json(&self.stored_team(id).await?)))
     }
 
     async fn delete_team(&self, id: &str) -> Result<(StatusCode, Value), GatewayError> {

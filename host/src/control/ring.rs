@@ -124,6 +124,11 @@ impl KeyRing {
             .ok_or(LogStoreError::Unavailable("the log store is not open"))
     }
 
+    /// The spend ledger budgets are kept in.
+    pub fn spend(&self) -> &crate::store::spend::SpendLedger {
+        &self.services.spend
+    }
+
     /// Runs `f` on the database (blocking).
     pub fn with_db<R>(
         &self,

@@ -17,6 +17,8 @@ wasmtime::component::bindgen!({
         "aigw:filter/kv.delete": async | trappable,
         "aigw:filter/limits.check": async,
         "aigw:filter/limits.debit": async,
+        // A reservation may wait for running requests to settle.
+        "aigw:filter/spend.reserve": async,
     },
 });
 

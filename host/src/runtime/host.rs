@@ -515,12 +515,13 @@ impl context::Host for HostState {
 }
 
 impl spend::Host for HostState {
-    fn reserve(
+    async fn reserve(
         &mut self,
         scope: String,
         usd: f64,
         limit_usd: f64,
         period: String,
+        wait_ms: u64,
     ) -> Result<u64, spend::Refusal> {
         use crate::store::spend::{Period, nanos_down, nanos_up};
         let refused = |spent: i64, reserved: i64, resets_at_ms: u64| spend::Refusal {
@@ -533,13 +534,23 @@ impl spend::Host for HostState {
         let (Some(period), Some(ctx)) = (Period::parse(&period), self.request.clone()) else {
             return Err(refused(0, 0, 0));
         };
-        match self.services.spend.reserve(
-            &scope,
-            period,
-            nanos_up(usd),
-            nanos_down(limit_usd),
-            now_ms(),
-        ) {
+        let started = std::time::Instant::now();
+        let reserved = self
+            .services
+            .spend
+            .reserve_waiting(
+                &scope,
+                period,
+                nanos_up(usd),
+                nanos_down(limit_usd),
+                std::time::Duration::from_millis(wait_ms.min(300_000)),
+            )
+            .await;
+        // Waiting for other requests is the host's time, not the filter's.
+        self.host_wait_ms = self
+            .host_wait_ms
+            .saturating_add(started.elapsed().as_millis() as u64);
+        match reserved {
             Ok(id) => {
                 lock(&ctx).reservations.push(id);
                 Ok(id)

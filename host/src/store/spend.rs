@@ -118,6 +118,8 @@ pub struct SpendLedger {
     dirty: DashMap<(String, i64), ()>,
     /// Settlements above their reservation (USD nanos over), counted, never hidden.
     pub overshoot_nanos: AtomicU64,
+    /// Woken at every settlement (reservations waiting for room).
+    settled: tokio::sync::Notify,
 }
 
 impl SpendLedger {
@@ -157,6 +159,38 @@ impl SpendLedger {
         Ok(id)
     }
 
+    /// Like [`SpendLedger::reserve`], but when the reservation would fit once running requests
+    /// settle (settled spend plus it fits the limit), waits for settlements up to `wait`.
+    /// Refuses at once when settled spend alone leaves no room.
+    pub async fn reserve_waiting(
+        &self,
+        scope: &str,
+        period: Period,
+        amount: Nanos,
+        limit: Nanos,
+        wait: std::time::Duration,
+    ) -> Result<u64, Refusal> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the check, so a settlement in between is not missed.
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.reserve(scope, period, amount, limit, super::now_ms()) {
+                Ok(id) => return Ok(id),
+                Err(r) => {
+                    let could_fit = r.ledger.spent.saturating_add(amount) <= limit;
+                    if !could_fit || tokio::time::Instant::now() >= deadline {
+                        return Err(r);
+                    }
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return self.reserve(scope, period, amount, limit, super::now_ms());
+                    }
+                }
+            }
+        }
+    }
+
     /// Ends a reservation: `charge` becomes spend, the hold goes. Unknown ids (settled
     /// already) do nothing.
     pub fn settle(&self, id: u64, charge: Nanos) {
@@ -175,6 +209,7 @@ impl SpendLedger {
         if charge > 0 {
             self.dirty.insert(held.ledger, ());
         }
+        self.settled.notify_waiters();
     }
 
     /// What a reservation holds, if open.

@@ -13,7 +13,10 @@
 //! that names no output limit gets `max_output_tokens` (the filter's setting) written into it,
 //! so the provider cannot answer past the bound. At the end the reservation is settled at the
 //! exact cost from the provider's usage, or released (a cache hit, a request that never
-//! reached the provider). A model the catalog cannot price is refused (`unpriced = "deny"`,
+//! reached the provider); one whose cost stays unknown (a stream cut before its usage) is
+//! charged what it reserved, never less. A request that would fit once running requests
+//! settle waits for them (up to `budget_wait_ms`) instead of being refused, so concurrent
+//! clients get as much of a budget as one sequential client would. A model the catalog cannot price is refused (`unpriced = "deny"`,
 //! the default) or let through unbudgeted (`unpriced = "allow"`).
 //!
 //! Requests without a virtual key pass untouched (the gateway's `keys = "required"` refuses
@@ -43,6 +46,9 @@ struct RawConfig {
     unpriced: Option<String>,
     /// Output limit written into requests that name none (default 4096).
     max_output_tokens: Option<u64>,
+    /// How long a request waits for running requests to settle when only their
+    /// reservations keep it from fitting the budget (ms, default 30000; 0 refuses at once).
+    budget_wait_ms: Option<u64>,
 }
 
 /// One budget's reservation for this request.
@@ -57,6 +63,7 @@ struct Held {
 pub struct KeyPolicy {
     allow_unpriced: bool,
     max_output_tokens: u64,
+    budget_wait_ms: u64,
     consumer: Option<Consumer>,
     provider: String,
     path: String,
@@ -188,6 +195,7 @@ impl Filter for KeyPolicy {
         Ok(KeyPolicy {
             allow_unpriced,
             max_output_tokens,
+            budget_wait_ms: raw.budget_wait_ms.unwrap_or(30_000),
             ..KeyPolicy::default()
         })
     }
@@ -291,7 +299,7 @@ impl Filter for KeyPolicy {
             ));
         };
         for (what, scope, limit, period) in budgets {
-            match reserve_spend(scope, bound, limit, period) {
+            match reserve_spend(scope, bound, limit, period, self.budget_wait_ms) {
                 Ok(id) => self.held.push(Held { id, usd: bound }),
                 Err(r) => {
                     self.release_all();
