@@ -127,7 +127,7 @@ async fn concurrent_requests_never_spend_past_a_budget() {
         ok >= sequential_floor,
         "{ok} succeeded; a sequential client gets at least {sequential_floor}"
     );
-    println!(
+    eprintln!(
         "budget ${budget}: {ok} succeeded, {refused} refused; cost ${cost:.7} each, worst case ${worst:.7}; spent ${spent:.7}; sequential floor {sequential_floor}"
     );
 
