@@ -250,6 +250,15 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
         Ok(n) => tracing::info!(entries = n, "saved the key-value snapshot"),
         Err(e) => tracing::warn!("cannot write the key-value snapshot: {e}"),
     }
+    // The last settlements: budgets keep them across the restart.
+    if let Some(ring) = &app.env_keys() {
+        let ring = ring.clone();
+        match tokio::task::spawn_blocking(move || ring.write_spend()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("cannot write budget spend: {e}"),
+            Err(e) => tracing::warn!("cannot write budget spend: {e}"),
+        }
+    }
     if let Some(logs) = &services.logs {
         logs.close();
     }

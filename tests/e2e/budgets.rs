@@ -261,3 +261,25 @@ async fn model_provider_and_rate_rules_of_keys_and_teams() {
         "only the allowed requests reached the provider"
     );
 }
+
+/// Settled spend outlives a restart: a budget is not reset by restarting the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_survives_a_restart() {
+    let mock = Mock::start().await;
+    let gw = budget_gateway(&mock);
+    let (id, key) = budget_key(&gw, 1.0).await;
+    let bearer = format!("Bearer {key}");
+    let url = gw.url("/v1/acct/gw/openai/chat/completions");
+    let r = send(&url, &[("authorization", bearer.as_str())], &body(false)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Settled when the request is done, just after its answer.
+    eventually(Duration::from_secs(3), || async {
+        spend_of(&gw, &id).await["spent_usd"].as_f64() > Some(0.0)
+    })
+    .await;
+    let before = spend_of(&gw, &id).await["spent_usd"].as_f64().unwrap();
+    assert!(before > 0.0);
+    let gw = gw.restart();
+    let after = spend_of(&gw, &id).await["spent_usd"].as_f64().unwrap();
+    assert_eq!(after, before);
+}

@@ -133,6 +133,10 @@ fn tests() -> Vec<Test> {
             Need::PythonSdks
         ),
         test!(
+            python_sdk::official_sdks_work_with_a_virtual_key,
+            Need::PythonSdks
+        ),
+        test!(
             node_sdk::vercel_ai_sdk_default_calls_work_and_are_billed_exactly,
             Need::NodeSdk
         ),

@@ -285,3 +285,86 @@ pub async fn official_sdks_are_billed_exactly() {
     }
     assert!(total > 0.0);
 }
+
+/// The official SDKs with `api_key` set to a virtual key work unmodified; the provider sees
+/// only the stored keys; a wrong key is the SDK's AuthenticationError.
+pub async fn official_sdks_work_with_a_virtual_key() {
+    let python = python().expect("the runner checked for a Python with the SDKs");
+    let mock = Mock::start().await;
+    let providers = mock.providers_toml().replace(
+        "[providers.anthropic]",
+        "api_key = \"sk-stored-openai\"\n[providers.anthropic]",
+    ) + "api_key = \"sk-ant-stored\"\n";
+    let dir = prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
+        &format!(
+            "{providers}[gateways.gw]\nkeys = \"required\"\npipeline = [\"key-policy\", \"logging\"]\n"
+        ),
+        &[],
+    );
+    let mut gw = Gateway::start_in(dir);
+    let created = send_req(request(
+        hyper::Method::POST,
+        &gw.admin_url("/api/keys"),
+        &[("authorization", "Bearer adm1n")],
+        r#"{"name": "python-app", "gateways": ["gw"], "budget_usd": {"amount": 1, "period": "day"}}"#,
+    ))
+    .await
+    .json();
+    let key = created["key"].as_str().unwrap().to_string();
+    let base = gw.url("/v1/acct/gw");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/virtual_keys.py");
+    let secret = key.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(base)
+            .arg(secret)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        v["chat"].as_str().unwrap().contains("virtual key chat"),
+        "{v}"
+    );
+    assert!(
+        v["streamed"]
+            .as_str()
+            .unwrap()
+            .contains("virtual key stream"),
+        "{v}"
+    );
+    assert!(
+        v["anthropic"]
+            .as_str()
+            .unwrap()
+            .contains("virtual key anthropic"),
+        "{v}"
+    );
+    assert_eq!(v["refused"], "AuthenticationError", "{v}");
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        seen[0]["headers"]["authorization"],
+        "Bearer sk-stored-openai"
+    );
+    assert_eq!(seen[2]["headers"]["x-api-key"], "sk-ant-stored");
+    assert!(!seen.iter().any(|s| s.to_string().contains(&key)));
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 3, "{entries:#?}");
+    assert!(
+        entries.iter().all(|e| e["key_name"] == "python-app"),
+        "{entries:#?}"
+    );
+    assert!(!gw.logs().contains(&key));
+}

@@ -47,6 +47,11 @@ impl App {
         }
     }
 
+    /// The virtual keys (absent without a log store).
+    pub fn env_keys(&self) -> Option<Arc<crate::control::ring::KeyRing>> {
+        self.env.keys.clone()
+    }
+
     /// The generation new requests use.
     pub fn generation(&self) -> Arc<Generation> {
         self.generation.load_full()
