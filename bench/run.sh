@@ -329,13 +329,14 @@ EOF
 fi
 
 # aigw configs: one process per variant so each has its own CPU and memory.
-aigw_config() { # aigw_config DIR GATEWAY-TOML
+aigw_config() { # aigw_config DIR GATEWAY-TOML [SERVER-LINES]
     mkdir -p "$1/plugins.d" "$1/data"
     cat > "$1/aigw.toml" <<EOF
 [server]
 listen = "127.0.0.1:0"
 plugins_dir = "plugins.d"
 data_dir = "data"
+${3:-}
 
 [providers.openai]
 base_url = "http://$MOCK/v1"
@@ -351,8 +352,18 @@ pipeline = ["logging", "rate-limit", "cache", "retry"]
 [gateways.default.filters.rate-limit]
 limit = 1000000000
 period_s = 60'
+# The empty pipeline's process also serves virtual keys: one gateway resolving a key only, one
+# with the key-policy filter enforcing a budget (a reservation and a settlement per request).
 aigw_config "$RUN/aigw-empty" '[gateways.empty]
-pipeline = []'
+pipeline = []
+
+[gateways.keyed]
+keys = "required"
+pipeline = []
+
+[gateways.keypolicy]
+keys = "required"
+pipeline = ["key-policy"]' 'admin_listen = "127.0.0.1:0"'
 aigw_config "$RUN/aigw-default" "$DEFAULT_GW"
 NOOP_TOML=""
 for n in 0 1 2 4 8; do
@@ -383,9 +394,17 @@ wait_ready aigw-empty "http://$GW_EMPTY/v1/bench/empty/openai/chat/completions" 
 wait_ready aigw-default "http://$GW_DEFAULT/v1/bench/default/openai/chat/completions" 30 'authorization: Bearer sk-bench'
 wait_ready aigw-noop "http://$GW_NOOP/v1/bench/noop8/openai/chat/completions" 30 'authorization: Bearer sk-bench'
 AUTH='"headers":[["authorization","Bearer sk-bench"]]'
+GW_EMPTY_ADMIN=$(wait_line aigw-empty "aigw admin listening on http://" 30)
+BENCH_KEY=$(curl -sf -m 10 -H 'content-type: application/json' \
+    -d '{"name":"bench","gateways":"*","budget_usd":{"amount":1000000,"period":"total"}}' \
+    "http://$GW_EMPTY_ADMIN/api/keys" | sed -n 's/.*"key":"\(aigw-[^"]*\)".*/\1/p')
+[ -n "$BENCH_KEY" ] || { echo "bench/run.sh: could not create a virtual key on the admin API" >&2; exit 1; }
+KEYAUTH="\"headers\":[[\"authorization\",\"Bearer $BENCH_KEY\"]]"
 target aigw-empty "aigw, empty pipeline" aigw-empty "${PID_OF[aigw-empty]}" "http://$GW_EMPTY/v1/bench/empty/openai/chat/completions" "$ALL" "$AUTH"
 target aigw-default "aigw, default pipeline (logging, rate-limit, cache, retry), cache misses" aigw-default "${PID_OF[aigw-default]}" "http://$GW_DEFAULT/v1/bench/default/openai/chat/completions" "$ALL" "$AUTH"
 target aigw-cache-hit "aigw, default pipeline, cache hits (one prompt repeated)" aigw-default "${PID_OF[aigw-default]}" "http://$GW_DEFAULT/v1/bench/default/openai/chat/completions" '["c1","conc"]' "$AUTH,\"fixed_prompt\":\"bench: the one cached prompt\""
+target aigw-key "aigw, virtual key resolved, empty pipeline" aigw-empty "${PID_OF[aigw-empty]}" "http://$GW_EMPTY/v1/bench/keyed/openai/chat/completions" '["c1"]' "$KEYAUTH,\"c1_factor\":2.0"
+target aigw-key-policy "aigw, virtual key and key-policy with a budget" aigw-empty "${PID_OF[aigw-empty]}" "http://$GW_EMPTY/v1/bench/keypolicy/openai/chat/completions" '["c1"]' "$KEYAUTH,\"c1_factor\":2.0"
 for n in 0 1 2 4 8; do
     target "noop-$n" "aigw, $n no-op filters" aigw-noop "${PID_OF[aigw-noop]}" "http://$GW_NOOP/v1/bench/noop$n/openai/chat/completions" '["c1"]' "$AUTH,\"c1_factor\":2.0"
 done
