@@ -68,8 +68,8 @@ pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, 
                     crate::http::upstream::client(),
                 )
             }),
+        spend: crate::store::spend::SpendLedger::new(redis.clone()),
         redis,
-        spend: Default::default(),
     }))
 }
 

@@ -117,6 +117,10 @@ fn tests() -> Vec<Test> {
             Need::Redis
         ),
         test!(
+            shared_stores::two_replicas_share_one_budget_through_redis,
+            Need::Redis
+        ),
+        test!(
             shared_stores::two_replicas_logging_to_one_postgres_show_all_requests_on_either,
             Need::Postgres
         ),

@@ -313,3 +313,137 @@ fn uuid_like() -> String {
             .as_nanos()
     )
 }
+
+/// One dollar budget across two replicas sharing Redis (and the key database): 200 concurrent
+/// requests split between them never spend past it, every refusal is `budget_exceeded`, and
+/// as many succeed as one sequential client would get, less one worst-case reservation.
+pub async fn two_replicas_share_one_budget_through_redis() {
+    let redis = Redis::start().expect("the runner checked for redis-server");
+    let mock = Mock::start().await;
+    let config = format!(
+        "{}[store]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout_ms = 500\nlimits_on_error = \"closed\"\n\
+         [gateways.gw]\nkeys = \"required\"\npipeline = [\"key-policy\", \"logging\"]\n",
+        mock.providers_toml(),
+        redis.url()
+    );
+    let a = Gateway::start_in(prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
+        &config,
+        &[],
+    ));
+    let shared_dir = format!("data_dir = \"{}\"", a.data_dir().display());
+    let dir_b = prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
+        &config,
+        &[],
+    );
+    let text = std::fs::read_to_string(dir_b.path().join("aigw.toml")).unwrap();
+    std::fs::write(
+        dir_b.path().join("aigw.toml"),
+        text.replace("data_dir = \"data\"", &shared_dir),
+    )
+    .unwrap();
+    let b = Gateway::start_in(dir_b);
+    let admin = |g: &Gateway, method: hyper::Method, path: &str, body: &str| {
+        send_req(request(
+            method,
+            &g.admin_url(path),
+            &[("authorization", "Bearer adm1n")],
+            body,
+        ))
+    };
+    let budget = 0.01;
+    let created = admin(
+        &a,
+        hyper::Method::POST,
+        "/api/keys",
+        &format!(r#"{{"name": "shared", "gateways": "*", "budget_usd": {{"amount": {budget}, "period": "day"}}}}"#),
+    )
+    .await
+    .json();
+    let (id, key) = (
+        created["id"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    );
+    let bearer = format!("Bearer {key}");
+    let reply = "one two three four five six seven eight nine ten one two three four five six seven eight nine ten";
+    let body = r#"{"model": "gpt-4o", "max_tokens": 20, "messages": [{"role": "user", "content": "spend a little"}]}"#;
+    let url = |g: &Gateway| g.url("/v1/acct/gw/openai/chat/completions");
+    // B sees the key within a second.
+    let seen = eventually(Duration::from_secs(3), || async {
+        admin(&b, hyper::Method::GET, &format!("/api/keys/{id}"), "")
+            .await
+            .status
+            == StatusCode::OK
+    })
+    .await;
+    assert!(seen.is_some());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let first = send(
+        &url(&a),
+        &[("authorization", &bearer), ("x-mock-reply", reply)],
+        body,
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let u = &first.json()["usage"];
+    let cost = (u["prompt_tokens"].as_f64().unwrap() * 2.5
+        + u["completion_tokens"].as_f64().unwrap() * 10.0)
+        / 1e6;
+    let worst = (body.len() as f64 * 2.5 + 20.0 * 10.0) / 1e6;
+
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (target, bearer) = (if i % 2 == 0 { url(&a) } else { url(&b) }, bearer.clone());
+            tokio::spawn(async move {
+                let h = [("authorization", bearer.as_str()), ("x-mock-reply", reply)];
+                tokio::time::timeout(Duration::from_secs(60), send(&target, &h, body))
+                    .await
+                    .expect("bounded")
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (1usize, 0usize);
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(r.json()["error"]["type"], "budget_exceeded", "{}", r.text());
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert!(refused > 0);
+    // Either replica reports the one shared ledger.
+    let settled = eventually(Duration::from_secs(5), || async {
+        admin(&b, hyper::Method::GET, &format!("/api/keys/{id}"), "")
+            .await
+            .json()["spend"]["reserved_usd"]
+            == 0.0
+    })
+    .await;
+    assert!(settled.is_some());
+    let spend = admin(&a, hyper::Method::GET, &format!("/api/keys/{id}"), "")
+        .await
+        .json()["spend"]
+        .clone();
+    let spent = spend["spent_usd"].as_f64().unwrap();
+    assert!(
+        spent <= budget,
+        "spent {spent} of {budget} across two replicas"
+    );
+    assert!(
+        (spent - ok as f64 * cost).abs() <= ok as f64 * 1e-9,
+        "spent {spent}, {ok} × {cost}"
+    );
+    let floor = ((budget - worst) / cost).floor() as usize;
+    assert!(
+        ok >= floor,
+        "{ok} succeeded; a sequential client gets at least {floor}"
+    );
+    eprintln!(
+        "two replicas, one Redis: {ok} succeeded, {refused} refused, spent ${spent:.7} of ${budget}"
+    );
+}

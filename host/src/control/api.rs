@@ -60,7 +60,7 @@ async fn blocking<R: Send + 'static>(
 }
 
 /// A budget's current spend, for the admin API.
-fn spend_json(ring: &KeyRing, scope: &str, budget: &Option<keys::Budget>) -> Value {
+async fn spend_json(ring: &KeyRing, scope: &str, budget: &Option<keys::Budget>) -> Value {
     use crate::store::spend::Period;
     let Some(b) = budget else {
         return Value::Null;
@@ -71,7 +71,9 @@ fn spend_json(ring: &KeyRing, scope: &str, budget: &Option<keys::Budget>) -> Val
         keys::Period::Total => Period::Total,
     };
     let now = crate::store::now_ms();
-    let l = ring.spend().ledger(scope, period, now);
+    let Ok(l) = ring.spend().current(scope, period).await else {
+        return json!({"error": "the shared store did not answer"});
+    };
     json!({
         "spent_usd": l.spent as f64 / 1e9,
         "reserved_usd": l.reserved as f64 / 1e9,
@@ -82,15 +84,15 @@ fn spend_json(ring: &KeyRing, scope: &str, budget: &Option<keys::Budget>) -> Val
 }
 
 impl Ctx {
-    fn key_json(&self, k: &StoredKey) -> Value {
+    async fn key_json(&self, k: &StoredKey) -> Value {
         let mut v = store::key_json(k);
-        v["spend"] = spend_json(&self.ring, &k.id, &k.spec.budget_usd);
+        v["spend"] = spend_json(&self.ring, &k.id, &k.spec.budget_usd).await;
         v
     }
 
-    fn team_json(&self, t: &StoredTeam) -> Value {
+    async fn team_json(&self, t: &StoredTeam) -> Value {
         let mut v = store::team_json(t);
-        v["spend"] = spend_json(&self.ring, &t.id, &t.spec.budget_usd);
+        v["spend"] = spend_json(&self.ring, &t.id, &t.spec.budget_usd).await;
         v
     }
 
@@ -186,7 +188,7 @@ impl Ctx {
         let stored = key.clone();
         blocking(move || Ok(ring.with_db(|db| store::insert_key(db, &stored))?)).await?;
         self.refresh().await;
-        let mut v = self.key_json(&key);
+        let mut v = self.key_json(&key).await;
         v["key"] = Value::String(secret);
         Ok((StatusCode::CREATED, v))
     }
@@ -218,7 +220,10 @@ impl Ctx {
         let next = (page.len() as i64 == limit)
             .then(|| page.last().map(|k| k.id.clone()))
             .flatten();
-        let keys: Vec<Value> = page.iter().map(|k| self.key_json(k)).collect();
+        let mut keys = Vec::with_capacity(page.len());
+        for k in &page {
+            keys.push(self.key_json(k).await);
+        }
         Ok((StatusCode::OK, json!({"keys": keys, "next_cursor": next})))
     }
 
@@ -231,7 +236,10 @@ impl Ctx {
     }
 
     async fn get_key(&self, id: &str) -> Result<(StatusCode, Value), GatewayError> {
-        Ok((StatusCode::OK, self.key_json(&self.stored_key(id).await?)))
+        Ok((
+            StatusCode::OK,
+            self.key_json(&self.stored_key(id).await?).await,
+        ))
     }
 
     async fn patch_key(&self, id: &str, body: &[u8]) -> Result<(StatusCode, Value), GatewayError> {
@@ -271,7 +279,7 @@ impl Ctx {
         })
         .await?;
         self.refresh().await;
-        let mut v = self.key_json(&self.stored_key(id).await?);
+        let mut v = self.key_json(&self.stored_key(id).await?).await;
         if let Some(s) = secret {
             v["key"] = Value::String(s);
         }
@@ -287,7 +295,10 @@ impl Ctx {
         })
         .await?;
         self.refresh().await;
-        Ok((StatusCode::OK, self.key_json(&self.stored_key(id).await?)))
+        Ok((
+            StatusCode::OK,
+            self.key_json(&self.stored_key(id).await?).await,
+        ))
     }
 
     async fn create_team(&self, body: &[u8]) -> Result<(StatusCode, Value), GatewayError> {
@@ -304,13 +315,17 @@ impl Ctx {
         let stored = team.clone();
         blocking(move || Ok(ring.with_db(|db| store::insert_team(db, &stored))?)).await?;
         self.refresh().await;
-        Ok((StatusCode::CREATED, self.team_json(&team)))
+        Ok((StatusCode::CREATED, self.team_json(&team).await))
     }
 
     async fn list_teams(&self) -> Result<(StatusCode, Value), GatewayError> {
         let ring = self.ring.clone();
         let teams = blocking(move || Ok(ring.with_db(store::teams)?)).await?;
-        let teams: Vec<Value> = teams.iter().map(|t| self.team_json(t)).collect();
+        let mut out = Vec::with_capacity(teams.len());
+        for t in &teams {
+            out.push(self.team_json(t).await);
+        }
+        let teams = out;
         Ok((StatusCode::OK, json!({ "teams": teams })))
     }
 
@@ -324,7 +339,10 @@ impl Ctx {
     }
 
     async fn get_team(&self, id: &str) -> Result<(StatusCode, Value), GatewayError> {
-        Ok((StatusCode::OK, self.team_json(&self.stored_team(id).await?)))
+        Ok((
+            StatusCode::OK,
+            self.team_json(&self.stored_team(id).await?).await,
+        ))
     }
 
     async fn patch_team(&self, id: &str, body: &[u8]) -> Result<(StatusCode, Value), GatewayError> {
@@ -340,7 +358,10 @@ impl Ctx {
         })
         .await?;
         self.refresh().await;
-        Ok((StatusCode::OK, self.team_json(&self.stored_team(id).await?)))
+        Ok((
+            StatusCode::OK,
+            self.team_json(&self.stored_team(id).await?).await,
+        ))
     }
 
     async fn delete_team(&self, id: &str) -> Result<(StatusCode, Value), GatewayError> {

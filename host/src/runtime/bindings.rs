@@ -19,6 +19,9 @@ wasmtime::component::bindgen!({
         "aigw:filter/limits.debit": async,
         // A reservation may wait for running requests to settle.
         "aigw:filter/spend.reserve": async,
+        // With budgets in Redis these go over the network.
+        "aigw:filter/spend.settle": async,
+        "aigw:filter/spend.spent": async,
     },
 });
 

@@ -559,23 +559,33 @@ impl spend::Host for HostState {
         }
     }
 
-    fn settle(&mut self, reservation: u64, usd: f64) {
+    async fn settle(&mut self, reservation: u64, usd: f64) {
         // Only this request's own reservations.
         let Some(ctx) = &self.request else { return };
-        let mut ctx = lock(ctx);
-        let Some(i) = ctx.reservations.iter().position(|r| *r == reservation) else {
-            return;
-        };
-        ctx.reservations.swap_remove(i);
+        {
+            let mut ctx = lock(ctx);
+            let Some(i) = ctx.reservations.iter().position(|r| *r == reservation) else {
+                return;
+            };
+            ctx.reservations.swap_remove(i);
+        }
+        let started = std::time::Instant::now();
         self.services
             .spend
-            .settle(reservation, crate::store::spend::nanos_up(usd));
+            .finish(reservation, crate::store::spend::nanos_up(usd))
+            .await;
+        self.host_wait_ms = self
+            .host_wait_ms
+            .saturating_add(started.elapsed().as_millis() as u64);
     }
 
-    fn spent(&mut self, scope: String, period: String) -> f64 {
-        match crate::store::spend::Period::parse(&period) {
-            Some(p) => self.services.spend.ledger(&scope, p, now_ms()).spent as f64 / 1e9,
-            None => 0.0,
+    async fn spent(&mut self, scope: String, period: String) -> f64 {
+        let Some(p) = crate::store::spend::Period::parse(&period) else {
+            return 0.0;
+        };
+        match self.services.spend.current(&scope, p).await {
+            Ok(l) => l.spent as f64 / 1e9,
+            Err(_) => 0.0,
         }
     }
 

@@ -7,6 +7,10 @@
 //!   atomic step, on Redis's clock (`TIME`), so N replicas let exactly `limit`
 //!   through per window. Fixed windows are aligned to multiples of the period;
 //!   the sliding technique is GCRA with its theoretical arrival time in Redis.
+//! - spend (dollar budgets): settled spend is a counter per scope and period; running
+//!   requests' reservations are members of a sorted set scored by their expiry, so the
+//!   reservations of a replica that died free themselves. One Lua script drops expired
+//!   reservations, sums the rest and takes the new one only if it fits, in one atomic step.
 //! - A replica that cannot reach Redis keeps serving: each call has a
 //!   deadline (`timeout_ms`), failures are counted, logged at most once per
 //!   5 s, and answered by the configured policy (`kv_on_error`,
@@ -44,6 +48,9 @@ pub struct RedisStore {
     settings: RedisSettings,
     fixed: redis::Script,
     sliding: redis::Script,
+    reserve: redis::Script,
+    settle: redis::Script,
+    ledger: redis::Script,
     /// Counters.
     pub counters: RedisCounters,
 }
@@ -101,7 +108,139 @@ if remaining < 0 then remaining = 0 end
 return {1, remaining, 0}
 ";
 
+/// Spend reservation: KEYS = settled counter, reservation set; ARGV = amount, limit, member,
+/// hold_ms. Returns {taken, spent, held}.
+const RESERVE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local held = 0
+for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  held = held + tonumber(string.match(m, '|(%d+)$') or '0')
+end
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local amount = tonumber(ARGV[1])
+if spent + held + amount > tonumber(ARGV[2]) then
+  return {0, spent, held}
+end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]) + 60000)
+return {1, spent, held}
+";
+
+/// Settlement: KEYS = settled counter, reservation set; ARGV = member, charge, ttl_ms (0: no
+/// expiry). The charge counts even when the reservation had expired.
+const SETTLE: &str = r"
+redis.call('ZREM', KEYS[2], ARGV[1])
+local spent = redis.call('INCRBY', KEYS[1], ARGV[2])
+if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return spent
+";
+
+/// A ledger: KEYS = settled counter, reservation set. Returns {spent, held}.
+const LEDGER: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local held = 0
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf')) do
+  held = held + tonumber(string.match(m, '|(%d+)$') or '0')
+end
+return {tonumber(redis.call('GET', KEYS[1]) or '0'), held}
+";
+
 impl RedisStore {
+    /// The two keys of a spend ledger.
+    fn spend_keys(&self, scope: &str, period_start: i64) -> (String, String) {
+        (
+            self.key("spend", &format!("{period_start}:{scope}")),
+            self.key("spend-held", &format!("{period_start}:{scope}")),
+        )
+    }
+
+    /// The store's policy when it fails (the limits setting also covers budgets).
+    pub fn limits_on_error(&self) -> OnError {
+        self.settings.limits_on_error
+    }
+
+    /// Takes a reservation `member` (ending in `|amount`) of `amount` nanos if it fits under
+    /// `limit`, for at most `hold_ms`: `Ok(Ok(()))` taken, `Ok(Err((spent, held)))` refused.
+    pub async fn spend_reserve(
+        &self,
+        scope: &str,
+        period_start: i64,
+        member: &str,
+        amount: i64,
+        limit: i64,
+        hold_ms: u64,
+    ) -> Result<Result<(), (i64, i64)>, Unavailable> {
+        let (spent, held) = self.spend_keys(scope, period_start);
+        let (script, member) = (self.reserve.clone(), member.to_string());
+        let answer = self
+            .run::<(i64, i64, i64)>("spend reserve", move |mut c| {
+                Box::pin(async move {
+                    script
+                        .key(spent)
+                        .key(held)
+                        .arg(amount)
+                        .arg(limit)
+                        .arg(member)
+                        .arg(hold_ms)
+                        .invoke_async(&mut c)
+                        .await
+                })
+            })
+            .await
+            .ok_or(Unavailable)?;
+        Ok(match answer {
+            (1, _, _) => Ok(()),
+            (_, spent, held) => Err((spent, held)),
+        })
+    }
+
+    /// Ends reservation `member`, adding `charge` nanos to settled spend (kept `ttl_ms`, 0:
+    /// for ever).
+    pub async fn spend_settle(
+        &self,
+        scope: &str,
+        period_start: i64,
+        member: &str,
+        charge: i64,
+        ttl_ms: u64,
+    ) -> Result<(), Unavailable> {
+        let (spent, held) = self.spend_keys(scope, period_start);
+        let (script, member) = (self.settle.clone(), member.to_string());
+        self.run::<i64>("spend settle", move |mut c| {
+            Box::pin(async move {
+                script
+                    .key(spent)
+                    .key(held)
+                    .arg(member)
+                    .arg(charge)
+                    .arg(ttl_ms)
+                    .invoke_async(&mut c)
+                    .await
+            })
+        })
+        .await
+        .map(|_| ())
+        .ok_or(Unavailable)
+    }
+
+    /// Settled and held nanos of a ledger.
+    pub async fn spend_ledger(
+        &self,
+        scope: &str,
+        period_start: i64,
+    ) -> Result<(i64, i64), Unavailable> {
+        let (spent, held) = self.spend_keys(scope, period_start);
+        let script = self.ledger.clone();
+        self.run::<(i64, i64)>("spend ledger", move |mut c| {
+            Box::pin(async move { script.key(spent).key(held).invoke_async(&mut c).await })
+        })
+        .await
+        .ok_or(Unavailable)
+    }
+
     /// A store for `settings`; connects lazily (a replica starts even when
     /// Redis is down).
     pub fn new(settings: RedisSettings) -> Result<RedisStore, String> {
@@ -116,6 +255,9 @@ impl RedisStore {
             settings,
             fixed: redis::Script::new(FIXED),
             sliding: redis::Script::new(SLIDING),
+            reserve: redis::Script::new(RESERVE),
+            settle: redis::Script::new(SETTLE),
+            ledger: redis::Script::new(LEDGER),
             counters: RedisCounters::default(),
         })
     }

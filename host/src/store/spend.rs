@@ -3,8 +3,13 @@
 //! spend, plus what running requests hold, plus it stays within the limit, checked and taken
 //! under one lock, so concurrent requests can never together spend past the limit. At the end
 //! the request settles its exact cost (at most what it reserved, by construction of the bound)
-//! or releases the reservation. Settled spend is written to the database every second and read
+//! or releases the reservation. Settled spend is written to the database every 250 ms and read
 //! back at start, so a restart does not forget it.
+//!
+//! With `[store] backend = "redis"` the ledgers live in Redis instead, so every replica counts
+//! against one budget: the check-and-take is one Lua script there (see `store::redis`), a
+//! waiting reservation polls every 20 ms, and when Redis cannot be reached `limits_on_error`
+//! decides (`closed`: refuse, `open`: let the request through unbudgeted).
 
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,7 +111,16 @@ pub struct Refusal {
 struct Held {
     ledger: (String, i64),
     amount: Nanos,
+    /// When the period ends (0: never), for the shared counter's expiry.
+    resets_at_ms: u64,
+    /// The reservation's member in the shared store (`None`: memory, or taken unbudgeted
+    /// while the shared store was down).
+    member: Option<String>,
 }
+
+/// How long a shared reservation may be held before it frees itself (a replica that died
+/// mid-request).
+const SHARED_HOLD_MS: u64 = 15 * 60 * 1000;
 
 /// Every scope's spend in this process.
 #[derive(Debug, Default)]
@@ -120,9 +134,44 @@ pub struct SpendLedger {
     pub overshoot_nanos: AtomicU64,
     /// Woken at every settlement (reservations waiting for room).
     settled: tokio::sync::Notify,
+    /// The shared store, when replicas share budgets.
+    shared: Option<std::sync::Arc<super::redis::RedisStore>>,
 }
 
 impl SpendLedger {
+    /// A ledger in this process, or in `shared` (Redis) when replicas share budgets.
+    pub fn new(shared: Option<std::sync::Arc<super::redis::RedisStore>>) -> SpendLedger {
+        SpendLedger {
+            shared,
+            ..SpendLedger::default()
+        }
+    }
+
+    /// Whether budgets live in the shared store.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    fn hold(
+        &self,
+        key: (String, i64),
+        amount: Nanos,
+        resets_at_ms: u64,
+        member: Option<String>,
+    ) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        self.held.insert(
+            id,
+            Held {
+                ledger: key,
+                amount,
+                resets_at_ms,
+                member,
+            },
+        );
+        id
+    }
+
     /// Reserves `amount` for `scope` in `period` if it fits under `limit`.
     pub fn reserve(
         &self,
@@ -148,15 +197,7 @@ impl SpendLedger {
             }
             l.reserved = l.reserved.saturating_add(amount);
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        self.held.insert(
-            id,
-            Held {
-                ledger: key,
-                amount,
-            },
-        );
-        Ok(id)
+        Ok(self.hold(key, amount, resets_at_ms, None))
     }
 
     /// Like [`SpendLedger::reserve`], but when the reservation would fit once running requests
@@ -171,6 +212,11 @@ impl SpendLedger {
         wait: std::time::Duration,
     ) -> Result<u64, Refusal> {
         let deadline = tokio::time::Instant::now() + wait;
+        if let Some(shared) = &self.shared {
+            return self
+                .reserve_shared(shared, scope, period, amount.max(0), limit, deadline)
+                .await;
+        }
         loop {
             // Registered before the check, so a settlement in between is not missed.
             let notified = self.settled.notified();
@@ -187,6 +233,114 @@ impl SpendLedger {
                         return self.reserve(scope, period, amount, limit, super::now_ms());
                     }
                 }
+            }
+        }
+    }
+
+    async fn reserve_shared(
+        &self,
+        shared: &super::redis::RedisStore,
+        scope: &str,
+        period: Period,
+        amount: Nanos,
+        limit: Nanos,
+        deadline: tokio::time::Instant,
+    ) -> Result<u64, Refusal> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        // Unique across replicas; ends with the amount the script sums.
+        let member = format!("{}:{id}|{amount}", uuid::Uuid::new_v4().simple());
+        loop {
+            let (start, resets_at_ms) = period.bounds(super::now_ms());
+            let key = (scope.to_string(), start);
+            match shared
+                .spend_reserve(scope, start, &member, amount, limit, SHARED_HOLD_MS)
+                .await
+            {
+                Ok(Ok(())) => {
+                    self.held.insert(
+                        id,
+                        Held {
+                            ledger: key,
+                            amount,
+                            resets_at_ms,
+                            member: Some(member),
+                        },
+                    );
+                    return Ok(id);
+                }
+                Ok(Err((spent, reserved))) => {
+                    let refusal = Refusal {
+                        ledger: Ledger { spent, reserved },
+                        limit,
+                        resets_at_ms,
+                    };
+                    let could_fit = spent.saturating_add(amount) <= limit;
+                    if !could_fit || tokio::time::Instant::now() >= deadline {
+                        return Err(refusal);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(_) => {
+                    return match shared.limits_on_error() {
+                        super::redis::OnError::Closed => Err(Refusal {
+                            ledger: Ledger::default(),
+                            limit,
+                            resets_at_ms,
+                        }),
+                        // Let through without a shared reservation; its cost is still added
+                        // when the store answers again at settlement.
+                        super::redis::OnError::Open => {
+                            Ok(self.hold(key, amount, resets_at_ms, None))
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// Ends a reservation wherever it is kept: `charge` becomes spend, the hold goes.
+    pub async fn finish(&self, id: u64, charge: Nanos) {
+        let Some(shared) = &self.shared else {
+            return self.settle(id, charge);
+        };
+        let Some((_, held)) = self.held.remove(&id) else {
+            return;
+        };
+        let charge = charge.max(0);
+        if charge > held.amount {
+            self.overshoot_nanos
+                .fetch_add((charge - held.amount) as u64, Ordering::Relaxed);
+        }
+        let ttl = match held.resets_at_ms {
+            0 => 0,
+            end => end.saturating_sub(super::now_ms()) + 86_400_000,
+        };
+        let member = held.member.unwrap_or_default();
+        if shared
+            .spend_settle(&held.ledger.0, held.ledger.1, &member, charge, ttl)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                scope = %held.ledger.0,
+                "budget spend of {charge} nano-USD not recorded: the shared store did not answer"
+            );
+        }
+    }
+
+    /// The ledger of `scope` in the current `period`, wherever it is kept.
+    pub async fn current(
+        &self,
+        scope: &str,
+        period: Period,
+    ) -> Result<Ledger, super::port::Unavailable> {
+        let now = super::now_ms();
+        match &self.shared {
+            None => Ok(self.ledger(scope, period, now)),
+            Some(shared) => {
+                let (start, _) = period.bounds(now);
+                let (spent, reserved) = shared.spend_ledger(scope, start).await?;
+                Ok(Ledger { spent, reserved })
             }
         }
     }

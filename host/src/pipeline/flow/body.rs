@@ -478,7 +478,7 @@ impl BodyTask {
                 (_, Some(_)) => 0,
                 (_, None) => spend.held(id).unwrap_or(0),
             };
-            spend.settle(id, charge);
+            spend.finish(id, charge).await;
         }
         let released: Vec<_> = (0..ex.slots.len()).filter_map(|i| ex.release(i)).collect();
         Exchange::recycle(ex.gw.clone(), released).await;
