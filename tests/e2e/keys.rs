@@ -223,6 +223,15 @@ async fn virtual_keys_identify_callers_and_only_stored_provider_keys_go_upstream
         "{metrics}"
     );
 
+    // The dashboard breaks the hour down by key.
+    let page = admin(&gw, Method::GET, "/dashboard?gateway=gw", "")
+        .await
+        .text();
+    assert!(
+        page.contains("By virtual key") && page.contains(a_id),
+        "{page}"
+    );
+
     // Listing shows prefixes and status, never a secret.
     let list = admin(&gw, Method::GET, "/api/keys", "").await;
     assert_eq!(list.json()["keys"].as_array().map(Vec::len), Some(2));

@@ -114,6 +114,35 @@ pub fn page(
         Ok(r) => r,
         Err(e) => return store_failure("analytics", e),
     };
+    // Who spent what: virtual keys (requests without one grouped under "").
+    let by_key = match store.analytics(gateway, from, now + 1, 3_600_000, Some("key")) {
+        Ok(r) => r,
+        Err(e) => return store_failure("analytics", e),
+    };
+    let key_rows: String = by_key["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["key"].as_str().is_some_and(|k| !k.is_empty()))
+        .map(|g| {
+            format!(
+                "<tr><td><a href=\"/dashboard?gateway={gw}&amp;key={k}\">{k}</a></td><td>{}</td><td>{}</td><td>{:.6}</td><td>{}</td></tr>",
+                g["requests"],
+                g["errors"],
+                num(&g["cost"]),
+                g["unpriced"],
+                gw = esc(gateway),
+                k = esc(g["key"].as_str().unwrap_or("")),
+            )
+        })
+        .collect();
+    let keys_section = if key_rows.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<h2>By virtual key</h2><table id=keys><tr><th>key</th><th>requests</th><th>errors</th><th>cost</th><th>unpriced</th></tr>{key_rows}</table>"
+        )
+    };
     let mut q = LogQuery {
         gateway: gateway.to_string(),
         limit: 50,
@@ -133,6 +162,7 @@ pub fn page(
     q.cached = value("cached").map(|v| v == "true");
     q.min_duration_ms = value("min_duration_ms").and_then(|v| v.parse().ok());
     q.unpriced = value("unpriced").map(|v| v == "true");
+    q.key = value("key");
     let selected = |on: bool| if on { " selected" } else { "" };
     let form = format!(
         "<form id=log-filters method=get action=/dashboard><input type=hidden name=gateway value=\"{gw}\"> \
@@ -336,7 +366,7 @@ pub fn page(
              <h1>aigw · gateway <span id=gateway>{gw}</span></h1><nav>{nav}</nav>\
              <section class=tiles>{tiles}</section><section class=charts>{charts}</section>\
              <h2>By model</h2><table id=models><tr><th>model</th><th>requests</th><th>errors</th><th>tokens in</th><th>tokens out</th><th>cost</th><th>unpriced</th></tr>{groups}</table>\
-             <h2>Recent requests</h2>{form}<table id=logs><tr><th>id</th><th>provider</th><th>model</th><th>status</th><th>cached</th><th>tokens in</th><th>tokens out</th><th>cost</th><th>ms</th></tr>{rows}</table>\
+             {keys_section}<h2>Recent requests</h2>{form}<table id=logs><tr><th>id</th><th>provider</th><th>model</th><th>status</th><th>cached</th><th>tokens in</th><th>tokens out</th><th>cost</th><th>ms</th></tr>{rows}</table>\
              <h2>Filters (generation {generation})</h2><table id=filters><tr><th>name</th><th>status</th><th>source</th><th>sha256</th></tr>{filters}</table>\
              </body></html>",
             gw = esc(gateway),
