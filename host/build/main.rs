@@ -22,6 +22,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("provider-routing", "aigw-filter-provider-routing"),
     ("prompt-redaction", "aigw-filter-prompt-redaction"),
     ("key-policy", "aigw-filter-key-policy"),
+    ("spend-limit", "aigw-filter-spend-limit"),
 ];
 
 /// Filters built only for the end-to-end tests.

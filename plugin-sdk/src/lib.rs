@@ -42,6 +42,7 @@ extern crate self as aigw_plugin_sdk;
 
 #[doc(hidden)]
 pub mod bindings;
+pub mod budget;
 pub mod cf;
 pub mod chat;
 pub mod config;

@@ -283,3 +283,50 @@ async fn spend_survives_a_restart() {
     let after = spend_of(&gw, &id).await["spent_usd"].as_f64().unwrap();
     assert_eq!(after, before);
 }
+
+/// Gateway-wide spend rules (`spend-limit`), without virtual keys: one limit per
+/// `cf-aig-metadata` user, held like a key's budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_limit_rules_hold_per_metadata_value() {
+    let mock = Mock::start().await;
+    // gpt-4o: each request costs $0.000215 and may cost up to about $0.0005.
+    let gw = Gateway::start(
+        &format!(
+            "{}[gateways.gw]\npipeline = [\"spend-limit\", \"logging\"]\n\
+             [gateways.gw.filters.spend-limit]\nrules = [{{ usd = 0.001, period = \"day\", by = \"metadata.user\" }}]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let url = gw.url("/v1/acct/gw/openai/chat/completions");
+    let send_as = |user: &'static str| {
+        let url = url.clone();
+        async move {
+            let meta = format!(r#"{{"user":"{user}"}}"#);
+            send(
+                &url,
+                &[("cf-aig-metadata", &meta), ("x-mock-reply", REPLY)],
+                &body(false),
+            )
+            .await
+        }
+    };
+    let mut ada = Vec::new();
+    for _ in 0..6 {
+        ada.push(send_as("ada").await.status);
+    }
+    let ok = ada.iter().filter(|s| **s == StatusCode::OK).count();
+    // Sequentially: $0.000215 each, refused once spent + worst case passes $0.001.
+    assert!((3..=4).contains(&ok), "{ada:?}");
+    assert!(
+        ada[ok..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{ada:?}"
+    );
+    let r = send_as("ada").await;
+    assert_eq!(r.json()["error"]["type"], "budget_exceeded");
+    assert_eq!(r.json()["error"]["rule"]["by"], "metadata.user");
+    // Another user has a limit of their own.
+    assert_eq!(send_as("bob").await.status, StatusCode::OK);
+}

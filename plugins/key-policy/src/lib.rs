@@ -22,9 +22,9 @@
 //! Requests without a virtual key pass untouched (the gateway's `keys = "required"` refuses
 //! them before any filter).
 
+use aigw_plugin_sdk::budget;
 use aigw_plugin_sdk::host::{
-    Consumer, ConsumerPolicy, Technique, check_limit, consumer, debit, price_bound, reserve_spend,
-    settle_spend,
+    Consumer, ConsumerPolicy, Technique, check_limit, consumer, debit, reserve_spend, settle_spend,
 };
 use aigw_plugin_sdk::{
     BodyDecision, BodyMode, Decision, Filter, FilterInfo, Hooks, LocalResponse, Request, Summary,
@@ -35,8 +35,6 @@ use serde_json::{Value, json};
 
 /// Largest request body the filter reads (model and output limit).
 const BODY_LIMIT: u32 = 32 * 1024 * 1024;
-/// Output tokens assumed for one generated image (the largest gpt-image size at high quality).
-const IMAGE_OUTPUT_TOKENS: u64 = 6_400;
 
 /// The filter's table.
 #[derive(Debug, Deserialize)]
@@ -94,68 +92,7 @@ fn too_many(message: String, retry_after_ms: u64) -> LocalResponse {
         .with_header("retry-after", &secs.to_string())
 }
 
-/// The model a request names: the JSON body's `model`, else the path's (`models/{m}:…` of
-/// Gemini, `model/{m}/…` of Bedrock).
-fn model_of(body: &Value, path: &str) -> Option<String> {
-    if let Some(m) = body.get("model").and_then(Value::as_str) {
-        return Some(m.to_string());
-    }
-    if let Some(rest) = path.split("models/").nth(1) {
-        return rest.split([':', '/']).next().map(str::to_string);
-    }
-    path.split("model/")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .map(str::to_string)
-}
-
-/// The request's own output limit, if it names one.
-fn output_limit(body: &Value) -> Option<u64> {
-    [
-        "/max_tokens",
-        "/max_completion_tokens",
-        "/max_output_tokens",
-        "/generationConfig/maxOutputTokens",
-    ]
-    .iter()
-    .find_map(|p| body.pointer(p).and_then(Value::as_u64))
-}
-
 impl KeyPolicy {
-    /// The output bound of a request without its own limit; writes `max_output_tokens` into
-    /// the body where the API has a field for it. `None` when the API has no output (embeddings).
-    fn bound_output(&self, body: &mut Value) -> (u64, bool) {
-        let path = self.path.as_str();
-        if path.ends_with("/embeddings") {
-            return (0, false);
-        }
-        if path.contains("/images/") {
-            let n = body.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
-            return (n.saturating_mul(IMAGE_OUTPUT_TOKENS), false);
-        }
-        let cap = self.max_output_tokens;
-        let Some(obj) = body.as_object_mut() else {
-            return (cap, false);
-        };
-        let field = if path.ends_with("/responses") {
-            "max_output_tokens"
-        } else if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
-            let gc = obj.entry("generationConfig").or_insert_with(|| json!({}));
-            if let Some(gc) = gc.as_object_mut() {
-                gc.insert("maxOutputTokens".into(), cap.into());
-                return (cap, true);
-            }
-            return (cap, false);
-        } else if self.provider == "openai" || self.provider == "azure-openai" {
-            // OpenAI's reasoning models refuse `max_tokens`.
-            "max_completion_tokens"
-        } else {
-            "max_tokens"
-        };
-        obj.insert(field.into(), cap.into());
-        (cap, true)
-    }
-
     fn release_all(&mut self) {
         for h in self.held.drain(..) {
             settle_spend(h.id, 0.0);
@@ -248,8 +185,8 @@ impl Filter for KeyPolicy {
         let Some(c) = self.consumer.clone() else {
             return BodyDecision::Continue;
         };
-        let mut json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let model = model_of(&json, &self.path);
+        let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let model = budget::model_of(&json, &self.path);
         for (what, scope, p) in policies(&c) {
             if let Some(allowed) = &p.models {
                 let ok = model.as_deref().is_some_and(|m| {
@@ -277,14 +214,8 @@ impl Filter for KeyPolicy {
         if budgets.is_empty() {
             return BodyDecision::Continue;
         }
-        let (output, rewritten) = match output_limit(&json) {
-            Some(n) => (n, false),
-            None => self.bound_output(&mut json),
-        };
-        let bound = model
-            .as_deref()
-            .and_then(|m| price_bound(&self.provider, m, body.len() as u64, output));
-        let Some(bound) = bound else {
+        let worst = budget::worst_case(&self.provider, &self.path, body, self.max_output_tokens);
+        let Some(bound) = worst.usd else {
             if self.allow_unpriced {
                 return BodyDecision::Continue;
             }
@@ -321,13 +252,10 @@ impl Filter for KeyPolicy {
                 }
             }
         }
-        if rewritten {
-            return match serde_json::to_vec(&json) {
-                Ok(b) => BodyDecision::Replace(b),
-                Err(_) => BodyDecision::Continue,
-            };
+        match worst.rewritten {
+            Some(b) => BodyDecision::Replace(b),
+            None => BodyDecision::Continue,
         }
-        BodyDecision::Continue
     }
 
     fn on_done(&mut self, s: &Summary) {
@@ -543,24 +471,5 @@ mod tests {
             Decision::Continue(_)
         ));
         assert_eq!(status_of(f.on_request_body(b"not json")), 200);
-    }
-
-    #[test]
-    fn models_are_read_from_body_or_path() {
-        assert_eq!(model_of(&json!({"model": "m"}), "/x"), Some("m".into()));
-        assert_eq!(
-            model_of(
-                &Value::Null,
-                "/v1beta/models/gemini-2.0-flash:generateContent"
-            ),
-            Some("gemini-2.0-flash".into())
-        );
-        assert_eq!(
-            model_of(
-                &Value::Null,
-                "/model/anthropic.claude-3-haiku-20240307-v1:0/converse"
-            ),
-            Some("anthropic.claude-3-haiku-20240307-v1:0".into())
-        );
     }
 }
