@@ -247,14 +247,14 @@ async fn virtual_keys_identify_callers_and_only_stored_provider_keys_go_upstream
         &gw,
         Method::PATCH,
         &format!("/api/keys/{b_id}"),
-        r#"{"rotate": true, "requests_per_minute": 60}"#,
+        r#"{"rotate": true, "metadata": {"env": "staging"}}"#,
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let rotated = r.json();
     let new_b = rotated["key"].as_str().unwrap().to_string();
     assert_ne!(new_b, b_key);
-    assert_eq!(rotated["requests_per_minute"], 60);
+    assert_eq!(rotated["metadata"]["env"], "staging");
     let r = send(
         &chat_url(&gw, "gw"),
         &[("x-api-key", b_key)],
@@ -312,7 +312,19 @@ async fn virtual_keys_identify_callers_and_only_stored_provider_keys_go_upstream
         &chat("cli key", false),
     )
     .await;
-    assert_eq!(r.status, StatusCode::OK);
+    // Its model list is a limit, and this gateway has no key-policy to enforce it.
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert!(r.text().contains("key-policy"), "{}", r.text());
+    // Both headers carrying the same key: both are removed, the provider gets its own key.
+    let r = send(
+        &chat_url(&gw, "gw"),
+        &[("authorization", &bearer_a), ("x-api-key", a_key)],
+        &chat("twice", false),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let last = mock.requests().pop().unwrap();
+    assert!(!last.to_string().contains("aigw-"), "{last}");
 
     // Revocation: refused within a second.
     assert_eq!(cli(&["keys", "revoke", a_id])["status"], "revoked");

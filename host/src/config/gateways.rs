@@ -92,8 +92,8 @@ fn read_pipeline(
         }
         let key = format!("gateways.{name}.filters.{fname}");
         let table = tables.get(fname).cloned().unwrap_or_default();
-        let settings =
-            filter_settings(table).map_err(|(k, r)| src.invalid(&format!("{key}.{k}"), r))?;
+        let settings = filter_settings(fname, table)
+            .map_err(|(k, r)| src.invalid(&format!("{key}.{k}"), r))?;
         filters.insert(fname.clone(), settings);
     }
     Ok(filters)
@@ -106,10 +106,23 @@ fn valid_segment(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// The built-in filters that hold money and access: they always fail closed (a failure, a
+/// time or memory limit, an open circuit refuses the request), and get more time and memory
+/// by default, since they read whole request bodies.
+const POLICY_FILTERS: [&str; 2] = ["key-policy", "spend-limit"];
+
 /// Splits the host's own keys off a filter table; the rest goes to `configure`.
-fn filter_settings(mut table: toml::Table) -> Result<FilterSettings, (String, String)> {
+fn filter_settings(name: &str, mut table: toml::Table) -> Result<FilterSettings, (String, String)> {
+    let policy = POLICY_FILTERS.contains(&name);
     let on_error = match table.remove("on_error") {
+        None if policy => OnError::Closed,
         None => OnError::Open,
+        Some(toml::Value::String(s)) if s == "open" && policy => {
+            return Err((
+                "on_error".into(),
+                format!("'{name}' enforces access and budgets: it always fails closed"),
+            ));
+        }
         Some(toml::Value::String(s)) if s == "open" => OnError::Open,
         Some(toml::Value::String(s)) if s == "closed" => OnError::Closed,
         Some(other) => {
@@ -129,8 +142,13 @@ fn filter_settings(mut table: toml::Table) -> Result<FilterSettings, (String, St
             )),
         }
     };
-    let timeout_ms = number("timeout_ms", 50, 60_000)?;
-    let max_memory_mb = number("max_memory_mb", 64, MAX_FILTER_MEMORY_MB)?;
+    let (default_ms, default_mb) = if policy { (1_000, 256) } else { (50, 64) };
+    let timeout_ms = number("timeout_ms", default_ms, 60_000)?;
+    let max_memory_mb = number(
+        "max_memory_mb",
+        default_mb.min(MAX_FILTER_MEMORY_MB),
+        MAX_FILTER_MEMORY_MB,
+    )?;
     let circuit_open_ms = number("circuit_open_ms", 30_000, 3_600_000)?;
     let circuit_failures = match table.remove("circuit_failures") {
         None => 5,

@@ -182,7 +182,17 @@ impl KeyRing {
                 .get(&h)
                 .map(|c| c.last_used_ms.load(Ordering::Relaxed))
                 .unwrap_or(0);
-            let team = spec.team.as_ref().and_then(|t| teams.get(t).cloned());
+            let team = match &spec.team {
+                None => None,
+                Some(t) => match teams.get(t) {
+                    Some(team) => Some(team.clone()),
+                    // Its team's limits cannot be applied: the key does not resolve.
+                    None => {
+                        tracing::warn!(key = %id, team = %t, "virtual key refused: its team does not exist");
+                        continue;
+                    }
+                },
+            };
             let info = Arc::new(crate::runtime::host::ConsumerInfo {
                 key_id: id.clone(),
                 key_name: spec.name.clone(),
@@ -258,7 +268,12 @@ impl KeyRing {
         if dirty.is_empty() {
             return Ok(());
         }
-        self.with_db(|db| store::write_spend(db, &dirty))
+        let written = self.with_db(|db| store::write_spend(db, &dirty));
+        if written.is_err() {
+            // Tried again at the next tick.
+            self.services.spend.mark_dirty(&dirty);
+        }
+        written
     }
 
     /// Keeps the snapshot current, spend and last-used times written, until the process ends.
@@ -275,19 +290,21 @@ impl KeyRing {
                     last_touch = tokio::time::Instant::now();
                 }
                 let r = ring.clone();
+                // Each step on its own: a failed spend write must not hold back revocations.
                 let result = tokio::task::spawn_blocking(move || {
-                    r.write_spend()?;
-                    r.refresh()?;
-                    if touch {
-                        r.write_last_used()?;
+                    if let Err(e) = r.refresh() {
+                        tracing::warn!("virtual keys: cannot refresh: {e}");
                     }
-                    Ok::<_, LogStoreError>(())
+                    if let Err(e) = r.write_spend() {
+                        tracing::warn!("budgets: cannot write spend (kept for the next try): {e}");
+                    }
+                    if touch && let Err(e) = r.write_last_used() {
+                        tracing::warn!("virtual keys: cannot write last-used times: {e}");
+                    }
                 })
                 .await;
-                match result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!("virtual keys: cannot refresh: {e}"),
-                    Err(e) => tracing::warn!("virtual keys: refresh task failed: {e}"),
+                if let Err(e) = result {
+                    tracing::warn!("virtual keys: refresh task failed: {e}");
                 }
             }
         })

@@ -207,15 +207,23 @@ pub fn list_keys(
     .collect()
 }
 
-/// Every key not revoked (what the request path resolves).
+/// Every key not revoked (what the request path resolves). A row that cannot be read is
+/// left out (that key does not resolve) and logged, so one bad row cannot stop refreshes.
 pub fn active_keys(db: &mut dyn Db) -> Result<Vec<StoredKey>, LogStoreError> {
-    db.rows(
-        &format!("SELECT {KEY_COLUMNS} FROM aigw_keys WHERE revoked_at IS NULL"),
-        &[],
-    )?
-    .iter()
-    .map(|r| key_of(r))
-    .collect()
+    Ok(db
+        .rows(
+            &format!("SELECT {KEY_COLUMNS} FROM aigw_keys WHERE revoked_at IS NULL"),
+            &[],
+        )?
+        .iter()
+        .filter_map(|r| match key_of(r) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::warn!("virtual keys: a stored key cannot be read and is refused: {e}");
+                None
+            }
+        })
+        .collect())
 }
 
 /// Records when keys were last used (never moves a time back).

@@ -171,11 +171,9 @@ impl Flow<'_> {
                 return Err(Early::Finish(0, Outgoing::from_error(&err), outcome));
             }
         };
-        let stream;
-        (ex.model, stream) = request_model(&body);
-        if ex.model.is_none() {
-            ex.model = crate::providers::usage::model_from_path(&self.route.path);
-        }
+        let (body_model, stream) = request_model(&body);
+        // APIs that name the model in the path run (and bill) that one, whatever the body says.
+        ex.model = crate::providers::usage::model_from_path(&self.route.path).or(body_model);
         if let Some(model) = &ex.model {
             ex.span.record("model", model.as_str());
         }
@@ -347,6 +345,7 @@ fn reroute(
     let Some(choice) = RequestContext::take_route(&ex.context) else {
         return Ok(());
     };
+    route_allowed(ex, generation, &target.provider.name, &choice)?;
     let model = choice.model.clone();
     target.reroute(generation, &env.client, choice)?;
     tracing::debug!(provider = %target.provider.name, "routed by a filter");
@@ -356,6 +355,81 @@ fn reroute(
         ex.model = Some(model);
     }
     ex.request_bytes = target.body.len() as u64;
+    Ok(())
+}
+
+/// Whether a filter's route keeps within what the request's virtual key allows: its provider
+/// and model lists, and, when a budget hold was taken for the first target, a price no higher
+/// than the one the hold was computed at (the hold stays an upper bound).
+fn route_allowed(
+    ex: &Exchange,
+    generation: &Generation,
+    from_provider: &str,
+    choice: &crate::runtime::host::RouteChoice,
+) -> Result<(), GatewayError> {
+    let Some(consumer) = RequestContext::consumer(&ex.context) else {
+        return Ok(());
+    };
+    let to_model = choice.model.as_deref().or(ex.model.as_deref());
+    let refuse = |why: String| {
+        Err(GatewayError::new(
+            hyper::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "a filter routed the request to '{}'{}, which virtual key '{}' may not use: {why}",
+                choice.provider,
+                to_model
+                    .map(|m| format!(" model '{m}'"))
+                    .unwrap_or_default(),
+                consumer.key_name
+            ),
+        ))
+    };
+    for p in std::iter::once(&consumer.key_policy).chain(consumer.team_policy.as_ref()) {
+        if let Some(allowed) = &p.providers
+            && !allowed.contains(&choice.provider)
+        {
+            return refuse(format!("providers {allowed:?}"));
+        }
+        if let Some(allowed) = &p.models {
+            let ok = to_model.is_some_and(|m| {
+                allowed
+                    .iter()
+                    .any(|g| crate::control::keys::glob_match(g, m))
+            });
+            if !ok {
+                return refuse(format!("models {allowed:?}"));
+            }
+        }
+    }
+    if RequestContext::holds_spend(&ex.context) {
+        let prices = &generation.config.prices;
+        let rates = |provider: &str, model: Option<&str>| {
+            let p = prices.find(provider, model?)?;
+            let input = [
+                Some(p.input_per_million),
+                p.cached_input_per_million,
+                p.cache_write_per_million,
+                p.image_input_per_million,
+            ]
+            .into_iter()
+            .flatten()
+            .fold(0.0, f64::max);
+            Some((input, p.output_per_million))
+        };
+        match (
+            rates(from_provider, ex.model.as_deref()),
+            rates(&choice.provider, to_model),
+        ) {
+            (Some(from), Some(to)) if to.0 <= from.0 && to.1 <= from.1 => {}
+            _ => {
+                return refuse(
+                    "its budget hold was priced for the first target, and this one may cost more"
+                        .into(),
+                );
+            }
+        }
+    }
     Ok(())
 }
 

@@ -150,21 +150,35 @@ impl UsageReader {
 /// The usage of a JSON body too large to keep, from its last bytes: the last `"usage":` there
 /// and the object after it.
 fn usage_in_tail(tail: &[u8]) -> Usage {
-    const KEY: &[u8] = b"\"usage\"";
-    let Some(at) = tail.windows(KEY.len()).rposition(|w| w == KEY) else {
-        return Usage::default();
-    };
-    let rest = &tail[at + KEY.len()..];
-    let Some(colon) = rest.iter().position(|b| !b.is_ascii_whitespace()) else {
-        return Usage::default();
-    };
+    // Gemini's `usageMetadata` (image output can make its answers this large), else `usage`.
+    for (key, gemini) in [
+        (&b"\"usageMetadata\""[..], true),
+        (&b"\"usage\""[..], false),
+    ] {
+        let found = object_after(tail, key);
+        if let Some(v) = found {
+            return if gemini {
+                gemini_usage(&v)
+            } else {
+                usage_in(&v)
+            };
+        }
+    }
+    Usage::default()
+}
+
+/// The JSON object after the last `key:` in `bytes`.
+fn object_after(tail: &[u8], key: &[u8]) -> Option<Value> {
+    let at = tail.windows(key.len()).rposition(|w| w == key)?;
+    let rest = &tail[at + key.len()..];
+    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
     if rest[colon] != b':' {
-        return Usage::default();
+        return None;
     }
     let mut values = serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Value>();
     match values.next() {
-        Some(Ok(v)) if v.is_object() => usage_in(&v),
-        _ => Usage::default(),
+        Some(Ok(v)) if v.is_object() => Some(v),
+        _ => None,
     }
 }
 

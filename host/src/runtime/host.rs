@@ -93,6 +93,15 @@ pub struct PolicyInfo {
 }
 
 impl PolicyInfo {
+    /// Whether it limits anything.
+    pub fn limits_anything(&self) -> bool {
+        self.models.is_some()
+            || self.providers.is_some()
+            || self.budget_usd.is_some()
+            || self.requests_per_minute.is_some()
+            || self.tokens_per_minute.is_some()
+    }
+
     fn wit(&self) -> context::ConsumerPolicy {
         context::ConsumerPolicy {
             models: self.models.clone(),
@@ -212,6 +221,11 @@ impl RequestContext {
     /// Who is calling, when a virtual key said so.
     pub fn consumer(ctx: &Mutex<Self>) -> Option<Arc<ConsumerInfo>> {
         lock(ctx).consumer.clone()
+    }
+
+    /// Whether a filter holds budget reservations for this request.
+    pub fn holds_spend(ctx: &Mutex<Self>) -> bool {
+        !lock(ctx).reservations.is_empty()
     }
 
     /// The spend reservations still open, taken from the context.

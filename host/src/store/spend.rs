@@ -389,6 +389,13 @@ impl SpendLedger {
         l.spent = l.spent.max(spent);
     }
 
+    /// Marks ledgers as changed again (their write failed).
+    pub fn mark_dirty(&self, rows: &[(String, i64, Nanos)]) {
+        for (scope, start, _) in rows {
+            self.dirty.insert((scope.clone(), *start), ());
+        }
+    }
+
     /// The settled spend of ledgers changed since the last call: (scope, period start, spent).
     pub fn take_dirty(&self) -> Vec<(String, i64, Nanos)> {
         let keys: Vec<(String, i64)> = self.dirty.iter().map(|e| e.key().clone()).collect();

@@ -215,6 +215,15 @@ impl Filter for KeyPolicy {
             return BodyDecision::Continue;
         }
         let worst = budget::worst_case(&self.provider, &self.path, body, self.max_output_tokens);
+        if let Some(why) = &worst.unbounded {
+            return BodyDecision::Respond(LocalResponse::error(
+                403,
+                "cost_unbounded",
+                &format!(
+                    "this request's cost cannot be bounded, so it cannot be held against a budget: {why}"
+                ),
+            ));
+        }
         let Some(bound) = worst.usd else {
             if self.allow_unpriced {
                 return BodyDecision::Continue;
@@ -259,15 +268,9 @@ impl Filter for KeyPolicy {
     }
 
     fn on_done(&mut self, s: &Summary) {
-        // The exact cost; a cache hit or a request that never reached the provider costs
-        // nothing; an unknown cost after the provider answered keeps the worst case.
+        // The exact cost, or the hold when it cannot be known (`budget::charge`).
         for h in std::mem::take(&mut self.held) {
-            let charge = match s.cost {
-                _ if s.cached || s.attempts == 0 => 0.0,
-                Some(c) => c,
-                None => h.usd,
-            };
-            settle_spend(h.id, charge);
+            settle_spend(h.id, budget::charge(s, h.usd));
         }
         let used = u64::from(s.tokens_in.unwrap_or(0)) + u64::from(s.tokens_out.unwrap_or(0));
         if used > 0 && !s.cached {

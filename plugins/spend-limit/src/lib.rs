@@ -61,8 +61,9 @@ pub struct SpendLimit {
 }
 
 impl SpendLimit {
-    /// The scope a rule counts this request under, or `None` when the rule does not apply.
-    fn scope(&self, rule: &Rule, model: Option<&str>) -> Option<String> {
+    /// The scope rule `index` counts this request under, or `None` when the rule does not
+    /// apply (no such metadata, no model found).
+    fn scope(&self, index: usize, rule: &Rule, model: Option<&str>) -> Option<String> {
         let value = match rule.by.as_str() {
             "gateway" => String::new(),
             "provider" => self.provider.clone(),
@@ -75,9 +76,10 @@ impl SpendLimit {
                 }
             }
         };
+        // The rule's index and amount: two rules never share a ledger.
         Some(format!(
-            "spend-limit|{}|{}|{}={value}",
-            self.gateway, rule.period, rule.by
+            "spend-limit|{}|{index}:{}:{}|{}={value}",
+            self.gateway, rule.usd, rule.period, rule.by
         ))
     }
 
@@ -162,13 +164,34 @@ impl Filter for SpendLimit {
             return BodyDecision::Continue;
         }
         let worst = budget::worst_case(&self.provider, &self.path, body, self.max_output_tokens);
+        // A model rule with no model found fails closed under `unpriced = "deny"`.
+        if worst.model.is_none()
+            && !self.allow_unpriced
+            && self.rules.iter().any(|r| r.by == "model")
+        {
+            return BodyDecision::Respond(LocalResponse::error(
+                403,
+                "unpriced_model",
+                "a spend limit is kept per model, and this request names none (spend-limit unpriced = \"deny\")",
+            ));
+        }
         let scopes: Vec<(Rule, String)> = self
             .rules
             .iter()
-            .filter_map(|r| Some((r.clone(), self.scope(r, worst.model.as_deref())?)))
+            .enumerate()
+            .filter_map(|(i, r)| Some((r.clone(), self.scope(i, r, worst.model.as_deref())?)))
             .collect();
         if scopes.is_empty() {
             return BodyDecision::Continue;
+        }
+        if let Some(why) = &worst.unbounded {
+            return BodyDecision::Respond(LocalResponse::error(
+                403,
+                "cost_unbounded",
+                &format!(
+                    "this request's cost cannot be bounded, so it cannot be held against a budget: {why}"
+                ),
+            ));
         }
         let Some(bound) = worst.usd else {
             if self.allow_unpriced {
@@ -215,12 +238,7 @@ impl Filter for SpendLimit {
 
     fn on_done(&mut self, s: &Summary) {
         for (id, held) in std::mem::take(&mut self.held) {
-            let charge = match s.cost {
-                _ if s.cached || s.attempts == 0 => 0.0,
-                Some(c) => c,
-                None => held,
-            };
-            settle_spend(id, charge);
+            settle_spend(id, budget::charge(s, held));
         }
     }
 }

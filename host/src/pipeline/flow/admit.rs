@@ -50,7 +50,33 @@ pub(super) fn admit(
         )));
     }
     // The virtual key, checked before anything else reads the request.
-    let identified = crate::control::identify(keys, gw.keys, &gw.name, &parts.headers, now_ms())?;
+    let identified = crate::control::identify(
+        keys,
+        gw.keys,
+        &gw.name,
+        &parts.headers,
+        route.query.as_deref(),
+        now_ms(),
+    )?;
+    // A key with limits only where they are enforced: never silently unlimited.
+    if let Some(i) = &identified {
+        let info = i.consumer.info();
+        let limited = info.key_policy.limits_anything()
+            || info
+                .team_policy
+                .as_ref()
+                .is_some_and(|p| p.limits_anything());
+        if limited && !gw.stages.iter().any(|s| &*s.filter.name == "key-policy") {
+            return Err(GatewayError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "virtual key '{}' ({}) has limits, and gateway '{}' does not enforce them: add \"key-policy\" to its pipeline",
+                    info.key_name, info.key_id, gw.name
+                ),
+            ));
+        }
+    }
     // An authenticated gateway: nothing reaches a filter or a provider without the token (or
     // a valid virtual key sent in its place).
     if let Some(token) = &gw.auth_token {
@@ -164,7 +190,9 @@ pub(super) fn start(
     }
     // The virtual key never reaches a filter or a provider: the provider gets its stored key.
     if let Some(identified) = &admitted.identified {
-        upstream_headers.remove(identified.header);
+        for h in &identified.headers {
+            upstream_headers.remove(*h);
+        }
     }
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     // Debug level: at the default level the span is disabled and costs a callsite check.

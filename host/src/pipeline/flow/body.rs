@@ -467,16 +467,23 @@ impl BodyTask {
                 let _ = ex.call(i, Hook::Done(&summary)).await;
             }
         }
-        // Reservations a filter left open (it failed, or forgot): a request that reached the
-        // provider is charged its cost, or what it held when the cost is unknown; one that
-        // did not is released.
+        // Reservations a filter left open (it failed, or forgot), charged as the SDK's
+        // `budget::charge` does: nothing without a provider call, a cache hit or a provider
+        // error without usage; the exact cost of a completed answer; at least the hold when
+        // the answer did not complete or its cost is unknown.
         let spend = &ex.runtime.services.spend;
         for id in RequestContext::take_reservations(&ex.context) {
-            let charge = match (ex.attempts, summary.cost) {
-                (0, _) => 0,
-                (_, Some(c)) if !summary.cached => crate::store::spend::nanos_up(c),
-                (_, Some(_)) => 0,
-                (_, None) => spend.held(id).unwrap_or(0),
+            let held = spend.held(id).unwrap_or(0);
+            let cost = summary.cost.map(crate::store::spend::nanos_up);
+            let ok = (200..300).contains(&summary.status);
+            let charge = match (summary.outcome, cost) {
+                _ if ex.attempts == 0 || summary.cached => 0,
+                (Outcome::Completed, Some(c)) => c,
+                (Outcome::Completed, None) if !ok => 0,
+                (Outcome::Completed, None) => held,
+                (Outcome::ClientAborted, c) => c.unwrap_or(0).max(held),
+                (_, c) if ok => c.unwrap_or(0).max(held),
+                (_, c) => c.unwrap_or(0),
             };
             spend.finish(id, charge).await;
         }
