@@ -330,3 +330,68 @@ async fn spend_limit_rules_hold_per_metadata_value() {
     // Another user has a limit of their own.
     assert_eq!(send_as("bob").await.status, StatusCode::OK);
 }
+
+/// A routing filter cannot take a keyed request past what its key allows: not to a model the
+/// key may not use, and not to a dearer model than its budget hold was priced at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_stays_within_the_keys_models_and_budget_hold() {
+    let mock = Mock::start().await;
+    let providers = mock.providers_toml().replace(
+        "[providers.anthropic]",
+        "api_key = \"sk-stored\"\n[providers.anthropic]",
+    );
+    let gw = Gateway::start_in(prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
+        &format!(
+            "{providers}[gateways.gw]\nkeys = \"required\"\npipeline = [\"key-policy\", \"logging\", \"provider-routing\"]\n\
+             [[gateways.gw.filters.provider-routing.rules]]\nmodel = \"gpt-4o-mini\"\ntargets = [{{ provider = \"openai\", model = \"gpt-4o\" }}]\n"
+        ),
+        &[],
+    ));
+    let create = |body: Value| {
+        let gw = &gw;
+        async move {
+            admin(gw, Method::POST, "/api/keys", &body.to_string())
+                .await
+                .json()["key"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let url = gw.url("/v1/acct/gw/openai/chat/completions");
+    // Model list: the route to gpt-4o is refused.
+    let listed =
+        create(json!({"name": "mini-only", "gateways": "*", "models": ["gpt-4o-mini"]})).await;
+    let r = send(
+        &url,
+        &[("authorization", &format!("Bearer {listed}"))],
+        &chat("route me", false),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert!(r.text().contains("may not use"), "{}", r.text());
+    // Budget: the hold was priced at gpt-4o-mini; gpt-4o costs more, so the route is refused.
+    let budgeted = create(json!({"name": "budgeted", "gateways": "*",
+        "budget_usd": {"amount": 1.0, "period": "day"}}))
+    .await;
+    let r = send(
+        &url,
+        &[("authorization", &format!("Bearer {budgeted}"))],
+        &chat("route me", false),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert!(r.text().contains("budget hold"), "{}", r.text());
+    // A key without such limits is routed.
+    let free = create(json!({"name": "free", "gateways": "*"})).await;
+    let r = send(
+        &url,
+        &[("authorization", &format!("Bearer {free}"))],
+        &chat("route me", false),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["model"], "gpt-4o");
+    assert_eq!(mock.requests().len(), 1);
+}
