@@ -395,16 +395,22 @@ wait_ready aigw-default "http://$GW_DEFAULT/v1/bench/default/openai/chat/complet
 wait_ready aigw-noop "http://$GW_NOOP/v1/bench/noop8/openai/chat/completions" 30 'authorization: Bearer sk-bench'
 AUTH='"headers":[["authorization","Bearer sk-bench"]]'
 GW_EMPTY_ADMIN=$(wait_line aigw-empty "aigw admin listening on http://" 30)
-BENCH_KEY=$(curl -sf -m 10 -H 'content-type: application/json' \
-    -d '{"name":"bench","gateways":"*","budget_usd":{"amount":1000000,"period":"total"}}' \
-    "http://$GW_EMPTY_ADMIN/api/keys" | sed -n 's/.*"key":"\(aigw-[^"]*\)".*/\1/p')
-[ -n "$BENCH_KEY" ] || { echo "bench/run.sh: could not create a virtual key on the admin API" >&2; exit 1; }
-KEYAUTH="\"headers\":[[\"authorization\",\"Bearer $BENCH_KEY\"]]"
+# A key without limits for the key-only gateway (a key with limits is refused where no
+# key-policy enforces them), and one with a budget for the key-policy gateway.
+new_key() {
+    curl -sf -m 10 -H 'content-type: application/json' -d "$1" "http://$GW_EMPTY_ADMIN/api/keys" \
+        | sed -n 's/.*"key":"\(aigw-[^"]*\)".*/\1/p'
+}
+PLAIN_KEY=$(new_key '{"name":"bench","gateways":"*"}')
+BUDGET_KEY=$(new_key '{"name":"bench-budget","gateways":"*","budget_usd":{"amount":1000000,"period":"total"}}')
+[ -n "$PLAIN_KEY" ] && [ -n "$BUDGET_KEY" ] || { echo "bench/run.sh: could not create virtual keys on the admin API" >&2; exit 1; }
+KEYAUTH="\"headers\":[[\"authorization\",\"Bearer $PLAIN_KEY\"]]"
+BUDGETAUTH="\"headers\":[[\"authorization\",\"Bearer $BUDGET_KEY\"]]"
 target aigw-empty "aigw, empty pipeline" aigw-empty "${PID_OF[aigw-empty]}" "http://$GW_EMPTY/v1/bench/empty/openai/chat/completions" "$ALL" "$AUTH"
 target aigw-default "aigw, default pipeline (logging, rate-limit, cache, retry), cache misses" aigw-default "${PID_OF[aigw-default]}" "http://$GW_DEFAULT/v1/bench/default/openai/chat/completions" "$ALL" "$AUTH"
 target aigw-cache-hit "aigw, default pipeline, cache hits (one prompt repeated)" aigw-default "${PID_OF[aigw-default]}" "http://$GW_DEFAULT/v1/bench/default/openai/chat/completions" '["c1","conc"]' "$AUTH,\"fixed_prompt\":\"bench: the one cached prompt\""
 target aigw-key "aigw, virtual key resolved, empty pipeline" aigw-empty "${PID_OF[aigw-empty]}" "http://$GW_EMPTY/v1/bench/keyed/openai/chat/completions" '["c1"]' "$KEYAUTH,\"c1_factor\":2.0"
-target aigw-key-policy "aigw, virtual key and key-policy with a budget" aigw-empty "${PID_OF[aigw-empty]}" "http://$GW_EMPTY/v1/bench/keypolicy/openai/chat/completions" '["c1"]' "$KEYAUTH,\"c1_factor\":2.0"
+target aigw-key-policy "aigw, virtual key and key-policy with a budget" aigw-empty "${PID_OF[aigw-empty]}" "http://$GW_EMPTY/v1/bench/keypolicy/openai/chat/completions" '["c1"]' "$BUDGETAUTH,\"c1_factor\":2.0"
 for n in 0 1 2 4 8; do
     target "noop-$n" "aigw, $n no-op filters" aigw-noop "${PID_OF[aigw-noop]}" "http://$GW_NOOP/v1/bench/noop$n/openai/chat/completions" '["c1"]' "$AUTH,\"c1_factor\":2.0"
 done

@@ -211,7 +211,7 @@ pub async fn two_replicas_logging_to_one_postgres_show_all_requests_on_either() 
     // A gateway name of its own, so earlier runs in the same database do not count.
     let gw_name = format!("pg{}", uuid_like());
     let cfg = format!(
-        "{}[logs]\nbackend = \"postgres\"\nurl = \"{pg}\"\n[gateways.{gw_name}]\npipeline = [\"logging\"]\n",
+        "{}[logs]\nbackend = \"postgres\"\nurl = \"{pg}\"\n[gateways.{gw_name}]\nkeys = \"optional\"\npipeline = [\"logging\"]\n",
         mock.providers_toml()
     );
     let start = || {
@@ -301,6 +301,53 @@ pub async fn two_replicas_logging_to_one_postgres_show_all_requests_on_either() 
     assert_eq!(report["scanned"], 12, "{report}");
     assert_eq!(report["unchanged"], 11, "{report}");
     assert_eq!(report["recosted"], 0, "{report}");
+    // Virtual keys on PostgreSQL: created on one replica, used on the other, revoked there
+    // and refused on the first within a second.
+    let created = send_req(request(
+        hyper::Method::POST,
+        &a.admin_url("/api/keys"),
+        &[],
+        &format!(r#"{{"name": "pg-key-{gw_name}", "gateways": ["{gw_name}"]}}"#),
+    ))
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let created = created.json();
+    let bearer = format!("Bearer {}", created["key"].as_str().unwrap());
+    let used = eventually(Duration::from_secs(3), || async {
+        send(
+            &b.url(&format!("/v1/acct/{gw_name}/openai/chat/completions")),
+            &[("authorization", &bearer)],
+            &chat("pg key", false),
+        )
+        .await
+        .status
+            == StatusCode::OK
+    })
+    .await;
+    assert!(used.is_some(), "the key reached the second replica");
+    let revoked = send_req(request(
+        hyper::Method::DELETE,
+        &b.admin_url(&format!("/api/keys/{}", created["id"].as_str().unwrap())),
+        &[],
+        "",
+    ))
+    .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
+    let refused = eventually(Duration::from_secs(1), || async {
+        send(
+            &a.url(&format!("/v1/acct/{gw_name}/openai/chat/completions")),
+            &[("authorization", &bearer)],
+            &chat("pg key", false),
+        )
+        .await
+        .status
+            == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "revoked on PostgreSQL, refused elsewhere within a second"
+    );
     assert!(a.stop() && b.stop());
 }
 
