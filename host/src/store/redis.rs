@@ -226,6 +226,30 @@ impl RedisStore {
         .ok_or(Unavailable)
     }
 
+    /// Drops reservation `member` without charging it (a reserve whose answer was lost may
+    /// still have taken it).
+    pub async fn spend_release(
+        &self,
+        scope: &str,
+        period_start: i64,
+        member: &str,
+    ) -> Result<(), Unavailable> {
+        let (_, held) = self.spend_keys(scope, period_start);
+        let member = member.to_string();
+        self.run::<i64>("spend release", move |mut c| {
+            Box::pin(async move {
+                redis::cmd("ZREM")
+                    .arg(held)
+                    .arg(member)
+                    .query_async(&mut c)
+                    .await
+            })
+        })
+        .await
+        .map(|_| ())
+        .ok_or(Unavailable)
+    }
+
     /// Settled and held nanos of a ledger.
     pub async fn spend_ledger(
         &self,

@@ -281,6 +281,9 @@ impl SpendLedger {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
                 Err(_) => {
+                    // The script may have run and only its answer been lost: drop the hold it
+                    // may have taken (best effort; otherwise it expires by itself).
+                    let _ = shared.spend_release(scope, start, &member).await;
                     return match shared.limits_on_error() {
                         super::redis::OnError::Closed => Err(Refusal {
                             ledger: Ledger::default(),

@@ -99,25 +99,35 @@ impl LogStore {
         to_ms: i64,
         prices: &PriceTable,
     ) -> Result<RecostReport, LogStoreError> {
-        self.with_db(|db| recost_range(db, gateway, from_ms, to_ms, prices))
+        let mut report = RecostReport::default();
+        let mut after = i64::MIN;
+        // The connection is taken page by page: on PostgreSQL it is shared with the key
+        // refresher and the admin API, which must not wait for a whole recost.
+        while let Some(next) =
+            self.with_db(|db| recost_page(db, gateway, from_ms, to_ms, prices, after, &mut report))?
+        {
+            after = next;
+        }
+        Ok(report)
     }
 }
 
-fn recost_range(
+/// Recosts the page after `after`; the last row's position when more may follow.
+fn recost_page(
     db: &mut dyn Db,
     gateway: &str,
     from_ms: i64,
     to_ms: i64,
     prices: &PriceTable,
-) -> Result<RecostReport, LogStoreError> {
+    after: i64,
+    report: &mut RecostReport,
+) -> Result<Option<i64>, LogStoreError> {
     let seq = db.dialect().seq();
     let select = format!(
         "SELECT {seq}, id, entry FROM logs WHERE gateway = ?1 AND created_at >= ?2 \
          AND created_at < ?3 AND {seq} > ?4 ORDER BY {seq} LIMIT ?5"
     );
-    let mut report = RecostReport::default();
-    let mut after = i64::MIN;
-    loop {
+    {
         let rows = db.rows(
             &select,
             &[
@@ -128,8 +138,10 @@ fn recost_range(
                 Arg::Int(PAGE),
             ],
         )?;
-        let Some(last) = rows.last() else { break };
-        after = last[0].int();
+        let Some(last) = rows.last() else {
+            return Ok(None);
+        };
+        let next = last[0].int();
         let mut changed = Vec::new();
         for row in &rows {
             report.scanned += 1;
@@ -156,11 +168,8 @@ fn recost_range(
             }
         }
         write_page(db, &changed)?;
-        if (rows.len() as i64) < PAGE {
-            break;
-        }
+        Ok(((rows.len() as i64) == PAGE).then_some(next))
     }
-    Ok(report)
 }
 
 /// Writes a page's changed entries in one transaction.
