@@ -406,16 +406,7 @@ fn route_allowed(
         let prices = &generation.config.prices;
         let rates = |provider: &str, model: Option<&str>| {
             let p = prices.find(provider, model?)?;
-            let input = [
-                Some(p.input_per_million),
-                p.cached_input_per_million,
-                p.cache_write_per_million,
-                p.image_input_per_million,
-            ]
-            .into_iter()
-            .flatten()
-            .fold(0.0, f64::max);
-            Some((input, p.output_per_million))
+            Some((p.max_input_rate(), p.output_per_million))
         };
         match (
             rates(from_provider, ex.model.as_deref()),

@@ -31,6 +31,22 @@ pub struct Price {
     pub image_input_per_million: Option<f64>,
 }
 
+impl Price {
+    /// The dearest rate an input token of this model can be billed at (plain, cache read,
+    /// cache write or image input), USD per million.
+    pub fn max_input_rate(&self) -> f64 {
+        [
+            Some(self.input_per_million),
+            self.cached_input_per_million,
+            self.cache_write_per_million,
+            self.image_input_per_million,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max)
+    }
+}
+
 /// The price table.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PriceTable {
@@ -162,16 +178,10 @@ impl PriceTable {
     /// plain input). `None` when the model has no price.
     pub fn bound(&self, provider: &str, model: &str, input: u64, output: u64) -> Option<f64> {
         let p = self.find(provider, model)?;
-        let rate_in = [
-            Some(p.input_per_million),
-            p.cached_input_per_million,
-            p.cache_write_per_million,
-            p.image_input_per_million,
-        ]
-        .into_iter()
-        .flatten()
-        .fold(0.0, f64::max);
-        Some((input as f64 * rate_in + output as f64 * p.output_per_million) / 1_000_000.0)
+        Some(
+            (input as f64 * p.max_input_rate() + output as f64 * p.output_per_million)
+                / 1_000_000.0,
+        )
     }
 
     /// Cost in USD, when the model is priced and the input tokens are known (output tokens

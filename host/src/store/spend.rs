@@ -301,19 +301,26 @@ impl SpendLedger {
         }
     }
 
-    /// Ends a reservation wherever it is kept: `charge` becomes spend, the hold goes.
-    pub async fn finish(&self, id: u64, charge: Nanos) {
-        let Some(shared) = &self.shared else {
-            return self.settle(id, charge);
-        };
-        let Some((_, held)) = self.held.remove(&id) else {
-            return;
-        };
+    /// Removes an open hold, counting any part of `charge` above it as overshoot; the hold and
+    /// the charge (never negative). `None` when the id was settled already.
+    fn take_hold(&self, id: u64, charge: Nanos) -> Option<(Held, Nanos)> {
+        let (_, held) = self.held.remove(&id)?;
         let charge = charge.max(0);
         if charge > held.amount {
             self.overshoot_nanos
                 .fetch_add((charge - held.amount) as u64, Ordering::Relaxed);
         }
+        Some((held, charge))
+    }
+
+    /// Ends a reservation wherever it is kept: `charge` becomes spend, the hold goes.
+    pub async fn finish(&self, id: u64, charge: Nanos) {
+        let Some(shared) = &self.shared else {
+            return self.settle(id, charge);
+        };
+        let Some((held, charge)) = self.take_hold(id, charge) else {
+            return;
+        };
         let ttl = match held.resets_at_ms {
             0 => 0,
             end => end.saturating_sub(super::now_ms()) + 86_400_000,
@@ -351,14 +358,9 @@ impl SpendLedger {
     /// Ends a reservation: `charge` becomes spend, the hold goes. Unknown ids (settled
     /// already) do nothing.
     pub fn settle(&self, id: u64, charge: Nanos) {
-        let Some((_, held)) = self.held.remove(&id) else {
+        let Some((held, charge)) = self.take_hold(id, charge) else {
             return;
         };
-        let charge = charge.max(0);
-        if charge > held.amount {
-            self.overshoot_nanos
-                .fetch_add((charge - held.amount) as u64, Ordering::Relaxed);
-        }
         if let Some(mut l) = self.ledgers.get_mut(&held.ledger) {
             l.reserved = (l.reserved - held.amount).max(0);
             l.spent = l.spent.saturating_add(charge);
