@@ -166,20 +166,32 @@ fn bound_output(provider: &str, path: &str, body: &mut Value, cap: u64) -> (u64,
 /// ```
 pub fn worst_case(provider: &str, path: &str, body: &[u8], cap: u64) -> WorstCase {
     let mut json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let model = model_of(&json, path);
+    worst_case_of(provider, path, &mut json, body.len(), cap)
+}
+
+/// [`worst_case`] of a body already parsed (`json`, `body_len` bytes long); the cap, when
+/// written, is written into `json` too.
+pub fn worst_case_of(
+    provider: &str,
+    path: &str,
+    json: &mut Value,
+    body_len: usize,
+    cap: u64,
+) -> WorstCase {
+    let model = model_of(json, path);
     let mut extra_input = 0;
-    let unbounded = outside_input(&json, &mut extra_input);
-    let (output, rewritten) = match output_limit(&json) {
+    let unbounded = outside_input(json, &mut extra_input);
+    let (output, rewritten) = match output_limit(json) {
         Some(n) => (n, false),
-        None => bound_output(provider, path, &mut json, cap),
+        None => bound_output(provider, path, json, cap),
     };
     // Images are bounded per image already; other APIs per answer asked for.
     let output = if path.contains("/images/") {
         output
     } else {
-        output.saturating_mul(choices(&json))
+        output.saturating_mul(choices(json))
     };
-    let input = (body.len() as u64).saturating_add(extra_input);
+    let input = (body_len as u64).saturating_add(extra_input);
     let usd = match &unbounded {
         Some(_) => None,
         None => model
@@ -190,12 +202,42 @@ pub fn worst_case(provider: &str, path: &str, body: &[u8], cap: u64) -> WorstCas
         model,
         usd,
         rewritten: if rewritten && unbounded.is_none() {
-            serde_json::to_vec(&json).ok()
+            serde_json::to_vec(json).ok()
         } else {
             None
         },
         unbounded,
     }
+}
+
+/// Reads a budget filter's `unpriced` setting: `"deny"` (the default) or `"allow"`; true
+/// when a request to a model without a price may pass unbudgeted.
+///
+/// ```
+/// use aigw_plugin_sdk::budget::allow_unpriced;
+/// assert_eq!(allow_unpriced(None), Ok(false));
+/// assert_eq!(allow_unpriced(Some("allow")), Ok(true));
+/// assert!(allow_unpriced(Some("maybe")).unwrap_err().contains("unpriced"));
+/// ```
+pub fn allow_unpriced(setting: Option<&str>) -> Result<bool, String> {
+    match setting {
+        None | Some("deny") => Ok(false),
+        Some("allow") => Ok(true),
+        Some(other) => Err(format!(
+            "unpriced: expected \"deny\" or \"allow\", got \"{other}\""
+        )),
+    }
+}
+
+/// The 403 a budget filter answers a request whose cost has no bound (`WorstCase::unbounded`).
+pub fn unbounded_refusal(why: &str) -> crate::LocalResponse {
+    crate::LocalResponse::error(
+        403,
+        "cost_unbounded",
+        &format!(
+            "this request's cost cannot be bounded, so it cannot be held against a budget: {why}"
+        ),
+    )
 }
 
 /// What a finished request is charged against a hold of `held_usd`:

@@ -116,15 +116,7 @@ impl Filter for KeyPolicy {
 
     fn configure(value: Value) -> Result<Self, String> {
         let raw: RawConfig = config::parse(value)?;
-        let allow_unpriced = match raw.unpriced.as_deref() {
-            None | Some("deny") => false,
-            Some("allow") => true,
-            Some(other) => {
-                return Err(format!(
-                    "unpriced: expected \"deny\" or \"allow\", got \"{other}\""
-                ));
-            }
-        };
+        let allow_unpriced = budget::allow_unpriced(raw.unpriced.as_deref())?;
         let max_output_tokens = raw.max_output_tokens.unwrap_or(4096);
         if max_output_tokens == 0 {
             return Err("max_output_tokens: expected a positive integer".into());
@@ -185,7 +177,8 @@ impl Filter for KeyPolicy {
         let Some(c) = self.consumer.clone() else {
             return BodyDecision::Continue;
         };
-        let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        // Parsed once: for the model check and for the worst case.
+        let mut json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let model = budget::model_of(&json, &self.path);
         for (what, scope, p) in policies(&c) {
             if let Some(allowed) = &p.models {
@@ -214,15 +207,15 @@ impl Filter for KeyPolicy {
         if budgets.is_empty() {
             return BodyDecision::Continue;
         }
-        let worst = budget::worst_case(&self.provider, &self.path, body, self.max_output_tokens);
+        let worst = budget::worst_case_of(
+            &self.provider,
+            &self.path,
+            &mut json,
+            body.len(),
+            self.max_output_tokens,
+        );
         if let Some(why) = &worst.unbounded {
-            return BodyDecision::Respond(LocalResponse::error(
-                403,
-                "cost_unbounded",
-                &format!(
-                    "this request's cost cannot be bounded, so it cannot be held against a budget: {why}"
-                ),
-            ));
+            return BodyDecision::Respond(budget::unbounded_refusal(why));
         }
         let Some(bound) = worst.usd else {
             if self.allow_unpriced {

@@ -127,15 +127,7 @@ impl Filter for SpendLimit {
                 ));
             }
         }
-        let allow_unpriced = match raw.unpriced.as_deref() {
-            None | Some("deny") => false,
-            Some("allow") => true,
-            Some(other) => {
-                return Err(format!(
-                    "unpriced: expected \"deny\" or \"allow\", got \"{other}\""
-                ));
-            }
-        };
+        let allow_unpriced = budget::allow_unpriced(raw.unpriced.as_deref())?;
         Ok(SpendLimit {
             rules: raw.rules,
             allow_unpriced,
@@ -185,13 +177,7 @@ impl Filter for SpendLimit {
             return BodyDecision::Continue;
         }
         if let Some(why) = &worst.unbounded {
-            return BodyDecision::Respond(LocalResponse::error(
-                403,
-                "cost_unbounded",
-                &format!(
-                    "this request's cost cannot be bounded, so it cannot be held against a budget: {why}"
-                ),
-            ));
+            return BodyDecision::Respond(budget::unbounded_refusal(why));
         }
         let Some(bound) = worst.usd else {
             if self.allow_unpriced {
