@@ -13,10 +13,7 @@ const INPUT: f64 = 2.5;
 const OUTPUT: f64 = 10.0;
 
 fn budget_gateway(mock: &Mock) -> Gateway {
-    let providers = mock.providers_toml().replace(
-        "[providers.anthropic]",
-        "api_key = \"sk-stored\"\n[providers.anthropic]",
-    );
+    let providers = mock.providers_toml_with_keys();
     let dir = prepare_with_server(
         "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
         &format!(
@@ -336,10 +333,7 @@ async fn spend_limit_rules_hold_per_metadata_value() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_stays_within_the_keys_models_and_budget_hold() {
     let mock = Mock::start().await;
-    let providers = mock.providers_toml().replace(
-        "[providers.anthropic]",
-        "api_key = \"sk-stored\"\n[providers.anthropic]",
-    );
+    let providers = mock.providers_toml_with_keys();
     let gw = Gateway::start_in(prepare_with_server(
         "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
         &format!(

@@ -43,6 +43,15 @@ impl Mock {
         self.state.requests()
     }
 
+    /// Like `providers_toml`, with stored keys (`sk-stored-openai`, `sk-ant-stored`): what a
+    /// provider gets when the client's key is a virtual one.
+    pub fn providers_toml_with_keys(&self) -> String {
+        self.providers_toml().replace(
+            "[providers.anthropic]",
+            "api_key = \"sk-stored-openai\"\n[providers.anthropic]",
+        ) + "api_key = \"sk-ant-stored\"\n"
+    }
+
     /// `[providers.openai]` and `[providers.anthropic]` tables pointing here.
     pub fn providers_toml(&self) -> String {
         format!(

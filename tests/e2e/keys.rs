@@ -11,10 +11,7 @@ use std::time::{Duration, Instant};
 /// Providers with stored keys, and four gateways: `gw` (keys required), `open` (optional),
 /// `free` (off, the default) and `closed` (required, granted to no test key).
 fn keyed_gateway(mock: &Mock) -> Gateway {
-    let providers = mock.providers_toml().replace(
-        "[providers.anthropic]",
-        "api_key = \"sk-stored-openai\"\n[providers.anthropic]",
-    ) + "api_key = \"sk-ant-stored\"\n";
+    let providers = mock.providers_toml_with_keys();
     let dir = prepare_with_server(
         "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
         &format!(

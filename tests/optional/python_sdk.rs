@@ -291,10 +291,7 @@ pub async fn official_sdks_are_billed_exactly() {
 pub async fn official_sdks_work_with_a_virtual_key() {
     let python = python().expect("the runner checked for a Python with the SDKs");
     let mock = Mock::start().await;
-    let providers = mock.providers_toml().replace(
-        "[providers.anthropic]",
-        "api_key = \"sk-stored-openai\"\n[providers.anthropic]",
-    ) + "api_key = \"sk-ant-stored\"\n";
+    let providers = mock.providers_toml_with_keys();
     let dir = prepare_with_server(
         "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
         &format!(
