@@ -87,7 +87,17 @@ pub async fn check(config_path: &Path) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let mut lines = Vec::new();
     for (name, gw) in &generation.gateways {
-        let names: Vec<&str> = gw.stages.iter().map(|s| &*s.filter.name).collect();
+        let names: Vec<String> = gw
+            .stages
+            .iter()
+            .map(|s| {
+                let mode = match s.on_error {
+                    crate::config::OnError::Open => "open",
+                    crate::config::OnError::Closed => "closed",
+                };
+                format!("{} (on_error {mode})", s.filter.name)
+            })
+            .collect();
         lines.push(format!("gateway {name}: pipeline [{}]", names.join(", ")));
     }
     for (name, f) in &generation.filters {
@@ -96,6 +106,9 @@ pub async fn check(config_path: &Path) -> Result<String, String> {
             f.source,
             &f.sha256[..16]
         ));
+        for w in f.info.warnings() {
+            lines.push(format!("warning: filter {name}: {w}"));
+        }
     }
     Ok(lines.join("\n"))
 }

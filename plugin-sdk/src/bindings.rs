@@ -4,7 +4,9 @@
 
 wit_bindgen::generate!({
     world: "filter-plugin",
-    path: "../wit",
+    // The SDK's own copy of wit/filter.wit, so a published package is
+    // self-contained (tests/wit_copy.rs keeps it equal to the repository's).
+    path: "wit",
     pub_export_macro: true,
     export_macro_name: "export",
     default_bindings_module: "aigw_plugin_sdk::__private::bindings",

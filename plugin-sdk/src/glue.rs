@@ -65,8 +65,39 @@ fn mode(m: BodyMode) -> wit::BodyMode {
     }
 }
 
+/// Sends panic messages (with their source location) to the host, which logs them with
+/// the request id and shows the latest in `/api/plugins`; without it a panic is only an
+/// `unreachable` trap. Installed once per instance, from the first export called.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            crate::bindings::aigw::filter::telemetry::report_panic(&panic_text(info));
+        }));
+    });
+}
+
+/// "message at file:line:column".
+pub(crate) fn panic_text(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string());
+    match info.location() {
+        Some(l) => format!("{message} at {}:{}:{}", l.file(), l.line(), l.column()),
+        None => message,
+    }
+}
+
 pub fn describe<F: Filter>() -> wit::FilterInfo {
+    install_panic_hook();
     let info = F::describe();
+    crate::bindings::aigw::filter::manifest::declare_on_error(match info.on_error {
+        OnError::Open => crate::bindings::aigw::filter::manifest::FailureMode::Open,
+        OnError::Closed => crate::bindings::aigw::filter::manifest::FailureMode::Closed,
+    });
     let mut hooks = wit::Hooks::empty();
     if info.hooks.request_headers {
         hooks |= wit::Hooks::REQUEST_HEADERS;
@@ -91,6 +122,7 @@ pub fn describe<F: Filter>() -> wit::FilterInfo {
 }
 
 pub fn configure<F: Filter>(config_json: String) -> Result<(), String> {
+    install_panic_hook();
     let value: serde_json::Value = serde_json::from_str(&config_json)
         .map_err(|e| format!("filter configuration is not valid JSON: {e}"))?;
     let filter = F::configure(value)?;

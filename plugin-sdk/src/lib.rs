@@ -7,14 +7,15 @@
 //! gateway's `plugins_dir` and name it in a gateway's `pipeline`.
 //!
 //! ```
-//! use aigw_plugin_sdk::{Decision, Filter, FilterInfo, Hooks, LocalResponse, Request};
+//! use aigw_plugin_sdk::{Decision, Filter, FilterInfo, LocalResponse, OnError, Request};
 //!
 //! /// Refuses requests without an `x-team` header.
 //! struct RequireTeam;
 //!
 //! impl Filter for RequireTeam {
 //!     fn describe() -> FilterInfo {
-//!         FilterInfo::hooks(Hooks { request_headers: true, ..Hooks::default() })
+//!         // Declare every hook the impl defines: the host calls only these.
+//!         FilterInfo::new().on_request_headers().on_error(OnError::Closed)
 //!     }
 //!     fn configure(_config: serde_json::Value) -> Result<Self, String> {
 //!         Ok(RequireTeam)
@@ -32,6 +33,10 @@
 //! assert!(matches!(f.on_request_headers(&Request::default()), Decision::Respond(_)));
 //! ```
 //!
+//! Test a filter the way the host runs it with [`testing::run`] (feature `testing`): it
+//! calls only the declared hooks, in the host's order, with the declared body modes, and
+//! fails when the filter implements a hook `describe` does not declare.
+//!
 //! A filter instance serves one request: the host instantiates the component,
 //! calls [`Filter::configure`] with the filter's TOML table (as JSON), then the
 //! hooks in order. State kept in `self` lasts for that request; state shared
@@ -46,8 +51,10 @@ pub mod budget;
 pub mod cf;
 pub mod chat;
 pub mod config;
+pub mod glob;
 #[doc(hidden)]
 pub mod glue;
+mod harness;
 pub mod host;
 pub mod testing;
 mod types;
@@ -57,7 +64,9 @@ pub use types::*;
 /// A filter: one policy applied to requests and responses.
 ///
 /// Only `describe` and `configure` are required; each hook defaults to
-/// passing everything through. The host calls only the hooks `describe` lists.
+/// passing everything through. The host calls only the hooks `describe` lists: a hook
+/// implemented here but not declared there is never called. [`testing::run`] and
+/// [`testing::check_hooks`] catch that in a unit test.
 pub trait Filter: Sized + 'static {
     /// Which hooks to call and how to deliver bodies.
     ///
@@ -94,6 +103,7 @@ pub trait Filter: Sized + 'static {
     /// assert_eq!(F.on_request_headers(&Request::default()), Decision::proceed());
     /// ```
     fn on_request_headers(&mut self, _request: &Request) -> Decision {
+        __hooks::default_reached(__hooks::REQUEST_HEADERS);
         Decision::proceed()
     }
 
@@ -106,6 +116,7 @@ pub trait Filter: Sized + 'static {
     /// assert_eq!(F.on_request_body(b"{}"), BodyDecision::Continue);
     /// ```
     fn on_request_body(&mut self, _body: &[u8]) -> BodyDecision {
+        __hooks::default_reached(__hooks::REQUEST_BODY);
         BodyDecision::Continue
     }
 
@@ -118,6 +129,7 @@ pub trait Filter: Sized + 'static {
     /// assert_eq!(F.on_response_headers(&Response::default()), ResponseDecision::proceed());
     /// ```
     fn on_response_headers(&mut self, _response: &Response) -> ResponseDecision {
+        __hooks::default_reached(__hooks::RESPONSE_HEADERS);
         ResponseDecision::proceed()
     }
 
@@ -130,6 +142,7 @@ pub trait Filter: Sized + 'static {
     /// assert_eq!(F.on_response_body(b"data: {}\n\n", false), ChunkDecision::Continue);
     /// ```
     fn on_response_body(&mut self, _chunk: &[u8], _end_of_stream: bool) -> ChunkDecision {
+        __hooks::default_reached(__hooks::RESPONSE_BODY);
         ChunkDecision::Continue
     }
 
@@ -141,7 +154,9 @@ pub trait Filter: Sized + 'static {
     /// # fn configure(_: serde_json::Value) -> Result<Self, String> { Ok(F) } }
     /// F.on_done(&Summary::default());
     /// ```
-    fn on_done(&mut self, _summary: &Summary) {}
+    fn on_done(&mut self, _summary: &Summary) {
+        __hooks::default_reached(__hooks::DONE);
+    }
 }
 
 /// Exports a [`Filter`] as the component's `aigw:filter/filter` interface.
@@ -191,6 +206,33 @@ macro_rules! export_filter {
     $crate::__private::export!(AigwFilterExport with_types_in $crate::__private::bindings);
         };
     };
+}
+
+/// Which default hook bodies ran: lets `testing` tell a hook the filter overrides from
+/// one it left at the default.
+#[doc(hidden)]
+pub mod __hooks {
+    use std::cell::Cell;
+
+    pub const REQUEST_HEADERS: u8 = 1;
+    pub const REQUEST_BODY: u8 = 2;
+    pub const RESPONSE_HEADERS: u8 = 4;
+    pub const RESPONSE_BODY: u8 = 8;
+    pub const DONE: u8 = 16;
+
+    thread_local! {
+        static REACHED: Cell<u8> = const { Cell::new(0) };
+    }
+
+    /// A default hook body ran.
+    pub fn default_reached(bit: u8) {
+        REACHED.with(|r| r.set(r.get() | bit));
+    }
+
+    /// Clears the record and returns what it held.
+    pub fn take() -> u8 {
+        REACHED.with(|r| r.replace(0))
+    }
 }
 
 #[doc(hidden)]

@@ -1,6 +1,8 @@
-//! A native stand-in for the host, so filters can be unit-tested with plain
-//! `cargo test`: key-value store, limit counters, logs, counters, a settable
-//! clock and the captured log entries. One mock per thread.
+//! Unit-testing filters with plain `cargo test`: [`run`] plays one request through a
+//! filter the way the host does, [`check_hooks`] fails on hooks the host would never call,
+//! and (feature `testing`) [`MockHost`] stands in for the host's imports: key-value store,
+//! limit counters, logs, counters, a settable clock and the captured log entries. One mock
+//! per thread.
 //!
 //! ```
 //! use aigw_plugin_sdk::testing::MockHost;
@@ -11,6 +13,7 @@
 //! ```
 #![cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 
+pub use crate::harness::{Exchange, Played, check_hooks, run};
 use crate::types::{Level, Technique, Verdict};
 use std::cell::RefCell;
 use std::collections::HashMap;

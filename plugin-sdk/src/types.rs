@@ -149,6 +149,49 @@ impl LocalResponse {
         )
     }
 
+    /// A JSON error in OpenAI's full shape: `{"error": {"type", "message", "code", "param"}}`,
+    /// `code` and `param` being `null` when `None`. OpenAI's SDKs read them into the
+    /// exception they raise (`e.code`, `e.param`), so a client can tell one refusal from
+    /// another without matching the message. [`error`](Self::error) is the same without the
+    /// two fields.
+    ///
+    /// ```
+    /// use aigw_plugin_sdk::LocalResponse;
+    ///
+    /// let r = LocalResponse::error_with(
+    ///     400,
+    ///     "invalid_request_error",
+    ///     "max_tokens: at most 4096",
+    ///     Some("max_tokens_too_large"),
+    ///     Some("max_tokens"),
+    /// );
+    /// let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    /// assert_eq!(body["error"]["code"], "max_tokens_too_large");
+    /// assert_eq!(body["error"]["param"], "max_tokens");
+    ///
+    /// let r = LocalResponse::error_with(429, "rate_limited", "slow down", Some("rpm"), None);
+    /// let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    /// assert_eq!(body["error"]["code"], "rpm");
+    /// assert!(body["error"]["param"].is_null());
+    /// ```
+    pub fn error_with(
+        status: u16,
+        kind: &str,
+        message: &str,
+        code: Option<&str>,
+        param: Option<&str>,
+    ) -> Self {
+        Self::json(
+            status,
+            &serde_json::json!({"error": {
+                "type": kind,
+                "message": message,
+                "code": code,
+                "param": param,
+            }}),
+        )
+    }
+
     /// Adds a header (builder style).
     ///
     /// ```
@@ -301,24 +344,66 @@ pub enum BodyMode {
     Streaming,
 }
 
-/// What `describe` returns.
+/// What the host does when a filter fails: a trap or panic, a missed deadline, the memory
+/// limit, a body over its buffer, or an open circuit after repeated failures.
+///
+/// A filter declares its own default in [`FilterInfo::on_error`]; the gateway's TOML table
+/// for the filter may override it (`on_error = "open"` or `"closed"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// Refuse the request (500; 503 while the circuit is open). For policy filters: a
+    /// failure must never let through a request the policy would have refused. The default.
+    #[default]
+    Closed,
+    /// Skip the filter for the rest of the request. For observers (logging, caching,
+    /// metrics), whose failure should not cost the client its answer.
+    Open,
+}
+
+/// What `describe` returns: the hooks the host calls, how bodies are delivered, and what
+/// a failure of the filter does.
+///
+/// Build it with the `on_*` methods: each declares a hook, and the body ones take the
+/// body's delivery mode with it, so a body hook cannot be declared without one. The host
+/// calls **only** the hooks declared here; [`testing::run`](crate::testing) and
+/// [`testing::check_hooks`](crate::testing) fail a test whose filter implements a hook it
+/// did not declare.
 ///
 /// ```
-/// use aigw_plugin_sdk::{FilterInfo, Hooks};
-/// let info = FilterInfo::hooks(Hooks { request_headers: true, ..Hooks::default() });
-/// assert!(info.hooks.request_headers && !info.hooks.done);
+/// use aigw_plugin_sdk::{BodyMode, FilterInfo, OnError};
+/// let info = FilterInfo::new()
+///     .on_request_headers()
+///     .on_request_body(BodyMode::Buffered(1 << 20))
+///     .on_error(OnError::Closed);
+/// assert!(info.hooks.request_headers && info.hooks.request_body && !info.hooks.done);
+/// assert_eq!(info.request_body, BodyMode::Buffered(1 << 20));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FilterInfo {
     /// Hooks to call.
     pub hooks: Hooks,
-    /// Request body delivery (only with `hooks.request_body`).
+    /// Request body delivery (only with `hooks.request_body`; `Ignore` means the hook is
+    /// never called).
     pub request_body: BodyMode,
-    /// Response body delivery (only with `hooks.response_body`).
+    /// Response body delivery (only with `hooks.response_body`; `Ignore` means the hook is
+    /// never called).
     pub response_body: BodyMode,
+    /// What a failure of this filter does unless the gateway's TOML says otherwise.
+    /// Default: [`OnError::Closed`].
+    pub on_error: OnError,
 }
 
 impl FilterInfo {
+    /// No hooks yet; failures fail closed.
+    ///
+    /// ```
+    /// let i = aigw_plugin_sdk::FilterInfo::new();
+    /// assert_eq!(i.on_error, aigw_plugin_sdk::OnError::Closed);
+    /// ```
+    pub fn new() -> Self {
+        FilterInfo::default()
+    }
+
     /// Only these hooks, no bodies.
     ///
     /// ```
@@ -330,6 +415,111 @@ impl FilterInfo {
             hooks,
             ..FilterInfo::default()
         }
+    }
+
+    /// Declares [`Filter::on_request_headers`](crate::Filter::on_request_headers).
+    ///
+    /// ```
+    /// assert!(aigw_plugin_sdk::FilterInfo::new().on_request_headers().hooks.request_headers);
+    /// ```
+    pub fn on_request_headers(mut self) -> Self {
+        self.hooks.request_headers = true;
+        self
+    }
+
+    /// Declares [`Filter::on_request_body`](crate::Filter::on_request_body), delivered as `mode`.
+    ///
+    /// ```
+    /// use aigw_plugin_sdk::{BodyMode, FilterInfo};
+    /// let i = FilterInfo::new().on_request_body(BodyMode::Buffered(4096));
+    /// assert!(i.hooks.request_body);
+    /// ```
+    pub fn on_request_body(mut self, mode: BodyMode) -> Self {
+        self.hooks.request_body = mode != BodyMode::Ignore;
+        self.request_body = mode;
+        self
+    }
+
+    /// Declares [`Filter::on_response_headers`](crate::Filter::on_response_headers).
+    ///
+    /// ```
+    /// assert!(aigw_plugin_sdk::FilterInfo::new().on_response_headers().hooks.response_headers);
+    /// ```
+    pub fn on_response_headers(mut self) -> Self {
+        self.hooks.response_headers = true;
+        self
+    }
+
+    /// Declares [`Filter::on_response_body`](crate::Filter::on_response_body), delivered as `mode`.
+    ///
+    /// ```
+    /// use aigw_plugin_sdk::{BodyMode, FilterInfo};
+    /// let i = FilterInfo::new().on_response_body(BodyMode::Streaming);
+    /// assert_eq!((i.hooks.response_body, i.response_body), (true, BodyMode::Streaming));
+    /// ```
+    pub fn on_response_body(mut self, mode: BodyMode) -> Self {
+        self.hooks.response_body = mode != BodyMode::Ignore;
+        self.response_body = mode;
+        self
+    }
+
+    /// Declares [`Filter::on_done`](crate::Filter::on_done).
+    ///
+    /// ```
+    /// assert!(aigw_plugin_sdk::FilterInfo::new().on_done().hooks.done);
+    /// ```
+    pub fn on_done(mut self) -> Self {
+        self.hooks.done = true;
+        self
+    }
+
+    /// Sets what a failure of the filter does by default.
+    ///
+    /// ```
+    /// use aigw_plugin_sdk::{FilterInfo, OnError};
+    /// assert_eq!(FilterInfo::new().on_error(OnError::Open).on_error, OnError::Open);
+    /// ```
+    pub fn on_error(mut self, on_error: OnError) -> Self {
+        self.on_error = on_error;
+        self
+    }
+
+    /// Declaration mistakes that make the host skip a hook silently: a body hook with
+    /// `BodyMode::Ignore`, or a body mode without its hook. The host logs the same
+    /// warnings when it loads the filter; [`testing::run`](crate::testing) fails on them.
+    ///
+    /// ```
+    /// use aigw_plugin_sdk::{FilterInfo, Hooks};
+    /// let wrong = FilterInfo::hooks(Hooks { request_body: true, ..Hooks::default() });
+    /// assert_eq!(wrong.mistakes().len(), 1);
+    /// ```
+    pub fn mistakes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (declared, mode, hook, field) in [
+            (
+                self.hooks.request_body,
+                self.request_body,
+                "on_request_body",
+                "request_body",
+            ),
+            (
+                self.hooks.response_body,
+                self.response_body,
+                "on_response_body",
+                "response_body",
+            ),
+        ] {
+            if declared && mode == BodyMode::Ignore {
+                out.push(format!(
+                    "describe() declares {hook} but leaves {field} at BodyMode::Ignore, so the host never calls it: use FilterInfo::new().{hook}(BodyMode::Buffered(max_bytes)) or BodyMode::Streaming"
+                ));
+            } else if !declared && mode != BodyMode::Ignore {
+                out.push(format!(
+                    "describe() sets {field} but does not declare {hook}, so the host never calls it: use FilterInfo::new().{hook}(mode)"
+                ));
+            }
+        }
+        out
     }
 }
 

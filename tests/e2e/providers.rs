@@ -255,6 +255,128 @@ async fn the_compat_endpoint_routes_provider_slash_model() {
     }
 }
 
+/// An upstream that answers every request with a 400 JSON error: Anthropic's shape on
+/// `/v1/messages`, OpenAI's on other paths; with `code` and `param` unless the request
+/// carries `x-test-error: plain`.
+async fn erroring_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // The whole request: its head, then its body (by length or to the last chunk).
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let head = loop {
+                    let n = match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok());
+                    let done = match length {
+                        Some(length) => buf.len() >= end + 4 + length,
+                        None => !head.contains("chunked") || buf.ends_with(b"0\r\n\r\n"),
+                    };
+                    if done {
+                        break head;
+                    }
+                };
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                let plain = head.contains("x-test-error: plain");
+                let mut error = serde_json::json!({
+                    "type": "invalid_request_error",
+                    "message": "max_tokens: at most 4096",
+                });
+                if !plain {
+                    error["code"] = "max_tokens_too_large".into();
+                    error["param"] = "max_tokens".into();
+                }
+                let body = if path.starts_with("/v1/messages") {
+                    serde_json::json!({"type": "error", "error": error})
+                } else {
+                    serde_json::json!({"error": error})
+                }
+                .to_string();
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compat_endpoint_keeps_an_errors_code_and_param() {
+    let upstream = erroring_upstream().await;
+    let gw = Gateway::start(
+        &format!(
+            "[providers.openai]\nbase_url = \"http://{upstream}/v1\"\n\
+             [providers.anthropic]\nbase_url = \"http://{upstream}\"\n\
+             [gateways.gw]\npipeline = []\n"
+        ),
+        &[],
+    );
+    let compat = gw.url("/v1/acct/gw/compat/chat/completions");
+    let body = |model: &str| {
+        format!(
+            r#"{{"model":"{model}","max_tokens":5,"messages":[{{"role":"user","content":"hi"}}]}}"#
+        )
+    };
+    // Translated from Anthropic's error shape, and passed through from an OpenAI-compatible one.
+    for model in ["anthropic/claude-3-5-haiku", "openai/gpt-4o-mini"] {
+        let r = send(&compat, &[("authorization", "Bearer sk-x")], &body(model)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{model}: {}", r.text());
+        let error = &r.json()["error"];
+        assert_eq!(
+            error["type"],
+            "invalid_request_error",
+            "{model}: {}",
+            r.text()
+        );
+        assert_eq!(error["message"], "max_tokens: at most 4096", "{model}");
+        assert_eq!(
+            error["code"],
+            "max_tokens_too_large",
+            "{model}: {}",
+            r.text()
+        );
+        assert_eq!(error["param"], "max_tokens", "{model}: {}", r.text());
+    }
+    // An Anthropic error without them: both present and null, as in OpenAI's errors.
+    let r = send(
+        &compat,
+        &[("authorization", "Bearer sk-x"), ("x-test-error", "plain")],
+        &body("anthropic/claude-3-5-haiku"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let reply = r.json();
+    let error = reply["error"].as_object().unwrap();
+    assert_eq!(error["type"], "invalid_request_error", "{}", r.text());
+    assert!(
+        error["code"].is_null() && error["param"].is_null(),
+        "{}",
+        r.text()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_universal_endpoint_falls_back_through_its_steps() {
     let mock = Mock::start().await;

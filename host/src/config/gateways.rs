@@ -115,16 +115,16 @@ const POLICY_FILTERS: [&str; 2] = ["key-policy", "spend-limit"];
 fn filter_settings(name: &str, mut table: toml::Table) -> Result<FilterSettings, (String, String)> {
     let policy = POLICY_FILTERS.contains(&name);
     let on_error = match table.remove("on_error") {
-        None if policy => OnError::Closed,
-        None => OnError::Open,
+        None if policy => Some(OnError::Closed),
+        None => None,
         Some(toml::Value::String(s)) if s == "open" && policy => {
             return Err((
                 "on_error".into(),
                 format!("'{name}' enforces access and budgets: it always fails closed"),
             ));
         }
-        Some(toml::Value::String(s)) if s == "open" => OnError::Open,
-        Some(toml::Value::String(s)) if s == "closed" => OnError::Closed,
+        Some(toml::Value::String(s)) if s == "open" => Some(OnError::Open),
+        Some(toml::Value::String(s)) if s == "closed" => Some(OnError::Closed),
         Some(other) => {
             return Err((
                 "on_error".into(),
@@ -160,6 +160,7 @@ fn filter_settings(name: &str, mut table: toml::Table) -> Result<FilterSettings,
             ));
         }
     };
+    reject_host_key_typos(&table)?;
     let config_json = serde_json::to_string(&table).map_err(|e| (String::new(), e.to_string()))?;
     Ok(FilterSettings {
         on_error,
@@ -169,4 +170,93 @@ fn filter_settings(name: &str, mut table: toml::Table) -> Result<FilterSettings,
         circuit_open_ms,
         config_json,
     })
+}
+
+/// The host's keys in a filter table, each with what it sets (for the hint of a misspelt one).
+const HOST_KEYS: [(&str, &str); 5] = [
+    (
+        "on_error",
+        "what a failing call does: \"open\" skips the filter, \"closed\" refuses the request",
+    ),
+    (
+        "timeout_ms",
+        "the CPU deadline of each call, in milliseconds",
+    ),
+    (
+        "max_memory_mb",
+        "the memory cap of the filter's instance, in MiB",
+    ),
+    (
+        "circuit_failures",
+        "failed requests in a row that open the filter's circuit",
+    ),
+    (
+        "circuit_open_ms",
+        "how long an open circuit keeps the filter from being called, in milliseconds",
+    ),
+];
+
+/// Refuses a key left for the filter (the host keys are already taken out) that looks like
+/// a misspelt host key (`circuit_failure`, `timeout`, `on-error`, `max_memory`): passed on,
+/// it would reach `configure` and be reported (or ignored) as one of the filter's own keys.
+fn reject_host_key_typos(table: &toml::Table) -> Result<(), (String, String)> {
+    for key in table.keys() {
+        if let Some((host_key, what)) = host_key_like(key) {
+            return Err((
+                key.clone(),
+                format!("unknown host key; did you mean '{host_key}' (a host key: {what})?"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The host key that `key` most likely misspells: compared lower-cased with `-` read as
+/// `_`, within edit distance 2 of the host key or of its name without the unit suffix
+/// (`timeout`, `max_memory`, `circuit_open`). No key of the built-in filters is that close.
+fn host_key_like(key: &str) -> Option<(&'static str, &'static str)> {
+    if key.len() > 32 {
+        return None;
+    }
+    let key: String = key
+        .chars()
+        .map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    HOST_KEYS
+        .iter()
+        .filter_map(|&(host, what)| {
+            let stem = host
+                .strip_suffix("_ms")
+                .or_else(|| host.strip_suffix("_mb"))
+                .unwrap_or(host);
+            let distance = edit_distance(&key, host).min(edit_distance(&key, stem));
+            (distance <= 2).then_some((distance, host, what))
+        })
+        .min_by_key(|&(distance, ..)| distance)
+        .map(|(_, host, what)| (host, what))
+}
+
+/// Levenshtein distance between `a` and `b` (insertions, deletions, substitutions of chars).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    // row[j]: the distance between the part of `a` read so far and b[..j].
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }

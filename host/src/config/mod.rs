@@ -87,8 +87,9 @@ pub enum OnMissingFilter {
 /// Host-side settings of one filter in one gateway.
 #[derive(Debug, Clone)]
 pub struct FilterSettings {
-    /// Behaviour on failure.
-    pub on_error: OnError,
+    /// Behaviour on failure, when the table sets it (otherwise the filter's declared
+    /// default applies, else `open`).
+    pub on_error: Option<OnError>,
     /// Deadline of each hook call.
     pub timeout_ms: u64,
     /// Memory cap of the filter's instance.

@@ -32,9 +32,100 @@ fn filter_tables_split_host_keys() {
     )
     .unwrap();
     let s = &c.gateways["g"].filters["cache"];
-    assert_eq!(s.on_error, OnError::Closed);
+    assert_eq!(s.on_error, Some(OnError::Closed));
     assert_eq!(s.timeout_ms, 20);
     assert_eq!(s.config_json, r#"{"ttl_s":60}"#);
+}
+
+#[test]
+fn misspelt_host_keys_are_named_with_the_host_key_meant() {
+    let table = |filter: &str, line: &str| {
+        parse(&format!(
+            "[gateways.g]\npipeline = [\"{filter}\"]\n[gateways.g.filters.{filter}]\n{line}\n"
+        ))
+    };
+    let e = table(
+        "rate-limit",
+        "limit = 5\nperiod_s = 60\ncircuit_failure = 3",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "/etc/aigw/aigw.toml: gateways.g.filters.rate-limit.circuit_failure: unknown host key; \
+         did you mean 'circuit_failures' (a host key: failed requests in a row that open the \
+         filter's circuit)?"
+    );
+    for (line, meant) in [
+        ("timeout = 50", "timeout_ms"),
+        ("timout_ms = 50", "timeout_ms"),
+        ("on-error = \"closed\"", "on_error"),
+        ("On_Error = \"closed\"", "on_error"),
+        ("max_memory = 64", "max_memory_mb"),
+        ("max-memory-mb = 64", "max_memory_mb"),
+        ("circuit_open = 1000", "circuit_open_ms"),
+        ("circuit-open-ms = 1000", "circuit_open_ms"),
+    ] {
+        let e = table("cache", line).unwrap_err().to_string();
+        let key = line.split(' ').next().unwrap();
+        assert!(
+            e.contains(&format!("gateways.g.filters.cache.{key}: unknown host key"))
+                && e.contains(&format!("did you mean '{meant}'")),
+            "{line}: {e}"
+        );
+    }
+}
+
+#[test]
+fn filter_keys_near_no_host_key_still_reach_the_filter() {
+    // The top-level keys of every built-in filter's table, and a few a filter may well use.
+    let keys = [
+        "ttl_s",
+        "max_entry_bytes",
+        "limit",
+        "period_s",
+        "key",
+        "technique",
+        "token_budget",
+        "per_minute",
+        "ttl",
+        "max_attempts",
+        "delay_ms",
+        "backoff",
+        "on_status",
+        "on_connection_error",
+        "on_timeout",
+        "collect_logs",
+        "collect_payload",
+        "max_payload_bytes",
+        "mode",
+        "entities",
+        "custom",
+        "max_body_bytes",
+        "rules",
+        "fallback_on",
+        "fallback_on_connection_error",
+        "fallback_delay_ms",
+        "unpriced",
+        "max_output_tokens",
+        "budget_wait_ms",
+        "banned_word",
+        "status",
+        "header",
+        "value",
+        "until_ms",
+        "error",
+        "kv_on_error",
+    ];
+    for key in keys {
+        let c = parse(&format!(
+            "[gateways.g]\npipeline = [\"f\"]\n[gateways.g.filters.f]\n{key} = 1\ncircuit_failures = 2\n"
+        ))
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+        let s = &c.gateways["g"].filters["f"];
+        assert_eq!(s.circuit_failures, 2);
+        assert_eq!(s.config_json, format!("{{\"{key}\":1}}"), "{key}");
+    }
 }
 
 #[test]
@@ -215,7 +306,7 @@ mod properties {
                 for f in pipeline {
                     let s = &g.filters[f];
                     prop_assert_eq!(s.timeout_ms, *timeout_ms);
-                    prop_assert_eq!(s.on_error == OnError::Closed, *closed);
+                    prop_assert_eq!(s.on_error == Some(OnError::Closed), *closed);
                     prop_assert_eq!(&s.config_json, &serde_json::json!({"mine": f}).to_string());
                 }
             }

@@ -5,6 +5,7 @@
 //! success closes the circuit, a failure opens it again.
 
 use crate::store::now_ms;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// What the breaker says about a new call.
@@ -27,6 +28,36 @@ pub struct Breaker {
     /// When the open circuit lets a probe through (ms since the epoch); 0 = closed.
     open_until: AtomicU64,
     probing: AtomicBool,
+    /// Failed requests since the stage was built.
+    failures_total: AtomicU64,
+    /// The latest failure, for `/api/plugins`.
+    last_error: Mutex<Option<LastError>>,
+}
+
+/// A stage's latest failure.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastError {
+    /// When (ms since the epoch).
+    pub at_ms: u64,
+    /// The request it failed.
+    pub request_id: String,
+    /// What happened: the trap, deadline or panic message.
+    pub message: String,
+}
+
+/// What `/api/plugins` shows of a stage's health.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Health {
+    /// `closed` (calling the filter), `open` (not calling it) or `half-open` (a probe may call it).
+    pub circuit: &'static str,
+    /// Failed requests in a row.
+    pub failures_in_a_row: u32,
+    /// Failed requests since this pipeline was built.
+    pub failures_total: u64,
+    /// When an open circuit lets a probe through (ms since the epoch).
+    pub open_until_ms: Option<u64>,
+    /// The latest failure.
+    pub last_error: Option<LastError>,
 }
 
 impl Breaker {
@@ -38,6 +69,36 @@ impl Breaker {
             failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
             probing: AtomicBool::new(false),
+            failures_total: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// Keeps a failure's message for `/api/plugins` (counted by `failure`).
+    pub fn record(&self, request_id: &str, message: &str) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(LastError {
+                at_ms: now_ms(),
+                request_id: request_id.to_string(),
+                message: message.to_string(),
+            });
+        }
+    }
+
+    /// The stage's health now.
+    pub fn health(&self) -> Health {
+        let now = now_ms();
+        let until = self.open_until.load(Ordering::Acquire);
+        Health {
+            circuit: match until {
+                0 => "closed",
+                u if now < u => "open",
+                _ => "half-open",
+            },
+            failures_in_a_row: self.failures.load(Ordering::Acquire),
+            failures_total: self.failures_total.load(Ordering::Acquire),
+            open_until_ms: (until != 0).then_some(until),
+            last_error: self.last_error.lock().ok().and_then(|l| l.clone()),
         }
     }
 
@@ -79,6 +140,7 @@ impl Breaker {
     }
 
     fn failure_at(&self, now: u64) -> bool {
+        self.failures_total.fetch_add(1, Ordering::AcqRel);
         if self.threshold == 0 {
             return false;
         }
@@ -123,6 +185,15 @@ mod tests {
         assert!(!b.is_open());
         assert_eq!(b.admit_at(2030), Admit::Yes);
         assert!(!b.failure_at(2030), "the count restarted");
+        b.record("req-1", "panicked: boom");
+        let h = b.health();
+        assert_eq!(h.failures_total, 5);
+        assert_eq!(h.failures_in_a_row, 1);
+        assert_eq!(h.circuit, "closed");
+        assert_eq!(
+            h.last_error.map(|e| e.message).as_deref(),
+            Some("panicked: boom")
+        );
     }
 
     #[test]

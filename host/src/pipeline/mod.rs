@@ -7,7 +7,7 @@ pub mod breaker;
 pub mod flow;
 mod headers;
 
-use crate::config::{Config, FilterSettings, OnMissingFilter};
+use crate::config::{Config, FilterSettings, OnError, OnMissingFilter};
 use crate::runtime::instance::{FilterError, FilterInstance};
 use crate::runtime::{LoadedFilter, Runtime, Source, builtin};
 use breaker::Breaker;
@@ -25,6 +25,9 @@ pub struct Stage {
     pub pool: InstancePool,
     /// Stops calling the filter after repeated failures.
     pub breaker: Breaker,
+    /// What a failure does: the table's `on_error`, else the filter's declared default,
+    /// else `open`.
+    pub on_error: OnError,
 }
 
 /// Most idle instances kept per stage.
@@ -217,6 +220,10 @@ pub async fn build(
                 settings: settings.clone(),
                 pool: InstancePool::default(),
                 breaker: Breaker::new(settings.circuit_failures, settings.circuit_open_ms),
+                on_error: settings
+                    .on_error
+                    .or(filter.info.on_error)
+                    .unwrap_or(OnError::Open),
             });
         }
         gateways.insert(

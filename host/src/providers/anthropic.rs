@@ -184,12 +184,18 @@ fn usage(input: u64, output: u64) -> Value {
     json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input.saturating_add(output)})
 }
 
-/// An Anthropic Messages response (or error) as an OpenAI chat completion.
+/// An Anthropic Messages response (or error) as an OpenAI chat completion. An error keeps
+/// OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`: `param` and `code`
+/// are carried over when the answer has them (a filter's `LocalResponse::error_with`, an
+/// Anthropic-shaped provider that sends them) and `null` otherwise.
 pub fn response_to_openai(resp: &Value, model: &str, created: u64) -> Value {
     if let Some(err) = resp.get("error") {
+        let field = |k: &str| err.get(k).cloned().unwrap_or(Value::Null);
         return json!({"error": {
             "message": err.get("message").cloned().unwrap_or(json!("provider error")),
             "type": err.get("type").cloned().unwrap_or(json!("provider_error")),
+            "param": field("param"),
+            "code": field("code"),
         }});
     }
     let blocks = resp
@@ -432,6 +438,27 @@ mod tests {
         );
         assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(out["usage"]["total_tokens"], 15);
+    }
+
+    #[test]
+    fn errors_keep_their_code_and_param() {
+        let resp = json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": "max_tokens: at most 4096", "code": "max_tokens_too_large",
+            "param": "max_tokens"}});
+        assert_eq!(
+            response_to_openai(&resp, "claude", 1),
+            json!({"error": {"type": "invalid_request_error",
+                "message": "max_tokens: at most 4096", "code": "max_tokens_too_large",
+                "param": "max_tokens"}})
+        );
+        // Anthropic's own errors have neither: both are null, as in OpenAI's errors.
+        let resp = json!({"type": "error", "error": {"type": "overloaded_error",
+            "message": "Overloaded"}});
+        assert_eq!(
+            response_to_openai(&resp, "claude", 1),
+            json!({"error": {"type": "overloaded_error", "message": "Overloaded",
+                "code": null, "param": null}})
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! handle to the shared `Services`. Each WIT import interface is implemented
 //! here on `HostState`.
 
-use super::bindings::aigw::filter::{context, kv, limits, log_store, telemetry, types};
+use super::bindings::aigw::filter::{context, kv, limits, log_store, manifest, telemetry, types};
 use crate::store::kv::KvStore;
 use crate::store::limits::{Limiter, Technique};
 use crate::store::logs::LogStore;
@@ -68,6 +68,8 @@ pub struct RequestContext {
     providers: Arc<crate::config::Config>,
     /// The request's id, on every line a filter logs.
     pub request_id: Arc<str>,
+    /// The gateway serving it (namespaces limit counters).
+    pub gateway: Arc<str>,
     /// The host's accounting of the finished request (set before the `done` hooks), added to
     /// the log entry a filter appends for it.
     pub accounting: Option<Accounting>,
@@ -193,12 +195,17 @@ impl Accounting {
 
 impl RequestContext {
     /// A context for one request served under `config`.
-    pub fn new(providers: Arc<crate::config::Config>, request_id: &str) -> Arc<Mutex<Self>> {
+    pub fn new(
+        providers: Arc<crate::config::Config>,
+        request_id: &str,
+        gateway: &str,
+    ) -> Arc<Mutex<Self>> {
         Arc::new(Mutex::new(RequestContext {
             annotations: Vec::new(),
             route: None,
             providers,
             request_id: request_id.into(),
+            gateway: gateway.into(),
             accounting: None,
             consumer: None,
             reservations: Vec::new(),
@@ -265,6 +272,11 @@ pub struct HostState {
     pub cpu_baseline: Option<std::time::Duration>,
     /// CPU time the current call has been charged so far.
     pub cpu_used_ms: u64,
+    /// What the filter's panic hook reported during the current call (its message and
+    /// location), taken by the call's error.
+    pub panic_message: Option<String>,
+    /// The `on_error` default the filter declared in `describe`.
+    pub declared_on_error: Option<crate::config::OnError>,
 }
 
 impl HostState {
@@ -287,6 +299,8 @@ impl HostState {
             host_wait_ms: 0,
             cpu_baseline: None,
             cpu_used_ms: 0,
+            panic_message: None,
+            declared_on_error: None,
         }
     }
 
@@ -307,6 +321,24 @@ impl HostState {
     fn key(&self, key: &str) -> String {
         let mut k = String::with_capacity(self.filter.len() + 1 + key.len());
         k.push_str(&self.filter);
+        k.push('\u{1f}');
+        k.push_str(key);
+        k
+    }
+
+    /// A limit counter's key: per filter and per gateway, so two gateways running the same
+    /// filter never share a count. The limit itself is not part of it: changing a limit
+    /// keeps the count.
+    fn limit_key(&self, key: &str) -> String {
+        let gateway = self
+            .request
+            .as_ref()
+            .map(|ctx| lock(ctx).gateway.clone())
+            .unwrap_or_else(|| "".into());
+        let mut k = String::with_capacity(self.filter.len() + gateway.len() + 2 + key.len());
+        k.push_str(&self.filter);
+        k.push('\u{1f}');
+        k.push_str(&gateway);
         k.push('\u{1f}');
         k.push_str(key);
         k
@@ -379,7 +411,7 @@ impl limits::Host for HostState {
         period_ms: u64,
         t: limits::Technique,
     ) -> limits::Verdict {
-        let key = self.key(&key);
+        let key = self.limit_key(&key);
         let port = self.services.limits_port.clone();
         let call = port.check(&key, cost, limit, period_ms, technique(t), true);
         let v = self.store_call(port.remote(), call).await;
@@ -398,7 +430,7 @@ impl limits::Host for HostState {
         period_ms: u64,
         t: limits::Technique,
     ) {
-        let key = self.key(&key);
+        let key = self.limit_key(&key);
         let port = self.services.limits_port.clone();
         let call = port.check(&key, amount, limit, period_ms, technique(t), false);
         self.store_call(port.remote(), call).await;
@@ -432,6 +464,39 @@ impl telemetry::Host for HostState {
 
     fn now_ms(&mut self) -> u64 {
         now_ms()
+    }
+
+    fn report_panic(&mut self, message: String) {
+        let request_id = self
+            .request
+            .as_ref()
+            .map(|ctx| lock(ctx).request_id.clone())
+            .unwrap_or_else(|| "".into());
+        // Bounded: a panic message is the filter's text, shown in logs and /api/plugins.
+        let mut message = message;
+        if message.len() > 1024 {
+            let mut end = 1024;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        tracing::error!(
+            filter = &*self.filter,
+            request_id = &*request_id,
+            "filter panicked: {message}"
+        );
+        self.panic_message = Some(message);
+    }
+}
+
+impl manifest::Host for HostState {
+    fn declare_on_error(&mut self, mode: manifest::FailureMode) {
+        self.declared_on_error = Some(match mode {
+            manifest::FailureMode::Open => crate::config::OnError::Open,
+            manifest::FailureMode::Closed => crate::config::OnError::Closed,
+        });
     }
 }
 

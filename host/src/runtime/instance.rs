@@ -170,14 +170,19 @@ impl FilterInstance {
     }
 
     fn checked<R>(
-        &self,
+        &mut self,
         hook: &'static str,
         result: wasmtime::Result<R>,
     ) -> Result<R, FilterError> {
+        let panicked = self.store.data_mut().panic_message.take();
         result.map_err(|e| FilterError::Call {
             filter: self.name.to_string(),
             hook,
-            message: describe_error(&e),
+            // The panic hook's message says more than the trap it ended in.
+            message: match panicked {
+                Some(m) => format!("panicked: {m}"),
+                None => describe_error(&e),
+            },
         })
     }
 
@@ -187,6 +192,7 @@ impl FilterInstance {
         state.host_wait_ms = 0;
         state.cpu_used_ms = 0;
         state.cpu_baseline = None;
+        state.panic_message = None;
         self.store.set_epoch_deadline(self.ticks);
     }
 
@@ -203,6 +209,7 @@ impl FilterInstance {
             hooks: info.hooks,
             request_body: info.request_body,
             response_body: info.response_body,
+            on_error: self.store.data_mut().declared_on_error.take(),
         })
     }
 

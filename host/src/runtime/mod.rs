@@ -55,6 +55,45 @@ pub struct FilterInfo {
     pub request_body: bindings::types::BodyMode,
     /// Response body mode.
     pub response_body: bindings::types::BodyMode,
+    /// The `on_error` default the filter declared (none: built with an SDK that predates
+    /// the declaration; the host's default, `open`, applies).
+    pub on_error: Option<crate::config::OnError>,
+}
+
+impl FilterInfo {
+    /// Mistakes in what the filter declared that make the host skip one of its hooks
+    /// silently: a body hook without a body mode, a body mode without its hook.
+    pub fn warnings(&self) -> Vec<String> {
+        use bindings::types::{BodyMode, Hooks};
+        let mut out = Vec::new();
+        for (hook, mode, hook_name, field) in [
+            (
+                Hooks::REQUEST_BODY,
+                self.request_body,
+                "on_request_body",
+                "request_body",
+            ),
+            (
+                Hooks::RESPONSE_BODY,
+                self.response_body,
+                "on_response_body",
+                "response_body",
+            ),
+        ] {
+            let declared = self.hooks.contains(hook);
+            let ignored = matches!(mode, BodyMode::Ignore);
+            if declared && ignored {
+                out.push(format!(
+                    "declares the {hook_name} hook but its {field} mode is Ignore, so the hook is never called: set {field} to BodyMode::Buffered(max_bytes) or BodyMode::Streaming"
+                ));
+            } else if !declared && !ignored {
+                out.push(format!(
+                    "sets a {field} mode but does not declare the {hook_name} hook, so the hook is never called: set hooks.{field} = true"
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// A compiled, type-checked filter.
@@ -235,6 +274,9 @@ impl Runtime {
             .describe()
             .await
             .map_err(|e| fail("describe", e.to_string()))?;
+        for w in info.warnings() {
+            tracing::warn!(filter = &*name, source = %source, "{w}");
+        }
         Ok(Arc::new(LoadedFilter {
             name,
             source,

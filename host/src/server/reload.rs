@@ -184,6 +184,31 @@ impl Reloader {
             .map(|p| {
                 p.iter()
                     .map(|(name, s)| {
+                        let info = generation.filters.get(name).map(|f| f.info);
+                        // Per gateway using it: the effective on_error and the circuit.
+                        let mut stages = Vec::new();
+                        let mut failing = false;
+                        let mut gateways: Vec<_> = generation.gateways.iter().collect();
+                        gateways.sort_by(|a, b| a.0.cmp(b.0));
+                        for (gw, pipeline) in gateways {
+                            for stage in
+                                pipeline.stages.iter().filter(|st| &*st.filter.name == name)
+                            {
+                                let health = stage.breaker.health();
+                                failing |=
+                                    health.circuit != "closed" || health.failures_in_a_row > 0;
+                                stages.push(json!({
+                                    "gateway": gw,
+                                    "on_error": on_error_name(stage.on_error),
+                                    "health": health,
+                                }));
+                            }
+                        }
+                        let status = if s.status == "active" && failing {
+                            "failing"
+                        } else {
+                            s.status
+                        };
                         json!({
                             "name": name,
                             "source": s.source,
@@ -191,8 +216,11 @@ impl Reloader {
                             "wit_version": WIT_VERSION,
                             "loaded_at_ms": s.loaded_at_ms,
                             "generation": s.generation,
-                            "status": s.status,
+                            "status": status,
                             "last_error": s.last_error,
+                            "declared_on_error": info.and_then(|i| i.on_error).map(on_error_name),
+                            "warnings": info.map(|i| i.warnings()).unwrap_or_default(),
+                            "stages": stages,
                         })
                     })
                     .collect()
@@ -205,6 +233,13 @@ impl Reloader {
             "plugins": plugins,
             "last_reload_failure": last_failure,
         })
+    }
+}
+
+fn on_error_name(e: crate::config::OnError) -> &'static str {
+    match e {
+        crate::config::OnError::Open => "open",
+        crate::config::OnError::Closed => "closed",
     }
 }
 

@@ -411,7 +411,7 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            "group_by: expected model, provider, key or team, got 'colour'"
+            "group_by: expected model, provider, key, team or meta.<key>, got 'colour'"
         );
 
         let e = store.patch("g", "r1", &json!({"feedback": 5})).unwrap_err();
@@ -423,6 +423,39 @@ mod tests {
             store.patch("g", "r1", &json!({"feedback": -1})).unwrap()["feedback"],
             -1
         );
+    }
+
+    #[test]
+    fn analytics_group_by_a_metadata_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        for (n, team) in ["search", "search", "ads"].iter().enumerate() {
+            store
+                .append(
+                    json!({"id": format!("r{n}"), "created_at": n, "gateway": "g", "status": 200,
+                               "success": true, "cost": 0.5, "metadata": {"team": team}}),
+                )
+                .unwrap();
+        }
+        store
+            .append(json!({"id": "r9", "created_at": 5, "gateway": "g", "status": 429}))
+            .unwrap();
+        store.close();
+        let a = store.analytics("g", 0, 10, 10, Some("meta.team")).unwrap();
+        let groups = a["groups"].as_array().unwrap();
+        let by = |t: &str| groups.iter().find(|g| g["meta.team"] == t).cloned();
+        assert_eq!(by("search").unwrap()["requests"], 2, "{a}");
+        assert_eq!(by("search").unwrap()["cost"], 1.0, "{a}");
+        assert_eq!(by("ads").unwrap()["requests"], 1, "{a}");
+        assert_eq!(
+            by("").unwrap()["requests"],
+            1,
+            "entries without the field: {a}"
+        );
+        let e = store
+            .analytics("g", 0, 10, 10, Some("meta.a b"))
+            .unwrap_err();
+        assert!(e.to_string().contains("metadata key 'a b'"), "{e}");
     }
 
     #[test]

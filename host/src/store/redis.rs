@@ -85,8 +85,10 @@ if used > limit then allowed = 0 end
 return {allowed, math.max(limit - used, 0), 0}
 ";
 
-/// Sliding window (GCRA): KEYS[1] = theoretical arrival time (ms, float);
-/// ARGV = cost, limit, period_ms, enforce. A debit is never refused.
+/// Sliding window (GCRA): KEYS[1] = "theoretical arrival time (ms, float)|interval (ms)";
+/// ARGV = cost, limit, period_ms, enforce. A debit is never refused. When the limit changed
+/// since the stored state, its outstanding part is rescaled to the new interval, so the
+/// requests already counted stay counted.
 const SLIDING: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -95,14 +97,20 @@ local limit = tonumber(ARGV[2])
 local period = tonumber(ARGV[3])
 local enforce = ARGV[4] == '1'
 local interval = period / limit
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local stored = redis.call('GET', KEYS[1]) or '0|0'
+local sep = string.find(stored, '|', 1, true)
+local tat = tonumber(sep and string.sub(stored, 1, sep - 1) or stored) or 0
+local old_interval = tonumber(sep and string.sub(stored, sep + 1) or '0') or 0
+if tat > now and old_interval > 0 and old_interval ~= interval then
+  tat = now + (tat - now) * interval / old_interval
+end
 if tat < now then tat = now end
 local new_tat = tat + cost * interval
 local allow_at = new_tat - period
 if enforce and allow_at > now then
   return {0, 0, math.ceil(allow_at - now)}
 end
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.max(math.ceil(new_tat - now), 1))
+redis.call('SET', KEYS[1], tostring(new_tat) .. '|' .. tostring(interval), 'PX', math.max(math.ceil(new_tat - now), 1))
 local remaining = math.floor((now + period - new_tat) / interval)
 if remaining < 0 then remaining = 0 end
 return {1, remaining, 0}
@@ -439,7 +447,8 @@ impl RedisStore {
             Technique::Fixed => (self.fixed.clone(), "fixed"),
             Technique::Sliding => (self.sliding.clone(), "sliding"),
         };
-        let k = self.key(kind, &format!("{period_ms}:{limit}:{key}"));
+        // Not keyed by the limit: changing a limit keeps the count.
+        let k = self.key(kind, &format!("{period_ms}:{key}"));
         let answer = self
             .run::<(u64, u64, u64)>("limits", move |mut c| {
                 Box::pin(async move {

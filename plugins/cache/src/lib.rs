@@ -11,8 +11,8 @@
 
 use aigw_plugin_sdk::host::{kv_get, kv_set};
 use aigw_plugin_sdk::{
-    BodyDecision, BodyMode, ChunkDecision, Decision, Filter, FilterInfo, HeaderEdits, Hooks,
-    LocalResponse, Request, Response, ResponseDecision, cf, config,
+    BodyDecision, BodyMode, ChunkDecision, Decision, Filter, FilterInfo, HeaderEdits,
+    LocalResponse, OnError, Request, Response, ResponseDecision, cf, config,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -132,17 +132,13 @@ impl Cache {
 
 impl Filter for Cache {
     fn describe() -> FilterInfo {
-        FilterInfo {
-            hooks: Hooks {
-                request_headers: true,
-                request_body: true,
-                response_headers: true,
-                response_body: true,
-                done: false,
-            },
-            request_body: BodyMode::Buffered(32 * 1024 * 1024),
-            response_body: BodyMode::Streaming,
-        }
+        // A cache that fails only costs a miss: open.
+        FilterInfo::new()
+            .on_request_headers()
+            .on_request_body(BodyMode::Buffered(32 * 1024 * 1024))
+            .on_response_headers()
+            .on_response_body(BodyMode::Streaming)
+            .on_error(OnError::Open)
     }
 
     fn configure(value: serde_json::Value) -> Result<Self, String> {

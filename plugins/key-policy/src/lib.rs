@@ -27,7 +27,7 @@ use aigw_plugin_sdk::host::{
     Consumer, ConsumerPolicy, Technique, check_limit, consumer, debit, reserve_spend, settle_spend,
 };
 use aigw_plugin_sdk::{
-    BodyDecision, BodyMode, Decision, Filter, FilterInfo, Hooks, LocalResponse, Request, Summary,
+    BodyDecision, BodyMode, Decision, Filter, FilterInfo, LocalResponse, OnError, Request, Summary,
     config,
 };
 use serde::Deserialize;
@@ -102,16 +102,11 @@ impl KeyPolicy {
 
 impl Filter for KeyPolicy {
     fn describe() -> FilterInfo {
-        FilterInfo {
-            hooks: Hooks {
-                request_headers: true,
-                request_body: true,
-                done: true,
-                ..Hooks::default()
-            },
-            request_body: BodyMode::Buffered(BODY_LIMIT),
-            response_body: BodyMode::Ignore,
-        }
+        FilterInfo::new()
+            .on_request_headers()
+            .on_request_body(BodyMode::Buffered(BODY_LIMIT))
+            .on_done()
+            .on_error(OnError::Closed)
     }
 
     fn configure(value: Value) -> Result<Self, String> {
@@ -182,11 +177,9 @@ impl Filter for KeyPolicy {
         let model = budget::model_of(&json, &self.path);
         for (what, scope, p) in policies(&c) {
             if let Some(allowed) = &p.models {
-                let ok = model.as_deref().is_some_and(|m| {
-                    allowed
-                        .iter()
-                        .any(|g| glob::Pattern::new(g).is_ok_and(|g| g.matches(m)))
-                });
+                let ok = model
+                    .as_deref()
+                    .is_some_and(|m| aigw_plugin_sdk::glob::matches_any(allowed, m));
                 if !ok {
                     let named = model.as_deref().unwrap_or("(none found)");
                     return BodyDecision::Respond(forbidden(

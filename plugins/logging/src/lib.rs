@@ -12,7 +12,7 @@
 
 use aigw_plugin_sdk::host::{Level, append_log, log};
 use aigw_plugin_sdk::{
-    BodyDecision, BodyMode, ChunkDecision, Decision, Filter, FilterInfo, HeaderEdits, Hooks,
+    BodyDecision, BodyMode, ChunkDecision, Decision, Filter, FilterInfo, HeaderEdits, OnError,
     Request, Response, ResponseDecision, Summary, cf, config,
 };
 use serde::Deserialize;
@@ -96,17 +96,14 @@ fn body_text(bytes: &[u8], truncated: bool) -> Value {
 
 impl Filter for Logging {
     fn describe() -> FilterInfo {
-        FilterInfo {
-            hooks: Hooks {
-                request_headers: true,
-                request_body: true,
-                response_headers: true,
-                response_body: true,
-                done: true,
-            },
-            request_body: BodyMode::Buffered(32 * 1024 * 1024),
-            response_body: BodyMode::Streaming,
-        }
+        // An observer: its failure must not cost the client its answer.
+        FilterInfo::new()
+            .on_request_headers()
+            .on_request_body(BodyMode::Buffered(32 * 1024 * 1024))
+            .on_response_headers()
+            .on_response_body(BodyMode::Streaming)
+            .on_done()
+            .on_error(OnError::Open)
     }
 
     fn configure(value: serde_json::Value) -> Result<Self, String> {

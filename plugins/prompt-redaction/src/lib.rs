@@ -33,7 +33,7 @@ mod sse;
 use aigw_plugin_sdk::chat::ChatRequest;
 use aigw_plugin_sdk::host::{annotate, counter_add};
 use aigw_plugin_sdk::{
-    BodyDecision, BodyMode, ChunkDecision, Filter, FilterInfo, HeaderEdits, Hooks, LocalResponse,
+    BodyDecision, BodyMode, ChunkDecision, Filter, FilterInfo, HeaderEdits, LocalResponse, OnError,
     Response, ResponseDecision,
 };
 use config::{BUFFER_LIMIT, Mode};
@@ -85,17 +85,13 @@ impl PromptRedaction {
 impl Filter for PromptRedaction {
     fn describe() -> FilterInfo {
         // Response hooks are declared for every mode (describe cannot see the
-        // config); outside restore mode they return at once.
-        FilterInfo {
-            hooks: Hooks {
-                request_body: true,
-                response_headers: true,
-                response_body: true,
-                ..Hooks::default()
-            },
-            request_body: BodyMode::Buffered(BUFFER_LIMIT as u32),
-            response_body: BodyMode::Streaming,
-        }
+        // config); outside restore mode they return at once. A failure must never
+        // send an unredacted prompt upstream: closed.
+        FilterInfo::new()
+            .on_request_body(BodyMode::Buffered(BUFFER_LIMIT as u32))
+            .on_response_headers()
+            .on_response_body(BodyMode::Streaming)
+            .on_error(OnError::Closed)
     }
 
     fn configure(config: serde_json::Value) -> Result<Self, String> {

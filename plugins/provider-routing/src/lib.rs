@@ -28,7 +28,7 @@
 //! key (`[providers.NAME] api_key`), since the client's key is never forwarded.
 
 use aigw_plugin_sdk::{
-    BodyDecision, BodyMode, Decision, Filter, FilterInfo, Hooks, Request, Response,
+    BodyDecision, BodyMode, Decision, Filter, FilterInfo, OnError, Request, Response,
     ResponseDecision, config, host,
 };
 use serde::Deserialize;
@@ -186,16 +186,13 @@ fn check_target(t: &RawTarget, at: &str) -> Result<(), String> {
 
 impl Filter for ProviderRouting {
     fn describe() -> FilterInfo {
-        FilterInfo {
-            hooks: Hooks {
-                request_headers: true,
-                request_body: true,
-                response_headers: true,
-                ..Hooks::default()
-            },
-            request_body: BodyMode::Buffered(MAX_BODY),
-            ..FilterInfo::default()
-        }
+        // Routing can be policy (data residency): a failure refuses the request rather
+        // than sending it to the default provider.
+        FilterInfo::new()
+            .on_request_headers()
+            .on_request_body(BodyMode::Buffered(MAX_BODY))
+            .on_response_headers()
+            .on_error(OnError::Closed)
     }
 
     fn configure(value: serde_json::Value) -> Result<Self, String> {

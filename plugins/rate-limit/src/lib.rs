@@ -7,7 +7,7 @@
 
 use aigw_plugin_sdk::host::{Technique, check_limit, debit};
 use aigw_plugin_sdk::{
-    Decision, Filter, FilterInfo, Hooks, LocalResponse, Request, Summary, config,
+    Decision, Filter, FilterInfo, LocalResponse, OnError, Request, Summary, config,
 };
 use serde::Deserialize;
 
@@ -68,11 +68,11 @@ impl RateLimit {
 
 impl Filter for RateLimit {
     fn describe() -> FilterInfo {
-        FilterInfo::hooks(Hooks {
-            request_headers: true,
-            done: true,
-            ..Hooks::default()
-        })
+        // A limit that fails must not become no limit: closed.
+        FilterInfo::new()
+            .on_request_headers()
+            .on_done()
+            .on_error(OnError::Closed)
     }
 
     fn configure(value: serde_json::Value) -> Result<Self, String> {

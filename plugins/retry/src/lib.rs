@@ -7,7 +7,7 @@
 //! carries `cf-aig-attempts`.
 
 use aigw_plugin_sdk::{
-    Decision, Filter, FilterInfo, HeaderEdits, Hooks, Request, Response, ResponseDecision, cf,
+    Decision, Filter, FilterInfo, HeaderEdits, OnError, Request, Response, ResponseDecision, cf,
     config,
 };
 use serde::Deserialize;
@@ -104,11 +104,11 @@ fn yes() -> bool {
 
 impl Filter for Retry {
     fn describe() -> FilterInfo {
-        FilterInfo::hooks(Hooks {
-            request_headers: true,
-            response_headers: true,
-            ..Hooks::default()
-        })
+        // A retry filter that fails only costs the retry: open.
+        FilterInfo::new()
+            .on_request_headers()
+            .on_response_headers()
+            .on_error(OnError::Open)
     }
 
     fn configure(value: serde_json::Value) -> Result<Self, String> {

@@ -20,7 +20,7 @@
 use aigw_plugin_sdk::budget;
 use aigw_plugin_sdk::host::{reserve_spend, settle_spend};
 use aigw_plugin_sdk::{
-    BodyDecision, BodyMode, Decision, Filter, FilterInfo, Hooks, LocalResponse, Request, Summary,
+    BodyDecision, BodyMode, Decision, Filter, FilterInfo, LocalResponse, OnError, Request, Summary,
     config,
 };
 use serde::Deserialize;
@@ -92,16 +92,11 @@ impl SpendLimit {
 
 impl Filter for SpendLimit {
     fn describe() -> FilterInfo {
-        FilterInfo {
-            hooks: Hooks {
-                request_headers: true,
-                request_body: true,
-                done: true,
-                ..Hooks::default()
-            },
-            request_body: BodyMode::Buffered(BODY_LIMIT),
-            response_body: BodyMode::Ignore,
-        }
+        FilterInfo::new()
+            .on_request_headers()
+            .on_request_body(BodyMode::Buffered(BODY_LIMIT))
+            .on_done()
+            .on_error(OnError::Closed)
     }
 
     fn configure(value: Value) -> Result<Self, String> {

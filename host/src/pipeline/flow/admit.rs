@@ -207,7 +207,7 @@ pub(super) fn start(
         cache = tracing::field::Empty,
         key = tracing::field::Empty,
     );
-    let context = RequestContext::new(generation.config.clone(), &request_id);
+    let context = RequestContext::new(generation.config.clone(), &request_id, &route.gateway);
     if let Some(identified) = &admitted.identified {
         let c = &identified.consumer;
         span.record("key", c.key_id.as_str());

@@ -119,7 +119,7 @@ impl Exchange {
                 self.slots[i] = Slot::Failed;
                 let name = &stage.filter.name;
                 self.runtime.services.metrics.count_circuit_skipped(name);
-                return match stage.settings.on_error {
+                return match stage.on_error {
                     OnError::Open => Ok(None),
                     OnError::Closed => Err(GatewayError::unavailable(format!(
                         "filter '{name}' failed {} requests in a row; its circuit is open and it is not called for {} ms",
@@ -256,8 +256,9 @@ impl Exchange {
                 .count_circuit_opened(&stage.filter.name);
             tracing::warn!(gateway = %self.gw.name, filter = %stage.filter.name, open_ms = stage.settings.circuit_open_ms, "filter failed {} requests in a row: circuit opened", stage.settings.circuit_failures);
         }
-        tracing::warn!(gateway = %self.gw.name, request_id = %self.request_id, on_error = ?stage.settings.on_error, "{e}");
-        match stage.settings.on_error {
+        stage.breaker.record(&self.request_id, &e.to_string());
+        tracing::warn!(gateway = %self.gw.name, request_id = %self.request_id, on_error = ?stage.on_error, "{e}");
+        match stage.on_error {
             OnError::Open => Ok(None),
             OnError::Closed => Err(GatewayError::filter_failed(e.to_string())),
         }

@@ -171,6 +171,9 @@ pub(super) async fn response_hooks(
 /// and SSE bodies stream through a task as they arrive.
 const INLINE_MAX_BYTES: usize = 1 << 20;
 
+/// The response header naming the request's log entry.
+const LOG_ID: &str = "cf-aig-log-id";
+
 /// Sends the response to the client: small bodies whole (see
 /// `INLINE_MAX_BYTES`), others streamed by a task, through the body hooks of
 /// stages `0..upto`; then the done hooks run in the background.
@@ -202,6 +205,13 @@ pub(super) async fn finish(
         }
     }
     let mut headers = out.headers;
+    // Every answer names its log entry, also a filter's own refusal and a gateway error,
+    // so a client can match any response to its log (the request id is the log id).
+    if !headers.contains_key(LOG_ID)
+        && let Ok(v) = HeaderValue::from_str(&ex.request_id)
+    {
+        headers.insert(LOG_ID, v);
+    }
     // Framing belongs to the host: whatever filters set, the client gets the
     // true length (or chunked / h2 framing when body filters may change it).
     headers::strip_hop_by_hop(&mut headers);

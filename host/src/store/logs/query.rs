@@ -97,11 +97,7 @@ fn where_clause(q: &LogQuery, dialect: Dialect) -> Result<(String, Vec<Arg>), Lo
         );
     }
     for (k, v) in &q.metadata {
-        if k.is_empty()
-            || !k
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if !valid_meta_key(k) {
             // The client wrote the key as a `meta.{key}` parameter.
             return Err(LogStoreError::BadQuery {
                 param: format!("meta.{k}"),
@@ -114,6 +110,14 @@ fn where_clause(q: &LogQuery, dialect: Dialect) -> Result<(String, Vec<Arg>), Lo
         );
     }
     Ok((sql, args))
+}
+
+/// A metadata key safe to put in a JSON path: letters, digits, `_` and `-`.
+fn valid_meta_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 64
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn without_bodies(mut v: Value) -> Value {
@@ -254,22 +258,32 @@ impl LogStore {
         bucket_ms: i64,
         group_by: Option<&str>,
     ) -> Result<Value, LogStoreError> {
-        match group_by {
-            None | Some("model" | "provider" | "key" | "team") => {}
-            Some(other) => {
+        let meta_key = group_by.and_then(|g| g.strip_prefix("meta."));
+        match (group_by, meta_key) {
+            (None | Some("model" | "provider" | "key" | "team"), _) => {}
+            (_, Some(k)) if valid_meta_key(k) => {}
+            (_, Some(k)) => {
                 return Err(LogStoreError::bad_query(
                     "group_by",
-                    format!("expected model, provider, key or team, got '{other}'"),
+                    format!("metadata key '{k}': use letters, digits, '_' and '-' (at most 64)"),
+                ));
+            }
+            (Some(other), None) => {
+                return Err(LogStoreError::bad_query(
+                    "group_by",
+                    format!("expected model, provider, key, team or meta.<key>, got '{other}'"),
                 ));
             }
         }
         self.with_db(|db| {
-            // Keys and teams are fields of the entry (virtual keys), the rest columns.
+            // Keys and teams are fields of the entry (virtual keys), metadata fields of its
+            // `metadata` object, the rest columns.
             let group = group_by.map(|name| {
-                let expr = match name {
-                    "key" => db.dialect().entry_field("key_id"),
-                    "team" => db.dialect().entry_field("team"),
-                    column => column.to_string(),
+                let expr = match (name, meta_key) {
+                    (_, Some(k)) => db.dialect().metadata_field(k),
+                    ("key", None) => db.dialect().entry_field("key_id"),
+                    ("team", None) => db.dialect().entry_field("team"),
+                    (column, None) => column.to_string(),
                 };
                 (name, expr)
             });
