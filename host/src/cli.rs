@@ -163,9 +163,9 @@ pub enum PluginCommand {
         /// Folder to create (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Path of the aigw plugin SDK crate (default: the one this binary was built from).
-        #[arg(long)]
-        sdk: Option<PathBuf>,
+        /// Where the crate gets the SDK from.
+        #[command(flatten)]
+        sdk: SdkArgs,
     },
     /// Build a filter crate for wasm32-wasip2 and install it into plugins_dir.
     Build {
@@ -179,4 +179,36 @@ pub enum PluginCommand {
         #[arg(long, short, default_value = "aigw.toml", env = "AIGW_CONFIG")]
         config: PathBuf,
     },
+}
+
+/// `aigw plugin new`'s choice of SDK dependency: at most one of `--sdk-version`,
+/// `--sdk-git` (with an optional `--sdk-rev`) and `--sdk-path`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SdkArgs {
+    /// Depend on this version of aigw-plugin-sdk from crates.io (the default, with
+    /// this aigw's own version).
+    #[arg(long, value_name = "VER")]
+    pub sdk_version: Option<String>,
+    /// Depend on the SDK in this git repository (https://…, ssh://…, file:///…).
+    #[arg(long, value_name = "URL")]
+    pub sdk_git: Option<String>,
+    /// With --sdk-git: the commit to use (default: the repository's default branch when first built).
+    #[arg(long, value_name = "REV")]
+    pub sdk_rev: Option<String>,
+    /// Depend on the SDK crate in this folder (plugin-sdk/ of an aigw checkout), written as an
+    /// absolute path.
+    #[arg(long, value_name = "PATH", alias = "sdk")]
+    pub sdk_path: Option<PathBuf>,
+}
+
+impl SdkArgs {
+    /// The SDK source these flags name; an error names the conflicting flags.
+    pub fn source(&self) -> Result<crate::plugin_cmd::SdkSource, String> {
+        crate::plugin_cmd::SdkSource::from_flags(
+            self.sdk_version.as_deref(),
+            self.sdk_git.as_deref(),
+            self.sdk_rev.as_deref(),
+            self.sdk_path.as_deref(),
+        )
+    }
 }

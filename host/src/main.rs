@@ -35,9 +35,10 @@ fn main() -> ExitCode {
                 .await
                 .map(say),
             Command::Keys(cmd) => aigw::admin_client::keys(cmd).await.map(say),
-            Command::Plugin(PluginCommand::New { name, dir, sdk }) => {
-                aigw::plugin_cmd::new_filter(&name, dir.as_deref(), sdk.as_deref()).map(say)
-            }
+            Command::Plugin(PluginCommand::New { name, dir, sdk }) => sdk
+                .source()
+                .and_then(|sdk| aigw::plugin_cmd::new_filter(&name, dir.as_deref(), &sdk))
+                .map(say),
             Command::Plugin(PluginCommand::Build {
                 path,
                 plugins_dir,

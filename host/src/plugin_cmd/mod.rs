@@ -5,9 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The SDK crate this binary was built with (a source checkout).
-const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-sdk");
-
 const LIB_RS: &str = include_str!("template_lib.rs.txt");
 
 /// A filter name: what goes into a pipeline and the `.wasm` file name.
@@ -27,8 +24,201 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Writes a new filter crate `name` into `dir` (default `./name`).
-pub fn new_filter(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<String, String> {
+/// The SDK package a scaffolded filter crate depends on.
+const SDK_PACKAGE: &str = "aigw-plugin-sdk";
+
+/// Where a scaffolded filter crate gets `aigw-plugin-sdk` from: the flags
+/// `--sdk-version`, `--sdk-git` (with `--sdk-rev`) and `--sdk-path`, at most one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdkSource {
+    /// A version requirement on crates.io: `aigw-plugin-sdk = "VER"`.
+    Version(String),
+    /// A git repository holding the SDK (cargo finds the package in it), at
+    /// `rev` or, without one, the repository's default branch.
+    Git {
+        /// Repository URL (`https://…`, `ssh://…`, `file:///…`).
+        url: String,
+        /// The commit (cargo's `rev`).
+        rev: Option<String>,
+    },
+    /// The SDK crate's folder (`plugin-sdk/` in an aigw checkout).
+    Path(PathBuf),
+}
+
+impl Default for SdkSource {
+    /// The SDK release that goes with this aigw: the same version.
+    fn default() -> Self {
+        SdkSource::Version(env!("CARGO_PKG_VERSION").to_string())
+    }
+}
+
+impl SdkSource {
+    /// The source named by `plugin new`'s flags; none of them means the default
+    /// (the SDK version equal to this aigw's).
+    pub fn from_flags(
+        version: Option<&str>,
+        git: Option<&str>,
+        rev: Option<&str>,
+        path: Option<&Path>,
+    ) -> Result<SdkSource, String> {
+        let given: Vec<&str> = [
+            version.map(|_| "--sdk-version"),
+            git.map(|_| "--sdk-git"),
+            path.map(|_| "--sdk-path"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if given.len() > 1 {
+            return Err(format!(
+                "{} cannot be used together: the SDK comes from one source (--sdk-version VER, --sdk-git URL [--sdk-rev REV] or --sdk-path PATH)",
+                given.join(" and ")
+            ));
+        }
+        if rev.is_some() && git.is_none() {
+            return Err(
+                "--sdk-rev needs --sdk-git: it names a revision of that repository (--sdk-git URL --sdk-rev REV)"
+                    .to_string(),
+            );
+        }
+        let non_empty = |flag: &str, value: &str| {
+            let value = value.trim();
+            if value.is_empty() {
+                Err(format!("{flag}: must not be empty"))
+            } else {
+                Ok(value.to_string())
+            }
+        };
+        if let Some(v) = version {
+            return non_empty("--sdk-version", v).map(SdkSource::Version);
+        }
+        if let Some(url) = git {
+            let url = non_empty("--sdk-git", url)?;
+            if !url.contains("://") {
+                return Err(format!(
+                    "--sdk-git {url}: not a URL that cargo accepts; use https://…, ssh://… or file:///absolute/path (for a folder on this machine, --sdk-path also works)"
+                ));
+            }
+            let rev = rev.map(|r| non_empty("--sdk-rev", r)).transpose()?;
+            return Ok(SdkSource::Git { url, rev });
+        }
+        if let Some(p) = path {
+            return Ok(SdkSource::Path(p.to_path_buf()));
+        }
+        Ok(SdkSource::default())
+    }
+
+    /// The value of `aigw-plugin-sdk` in the crate's `[dependencies]` and in its
+    /// `[dev-dependencies]` (the same source with the `testing` feature), plus a
+    /// line for people saying where it comes from. A path is checked and made
+    /// absolute here.
+    fn dependency(&self) -> Result<(String, String, String), String> {
+        const TESTING: &str = "features = [\"testing\"]";
+        match self {
+            SdkSource::Version(v) => {
+                let v = toml_string(v);
+                Ok((
+                    v.clone(),
+                    format!("{{ version = {v}, {TESTING} }}"),
+                    format!("{SDK_PACKAGE} {v} from crates.io"),
+                ))
+            }
+            SdkSource::Git { url, rev } => {
+                let mut fields = format!("git = {}", toml_string(url));
+                if let Some(rev) = rev {
+                    fields.push_str(&format!(", rev = {}", toml_string(rev)));
+                }
+                Ok((
+                    format!("{{ {fields} }}"),
+                    format!("{{ {fields}, {TESTING} }}"),
+                    format!(
+                        "{SDK_PACKAGE} from {url}{}",
+                        rev.as_deref()
+                            .map(|r| format!(" at {r}"))
+                            .unwrap_or_default()
+                    ),
+                ))
+            }
+            SdkSource::Path(p) => {
+                let sdk = check_sdk_dir(p)?;
+                let text = toml_string(&sdk.to_string_lossy().replace('\\', "/"));
+                Ok((
+                    format!("{{ path = {text} }}"),
+                    format!("{{ path = {text}, {TESTING} }}"),
+                    format!("{SDK_PACKAGE} from {}", sdk.display()),
+                ))
+            }
+        }
+    }
+}
+
+/// `--sdk-path`: the folder must hold the SDK package's Cargo.toml. Returns it
+/// made absolute, so the scaffold works wherever it is moved.
+fn check_sdk_dir(dir: &Path) -> Result<PathBuf, String> {
+    const HINT: &str = "pass the path of plugin-sdk/ in an aigw checkout";
+    let sdk = std::fs::canonicalize(dir).map_err(|e| {
+        format!(
+            "--sdk-path {}: cannot find the aigw plugin SDK ({e}); {HINT}",
+            dir.display()
+        )
+    })?;
+    let manifest = sdk.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).map_err(|_| {
+        let inside = sdk.join("plugin-sdk");
+        if inside.join("Cargo.toml").is_file() {
+            format!(
+                "--sdk-path {}: no Cargo.toml there; did you mean {}?",
+                sdk.display(),
+                inside.display()
+            )
+        } else {
+            format!("--sdk-path {}: no Cargo.toml there; {HINT}", sdk.display())
+        }
+    })?;
+    let name = toml::from_str::<toml::Table>(&text).ok().and_then(|t| {
+        t.get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_string)
+    });
+    if name.as_deref() != Some(SDK_PACKAGE) {
+        let inside = sdk.join("plugin-sdk");
+        let hint = if inside.join("Cargo.toml").is_file() {
+            format!("did you mean {}?", inside.display())
+        } else {
+            HINT.to_string()
+        };
+        return Err(format!(
+            "--sdk-path {}: {} is not the {SDK_PACKAGE} package; {hint}",
+            sdk.display(),
+            manifest.display()
+        ));
+    }
+    Ok(sdk)
+}
+
+/// `text` as a TOML basic string, quotes included.
+fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Writes a new filter crate `name` into `dir` (default `./name`), depending
+/// on the SDK from `sdk`.
+pub fn new_filter(name: &str, dir: Option<&Path>, sdk: &SdkSource) -> Result<String, String> {
     check_name(name)?;
     let dir = dir
         .map(Path::to_path_buf)
@@ -43,23 +233,7 @@ pub fn new_filter(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<
             dir.display()
         ));
     }
-    let sdk = match sdk {
-        Some(p) => p.to_path_buf(),
-        None => PathBuf::from(SDK_DIR),
-    };
-    let sdk = std::fs::canonicalize(&sdk).map_err(|e| {
-        format!(
-            "--sdk {}: cannot find the aigw plugin SDK ({e}); pass the path of plugin-sdk/ in an aigw checkout",
-            sdk.display()
-        )
-    })?;
-    if !sdk.join("Cargo.toml").is_file() {
-        return Err(format!(
-            "--sdk {}: no Cargo.toml there; pass the path of plugin-sdk/ in an aigw checkout",
-            sdk.display()
-        ));
-    }
-    let sdk_text = sdk.to_string_lossy().replace('\\', "/");
+    let (sdk_dep, sdk_dev_dep, sdk_said) = sdk.dependency()?;
     let cargo_toml = format!(
         r#"[package]
 name = "{name}"
@@ -72,12 +246,12 @@ publish = false
 crate-type = ["cdylib", "rlib"]
 
 [dependencies]
-aigw-plugin-sdk = {{ path = "{sdk_text}" }}
+aigw-plugin-sdk = {sdk_dep}
 serde = {{ version = "1", features = ["derive"] }}
 serde_json = "1"
 
 [dev-dependencies]
-aigw-plugin-sdk = {{ path = "{sdk_text}", features = ["testing"] }}
+aigw-plugin-sdk = {sdk_dev_dep}
 
 # Small, fast-loading components.
 [profile.release]
@@ -106,7 +280,7 @@ panic = "abort"
             .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     Ok(format!(
-        "created filter '{name}' in {dir}\n  test:    cd {dir} && cargo test\n  install: aigw plugin build {dir} --config aigw.toml\n  use:     add \"{name}\" to a gateway's pipeline",
+        "created filter '{name}' in {dir}\n  sdk:     {sdk_said}\n  test:    cd {dir} && cargo test\n  install: aigw plugin build {dir} --config aigw.toml\n  use:     add \"{name}\" to a gateway's pipeline",
         dir = dir.display()
     ))
 }
@@ -222,16 +396,239 @@ mod tests {
     fn scaffold_refuses_a_non_empty_dir_and_writes_a_crate() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("f");
-        let msg = new_filter("my-filter", Some(&dir), None).unwrap();
+        let msg = new_filter("my-filter", Some(&dir), &SdkSource::default()).unwrap();
         assert!(msg.contains("my-filter"));
         let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(cargo.contains("name = \"my-filter\""));
         assert!(cargo.contains("crate-type = [\"cdylib\", \"rlib\"]"));
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("x-my-filter") && !lib.contains("{{name}}"));
-        let again = new_filter("my-filter", Some(&dir), None).unwrap_err();
+        let again = new_filter("my-filter", Some(&dir), &SdkSource::default()).unwrap_err();
         assert!(again.contains("not empty"), "{again}");
-        let no_sdk = new_filter("x", Some(&tmp.path().join("g")), Some(tmp.path())).unwrap_err();
-        assert!(no_sdk.contains("--sdk"), "{no_sdk}");
+        let no_sdk = new_filter(
+            "x",
+            Some(&tmp.path().join("g")),
+            &SdkSource::Path(tmp.path().to_path_buf()),
+        )
+        .unwrap_err();
+        assert!(no_sdk.contains("--sdk-path"), "{no_sdk}");
+        assert!(
+            !tmp.path().join("g").exists(),
+            "a refused scaffold leaves no folder"
+        );
+    }
+
+    /// The checkout's SDK crate (a test-only path: the binary bakes in none).
+    fn checkout_sdk() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugin-sdk")
+            .canonicalize()
+            .unwrap()
+    }
+
+    /// Scaffolds `f` into a fresh temp dir; returns its Cargo.toml, parsed.
+    fn scaffold(sdk: &SdkSource) -> (String, toml::Table) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("f");
+        new_filter("f", Some(&dir), sdk).unwrap();
+        let text = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        (text, table)
+    }
+
+    /// `[dependencies]` and `[dev-dependencies]` entries of the SDK.
+    fn sdk_entries(table: &toml::Table) -> (toml::Value, toml::Value) {
+        (
+            table["dependencies"]["aigw-plugin-sdk"].clone(),
+            table["dev-dependencies"]["aigw-plugin-sdk"].clone(),
+        )
+    }
+
+    #[test]
+    fn the_default_is_the_sdk_version_of_this_aigw() {
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            SdkSource::from_flags(None, None, None, None).unwrap(),
+            SdkSource::Version(version.to_string())
+        );
+        let (text, table) = scaffold(&SdkSource::default());
+        assert!(
+            text.contains(&format!("aigw-plugin-sdk = \"{version}\"\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "aigw-plugin-sdk = {{ version = \"{version}\", features = [\"testing\"] }}\n"
+            )),
+            "{text}"
+        );
+        let (dep, dev) = sdk_entries(&table);
+        assert_eq!(dep.as_str(), Some(version));
+        assert_eq!(dev["version"].as_str(), Some(version));
+        assert!(!text.contains("path ="), "no path baked in:\n{text}");
+    }
+
+    #[test]
+    fn sdk_version_writes_a_crates_io_dependency() {
+        let sdk = SdkSource::from_flags(Some("0.3.1"), None, None, None).unwrap();
+        assert_eq!(sdk, SdkSource::Version("0.3.1".into()));
+        let (text, table) = scaffold(&sdk);
+        assert!(text.contains("aigw-plugin-sdk = \"0.3.1\"\n"), "{text}");
+        assert!(
+            text.contains("aigw-plugin-sdk = { version = \"0.3.1\", features = [\"testing\"] }\n"),
+            "{text}"
+        );
+        let (_, dev) = sdk_entries(&table);
+        assert_eq!(dev["features"][0].as_str(), Some("testing"));
+        let empty = SdkSource::from_flags(Some(" "), None, None, None).unwrap_err();
+        assert!(empty.contains("--sdk-version"), "{empty}");
+    }
+
+    #[test]
+    fn sdk_git_writes_a_git_dependency_with_or_without_a_rev() {
+        let url = "https://github.com/aigw/aigw";
+        let sdk = SdkSource::from_flags(None, Some(url), Some("abc123"), None).unwrap();
+        assert_eq!(
+            sdk,
+            SdkSource::Git {
+                url: url.into(),
+                rev: Some("abc123".into())
+            }
+        );
+        let (text, table) = scaffold(&sdk);
+        assert!(
+            text.contains(
+                "aigw-plugin-sdk = { git = \"https://github.com/aigw/aigw\", rev = \"abc123\" }\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("aigw-plugin-sdk = { git = \"https://github.com/aigw/aigw\", rev = \"abc123\", features = [\"testing\"] }\n"),
+            "{text}"
+        );
+        let (dep, dev) = sdk_entries(&table);
+        assert_eq!(dep["git"].as_str(), Some(url));
+        assert_eq!(dev["git"].as_str(), Some(url));
+        assert_eq!(dev["rev"].as_str(), Some("abc123"));
+
+        let sdk = SdkSource::from_flags(None, Some("file:///src/aigw"), None, None).unwrap();
+        let (text, _) = scaffold(&sdk);
+        assert!(
+            text.contains("aigw-plugin-sdk = { git = \"file:///src/aigw\" }\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "aigw-plugin-sdk = { git = \"file:///src/aigw\", features = [\"testing\"] }\n"
+            ),
+            "{text}"
+        );
+
+        let not_url = SdkSource::from_flags(None, Some("/src/aigw"), None, None).unwrap_err();
+        assert!(not_url.contains("--sdk-git"), "{not_url}");
+    }
+
+    #[test]
+    fn sdk_path_writes_the_absolute_path_of_the_sdk() {
+        let sdk_dir = checkout_sdk();
+        // A relative spelling is made absolute.
+        let relative = Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/../plugin-sdk");
+        let sdk = SdkSource::from_flags(None, None, None, Some(&relative)).unwrap();
+        let (text, table) = scaffold(&sdk);
+        let shown = sdk_dir.to_string_lossy().replace('\\', "/");
+        let (dep, dev) = sdk_entries(&table);
+        assert_eq!(dep["path"].as_str(), Some(shown.as_str()), "{text}");
+        assert_eq!(dev["path"].as_str(), Some(shown.as_str()), "{text}");
+        assert_eq!(dev["features"][0].as_str(), Some("testing"), "{text}");
+        assert!(!text.contains(".."), "{text}");
+
+        // The checkout root instead of its plugin-sdk/ gets a pointer.
+        let root = sdk_dir.parent().unwrap();
+        let err = new_filter(
+            "f",
+            Some(&tempfile::tempdir().unwrap().path().join("f")),
+            &SdkSource::Path(root.to_path_buf()),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("--sdk-path") && err.contains("did you mean"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn two_sdk_sources_are_an_error_naming_both_flags() {
+        let p = Path::new("/x");
+        for (flags, a, b) in [
+            (
+                SdkSource::from_flags(Some("1"), Some("https://h/r"), None, None),
+                "--sdk-version",
+                "--sdk-git",
+            ),
+            (
+                SdkSource::from_flags(Some("1"), None, None, Some(p)),
+                "--sdk-version",
+                "--sdk-path",
+            ),
+            (
+                SdkSource::from_flags(None, Some("https://h/r"), Some("v1"), Some(p)),
+                "--sdk-git",
+                "--sdk-path",
+            ),
+        ] {
+            let err = flags.unwrap_err();
+            assert!(err.contains(a) && err.contains(b), "{err}");
+        }
+        let all = SdkSource::from_flags(Some("1"), Some("https://h/r"), None, Some(p)).unwrap_err();
+        for flag in ["--sdk-version", "--sdk-git", "--sdk-path"] {
+            assert!(all.contains(flag), "{all}");
+        }
+        let rev_alone = SdkSource::from_flags(None, None, Some("v1"), None).unwrap_err();
+        assert!(
+            rev_alone.contains("--sdk-rev") && rev_alone.contains("--sdk-git"),
+            "{rev_alone}"
+        );
+        let rev_with_path = SdkSource::from_flags(None, None, Some("v1"), Some(p)).unwrap_err();
+        assert!(rev_with_path.contains("--sdk-rev"), "{rev_with_path}");
+    }
+
+    #[test]
+    fn the_command_line_reaches_the_sdk_source() {
+        use crate::cli::{Cli, Command, PluginCommand};
+        use clap::Parser;
+        let source = |args: &[&str]| -> Result<SdkSource, String> {
+            let cli = Cli::try_parse_from(["aigw", "plugin", "new", "f"].iter().chain(args.iter()))
+                .map_err(|e| e.to_string())?;
+            match cli.command {
+                Command::Plugin(PluginCommand::New { sdk, .. }) => sdk.source(),
+                other => Err(format!("parsed as {other:?}")),
+            }
+        };
+        assert_eq!(source(&[]).unwrap(), SdkSource::default());
+        assert_eq!(
+            source(&["--sdk-version", "0.2"]).unwrap(),
+            SdkSource::Version("0.2".into())
+        );
+        assert_eq!(
+            source(&["--sdk-git", "https://h/r", "--sdk-rev", "abc"]).unwrap(),
+            SdkSource::Git {
+                url: "https://h/r".into(),
+                rev: Some("abc".into())
+            }
+        );
+        assert_eq!(
+            source(&["--sdk-path", "/a/b"]).unwrap(),
+            SdkSource::Path("/a/b".into())
+        );
+        // `--sdk`, the flag's old name, still works.
+        assert_eq!(
+            source(&["--sdk", "/a/b"]).unwrap(),
+            SdkSource::Path("/a/b".into())
+        );
+        let both = source(&["--sdk-git", "https://h/r", "--sdk-path", "/a/b"]).unwrap_err();
+        assert!(
+            both.contains("--sdk-git") && both.contains("--sdk-path"),
+            "{both}"
+        );
     }
 }

@@ -35,6 +35,26 @@ pub enum FilterError {
     },
 }
 
+/// How a panic's message starts in `FilterError::Call`.
+const PANICKED: &str = "panicked: ";
+
+impl FilterError {
+    /// What the client is told. A panic's text stays in the gateway's log and
+    /// `/api/plugins`: it is the filter's own text and may quote request data.
+    pub fn public_message(&self) -> String {
+        match self {
+            FilterError::Call {
+                filter,
+                hook,
+                message,
+            } if message.starts_with(PANICKED) => format!(
+                "filter '{filter}': {hook} failed: the filter panicked (its message is in the gateway's log under this request's id)"
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// A live instance.
 pub struct FilterInstance {
     store: Store<HostState>,
@@ -180,7 +200,7 @@ impl FilterInstance {
             hook,
             // The panic hook's message says more than the trap it ended in.
             message: match panicked {
-                Some(m) => format!("panicked: {m}"),
+                Some(m) => format!("{PANICKED}{m}"),
                 None => describe_error(&e),
             },
         })

@@ -260,7 +260,7 @@ impl Exchange {
         tracing::warn!(gateway = %self.gw.name, request_id = %self.request_id, on_error = ?stage.on_error, "{e}");
         match stage.on_error {
             OnError::Open => Ok(None),
-            OnError::Closed => Err(GatewayError::filter_failed(e.to_string())),
+            OnError::Closed => Err(GatewayError::filter_failed(e.public_message())),
         }
     }
 
