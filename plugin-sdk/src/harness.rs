@@ -254,6 +254,10 @@ fn call<F: Filter>(filter: &mut F, bit: u8) {
 ///     Exchange::post("/chat/completions", "{}").header("x-team", "a").upstream(200, "ok"));
 /// assert_eq!((passed.status, passed.body.as_slice()), (200, &b"ok"[..]));
 /// ```
+#[allow(
+    clippy::panic,
+    reason = "a test helper: its panic fails the test that called it, like assert!"
+)]
 pub fn run<F: Filter>(config: serde_json::Value, ex: Exchange) -> Played {
     if let Err(e) = check_hooks::<F>(config.clone()) {
         panic!("{e}");

@@ -23,7 +23,8 @@ use std::collections::HashMap;
 pub struct MockHost {
     /// Key-value entries: value and expiry (ms).
     pub kv: HashMap<String, (Vec<u8>, u64)>,
-    /// Limit counters: window start (ms) and count.
+    /// Limit counters by `"{period_ms}:{key}"`: window start (ms) and count. As in the
+    /// host, the limit is not part of the key: changing it keeps the count.
     pub counters_by_key: HashMap<String, (u64, u64)>,
     /// Lines written with `host::log`.
     pub logs: Vec<(Level, String)>,
@@ -122,6 +123,16 @@ impl MockHost {
     }
 
     /// A fixed window for both techniques: simple and deterministic for tests.
+    ///
+    /// ```
+    /// use aigw_plugin_sdk::{host::{check_limit, Technique}, testing::MockHost};
+    /// MockHost::reset();
+    /// assert!(check_limit("ip", 1, 1, 60_000, Technique::Fixed).allowed);
+    /// assert!(!check_limit("ip", 1, 1, 60_000, Technique::Fixed).allowed);
+    /// // Raising the limit keeps the count (as the host does): one more fits, not two.
+    /// assert!(check_limit("ip", 1, 2, 60_000, Technique::Fixed).allowed);
+    /// assert!(!check_limit("ip", 1, 2, 60_000, Technique::Fixed).allowed);
+    /// ```
     pub(crate) fn check_limit(
         &mut self,
         key: &str,
@@ -136,7 +147,7 @@ impl MockHost {
         let start = now - now % period;
         let entry = self
             .counters_by_key
-            .entry(key.to_string())
+            .entry(format!("{period}:{key}"))
             .or_insert((start, 0));
         if entry.0 != start {
             *entry = (start, 0);

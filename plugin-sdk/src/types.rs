@@ -192,6 +192,32 @@ impl LocalResponse {
         )
     }
 
+    /// A 429 refusal (error type `rate_limited`) with `retry-after` set from
+    /// `retry_after_ms`: whole seconds, rounded up, at least 1, as HTTP and the
+    /// providers' SDKs read it.
+    ///
+    /// ```
+    /// let r = aigw_plugin_sdk::LocalResponse::too_many_requests("limit of 20 per 60s reached", 1_200);
+    /// assert_eq!(r.status, 429);
+    /// assert!(r.headers.iter().any(|h| h.name == "retry-after" && h.value == "2"));
+    /// ```
+    pub fn too_many_requests(message: &str, retry_after_ms: u64) -> Self {
+        Self::error(429, "rate_limited", message).with_retry_after_ms(retry_after_ms)
+    }
+
+    /// Sets `retry-after` to `ms` in whole seconds, rounded up, at least 1 (also for a
+    /// 503 while something recovers).
+    ///
+    /// ```
+    /// let r = aigw_plugin_sdk::LocalResponse::error(503, "unavailable", "x").with_retry_after_ms(0);
+    /// assert!(r.headers.iter().any(|h| h.name == "retry-after" && h.value == "1"));
+    /// ```
+    pub fn with_retry_after_ms(mut self, ms: u64) -> Self {
+        self.headers.retain(|h| h.name != "retry-after");
+        let secs = ms.div_ceil(1000).max(1);
+        self.with_header("retry-after", &secs.to_string())
+    }
+
     /// Adds a header (builder style).
     ///
     /// ```

@@ -94,6 +94,16 @@ async fn a_panic_fails_closed_by_default_and_its_message_reaches_log_and_api() {
     assert_eq!(p["stages"][0]["health"]["failures_in_a_row"], 2, "{p}");
     // The logging filter (an observer) declared open.
     assert_eq!(plugin(&gw, "logging").await["declared_on_error"], "open");
+    // The dashboard's filter table shows the same.
+    let page = admin(&gw, Method::GET, "/dashboard?gateway=gw", "")
+        .await
+        .text();
+    let table = page.split("id=filters").nth(1).unwrap_or("");
+    assert!(
+        table.contains("<td>failing</td><td>closed</td><td>open</td><td>2 / 2</td>")
+            && table.contains("test filter trapped on purpose"),
+        "{table}"
+    );
 }
 
 /// The gateway's table overrides what the filter declared.

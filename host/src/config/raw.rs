@@ -155,8 +155,9 @@ pub struct RawGateway {
     pub keys: Option<String>,
     #[serde(default)]
     pub pipeline: Vec<String>,
-    /// Per-filter tables: host keys (`on_error`, `timeout_ms`, `max_memory_mb`)
-    /// plus the filter's own keys, which the filter validates.
+    /// Per-filter tables: host keys (`on_error`, `timeout_ms`, `max_memory_mb`,
+    /// `circuit_failures`, `circuit_open_ms`) plus the filter's own keys, which the
+    /// filter validates.
     #[serde(default)]
     pub filters: BTreeMap<String, toml::Table>,
 }

@@ -305,3 +305,37 @@ impl Runtime {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FilterInfo;
+    use super::bindings::types::{BodyMode, Hooks};
+
+    #[test]
+    fn declarations_that_skip_a_hook_are_warned_about() {
+        let info = |hooks, request_body, response_body| FilterInfo {
+            hooks,
+            request_body,
+            response_body,
+            on_error: None,
+        };
+        let fine = info(
+            Hooks::REQUEST_HEADERS | Hooks::REQUEST_BODY | Hooks::RESPONSE_BODY,
+            BodyMode::Buffered(10),
+            BodyMode::Streaming,
+        );
+        assert!(fine.warnings().is_empty());
+        let w = info(Hooks::REQUEST_BODY, BodyMode::Ignore, BodyMode::Ignore).warnings();
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("on_request_body") && w[0].contains("Ignore"),
+            "{w:?}"
+        );
+        let w = info(Hooks::empty(), BodyMode::Ignore, BodyMode::Streaming).warnings();
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("does not declare the on_response_body hook"),
+            "{w:?}"
+        );
+    }
+}

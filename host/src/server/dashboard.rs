@@ -341,10 +341,29 @@ pub fn page(
         .into_iter()
         .flatten()
         .map(|p| {
+            // This gateway's stage of the filter: its failure policy and health.
+            let stage = p["stages"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["gateway"] == gateway))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let health = &stage["health"];
+            let warnings: Vec<&str> = p["warnings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(p["name"].as_str().unwrap_or("")),
                 esc(p["status"].as_str().unwrap_or("")),
+                esc(stage["on_error"].as_str().unwrap_or("-")),
+                esc(health["circuit"].as_str().unwrap_or("-")),
+                health["failures_in_a_row"].as_u64().unwrap_or(0),
+                health["failures_total"].as_u64().unwrap_or(0),
+                esc(health["last_error"]["message"].as_str().unwrap_or("")),
+                esc(&warnings.join("; ")),
                 esc(p["source"].as_str().unwrap_or("")),
                 esc(&p["sha256"]
                     .as_str()
@@ -367,7 +386,7 @@ pub fn page(
              <section class=tiles>{tiles}</section><section class=charts>{charts}</section>\
              <h2>By model</h2><table id=models><tr><th>model</th><th>requests</th><th>errors</th><th>tokens in</th><th>tokens out</th><th>cost</th><th>unpriced</th></tr>{groups}</table>\
              {keys_section}<h2>Recent requests</h2>{form}<table id=logs><tr><th>id</th><th>provider</th><th>model</th><th>status</th><th>cached</th><th>tokens in</th><th>tokens out</th><th>cost</th><th>ms</th></tr>{rows}</table>\
-             <h2>Filters (generation {generation})</h2><table id=filters><tr><th>name</th><th>status</th><th>source</th><th>sha256</th></tr>{filters}</table>\
+             <h2>Filters (generation {generation})</h2><table id=filters><tr><th>name</th><th>status</th><th>on_error</th><th>circuit</th><th>failures (in a row / total)</th><th>last error</th><th>warnings</th><th>source</th><th>sha256</th></tr>{filters}</table>\
              </body></html>",
             gw = esc(gateway),
             generation = plugins["generation"],

@@ -87,9 +87,7 @@ fn forbidden(kind: &str, message: String, allowed: &[String]) -> LocalResponse {
 }
 
 fn too_many(message: String, retry_after_ms: u64) -> LocalResponse {
-    let secs = retry_after_ms.div_ceil(1000).max(1);
-    LocalResponse::error(429, "rate_limited", &message)
-        .with_header("retry-after", &secs.to_string())
+    LocalResponse::too_many_requests(&message, retry_after_ms)
 }
 
 impl KeyPolicy {

@@ -52,17 +52,13 @@ impl RateLimit {
 
     fn refuse(&self, what: &str, retry_after_ms: u64) -> Decision {
         let secs = retry_after_ms.div_ceil(1000).max(1);
-        Decision::Respond(
-            LocalResponse::error(
-                429,
-                "rate_limited",
-                &format!(
-                    "{what} per {}s reached for this client; retry in {secs}s",
-                    self.period_s
-                ),
-            )
-            .with_header("retry-after", &secs.to_string()),
-        )
+        Decision::Respond(LocalResponse::too_many_requests(
+            &format!(
+                "{what} per {}s reached for this client; retry in {secs}s",
+                self.period_s
+            ),
+            retry_after_ms,
+        ))
     }
 }
 
