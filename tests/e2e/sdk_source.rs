@@ -314,3 +314,106 @@ fn sdk_packages_on_its_own() {
             .current_dir(root),
     );
 }
+
+/// The SDK and contract of commit df2eb8a, before filters could declare `on_error` or
+/// report panics: a filter built against it still loads into this host (the contract only
+/// gained imports), gets the host's default `on_error` (open), and its panic still shows
+/// as a trap.
+#[test]
+fn a_filter_built_with_the_previous_sdk_still_loads() {
+    const PREVIOUS: &str = "df2eb8ab7c29ed085117fcadeb972779da58ed30";
+    let root = checkout();
+    let rev = Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args([
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{PREVIOUS}^{{commit}}"),
+        ])
+        .output();
+    let Some(rev) = rev
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    else {
+        eprintln!("note: skipped: commit {PREVIOUS} is not in this checkout's history");
+        return;
+    };
+    let url = format!("file://{}", root.display());
+    let work = outside_dir();
+    let name = "previous-sdk-filter";
+    run(
+        "aigw plugin new --sdk-git (previous SDK)",
+        bounded(env!("CARGO_BIN_EXE_aigw"))
+            .args(["plugin", "new", name, "--sdk-git", &url, "--sdk-rev", &rev])
+            .current_dir(work.path()),
+    );
+    // Written against the previous SDK's API: panics when asked to.
+    std::fs::write(
+        work.path().join(name).join("src/lib.rs"),
+        r#"use aigw_plugin_sdk::{Decision, Filter, FilterInfo, Hooks, Request};
+pub struct Old;
+impl Filter for Old {
+    fn describe() -> FilterInfo {
+        FilterInfo::hooks(Hooks { request_headers: true, ..Hooks::default() })
+    }
+    fn configure(_: serde_json::Value) -> Result<Self, String> {
+        Ok(Old)
+    }
+    fn on_request_headers(&mut self, r: &Request) -> Decision {
+        if r.headers.get("x-boom").is_some() {
+            panic!("old filter asked to fail");
+        }
+        Decision::proceed()
+    }
+}
+aigw_plugin_sdk::export_filter!(Old);
+"#,
+    )
+    .unwrap();
+    let wasm = build_and_install(work.path(), name, name);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mock = Mock::start().await;
+        let dir = prepare_with_server(
+            "admin_listen = \"127.0.0.1:0\"\n",
+            &format!(
+                "{}[gateways.gw]\npipeline = [\"{name}\"]\n",
+                mock.providers_toml()
+            ),
+            &[(name, &wasm)],
+        );
+        let gw = Gateway::start_in(dir);
+        let url = gw.url("/v1/acct/gw/openai/chat/completions");
+        let r = send(&url, &[], &chat("x", false)).await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+        // No declaration: the host's default, open, lets the request through.
+        let r = send(&url, &[("x-boom", "1")], &chat("x", false)).await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+        let status = send_req(request(
+            hyper::Method::GET,
+            &gw.admin_url("/api/plugins"),
+            &[],
+            "",
+        ))
+        .await
+        .json();
+        let p = status["plugins"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == name))
+            .cloned()
+            .unwrap_or_default();
+        assert!(p["declared_on_error"].is_null(), "{p}");
+        assert_eq!(p["stages"][0]["on_error"], "open", "{p}");
+        let last = p["stages"][0]["health"]["last_error"]["message"]
+            .as_str()
+            .unwrap_or("");
+        assert!(last.contains("unreachable"), "{p}");
+    });
+}
