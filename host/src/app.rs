@@ -99,6 +99,14 @@ pub async fn check(config_path: &Path) -> Result<String, String> {
             })
             .collect();
         lines.push(format!("gateway {name}: pipeline [{}]", names.join(", ")));
+        for stage in &gw.stages {
+            for hint in &stage.settings.host_key_typos {
+                lines.push(format!(
+                    "warning: gateways.{name}.filters.{}: {hint}",
+                    stage.filter.name
+                ));
+            }
+        }
     }
     for (name, f) in &generation.filters {
         lines.push(format!(

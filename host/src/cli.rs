@@ -185,8 +185,8 @@ pub enum PluginCommand {
 /// `--sdk-git` (with an optional `--sdk-rev`) and `--sdk-path`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SdkArgs {
-    /// Depend on this version of aigw-plugin-sdk from crates.io (the default, with
-    /// this aigw's own version).
+    /// Depend on this version of aigw-plugin-sdk from crates.io. Without any --sdk flag: the
+    /// SDK of the aigw checkout this binary runs from, else this aigw's own version.
     #[arg(long, value_name = "VER")]
     pub sdk_version: Option<String>,
     /// Depend on the SDK in this git repository (https://…, ssh://…, file:///…).

@@ -7,7 +7,41 @@ use crate::{
     HeaderEdits, Headers, LocalResponse, OnError, Outcome, Request, Response, ResponseDecision,
     Summary,
 };
+use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+
+thread_local! {
+    /// Set while this thread runs a hook under `guarded`: its panic is caught, not printed.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+    /// The text of the last panic caught by `guarded` on this thread.
+    static CAUGHT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`, turning a panic into `Err(message at file:line:column)`. Its message is kept,
+/// not printed; panics of other threads (other tests) print as usual. The process's panic
+/// hook is wrapped once, never swapped back and forth.
+fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    static WRAP: std::sync::Once = std::sync::Once::new();
+    WRAP.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET.with(Cell::get) {
+                let text = crate::glue::panic_text(info);
+                CAUGHT.with(|c| *c.borrow_mut() = Some(text));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    result.map_err(|_| {
+        CAUGHT
+            .with(|c| c.borrow_mut().take())
+            .unwrap_or_else(|| "(no message)".to_string())
+    })
+}
 
 /// One request and the upstream's answer, as [`run`] plays them.
 ///
@@ -132,8 +166,9 @@ pub struct Played {
     pub body: Vec<u8>,
     /// The filter asked for a retry after this many ms (`ResponseDecision::Retry`).
     pub retry_delay_ms: Option<u32>,
-    /// Why the host counted the filter as failed (a body over its buffer, a panic). With
-    /// `OnError::Closed` the client got a 500; with `Open` the filter was skipped.
+    /// Why the host counted the filter as failed: a body over its buffer, or a hook that
+    /// panicked (with the panic's message and location). With `OnError::Closed` the client
+    /// got a 500; with `Open` the filter was skipped for the rest of the request.
     pub failure: Option<String>,
     /// The hooks called, in order (`on_request_headers`, …).
     pub hooks_called: Vec<&'static str>,
@@ -199,10 +234,7 @@ pub fn check_hooks<F: Filter>(config: serde_json::Value) -> Result<(), String> {
         __hooks::take();
         // An overridden hook may panic on this synthetic input: that alone shows it is
         // overridden (the defaults never panic). Its message is not printed.
-        let quiet = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let _ = catch_unwind(AssertUnwindSafe(|| call(&mut filter, bit)));
-        std::panic::set_hook(quiet);
+        let _ = guarded(|| call(&mut filter, bit));
         if __hooks::take() & bit == 0 {
             return Err(format!(
                 "{name} implements {hook} but describe() does not declare it, so the host never calls it: declare it with FilterInfo::new().{builder}"
@@ -288,14 +320,37 @@ pub fn run<F: Filter>(config: serde_json::Value, ex: Exchange) -> Played {
     };
 
     // Request hooks.
+    // A hook that panics is a failed filter: closed answers 500, open skips the filter.
+    macro_rules! hook {
+        ($name:literal, $call:expr) => {{
+            out.hooks_called.push($name);
+            match guarded(|| $call) {
+                Ok(answer) => Some(answer),
+                Err(panic) => {
+                    if fail(&mut out, format!("{} panicked: {panic}", $name)) {
+                        return finish(&mut filter, &info, out, Outcome::FilterFailed, &ex);
+                    }
+                    #[allow(unused_assignments, reason = "not read after the last hook")]
+                    {
+                        skipped = true;
+                    }
+                    None
+                }
+            }
+        }};
+    }
     if info.hooks.request_headers {
-        out.hooks_called.push("on_request_headers");
-        match filter.on_request_headers(&request) {
-            Decision::Continue(edits) => apply(&edits, &mut request.headers),
-            Decision::Respond(r) => out.local = Some(r),
+        match hook!("on_request_headers", filter.on_request_headers(&request)) {
+            Some(Decision::Continue(edits)) => apply(&edits, &mut request.headers),
+            Some(Decision::Respond(r)) => out.local = Some(r),
+            None => {}
         }
     }
-    if out.local.is_none() && info.hooks.request_body && info.request_body != BodyMode::Ignore {
+    if !skipped
+        && out.local.is_none()
+        && info.hooks.request_body
+        && info.request_body != BodyMode::Ignore
+    {
         let limit = match info.request_body {
             BodyMode::Buffered(n) => Some(n as usize),
             _ => None,
@@ -311,11 +366,10 @@ pub fn run<F: Filter>(config: serde_json::Value, ex: Exchange) -> Played {
             }
             skipped = true;
         } else {
-            out.hooks_called.push("on_request_body");
-            match filter.on_request_body(&body) {
-                BodyDecision::Continue => {}
-                BodyDecision::Replace(b) => body = b,
-                BodyDecision::Respond(r) => out.local = Some(r),
+            match hook!("on_request_body", filter.on_request_body(&body)) {
+                Some(BodyDecision::Continue) | None => {}
+                Some(BodyDecision::Replace(b)) => body = b,
+                Some(BodyDecision::Respond(r)) => out.local = Some(r),
             }
         }
     }
@@ -338,16 +392,16 @@ pub fn run<F: Filter>(config: serde_json::Value, ex: Exchange) -> Played {
     let mut chunks = ex.upstream_chunks.clone();
     let mut replaced = false;
     if !skipped && info.hooks.response_headers {
-        out.hooks_called.push("on_response_headers");
-        match filter.on_response_headers(&response) {
-            ResponseDecision::Continue(edits) => apply(&edits, &mut response.headers),
-            ResponseDecision::Respond(r) => {
+        match hook!("on_response_headers", filter.on_response_headers(&response)) {
+            Some(ResponseDecision::Continue(edits)) => apply(&edits, &mut response.headers),
+            Some(ResponseDecision::Respond(r)) => {
                 response.status = r.status;
                 response.headers = Headers(r.headers);
                 chunks = vec![r.body];
                 replaced = true;
             }
-            ResponseDecision::Retry { delay_ms } => out.retry_delay_ms = Some(delay_ms),
+            Some(ResponseDecision::Retry { delay_ms }) => out.retry_delay_ms = Some(delay_ms),
+            None => {}
         }
     }
     out.status = response.status;
@@ -371,11 +425,10 @@ pub fn run<F: Filter>(config: serde_json::Value, ex: Exchange) -> Played {
                 }
                 out.body = whole;
             } else {
-                out.hooks_called.push("on_response_body");
-                out.body = match filter.on_response_body(&whole, true) {
-                    ChunkDecision::Continue => whole,
-                    ChunkDecision::Replace(b) => b,
-                    ChunkDecision::Hold => Vec::new(),
+                out.body = match hook!("on_response_body", filter.on_response_body(&whole, true)) {
+                    Some(ChunkDecision::Continue) | None => whole,
+                    Some(ChunkDecision::Replace(b)) => b,
+                    Some(ChunkDecision::Hold) => Vec::new(),
                 };
             }
         }
@@ -387,11 +440,16 @@ pub fn run<F: Filter>(config: serde_json::Value, ex: Exchange) -> Played {
                 .collect();
             calls.push((Vec::new(), true));
             for (chunk, eos) in calls {
-                out.hooks_called.push("on_response_body");
-                match filter.on_response_body(&chunk, eos) {
-                    ChunkDecision::Continue => out.body.extend_from_slice(&chunk),
-                    ChunkDecision::Replace(b) => out.body.extend_from_slice(&b),
-                    ChunkDecision::Hold => {}
+                if skipped {
+                    // Failed open earlier in the stream: the rest passes untouched.
+                    out.body.extend_from_slice(&chunk);
+                    continue;
+                }
+                match hook!("on_response_body", filter.on_response_body(&chunk, eos)) {
+                    Some(ChunkDecision::Continue) => out.body.extend_from_slice(&chunk),
+                    Some(ChunkDecision::Replace(b)) => out.body.extend_from_slice(&b),
+                    Some(ChunkDecision::Hold) => {}
+                    None => out.body.extend_from_slice(&chunk),
                 }
             }
         }
@@ -410,7 +468,7 @@ fn finish<F: Filter>(
     if info.hooks.done && out.failure.is_none() {
         out.hooks_called.push("on_done");
         let r = &ex.request;
-        filter.on_done(&Summary {
+        let summary = Summary {
             request_id: r.request_id.clone(),
             account: r.account.clone(),
             gateway: r.gateway.clone(),
@@ -426,7 +484,11 @@ fn finish<F: Filter>(
             request_headers: r.headers.clone(),
             response_headers: out.headers.clone(),
             ..Summary::default()
-        });
+        };
+        if let Err(panic) = guarded(|| filter.on_done(&summary)) {
+            // After the answer: a failure changes nothing the client got.
+            out.failure = Some(format!("on_done panicked: {panic}"));
+        }
     }
     out
 }
@@ -438,5 +500,54 @@ fn apply(edits: &HeaderEdits, headers: &mut Headers) {
     for h in &edits.set {
         headers.0.retain(|x| !x.name.eq_ignore_ascii_case(&h.name));
         headers.0.push(h.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Filter, FilterInfo, Request};
+
+    struct Panics;
+    impl Filter for Panics {
+        fn describe() -> FilterInfo {
+            FilterInfo::new().on_request_headers().on_done()
+        }
+        fn configure(_: serde_json::Value) -> Result<Self, String> {
+            Ok(Panics)
+        }
+        fn on_request_headers(&mut self, r: &Request) -> Decision {
+            assert!(r.headers.get("x-team").is_some(), "no x-team");
+            Decision::proceed()
+        }
+        fn on_done(&mut self, _: &Summary) {}
+    }
+
+    #[test]
+    fn a_panicking_hook_fails_the_filter_as_the_host_would() {
+        let played = run::<Panics>(
+            serde_json::json!({}),
+            Exchange::post("/chat/completions", "{}"),
+        );
+        assert_eq!(played.status, 500);
+        let why = played.failure.unwrap_or_default();
+        assert!(
+            why.contains("on_request_headers panicked: no x-team at "),
+            "{why}"
+        );
+        assert!(why.contains("harness.rs:"), "{why}");
+        assert!(played.upstream_request.is_none());
+        assert_eq!(
+            played.hooks_called,
+            ["on_request_headers"],
+            "a failed filter gets no on_done"
+        );
+        let ok = run::<Panics>(
+            serde_json::json!({}),
+            Exchange::post("/chat/completions", "{}")
+                .header("x-team", "a")
+                .upstream(200, "ok"),
+        );
+        assert_eq!((ok.status, ok.failure), (200, None));
     }
 }

@@ -64,6 +64,42 @@ pub fn debit(key: &str, amount: u64, limit: u64, period_ms: u64, technique: Tech
     imp::debit(key, amount, limit, period_ms, technique)
 }
 
+/// [`check_limit`] counted across every gateway running this filter (`check_limit` counts
+/// per gateway): for limits that belong to a caller, such as a virtual key's requests per
+/// minute, wherever it calls.
+///
+/// ```
+/// use aigw_plugin_sdk::host::{check_limit_across_gateways, Technique};
+/// assert!(check_limit_across_gateways("key:1", 1, 1, 60_000, Technique::Fixed).allowed);
+/// assert!(!check_limit_across_gateways("key:1", 1, 1, 60_000, Technique::Fixed).allowed);
+/// ```
+pub fn check_limit_across_gateways(
+    key: &str,
+    cost: u64,
+    limit: u64,
+    period_ms: u64,
+    technique: Technique,
+) -> Verdict {
+    imp::check_limit_across_gateways(key, cost, limit, period_ms, technique)
+}
+
+/// [`debit`] counted across every gateway running this filter.
+///
+/// ```
+/// use aigw_plugin_sdk::host::{check_limit_across_gateways, debit_across_gateways, Technique};
+/// debit_across_gateways("key:2", 10, 10, 60_000, Technique::Fixed);
+/// assert!(!check_limit_across_gateways("key:2", 1, 10, 60_000, Technique::Fixed).allowed);
+/// ```
+pub fn debit_across_gateways(
+    key: &str,
+    amount: u64,
+    limit: u64,
+    period_ms: u64,
+    technique: Technique,
+) {
+    imp::debit_across_gateways(key, amount, limit, period_ms, technique)
+}
+
 /// Writes a line to the host's log (tagged with the filter name).
 ///
 /// ```
@@ -237,6 +273,23 @@ mod imp {
     pub fn debit(key: &str, amount: u64, limit: u64, period_ms: u64, t: Technique) {
         limits::debit(key, amount, limit, period_ms, technique(t))
     }
+    pub fn check_limit_across_gateways(
+        key: &str,
+        cost: u64,
+        limit: u64,
+        period_ms: u64,
+        t: Technique,
+    ) -> Verdict {
+        let v = limits::check_across_gateways(key, cost, limit, period_ms, technique(t));
+        Verdict {
+            allowed: v.allowed,
+            remaining: v.remaining,
+            retry_after_ms: v.retry_after_ms,
+        }
+    }
+    pub fn debit_across_gateways(key: &str, amount: u64, limit: u64, period_ms: u64, t: Technique) {
+        limits::debit_across_gateways(key, amount, limit, period_ms, technique(t))
+    }
     pub fn log(level: Level, message: &str) {
         let level = match level {
             Level::Trace => telemetry::Level::Trace,
@@ -334,6 +387,19 @@ mod imp {
         with_mock(|m| {
             m.check_limit(key, amount, limit, period_ms, t, false);
         })
+    }
+    // The mock serves one gateway: across gateways is the same count.
+    pub fn check_limit_across_gateways(
+        key: &str,
+        cost: u64,
+        limit: u64,
+        period_ms: u64,
+        t: Technique,
+    ) -> Verdict {
+        check_limit(key, cost, limit, period_ms, t)
+    }
+    pub fn debit_across_gateways(key: &str, amount: u64, limit: u64, period_ms: u64, t: Technique) {
+        debit(key, amount, limit, period_ms, t)
     }
     pub fn log(level: Level, message: &str) {
         with_mock(|m| m.logs.push((level, message.to_string())))

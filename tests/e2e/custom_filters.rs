@@ -241,28 +241,6 @@ async fn writing_filters_guide_works_as_written() {
         "found only {} shell blocks",
         blocks.len()
     );
-    // Without a flag, `aigw plugin new` depends on the SDK release of this aigw's version
-    // from crates.io; the tour builds against this checkout's SDK instead (the code under test).
-    let sdk_path = root.join("plugin-sdk");
-    let mut scaffolds = 0;
-    for block in &mut blocks {
-        let lines: Vec<String> = block
-            .lines()
-            .map(|line| {
-                if line.trim_start().starts_with("aigw plugin new ") && !line.contains("--sdk") {
-                    format!("{line} --sdk-path '{}'", sdk_path.display())
-                } else {
-                    line.to_string()
-                }
-            })
-            .collect();
-        scaffolds += lines
-            .iter()
-            .filter(|l| l.trim_start().starts_with("aigw plugin new "))
-            .count();
-        *block = lines.join("\n");
-    }
-    assert!(scaffolds > 0, "the tour has no `aigw plugin new`");
     let (gw_port, mock_port) = (free_port(), free_port());
     let script = format!(
         "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{}\n",

@@ -266,3 +266,57 @@ async fn analytics_group_by_metadata() {
     .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
 }
+
+/// A virtual key's requests per minute belong to the key, wherever it calls: key-policy
+/// counts them across gateways (a filter's own limits count per gateway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_rate_limit_holds_across_gateways() {
+    let mock = Mock::start().await;
+    let providers = mock.providers_toml_with_keys();
+    let dir = prepare_with_server(
+        ADMIN,
+        &format!(
+            "{providers}[gateways.one]\nkeys = \"required\"\npipeline = [\"key-policy\", \"logging\"]\n\
+             [gateways.two]\nkeys = \"required\"\npipeline = [\"key-policy\", \"logging\"]\n"
+        ),
+        &[],
+    );
+    let gw = Gateway::start_in(dir);
+    let r = admin(
+        &gw,
+        Method::POST,
+        "/api/keys",
+        &serde_json::json!({"name": "k", "gateways": "*", "requests_per_minute": 3}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let bearer = format!("Bearer {}", r.json()["key"].as_str().unwrap_or(""));
+    let auth = [("authorization", bearer.as_str())];
+    let mut seen = Vec::new();
+    for gateway in ["one", "two", "one", "two"] {
+        let url = gw.url(&format!("/v1/acct/{gateway}/openai/chat/completions"));
+        seen.push(send(&url, &auth, &chat("x", false)).await.status.as_u16());
+    }
+    assert_eq!(
+        seen,
+        [200, 200, 200, 429],
+        "3 per minute for the key, not per gateway"
+    );
+}
+
+/// A misspelt host key still reaches the filter (it may be the filter's own); when the
+/// filter rejects it, the error names the host key meant.
+#[test]
+fn a_misspelt_host_key_is_named_when_the_filter_rejects_it() {
+    let (ok, text) = check(
+        "[gateways.g]\npipeline = [\"rate-limit\"]\n[gateways.g.filters.rate-limit]\n\
+         limit = 5\nperiod_s = 60\ncircuit_failure = 3\n",
+        &[],
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("circuit_failure"), "{text}");
+    assert!(
+        text.contains("'circuit_failure' is not a host key; did you mean 'circuit_failures'"),
+        "{text}"
+    );
+}

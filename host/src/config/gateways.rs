@@ -160,7 +160,7 @@ fn filter_settings(name: &str, mut table: toml::Table) -> Result<FilterSettings,
             ));
         }
     };
-    reject_host_key_typos(&table)?;
+    let host_key_typos = host_key_typos(&table);
     let config_json = serde_json::to_string(&table).map_err(|e| (String::new(), e.to_string()))?;
     Ok(FilterSettings {
         on_error,
@@ -169,6 +169,7 @@ fn filter_settings(name: &str, mut table: toml::Table) -> Result<FilterSettings,
         circuit_failures,
         circuit_open_ms,
         config_json,
+        host_key_typos,
     })
 }
 
@@ -196,19 +197,20 @@ const HOST_KEYS: [(&str, &str); 5] = [
     ),
 ];
 
-/// Refuses a key left for the filter (the host keys are already taken out) that looks like
-/// a misspelt host key (`circuit_failure`, `timeout`, `on-error`, `max_memory`): passed on,
-/// it would reach `configure` and be reported (or ignored) as one of the filter's own keys.
-fn reject_host_key_typos(table: &toml::Table) -> Result<(), (String, String)> {
-    for key in table.keys() {
-        if let Some((host_key, what)) = host_key_like(key) {
-            return Err((
-                key.clone(),
-                format!("unknown host key; did you mean '{host_key}' (a host key: {what})?"),
-            ));
-        }
-    }
-    Ok(())
+/// Keys left for the filter (the host keys are already taken out) that look like a misspelt
+/// host key (`circuit_failure`, `timeout`, `on-error`, `max_memory`), each with the host key
+/// meant. They still go to the filter (it may have such a key of its own); when its
+/// `configure` rejects the table the error names the host key, and when it accepts it the
+/// gateway warns.
+fn host_key_typos(table: &toml::Table) -> Vec<String> {
+    table
+        .keys()
+        .filter_map(|key| {
+            host_key_like(key).map(|(host_key, what)| {
+                format!("'{key}' is not a host key; did you mean '{host_key}' ({what})?")
+            })
+        })
+        .collect()
 }
 
 /// The host key that `key` most likely misspells: compared lower-cased with `-` read as

@@ -100,6 +100,8 @@ pub struct FilterSettings {
     pub circuit_open_ms: u64,
     /// The rest of the table, handed to `configure` as JSON.
     pub config_json: String,
+    /// Keys of that rest that look like misspelt host keys, each with the host key meant.
+    pub host_key_typos: Vec<String>,
 }
 
 /// `[gateways.NAME] keys`: whether a gateway's clients use virtual keys (`aigw-…`).

@@ -141,14 +141,15 @@ impl Breaker {
 
     fn failure_at(&self, now: u64) -> bool {
         self.failures_total.fetch_add(1, Ordering::AcqRel);
-        if self.threshold == 0 {
-            return false;
-        }
-        let was_probe = self.probing.swap(false, Ordering::AcqRel);
+        // Counted also without a threshold: `/api/plugins` shows the run.
         let n = self
             .failures
             .fetch_add(1, Ordering::AcqRel)
             .saturating_add(1);
+        if self.threshold == 0 {
+            return false;
+        }
+        let was_probe = self.probing.swap(false, Ordering::AcqRel);
         if was_probe || n >= self.threshold {
             let prev = self
                 .open_until
@@ -208,5 +209,10 @@ mod tests {
             assert!(!never.failure_at(0));
         }
         assert_eq!(never.admit_at(0), Admit::Yes);
+        assert_eq!(
+            never.health().failures_in_a_row,
+            100,
+            "shown even when it never opens"
+        );
     }
 }

@@ -210,10 +210,18 @@ pub async fn build(
                 Ok(mut inst) => inst.configure(&settings.config_json).await,
                 Err(e) => Err(e),
             };
+            let at = format!("{file}: gateways.{gw_name}.filters.{name}");
             if let Err(e) = checked {
-                let message = format!("{file}: gateways.{gw_name}.filters.{name}: {e}");
+                let mut message = format!("{at}: {e}");
+                // A filter key that looks like a misspelt host key: say so.
+                for hint in &settings.host_key_typos {
+                    message.push_str(&format!("; {hint}"));
+                }
                 problems.push(problem(name, &e, message));
                 continue;
+            }
+            for hint in &settings.host_key_typos {
+                tracing::warn!("{at}: the filter accepted it, but {hint}");
             }
             stages.push(Stage {
                 filter: filter.clone(),

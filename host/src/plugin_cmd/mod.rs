@@ -105,7 +105,30 @@ impl SdkSource {
         if let Some(p) = path {
             return Ok(SdkSource::Path(p.to_path_buf()));
         }
-        Ok(SdkSource::default())
+        Ok(SdkSource::unflagged())
+    }
+
+    /// Without a flag: the SDK of the aigw checkout this binary runs from (an `aigw` in
+    /// `CHECKOUT/target/…`), found at run time; otherwise the SDK release of this aigw's
+    /// version from crates.io.
+    pub fn unflagged() -> SdkSource {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| SdkSource::beside(&exe))
+            .unwrap_or_default()
+    }
+
+    /// `DIR/plugin-sdk` for the nearest folder DIR above `exe` that holds the SDK crate.
+    fn beside(exe: &Path) -> Option<SdkSource> {
+        let exe = std::fs::canonicalize(exe).ok()?;
+        exe.ancestors().skip(1).find_map(|dir| {
+            let sdk = dir.join("plugin-sdk");
+            let manifest = std::fs::read_to_string(sdk.join("Cargo.toml")).ok()?;
+            manifest
+                .lines()
+                .any(|l| l.trim() == format!("name = \"{SDK_PACKAGE}\""))
+                .then_some(SdkSource::Path(sdk))
+        })
     }
 
     /// The value of `aigw-plugin-sdk` in the crate's `[dependencies]` and in its
@@ -445,11 +468,20 @@ mod tests {
     }
 
     #[test]
-    fn the_default_is_the_sdk_version_of_this_aigw() {
+    fn away_from_a_checkout_the_default_is_the_sdk_version_of_this_aigw() {
         let version = env!("CARGO_PKG_VERSION");
         assert_eq!(
-            SdkSource::from_flags(None, None, None, None).unwrap(),
+            SdkSource::default(),
             SdkSource::Version(version.to_string())
+        );
+        // This test binary runs from the checkout's target/: its SDK, by path.
+        let checkout_sdk = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugin-sdk")
+            .canonicalize()
+            .unwrap();
+        assert_eq!(
+            SdkSource::from_flags(None, None, None, None).unwrap(),
+            SdkSource::Path(checkout_sdk)
         );
         let (text, table) = scaffold(&SdkSource::default());
         assert!(
@@ -593,6 +625,35 @@ mod tests {
     }
 
     #[test]
+    fn without_a_flag_a_binary_in_a_checkout_uses_that_checkouts_sdk() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("plugin-sdk")).unwrap();
+        std::fs::write(
+            root.join("plugin-sdk/Cargo.toml"),
+            "[package]\nname = \"aigw-plugin-sdk\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("target/release")).unwrap();
+        std::fs::write(root.join("target/release/aigw"), b"").unwrap();
+        assert_eq!(
+            SdkSource::beside(&root.join("target/release/aigw")),
+            Some(SdkSource::Path(root.join("plugin-sdk")))
+        );
+        // An installed binary, away from any checkout: the crates.io release.
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("aigw"), b"").unwrap();
+        assert_eq!(SdkSource::beside(&elsewhere.path().join("aigw")), None);
+        // A folder named plugin-sdk that is not the SDK does not count.
+        std::fs::write(
+            root.join("plugin-sdk/Cargo.toml"),
+            "[package]\nname = \"other\"\n",
+        )
+        .unwrap();
+        assert_eq!(SdkSource::beside(&root.join("target/release/aigw")), None);
+    }
+
+    #[test]
     fn the_command_line_reaches_the_sdk_source() {
         use crate::cli::{Cli, Command, PluginCommand};
         use clap::Parser;
@@ -604,7 +665,7 @@ mod tests {
                 other => Err(format!("parsed as {other:?}")),
             }
         };
-        assert_eq!(source(&[]).unwrap(), SdkSource::default());
+        assert_eq!(source(&[]).unwrap(), SdkSource::unflagged());
         assert_eq!(
             source(&["--sdk-version", "0.2"]).unwrap(),
             SdkSource::Version("0.2".into())

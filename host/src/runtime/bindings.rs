@@ -17,6 +17,8 @@ wasmtime::component::bindgen!({
         "aigw:filter/kv.delete": async | trappable,
         "aigw:filter/limits.check": async,
         "aigw:filter/limits.debit": async,
+        "aigw:filter/limits.check-across-gateways": async,
+        "aigw:filter/limits.debit-across-gateways": async,
         // A reservation may wait for running requests to settle.
         "aigw:filter/spend.reserve": async,
         // With budgets in Redis these go over the network.

@@ -326,15 +326,15 @@ impl HostState {
         k
     }
 
-    /// A limit counter's key: per filter and per gateway, so two gateways running the same
-    /// filter never share a count. The limit itself is not part of it: changing a limit
-    /// keeps the count.
-    fn limit_key(&self, key: &str) -> String {
-        let gateway = self
-            .request
-            .as_ref()
-            .map(|ctx| lock(ctx).gateway.clone())
-            .unwrap_or_else(|| "".into());
+    /// A limit counter's key: per filter and, unless `across_gateways`, per gateway, so two
+    /// gateways running the same filter never share a count. The limit itself is not part
+    /// of it: changing a limit keeps the count.
+    fn limit_key(&self, key: &str, across_gateways: bool) -> String {
+        // The gateway part is empty across gateways; a gateway name never is.
+        let gateway = match &self.request {
+            Some(ctx) if !across_gateways => lock(ctx).gateway.clone(),
+            _ => "".into(),
+        };
         let mut k = String::with_capacity(self.filter.len() + gateway.len() + 2 + key.len());
         k.push_str(&self.filter);
         k.push('\u{1f}');
@@ -411,15 +411,8 @@ impl limits::Host for HostState {
         period_ms: u64,
         t: limits::Technique,
     ) -> limits::Verdict {
-        let key = self.limit_key(&key);
-        let port = self.services.limits_port.clone();
-        let call = port.check(&key, cost, limit, period_ms, technique(t), true);
-        let v = self.store_call(port.remote(), call).await;
-        limits::Verdict {
-            allowed: v.allowed,
-            remaining: v.remaining,
-            retry_after_ms: v.retry_after_ms,
-        }
+        self.count(key, cost, limit, period_ms, t, true, false)
+            .await
     }
 
     async fn debit(
@@ -430,10 +423,56 @@ impl limits::Host for HostState {
         period_ms: u64,
         t: limits::Technique,
     ) {
-        let key = self.limit_key(&key);
+        self.count(key, amount, limit, period_ms, t, false, false)
+            .await;
+    }
+
+    async fn check_across_gateways(
+        &mut self,
+        key: String,
+        cost: u64,
+        limit: u64,
+        period_ms: u64,
+        t: limits::Technique,
+    ) -> limits::Verdict {
+        self.count(key, cost, limit, period_ms, t, true, true).await
+    }
+
+    async fn debit_across_gateways(
+        &mut self,
+        key: String,
+        amount: u64,
+        limit: u64,
+        period_ms: u64,
+        t: limits::Technique,
+    ) {
+        self.count(key, amount, limit, period_ms, t, false, true)
+            .await;
+    }
+}
+
+impl HostState {
+    /// Counts against a limit counter (`enforce`: refuse when over; otherwise a debit).
+    #[allow(clippy::too_many_arguments)]
+    async fn count(
+        &mut self,
+        key: String,
+        cost: u64,
+        limit: u64,
+        period_ms: u64,
+        t: limits::Technique,
+        enforce: bool,
+        across_gateways: bool,
+    ) -> limits::Verdict {
+        let key = self.limit_key(&key, across_gateways);
         let port = self.services.limits_port.clone();
-        let call = port.check(&key, amount, limit, period_ms, technique(t), false);
-        self.store_call(port.remote(), call).await;
+        let call = port.check(&key, cost, limit, period_ms, technique(t), enforce);
+        let v = self.store_call(port.remote(), call).await;
+        limits::Verdict {
+            allowed: v.allowed,
+            remaining: v.remaining,
+            retry_after_ms: v.retry_after_ms,
+        }
     }
 }
 

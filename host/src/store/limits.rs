@@ -199,7 +199,8 @@ impl Limiter {
             .or_insert_with(|| {
                 let burst =
                     NonZeroU32::new(limit.min(u32::MAX as u64) as u32).unwrap_or(NonZeroU32::MIN);
-                let per_cell = Duration::from_nanos((period_ms * 1_000_000 / limit).max(1));
+                let per_cell =
+                    Duration::from_nanos((period_ms.saturating_mul(1_000_000) / limit).max(1));
                 let quota = Quota::with_period(per_cell)
                     .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
                     .allow_burst(burst);

@@ -24,7 +24,8 @@
 
 use aigw_plugin_sdk::budget;
 use aigw_plugin_sdk::host::{
-    Consumer, ConsumerPolicy, Technique, check_limit, consumer, debit, reserve_spend, settle_spend,
+    Consumer, ConsumerPolicy, Technique, check_limit_across_gateways, consumer,
+    debit_across_gateways, reserve_spend, settle_spend,
 };
 use aigw_plugin_sdk::{
     BodyDecision, BodyMode, Decision, Filter, FilterInfo, LocalResponse, OnError, Request, Summary,
@@ -143,7 +144,7 @@ impl Filter for KeyPolicy {
             if let Some(tpm) = p.tokens_per_minute {
                 let counter = format!("tpm|{scope}");
                 // Cost 0: refused only when earlier answers already used the minute's tokens.
-                let v = check_limit(&counter, 0, tpm, 60_000, Technique::Fixed);
+                let v = check_limit_across_gateways(&counter, 0, tpm, 60_000, Technique::Fixed);
                 if !v.allowed || v.remaining == 0 {
                     return Decision::Respond(too_many(
                         format!("{what} '{scope}': {tpm} tokens per minute reached"),
@@ -153,7 +154,13 @@ impl Filter for KeyPolicy {
                 self.tpm.push((counter, tpm));
             }
             if let Some(rpm) = p.requests_per_minute {
-                let v = check_limit(&format!("rpm|{scope}"), 1, rpm, 60_000, Technique::Sliding);
+                let v = check_limit_across_gateways(
+                    &format!("rpm|{scope}"),
+                    1,
+                    rpm,
+                    60_000,
+                    Technique::Sliding,
+                );
                 if !v.allowed {
                     return Decision::Respond(too_many(
                         format!("{what} '{scope}': {rpm} requests per minute reached"),
@@ -259,7 +266,7 @@ impl Filter for KeyPolicy {
         let used = u64::from(s.tokens_in.unwrap_or(0)) + u64::from(s.tokens_out.unwrap_or(0));
         if used > 0 && !s.cached {
             for (counter, tpm) in &self.tpm {
-                debit(counter, used, *tpm, 60_000, Technique::Fixed);
+                debit_across_gateways(counter, used, *tpm, 60_000, Technique::Fixed);
             }
         }
     }

@@ -205,11 +205,10 @@ pub(super) async fn finish(
         }
     }
     let mut headers = out.headers;
-    // Every answer names its log entry, also a filter's own refusal and a gateway error,
-    // so a client can match any response to its log (the request id is the log id).
-    if !headers.contains_key(LOG_ID)
-        && let Ok(v) = HeaderValue::from_str(&ex.request_id)
-    {
+    // Every answer of the pipeline names its log entry, also a filter's own refusal and a
+    // gateway error, so a client can match any response to its log (the request id is the
+    // log id). Set by the host over whatever an upstream (another gateway) or a filter sent.
+    if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
         headers.insert(LOG_ID, v);
     }
     // Framing belongs to the host: whatever filters set, the client gets the
