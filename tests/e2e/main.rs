@@ -20,6 +20,7 @@ mod filter_failures;
 mod filter_safety;
 mod hot_reload;
 mod keys;
+mod manage_api;
 mod providers;
 mod redaction;
 mod sdk_source;

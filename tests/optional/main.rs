@@ -74,7 +74,7 @@ impl Need {
                     .map_err(|e| format!("no PostgreSQL database at {place} ({e})"))
             }
             Need::PythonSdks => python_sdk::python().map(|_| ()).ok_or_else(|| {
-                "no Python with the openai and anthropic packages (AIGW_PYTHON or .venv)".into()
+                "no Python with the openai, anthropic and cloudflare packages (AIGW_PYTHON or .venv)".into()
             }),
             Need::NodeSdk => node_sdk::node().map(|_| ()).ok_or_else(|| {
                 "no node with the Vercel AI SDK installed (npm ci in tests/sdk/node)".into()
@@ -138,6 +138,10 @@ fn tests() -> Vec<Test> {
         ),
         test!(
             python_sdk::official_sdks_work_with_a_virtual_key,
+            Need::PythonSdks
+        ),
+        test!(
+            python_sdk::cloudflare_sdk_manages_gateways_and_logs,
             Need::PythonSdks
         ),
         test!(

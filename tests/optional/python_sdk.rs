@@ -1,5 +1,5 @@
 //! The official OpenAI and Anthropic Python SDKs against the gateway, base URL swapped.
-//! Needs a Python with the `openai` and `anthropic` packages: `AIGW_PYTHON`, else
+//! Needs a Python with the `openai`, `anthropic` and `cloudflare` packages: `AIGW_PYTHON`, else
 //! `.venv/bin/python` at the repository root (what `scripts/test-deps.sh` creates); the runner
 //! (`main.rs`) skips these tests without one.
 
@@ -16,7 +16,7 @@ pub fn python() -> Option<PathBuf> {
     ];
     candidates.into_iter().flatten().find(|p| {
         Command::new(p)
-            .args(["-c", "import openai, anthropic"])
+            .args(["-c", "import openai, anthropic, cloudflare"])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false)
@@ -364,4 +364,60 @@ pub async fn official_sdks_work_with_a_virtual_key() {
         "{entries:#?}"
     );
     assert!(!gw.logs().contains(&key));
+}
+
+/// Cloudflare's official Python SDK (`cloudflare`), with only `base_url` and `api_token`
+/// changed, manages aigw: creates, lists, updates and deletes a gateway (written to the TOML
+/// and applied live: the third request over a limit of 2 is a 429), and lists, reads,
+/// patches and deletes its logs (tests/sdk/cloudflare_sdk.py).
+pub async fn cloudflare_sdk_manages_gateways_and_logs() {
+    let python = python().expect("the runner checked for a Python with the SDKs");
+    let mock = Mock::start().await;
+    let dir = prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
+        &format!(
+            "# Managed through the Cloudflare SDK.\n{}[gateways.default]\npipeline = [\"logging\"]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let gw = Gateway::start_in(dir);
+    let base = gw.admin_url("/client/v4");
+    let prefix = gw.url("/v1/cf-account");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/cloudflare_sdk.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .arg("300")
+            .arg(python)
+            .arg(script)
+            .args([base.as_str(), "adm1n", "cf-account", prefix.as_str()])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cloudflare sdk script failed:\n{stdout}\n{}\n--- gateway log\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.logs()
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.trim().lines().last().unwrap_or("")).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        v["chat_statuses"],
+        serde_json::json!([200, 200, 429]),
+        "{v}"
+    );
+    let file = std::fs::read_to_string(gw.config_file()).unwrap();
+    assert!(
+        file.contains("# Managed through the Cloudflare SDK."),
+        "{file}"
+    );
+    assert!(
+        !file.contains("[gateways.tutorial]"),
+        "deleted at the end: {file}"
+    );
 }

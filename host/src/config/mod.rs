@@ -180,6 +180,11 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderSpec>,
     /// Gateways by name.
     pub gateways: BTreeMap<String, GatewayConfig>,
+    /// Hex SHA-256 of the text this was parsed from: the management API refuses to write
+    /// over a file that no longer holds it (a hand edit in between).
+    pub text_sha256: String,
+    /// When it was parsed (ms since the epoch).
+    pub loaded_at_ms: u64,
 }
 
 /// Largest per-filter memory cap the engine's pool is sized for.
@@ -247,6 +252,8 @@ impl Config {
             otlp: backends.otlp,
             providers,
             gateways,
+            text_sha256: crate::runtime::sha256_hex(text.as_bytes()),
+            loaded_at_ms: crate::store::now_ms(),
         })
     }
 }

@@ -3,7 +3,9 @@
 //! and reach every replica through it.
 
 pub mod api;
+pub mod changes;
 pub mod keys;
+pub mod manage;
 pub mod ring;
 pub mod store;
 

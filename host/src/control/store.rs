@@ -7,7 +7,7 @@ use crate::store::logs::LogStoreError;
 use crate::store::logs::db::{Arg, Cell, Db, transaction};
 use serde_json::Value;
 
-const SCHEMA: [&str; 5] = [
+const SCHEMA: [&str; 7] = [
     "CREATE TABLE IF NOT EXISTS aigw_spend (scope TEXT NOT NULL, period_start BIGINT NOT NULL, \
      spent_nanos BIGINT NOT NULL, PRIMARY KEY (scope, period_start))",
     "CREATE TABLE IF NOT EXISTS aigw_keys (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, \
@@ -17,6 +17,12 @@ const SCHEMA: [&str; 5] = [
      created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, deleted_at BIGINT)",
     "CREATE TABLE IF NOT EXISTS aigw_control (name TEXT PRIMARY KEY, version BIGINT NOT NULL)",
     "INSERT INTO aigw_control (name, version) VALUES ('keys', 0) ON CONFLICT (name) DO NOTHING",
+    // Gateways managed through the API: what the TOML does not say (when, and whether an
+    // update clears the cache), and every change made (who, when, what).
+    "CREATE TABLE IF NOT EXISTS aigw_gateways (name TEXT PRIMARY KEY, created_at BIGINT NOT NULL, \
+     modified_at BIGINT NOT NULL, cache_invalidate_on_update BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS aigw_changes (at BIGINT NOT NULL, actor TEXT NOT NULL, \
+     action TEXT NOT NULL, gateway TEXT NOT NULL, detail TEXT NOT NULL)",
 ];
 
 /// Creates the tables when missing.

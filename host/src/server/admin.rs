@@ -26,6 +26,7 @@ async fn route(
     reloader: Arc<Reloader>,
     token: Option<Arc<str>>,
     req: Request<Incoming>,
+    peer: String,
 ) -> Response<GatewayBody> {
     let path = req.uri().path().to_string();
     if path == "/healthz" {
@@ -65,6 +66,15 @@ async fn route(
             );
             return r;
         }
+    }
+    if path.starts_with("/client/v4/") {
+        return match super::cfapi::route(&app, &reloader, req, &peer).await {
+            Some(r) => r,
+            None => GatewayError::not_found(format!(
+                "no admin route {path}: Cloudflare's API is served under /client/v4/accounts/{{account}}/ai-gateway/"
+            ))
+            .into_response(),
+        };
     }
     match (req.method(), path.as_str()) {
         (&Method::GET, "/metrics") => app.metrics_response(),
@@ -155,9 +165,10 @@ pub async fn serve(
         listener,
         limits,
         services,
-        move |req, _peer| {
+        move |req, peer| {
             let (app, reloader, token) = (app.clone(), reloader.clone(), token.clone());
-            async move { route(app, reloader, token, req).await }
+            let peer = peer.to_string();
+            async move { route(app, reloader, token, req, peer).await }
         },
     )
     .await

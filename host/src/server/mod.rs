@@ -4,6 +4,7 @@
 //! generation. Built and started by [`crate::app`].
 
 pub mod admin;
+pub mod cfapi;
 pub mod dashboard;
 pub mod endpoints;
 pub mod listener;

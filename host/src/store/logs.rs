@@ -18,6 +18,7 @@ pub mod db;
 mod error;
 mod query;
 mod recost;
+pub mod select;
 use db::{Arg, Db};
 pub use error::{BackendError, LogStoreError};
 pub use query::LogQuery;

@@ -32,6 +32,10 @@ struct RawConfig {
     /// Responses larger than this are passed on but not stored; above 0.
     #[serde(default = "default_max_entry_bytes")]
     max_entry_bytes: u64,
+    /// Part of every cache key: changing it (the management API does on an update with
+    /// `cache_invalidate_on_update`) leaves every earlier answer unused.
+    #[serde(default)]
+    namespace: String,
 }
 
 fn default_ttl_s() -> u64 {
@@ -46,6 +50,7 @@ fn default_max_entry_bytes() -> u64 {
 #[derive(Debug)]
 pub struct Cache {
     ttl_s: u64,
+    namespace: String,
     max_entry_bytes: usize,
     /// Key prefix material collected from the request head.
     provider: String,
@@ -148,6 +153,7 @@ impl Filter for Cache {
         }
         Ok(Cache {
             ttl_s: raw.ttl_s,
+            namespace: raw.namespace,
             // A limit past the address space (wasm32) means no limit.
             max_entry_bytes: usize::try_from(raw.max_entry_bytes).unwrap_or(usize::MAX),
             provider: String::new(),
@@ -176,7 +182,8 @@ impl Filter for Cache {
         self.provider = req.provider.clone();
         // The query matters (`?key=` auth, `?alt=sse`, GET parameters).
         self.route = format!(
-            "{} {}/{} {}?{}",
+            "{}{} {}/{} {}?{}",
+            self.namespace,
             req.method,
             req.account,
             req.gateway,

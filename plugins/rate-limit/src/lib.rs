@@ -16,6 +16,8 @@ use serde::Deserialize;
 enum KeyBy {
     Ip,
     Header(String),
+    /// One bucket for the whole gateway (Cloudflare's gateway rate limit).
+    Gateway,
 }
 
 /// The rate-limit filter for one request.
@@ -37,7 +39,7 @@ struct RawConfig {
     limit: u64,
     /// The period in seconds; above 0.
     period_s: u64,
-    /// `"ip"` (the default) or `"header:<name>"`.
+    /// `"ip"` (the default), `"gateway"` (one bucket for every client) or `"header:<name>"`.
     key: Option<String>,
     /// `"fixed"` (the default) or `"sliding"` window.
     technique: Option<String>,
@@ -81,9 +83,12 @@ impl Filter for RateLimit {
         }
         let key_by = match raw.key.as_deref() {
             None | Some("ip") => KeyBy::Ip,
+            Some("gateway") => KeyBy::Gateway,
             Some(k) => match k.strip_prefix("header:") {
                 Some(name) if !name.is_empty() => KeyBy::Header(name.to_ascii_lowercase()),
-                _ => return Err("key: expected \"ip\" or \"header:<name>\"".into()),
+                _ => {
+                    return Err("key: expected \"ip\", \"gateway\" or \"header:<name>\"".into());
+                }
             },
         };
         let technique = match raw.technique.as_deref() {
@@ -111,6 +116,7 @@ impl Filter for RateLimit {
                 _ => format!("{}|ip:{}", req.gateway, req.client_ip),
             },
             KeyBy::Ip => format!("{}|ip:{}", req.gateway, req.client_ip),
+            KeyBy::Gateway => format!("{}|gateway", req.gateway),
         };
         if let Some(budget) = self.token_budget {
             // Cost 0: refused only when earlier responses already spent the budget.
@@ -188,6 +194,22 @@ mod tests {
         assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[])), 200);
         assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[])), 429);
         assert_eq!(status(cfg, &req("2.2.2.2", &[])), 200);
+    }
+
+    #[test]
+    fn one_bucket_for_the_gateway() {
+        MockHost::reset();
+        let cfg = serde_json::json!({"limit": 2, "period_s": 60, "key": "gateway"});
+        assert_eq!(status(cfg.clone(), &req("1.1.1.1", &[])), 200);
+        assert_eq!(
+            status(cfg.clone(), &req("2.2.2.2", &[("x-user", "b")])),
+            200
+        );
+        assert_eq!(
+            status(cfg, &req("3.3.3.3", &[])),
+            429,
+            "every client shares it"
+        );
     }
 
     #[test]

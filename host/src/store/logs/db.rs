@@ -9,7 +9,7 @@ use super::LogStoreError;
 use serde_json::Value;
 
 /// An argument of a statement.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Arg {
     /// 64-bit integer.
     Int(i64),
