@@ -13,6 +13,7 @@ mod accounting;
 mod analytics;
 mod budgets;
 mod builtin_filters;
+mod console;
 mod core;
 mod custom_filters;
 mod faults;

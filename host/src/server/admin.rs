@@ -67,6 +67,12 @@ async fn route(
             return r;
         }
     }
+    if path == "/console" || path.starts_with("/console/") {
+        return match super::console::route(&app, &reloader, req, &peer).await {
+            Some(r) => r,
+            None => GatewayError::not_found(format!("no console page {path}")).into_response(),
+        };
+    }
     if path.starts_with("/client/v4/") {
         return match super::cfapi::route(&app, &reloader, req, &peer).await {
             Some(r) => r,

@@ -33,7 +33,7 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 /// One change at a time: read the file, edit, write, reload.
-static EDITING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(super) static EDITING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn envelope(status: StatusCode, body: Value) -> Response<GatewayBody> {
     let mut r = Response::new(GatewayBody::full(body.to_string()));
@@ -200,11 +200,12 @@ async fn serve(
     }
 }
 
-struct Api<'a> {
-    app: &'a Arc<App>,
-    reloader: &'a Arc<Reloader>,
-    account: &'a str,
-    actor: String,
+/// The management operations, shared by this API and the console's forms.
+pub(super) struct Api<'a> {
+    pub(super) app: &'a Arc<App>,
+    pub(super) reloader: &'a Arc<Reloader>,
+    pub(super) account: &'a str,
+    pub(super) actor: String,
 }
 
 fn page_params(params: &[(String, String)]) -> Result<(usize, usize), GatewayError> {
@@ -423,7 +424,10 @@ impl Api<'_> {
     }
 
     /// The gateway `id` of this account in the running configuration.
-    fn configured(&self, id: &str) -> Result<crate::config::GatewayConfig, GatewayError> {
+    pub(super) fn configured(
+        &self,
+        id: &str,
+    ) -> Result<crate::config::GatewayConfig, GatewayError> {
         let generation = self.app.generation();
         generation
             .config
@@ -439,7 +443,7 @@ impl Api<'_> {
             })
     }
 
-    async fn get(&self, id: &str) -> Result<Value, GatewayError> {
+    pub(super) async fn get(&self, id: &str) -> Result<Value, GatewayError> {
         let gw = self.configured(id)?;
         let name = id.to_string();
         let meta = self
@@ -495,7 +499,7 @@ impl Api<'_> {
     /// Reads the file (409 when it is not what the running configuration was loaded
     /// from), edits it, checks the result, writes it atomically and reloads; on a rejected
     /// reload the old text goes back.
-    async fn edit(
+    pub(super) async fn edit(
         &self,
         edit: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<(), GatewayError>,
     ) -> Result<(), GatewayError> {
@@ -540,7 +544,7 @@ impl Api<'_> {
         Ok(())
     }
 
-    async fn record(
+    pub(super) async fn record(
         &self,
         name: &str,
         meta: Option<GatewayMeta>,
@@ -561,7 +565,25 @@ impl Api<'_> {
         }
     }
 
-    async fn create(&self, body: &[u8]) -> Result<Response<GatewayBody>, GatewayError> {
+    /// Records a change that leaves the gateway's record as it is.
+    pub(super) async fn note(&self, name: &str, action: &'static str, detail: Value) {
+        let (name, actor) = (name.to_string(), self.actor.clone());
+        let now = crate::store::now_ms() as i64;
+        let done = self
+            .db(move |s| {
+                Ok(
+                    s.with_db(|db| {
+                        changes::record_change(db, &name, &actor, action, &detail, now)
+                    })?,
+                )
+            })
+            .await;
+        if let Err(e) = done {
+            tracing::warn!("the change was applied but not recorded: {e}");
+        }
+    }
+
+    pub(super) async fn create(&self, body: &[u8]) -> Result<Response<GatewayBody>, GatewayError> {
         let body = object(body)?;
         let id = match body.get("id") {
             Some(Value::String(s)) if valid_name(s) => s.clone(),
@@ -610,7 +632,11 @@ impl Api<'_> {
         Ok(ok(self.get(&id).await?))
     }
 
-    async fn update(&self, id: &str, body: &[u8]) -> Result<Response<GatewayBody>, GatewayError> {
+    pub(super) async fn update(
+        &self,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Response<GatewayBody>, GatewayError> {
         let body = object(body)?;
         let _one = EDITING.lock().await;
         let gw = self.configured(id)?;
@@ -649,7 +675,7 @@ impl Api<'_> {
         Ok(ok(self.get(id).await?))
     }
 
-    async fn delete(&self, id: &str) -> Result<Response<GatewayBody>, GatewayError> {
+    pub(super) async fn delete(&self, id: &str) -> Result<Response<GatewayBody>, GatewayError> {
         let _one = EDITING.lock().await;
         let before = self.get(id).await?;
         let name = id.to_string();

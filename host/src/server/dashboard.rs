@@ -12,14 +12,14 @@ use plotters::prelude::*;
 use serde_json::Value;
 
 /// Escapes text for HTML.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn html(status: StatusCode, body: String) -> Response<GatewayBody> {
+pub(super) fn html(status: StatusCode, body: String) -> Response<GatewayBody> {
     let mut r = Response::new(GatewayBody::full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -109,13 +109,22 @@ pub fn page(
     filters: &[(String, String)],
 ) -> Response<GatewayBody> {
     let now = crate::store::now_ms() as i64;
-    let from = now - 3_600_000;
-    let report = match store.analytics(gateway, from, now + 1, 60_000, Some("model")) {
+    let param = |k: &str| {
+        filters
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let (from, to, range) = time_range(now, param("range"), param("from"), param("to"));
+    // About 60 points whatever the range, in whole minutes.
+    let bucket = ((to - from) / 60).max(60_000) / 60_000 * 60_000;
+    let report = match store.analytics(gateway, from, to, bucket, Some("model")) {
         Ok(r) => r,
         Err(e) => return store_failure("analytics", e),
     };
     // Who spent what: virtual keys (requests without one grouped under "").
-    let by_key = match store.analytics(gateway, from, now + 1, 3_600_000, Some("key")) {
+    let by_key = match store.analytics(gateway, from, to, (to - from).max(1), Some("key")) {
         Ok(r) => r,
         Err(e) => return store_failure("analytics", e),
     };
@@ -163,9 +172,15 @@ pub fn page(
     q.min_duration_ms = value("min_duration_ms").and_then(|v| v.parse().ok());
     q.unpriced = value("unpriced").map(|v| v == "true");
     q.key = value("key");
+    q.from_ms = Some(from);
+    q.to_ms = Some(to);
     let selected = |on: bool| if on { " selected" } else { "" };
     let form = format!(
-        "<form id=log-filters method=get action=/dashboard><input type=hidden name=gateway value=\"{gw}\"> \
+        "<form id=range method=get action=/dashboard><input type=hidden name=gateway value=\"{gw}\"> \
+         range <select name=range>{ranges}</select> or from <input name=from size=22 value=\"{from_v}\"> \
+         to <input name=to size=22 value=\"{to_v}\"> (RFC 3339) <button>show</button></form>\
+         <form id=log-filters method=get action=/dashboard><input type=hidden name=gateway value=\"{gw}\"> \
+         <input type=hidden name=range value=\"{range}\"> \
          provider <input name=provider value=\"{p}\"> model <input name=model value=\"{m}\"> \
          status <input name=status size=4 value=\"{s}\"> \
          success <select name=success><option></option><option{st}>true</option><option{sf}>false</option></select> \
@@ -173,6 +188,13 @@ pub fn page(
          unpriced <select name=unpriced><option></option><option{ut}>true</option><option{uf}>false</option></select> \
          min ms <input name=min_duration_ms size=5 value=\"{d}\"> <button>filter</button></form>",
         gw = esc(gateway),
+        ranges = ["1h", "24h", "7d", "30d", "custom"]
+            .iter()
+            .map(|r| format!("<option{}>{r}</option>", selected(*r == range)))
+            .collect::<String>(),
+        range = esc(&range),
+        from_v = esc(&value("from").unwrap_or_default()),
+        to_v = esc(&value("to").unwrap_or_default()),
         p = esc(&value("provider").unwrap_or_default()),
         m = esc(&value("model").unwrap_or_default()),
         s = esc(&value("status").unwrap_or_default()),
@@ -215,7 +237,11 @@ pub fn page(
         format!("Cost (USD, prices {})", versions.join(", "))
     };
     let tiles = [
-        tile("requests", "Requests (1 h)", format!("{}", t["requests"])),
+        tile(
+            "requests",
+            &format!("Requests ({range})"),
+            format!("{}", t["requests"]),
+        ),
         tile(
             "success-rate",
             "Success rate",
@@ -262,14 +288,14 @@ pub fn page(
     };
     let charts = [
         chart(
-            "Requests and errors per minute",
+            "Requests and errors per bucket",
             &[
                 ("requests", series(&|b| num(&b["requests"]))),
                 ("errors", series(&|b| num(&b["errors"]))),
             ],
         ),
         chart(
-            "Tokens per minute",
+            "Tokens per bucket",
             &[
                 ("in", series(&|b| num(&b["tokens_in"]))),
                 ("out", series(&|b| num(&b["tokens_out"]))),
@@ -394,6 +420,40 @@ pub fn page(
     )
 }
 
+/// The dashboard's window: `range` (1h, 24h, 7d, 30d; default 1h), or `from`/`to` (RFC 3339
+/// or ms) for a custom one. Returns (from, to, the range's name).
+fn time_range(
+    now: i64,
+    range: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+) -> (i64, i64, String) {
+    let parse = |v: &str| {
+        v.parse::<i64>().ok().or_else(|| {
+            humantime::parse_rfc3339_weak(v.trim_end_matches('Z'))
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+        })
+    };
+    let custom = (
+        from.as_deref().and_then(parse),
+        to.as_deref().and_then(parse),
+    );
+    if range.as_deref() == Some("custom") || (range.is_none() && custom.0.is_some()) {
+        let from_ms = custom.0.unwrap_or(now - 3_600_000);
+        let to_ms = custom.1.unwrap_or(now + 1).max(from_ms + 60_000);
+        return (from_ms, to_ms, "custom".to_string());
+    }
+    let (name, span) = match range.as_deref() {
+        Some("24h") => ("24h", 86_400_000),
+        Some("7d") => ("7d", 7 * 86_400_000),
+        Some("30d") => ("30d", 30 * 86_400_000),
+        _ => ("1h", 3_600_000),
+    };
+    (now - span, now + 1, name.to_string())
+}
+
 /// `GET /dashboard/logs/{gateway}/{id}`: one entry, bodies included.
 pub fn detail(store: &LogStore, gateway: &str, id: &str) -> Response<GatewayBody> {
     let entry = match store.get(gateway, id) {
@@ -426,7 +486,7 @@ pub fn detail(store: &LogStore, gateway: &str, id: &str) -> Response<GatewayBody
     )
 }
 
-const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222}h1{font-size:22px}\
+pub(super) const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222}h1{font-size:22px}\
 .tiles{display:flex;flex-wrap:wrap;gap:10px}.tile{border:1px solid #ddd;border-radius:6px;padding:10px 14px;min-width:120px}\
 .label{font-size:12px;color:#666}.value{font-size:20px;font-weight:bold}.charts{display:flex;flex-wrap:wrap;gap:10px;margin-top:14px}\
 table{border-collapse:collapse;margin-top:8px}td,th{border:1px solid #ddd;padding:4px 8px;font-size:13px;text-align:left}\

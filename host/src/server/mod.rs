@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod cfapi;
+pub mod console;
 pub mod dashboard;
 pub mod endpoints;
 pub mod listener;
