@@ -160,3 +160,53 @@ pub async fn the_dashboard_shows_what_the_api_reports() {
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 10_000, "screenshot missing or empty ({size} bytes)");
 }
+
+/// Cloudflare's tutorial through the console in headless Chromium, driven over the DevTools
+/// protocol (tests/sdk/console_browser.py): create a gateway on the gateways page, turn
+/// caching on (the second identical request is a HIT), set a limit of 2 a minute (the third
+/// request is a 429), and see the requests in the logs view.
+pub async fn the_tutorial_through_the_console_in_a_browser() {
+    let browser = chromium().expect("the runner checked for chromium");
+    let python = crate::python_sdk::python().expect("the runner checked for Python");
+    let mock = Mock::start().await;
+    let dir = prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\n",
+        &format!(
+            "{}[gateways.existing]\npipeline = [\"logging\"]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let gw = Gateway::start_in(dir);
+    let admin = gw.admin_url("");
+    let prefix = gw.url("/v1/acct");
+    let profile = tempfile::tempdir().unwrap();
+    let profile_dir = profile.path().to_path_buf();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/console_browser.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .arg("300")
+            .arg(python)
+            .arg(script)
+            .arg(browser)
+            .args([admin.as_str(), prefix.as_str()])
+            .arg(profile_dir)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "console browser script failed:\n{stdout}\n{}\n--- gateway log\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.logs()
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.trim().lines().last().unwrap_or("")).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["limited"], serde_json::json!([200, 200, 429]), "{v}");
+    let file = std::fs::read_to_string(gw.config_file()).unwrap();
+    assert!(file.contains("[gateways.tutorial.filters.cache]"), "{file}");
+}

@@ -74,7 +74,7 @@ impl Need {
                     .map_err(|e| format!("no PostgreSQL database at {place} ({e})"))
             }
             Need::PythonSdks => python_sdk::python().map(|_| ()).ok_or_else(|| {
-                "no Python with the openai, anthropic and cloudflare packages (AIGW_PYTHON or .venv)".into()
+                "no Python with the openai, anthropic, cloudflare and websocket-client packages (AIGW_PYTHON or .venv)".into()
             }),
             Need::NodeSdk => node_sdk::node().map(|_| ()).ok_or_else(|| {
                 "no node with the Vercel AI SDK installed (npm ci in tests/sdk/node)".into()
@@ -151,6 +151,11 @@ fn tests() -> Vec<Test> {
         test!(
             dashboard::the_dashboard_shows_what_the_api_reports,
             Need::Chromium
+        ),
+        test!(
+            dashboard::the_tutorial_through_the_console_in_a_browser,
+            Need::Chromium,
+            Need::PythonSdks
         ),
         test!(
             python_filter::a_filter_written_in_python_runs_in_the_pipeline,

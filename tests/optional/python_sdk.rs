@@ -16,7 +16,7 @@ pub fn python() -> Option<PathBuf> {
     ];
     candidates.into_iter().flatten().find(|p| {
         Command::new(p)
-            .args(["-c", "import openai, anthropic, cloudflare"])
+            .args(["-c", "import openai, anthropic, cloudflare, websocket"])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false)
