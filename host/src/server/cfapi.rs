@@ -706,6 +706,11 @@ impl Api<'_> {
         if !valid_name(id) {
             return Err(bad("id", "not a gateway name"));
         }
+        // A configured gateway's logs belong to its accounts; a deleted gateway's logs stay
+        // readable (and deletable) until they are cleaned up.
+        if self.app.generation().config.gateways.contains_key(id) {
+            self.configured(id)?;
+        }
         Ok(id.to_string())
     }
 
