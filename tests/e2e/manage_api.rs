@@ -131,9 +131,10 @@ async fn gateways_are_managed_through_the_toml_and_applied_live() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(chat_status(&gw, "same").await, (200, Some("MISS".into())));
 
-    // A hand edit the gateway has not applied yet is never overwritten: 409.
+    // A hand edit the gateway has not applied (here: one its filter rejects, so the watcher's
+    // reload fails and the running configuration stays) is never overwritten: 409.
     let file = std::fs::read_to_string(gw.config_file()).unwrap();
-    let hand = file.replace("# kept as written", "# edited by hand");
+    let hand = format!("{file}\n[gateways.legacy.filters.logging]\ncollect_logs = 1\n");
     std::fs::write(gw.config_file(), &hand).unwrap();
     let r = api(
         &gw,
@@ -142,14 +143,56 @@ async fn gateways_are_managed_through_the_toml_and_applied_live() {
         json!({"cache_ttl": 30}),
     )
     .await;
-    if r.status == StatusCode::OK {
-        // The file watcher applied the hand edit first: then nothing was lost either.
-        let now = std::fs::read_to_string(gw.config_file()).unwrap();
-        assert!(now.contains("# edited by hand"), "{now}");
-    } else {
-        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
-        assert_eq!(std::fs::read_to_string(gw.config_file()).unwrap(), hand);
-    }
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+    assert_eq!(r.header("x-should-retry"), Some("false"));
+    assert_eq!(std::fs::read_to_string(gw.config_file()).unwrap(), hand);
+    std::fs::write(gw.config_file(), &file).unwrap();
+
+    // Browsers cannot be turned against it: JSON only, same origin, a loopback Host.
+    let form = send_req(request(
+        Method::POST,
+        &gw.admin_url(&format!("{BASE}/gateways")),
+        &[
+            ("authorization", "Bearer adm1n"),
+            ("content-type", "text/plain"),
+        ],
+        r#"{"id":"sneaky"}"#,
+    ))
+    .await;
+    assert_eq!(
+        form.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        form.text()
+    );
+    let cross = send_req(request(
+        Method::POST,
+        &gw.admin_url(&format!("{BASE}/gateways")),
+        &[
+            ("authorization", "Bearer adm1n"),
+            ("content-type", "application/json"),
+            ("origin", "http://evil.example"),
+        ],
+        r#"{"id":"sneaky"}"#,
+    ))
+    .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN, "{}", cross.text());
+    let rebound = send_req(request(
+        Method::GET,
+        &gw.admin_url(&format!("{BASE}/gateways")),
+        &[
+            ("authorization", "Bearer adm1n"),
+            ("host", "evil.example:80"),
+        ],
+        "",
+    ))
+    .await;
+    assert_eq!(rebound.status, StatusCode::FORBIDDEN, "{}", rebound.text());
+    assert!(
+        !std::fs::read_to_string(gw.config_file())
+            .unwrap()
+            .contains("sneaky")
+    );
 
     // Every change is recorded.
     let r = api(&gw, Method::GET, "/gateways/tutorial/changes", Value::Null).await;
@@ -168,7 +211,8 @@ async fn gateways_are_managed_through_the_toml_and_applied_live() {
     );
 
     // Delete: gone from the file and from the data plane.
-    let _ = admin_reload(&gw).await;
+    let reload = admin_reload(&gw).await;
+    assert_eq!(reload.status, StatusCode::OK, "{}", reload.text());
     let r = api(&gw, Method::DELETE, "/gateways/tutorial", Value::Null).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["result"]["id"], "tutorial");

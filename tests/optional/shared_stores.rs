@@ -348,6 +348,49 @@ pub async fn two_replicas_logging_to_one_postgres_show_all_requests_on_either() 
         refused.is_some(),
         "revoked on PostgreSQL, refused elsewhere within a second"
     );
+    // Cloudflare's logs API on PostgreSQL: fractions against integer columns, `neq`, metadata
+    // and search, then a delete by filter.
+    let cf = |q: &str| {
+        a.admin_url(&format!(
+            "/client/v4/accounts/acct/ai-gateway/gateways/{gw_name}/logs{q}"
+        ))
+    };
+    let list = |q: String| async move {
+        send_req(request(
+            hyper::Method::GET,
+            &q,
+            &[("content-type", "application/json")],
+            "",
+        ))
+        .await
+    };
+    let all = list(cf("?per_page=1")).await.json()["result_info"]["total_count"]
+        .as_i64()
+        .unwrap_or(0);
+    assert!(all >= 12, "{all}");
+    let r = list(cf("?per_page=50&min_duration=-0.5&max_tokens_in=100000.5&filters.key=status_code&filters.operator=neq&filters.value=500")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json()["result_info"]["total_count"],
+        all - 1,
+        "{}",
+        r.text()
+    );
+    let r = list(cf(
+        "?search=Q5&filters.key=model&filters.operator=contains&filters.value=GPT",
+    ))
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["result_info"]["total_count"], 1, "{}", r.text());
+    let r = send_req(request(
+        hyper::Method::DELETE,
+        &cf("?filters.key=success&filters.operator=eq&filters.value=false"),
+        &[("content-type", "application/json")],
+        "",
+    ))
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["result"]["deleted"], 1, "{}", r.text());
     assert!(a.stop() && b.stop());
 }
 

@@ -157,7 +157,12 @@ pub fn apply(
             ));
         }
         (true, false) => {
-            gw.remove("auth_token");
+            return Err(err(
+                "authentication",
+                format!(
+                    "remove gateways.{name}.auth_token from the config file to turn authentication off (the token is a secret this API does not touch)"
+                ),
+            ));
         }
         _ => {}
     }
@@ -252,7 +257,7 @@ pub fn invalidate_cache(doc: &mut DocumentMut, name: &str, namespace: &str) {
         .get_mut("gateways")
         .and_then(|g| g.get_mut(name))
         .and_then(Item::as_table_mut)
-        .and_then(|gw| filter_table(gw, "cache", false))
+        .and_then(|gw| filter_table(gw, "cache", true))
     {
         t.insert("namespace", value(namespace));
     }

@@ -32,6 +32,9 @@ async fn route(
     if path == "/healthz" {
         return Response::new(GatewayBody::full("ok\n"));
     }
+    if let Err(e) = same_origin(&app, &req) {
+        return e.into_response();
+    }
     if let Some(token) = token {
         let header = req
             .headers()
@@ -154,6 +157,69 @@ async fn route(
         _ => GatewayError::not_found(format!("no admin route {} {path}", req.method()))
             .into_response(),
     }
+}
+
+/// Browsers must not be turned against the admin listener by another site. On a loopback
+/// listener the `Host` must name loopback (a DNS-rebound name is refused); a request that
+/// changes something must not come from another origin (`Origin`, `Sec-Fetch-Site`); and the
+/// management API's writes must be JSON (a cross-site form or `no-cors` fetch cannot send it).
+fn same_origin(app: &App, req: &Request<Incoming>) -> Result<(), GatewayError> {
+    let forbidden = |m: String| GatewayError::new(StatusCode::FORBIDDEN, "forbidden", m);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let host = header("host");
+    let loopback_listener = app
+        .generation()
+        .config
+        .admin_listen
+        .is_some_and(|a| a.ip().is_loopback());
+    if loopback_listener && !host.is_empty() {
+        let name = host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map(|(h, _)| h)
+            .unwrap_or(&host)
+            .trim_matches(['[', ']']);
+        let is_loopback = name.eq_ignore_ascii_case("localhost")
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !is_loopback {
+            return Err(forbidden(format!(
+                "Host '{host}' is not this loopback admin listener"
+            )));
+        }
+    }
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    let fetch_site = header("sec-fetch-site");
+    if !fetch_site.is_empty() && fetch_site != "same-origin" && fetch_site != "none" {
+        return Err(forbidden(format!(
+            "a {fetch_site} request may not change the gateway"
+        )));
+    }
+    let origin = header("origin");
+    if !origin.is_empty() && origin != "null" && origin.split("://").nth(1) != Some(host.as_str()) {
+        return Err(forbidden(format!(
+            "a request from {origin} may not change the gateway"
+        )));
+    }
+    if req.uri().path().starts_with("/client/v4/")
+        && !header("content-type").starts_with("application/json")
+    {
+        return Err(GatewayError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "content-type: the management API takes application/json",
+        ));
+    }
+    Ok(())
 }
 
 /// Serves the admin API on `listener` until the task is dropped.

@@ -17,7 +17,9 @@
 //! Answers use Cloudflare's envelope (`success`, `errors`, `messages`, `result`,
 //! `result_info`); errors carry a code and a message naming the field, with the HTTP status
 //! the SDKs map to their exceptions. An unknown field, or a field aigw does not support
-//! (other than at its off value), is a 400: nothing is silently dropped.
+//! (other than at its off value), is a 400. Fields that only apply with another (an interval or
+//! technique without a limit, a retry delay or backoff without attempts) are ignored without it,
+//! as Cloudflare does.
 
 use super::App;
 use super::reload::Reloader;
@@ -490,7 +492,11 @@ impl Api<'_> {
             .collect();
         let total = names.len() as u64;
         let mut out = Vec::new();
-        for name in names.iter().skip((page - 1) * per_page).take(per_page) {
+        for name in names
+            .iter()
+            .skip((page - 1).saturating_mul(per_page))
+            .take(per_page)
+        {
             out.push(self.get(name).await?);
         }
         Ok(list_envelope(out, page, per_page, total))
@@ -525,23 +531,57 @@ impl Api<'_> {
         let new = doc.to_string();
         crate::config::Config::parse(&path, &new)
             .map_err(|e| GatewayError::bad_request(e.to_string()))?;
-        write_atomically(&path, &new).map_err(GatewayError::unavailable)?;
-        if let Err(reason) = self.reloader.reload("management API").await {
-            // Back to what was running: the file and the generation agree again.
-            let restored = write_atomically(&path, &old);
-            let _ = self.reloader.reload("management API (restore)").await;
-            return Err(GatewayError::new(
-                StatusCode::BAD_REQUEST,
-                "reload_rejected",
-                match restored {
-                    Ok(()) => format!("the change was not applied: {reason}"),
-                    Err(e) => format!(
-                        "the change was not applied: {reason}; restoring the file failed: {e}"
-                    ),
-                },
-            ));
-        }
-        Ok(())
+        // Write, reload and (on a rejected reload) restore run to the end even when the
+        // client goes away: a task that owns everything, awaited here.
+        let reloader = self.reloader.clone();
+        let expected = config.text_sha256.clone();
+        let job = tokio::spawn(async move {
+            // A symlinked config (a mounted ConfigMap) is written where it points.
+            let target = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            let write = |text: String| {
+                let target = target.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        // A hand edit saved since the check above is not overwritten.
+                        match std::fs::read_to_string(&target) {
+                            Ok(now) if sha256(&now) != expected && now != text => {
+                                Err("the file changed on disk while the change was being made"
+                                    .to_string())
+                            }
+                            _ => write_atomically(&target, &text),
+                        }
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("write task failed: {e}")))
+                }
+            };
+            write(new)
+                .await
+                .map_err(|m| GatewayError::new(StatusCode::CONFLICT, "config_changed", m))?;
+            if let Err(reason) = reloader.reload("management API").await {
+                // Back to what was running (the generation never changed): the file and the
+                // generation agree again.
+                let restored = tokio::task::spawn_blocking({
+                    let target = target.clone();
+                    move || write_atomically(&target, &old)
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("restore task failed: {e}")));
+                return Err(GatewayError::new(
+                    StatusCode::BAD_REQUEST,
+                    "reload_rejected",
+                    match restored {
+                        Ok(()) => format!("the change was not applied: {reason}"),
+                        Err(e) => format!(
+                            "the change was not applied: {reason}; restoring the file failed: {e}"
+                        ),
+                    },
+                ));
+            }
+            Ok(())
+        });
+        job.await
+            .map_err(|e| GatewayError::unavailable(format!("config edit task failed: {e}")))?
     }
 
     pub(super) async fn record(
@@ -596,6 +636,14 @@ impl Api<'_> {
             None => return Err(bad("id", "required")),
         };
         let (settings, invalidate) = settings_from(&body, &Settings::default(), true)?;
+        // The account becomes the gateway's `accounts`: a name, or `*` from the console only.
+        if !(valid_name(self.account) || (self.account == "*" && self.actor.starts_with("console")))
+        {
+            return Err(bad(
+                "account_id",
+                "expected an account name of letters, digits, '-' and '_'",
+            ));
+        }
         let _one = EDITING.lock().await;
         let account = self.account.to_string();
         let name = id.clone();
@@ -693,6 +741,7 @@ impl Api<'_> {
     }
 
     async fn changes(&self, id: &str) -> Result<Response<GatewayBody>, GatewayError> {
+        self.logs_gateway(id)?;
         let name = id.to_string();
         let list = self
             .db(move |s| Ok(s.with_db(|db| changes::changes(db, Some(&name), 100))?))
@@ -722,7 +771,9 @@ impl Api<'_> {
         let gateway = self.logs_gateway(id)?;
         let (page, per_page) = page_params(params)?;
         let mut sel = selection(gateway, params, true)?;
-        sel.offset = (page - 1) * per_page;
+        sel.offset = (page - 1)
+            .checked_mul(per_page)
+            .ok_or_else(|| bad("page", "too large"))?;
         sel.limit = per_page;
         let (entries, total) = self.db(move |s| Ok(s.select(&sel)?)).await?;
         Ok(list_envelope(
@@ -745,8 +796,8 @@ impl Api<'_> {
                 limit = Some(
                     v.parse::<usize>()
                         .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| bad("limit", "expected a positive integer"))?,
+                        .filter(|n| (1..=10_000_000).contains(n))
+                        .ok_or_else(|| bad("limit", "expected an integer from 1 to 10000000"))?,
                 );
             }
         }
@@ -1049,6 +1100,12 @@ fn filters(keys: &[String], ops: &[String], values: &[String]) -> Result<Vec<Con
             return Err(bad(
                 "filters.value",
                 format!("the filter on '{key}' has no value"),
+            ));
+        }
+        if field == Field::MetadataKey && op != Op::Eq {
+            return Err(bad(
+                "filters.operator",
+                "metadata.key takes eq only (the key exists)",
             ));
         }
         let mut args = Vec::new();

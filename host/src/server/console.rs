@@ -292,15 +292,30 @@ async fn settings_page(
             if value == current { " selected" } else { "" }
         )
     };
-    // Each filter's table as TOML, editable.
+    // Each filter's table as written in the file (host keys such as on_error included).
+    let file = std::fs::read_to_string(&app.generation().config.file)
+        .ok()
+        .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok());
+    let table_text = |filter: &str| -> String {
+        let Some(t) = file
+            .as_ref()
+            .and_then(|d| d.get("gateways"))
+            .and_then(|g| g.get(id))
+            .and_then(|g| g.get("filters"))
+            .and_then(|f| f.get(filter))
+            .and_then(toml_edit::Item::as_table)
+        else {
+            return String::new();
+        };
+        let mut doc = toml_edit::DocumentMut::new();
+        for (k, v) in t.iter() {
+            doc.insert(k, v.clone());
+        }
+        doc.to_string()
+    };
     let mut tables = String::new();
     for name in &gw.pipeline {
-        let table = gw
-            .filters
-            .get(name)
-            .and_then(|f| serde_json::from_str::<Value>(&f.config_json).ok())
-            .and_then(|v| toml::to_string(&v).ok())
-            .unwrap_or_default();
+        let table = table_text(name);
         // The managed filters' tables follow the settings above; the others are edited here.
         let editable = !MANAGED.contains(&name.as_str());
         tables.push_str(&format!(
@@ -454,6 +469,20 @@ async fn save_pipeline(
             array.push(f.as_str());
         }
         gw.insert("pipeline", toml_edit::value(array));
+        // A filter taken out of the pipeline takes its table with it.
+        if let Some(filters) = gw
+            .get_mut("filters")
+            .and_then(toml_edit::Item::as_table_mut)
+        {
+            let gone: Vec<String> = filters
+                .iter()
+                .map(|(k, _)| k.to_string())
+                .filter(|k| !pipeline.contains(k))
+                .collect();
+            for k in gone {
+                filters.remove(&k);
+            }
+        }
         for (filter, text) in &tables {
             if !pipeline.contains(filter) {
                 continue;

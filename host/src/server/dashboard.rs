@@ -26,6 +26,15 @@ pub(super) fn html(status: StatusCode, body: String) -> Response<GatewayBody> {
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    // Never framed by another page (clickjacking the console's forms).
+    r.headers_mut().insert(
+        hyper::header::X_FRAME_OPTIONS,
+        hyper::header::HeaderValue::from_static("DENY"),
+    );
+    r.headers_mut().insert(
+        hyper::header::CONTENT_SECURITY_POLICY,
+        hyper::header::HeaderValue::from_static("frame-ancestors 'none'"),
+    );
     r
 }
 
@@ -118,13 +127,19 @@ pub fn page(
     };
     let (from, to, range) = time_range(now, param("range"), param("from"), param("to"));
     // About 60 points whatever the range, in whole minutes.
-    let bucket = ((to - from) / 60).max(60_000) / 60_000 * 60_000;
+    let bucket = (to.saturating_sub(from) / 60).max(60_000) / 60_000 * 60_000;
     let report = match store.analytics(gateway, from, to, bucket, Some("model")) {
         Ok(r) => r,
         Err(e) => return store_failure("analytics", e),
     };
     // Who spent what: virtual keys (requests without one grouped under "").
-    let by_key = match store.analytics(gateway, from, to, (to - from).max(1), Some("key")) {
+    let by_key = match store.analytics(
+        gateway,
+        from,
+        to,
+        to.saturating_sub(from).max(1),
+        Some("key"),
+    ) {
         Ok(r) => r,
         Err(e) => return store_failure("analytics", e),
     };
@@ -442,7 +457,10 @@ fn time_range(
     );
     if range.as_deref() == Some("custom") || (range.is_none() && custom.0.is_some()) {
         let from_ms = custom.0.unwrap_or(now - 3_600_000);
-        let to_ms = custom.1.unwrap_or(now + 1).max(from_ms + 60_000);
+        let to_ms = custom
+            .1
+            .unwrap_or(now + 1)
+            .max(from_ms.saturating_add(60_000));
         return (from_ms, to_ms, "custom".to_string());
     }
     let (name, span) = match range.as_deref() {

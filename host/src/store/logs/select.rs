@@ -116,6 +116,14 @@ fn cond_sql(c: &Cond, dialect: Dialect, args: &mut Vec<Arg>) -> String {
                 format!("LOWER(CAST({expr} AS TEXT)) LIKE ? ESCAPE '\\'")
             }
             op => {
+                // Integer columns compared with a fraction: compared as doubles (PostgreSQL
+                // refuses a float parameter for a BIGINT).
+                let expr = if matches!(v, Arg::Float(_)) {
+                    format!("CAST({expr} AS DOUBLE PRECISION)")
+                } else {
+                    expr.to_string()
+                };
+                let expr = expr.as_str();
                 args.push(v.clone());
                 let sym = match op {
                     Op::Eq | Op::Neq => "=",
@@ -157,8 +165,9 @@ fn cond_sql(c: &Cond, dialect: Dialect, args: &mut Vec<Arg>) -> String {
         })
         .collect();
     let any = format!("({})", alternatives.join(" OR "));
+    // `neq` keeps the entries without the field (NULL compares as unknown).
     if c.op == Op::Neq {
-        format!("NOT {any}")
+        format!("NOT COALESCE({any}, FALSE)")
     } else {
         any
     }
