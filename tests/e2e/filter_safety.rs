@@ -56,7 +56,15 @@ async fn a_panic_fails_closed_by_default_and_its_message_reaches_log_and_api() {
     let id = r.header("cf-aig-log-id").unwrap_or("").to_string();
     assert_eq!(id.len(), 32, "{:?}", r.headers);
 
-    let logs = gw.logs();
+    // The gateway's log is written by another process: give it a moment to land.
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = gw.logs();
+        if logs.contains("filter panicked") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let line = logs
         .lines()
         .find(|l| l.contains("filter panicked"))
