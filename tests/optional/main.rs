@@ -149,6 +149,10 @@ fn tests() -> Vec<Test> {
             Need::NodeSdk
         ),
         test!(
+            node_sdk::cloudflare_typescript_sdk_manages_gateways_and_logs,
+            Need::NodeSdk
+        ),
+        test!(
             dashboard::the_dashboard_shows_what_the_api_reports,
             Need::Chromium
         ),

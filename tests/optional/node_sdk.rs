@@ -1,5 +1,5 @@
 //! The Vercel AI SDK (Node) against the gateway, base URL swapped: its default calls use the
-//! OpenAI Responses API. Needs Node and `npm ci` in `tests/sdk/node` (what
+//! OpenAI Responses API; and Cloudflare's TypeScript SDK against the management API. Needs Node and `npm ci` in `tests/sdk/node` (what
 //! `scripts/test-deps.sh` does); the runner (`main.rs`) skips these tests without them.
 
 use crate::harness::*;
@@ -15,6 +15,9 @@ pub fn node() -> Option<PathBuf> {
     let installed = sdk_dir().join("node_modules/ai/package.json").is_file()
         && sdk_dir()
             .join("node_modules/@ai-sdk/openai/package.json")
+            .is_file()
+        && sdk_dir()
+            .join("node_modules/cloudflare/package.json")
             .is_file();
     let runs = Command::new("node")
         .arg("--version")
@@ -99,4 +102,49 @@ pub async fn vercel_ai_sdk_default_calls_work_and_are_billed_exactly() {
     assert_eq!(entry["tokens_in"].as_f64(), Some(tokens), "{entry}");
     let got = entry["cost"].as_f64().unwrap();
     assert!((got - tokens * 0.02 / 1e6).abs() < 1e-12, "{got}");
+}
+
+/// Cloudflare's official TypeScript SDK (npm `cloudflare`), with only `baseURL` and `apiToken`
+/// changed, manages gateways and logs (tests/sdk/node/cloudflare_sdk.mjs).
+pub async fn cloudflare_typescript_sdk_manages_gateways_and_logs() {
+    let node = node().expect("the runner checked for node and the SDKs");
+    let mock = Mock::start().await;
+    let dir = prepare_with_server(
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
+        &format!(
+            "{}[gateways.default]\npipeline = [\"logging\"]\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let gw = Gateway::start_in(dir);
+    let base = gw.admin_url("/client/v4");
+    let prefix = gw.url("/v1/ts-account");
+    let script = sdk_dir().join("cloudflare_sdk.mjs");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .arg("300")
+            .arg(node)
+            .arg(script)
+            .args([base.as_str(), "adm1n", "ts-account", prefix.as_str()])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cloudflare typescript sdk script failed:\n{stdout}\n{}\n--- gateway log\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.logs()
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.trim().lines().last().unwrap_or("")).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        v["chat_statuses"],
+        serde_json::json!([200, 200, 429]),
+        "{v}"
+    );
 }

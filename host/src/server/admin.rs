@@ -162,7 +162,7 @@ async fn route(
 /// Browsers must not be turned against the admin listener by another site. On a loopback
 /// listener the `Host` must name loopback (a DNS-rebound name is refused); a request that
 /// changes something must not come from another origin (`Origin`, `Sec-Fetch-Site`); and the
-/// management API's writes must be JSON (a cross-site form or `no-cors` fetch cannot send it).
+/// management API's POSTs must be JSON (a cross-site form or `no-cors` fetch cannot send it).
 fn same_origin(app: &App, req: &Request<Incoming>) -> Result<(), GatewayError> {
     let forbidden = |m: String| GatewayError::new(StatusCode::FORBIDDEN, "forbidden", m);
     let header = |name: &str| {
@@ -210,7 +210,11 @@ fn same_origin(app: &App, req: &Request<Incoming>) -> Result<(), GatewayError> {
             "a request from {origin} may not change the gateway"
         )));
     }
+    // A cross-site page can POST without asking (a form, a `no-cors` fetch) but never as JSON;
+    // PUT, PATCH and DELETE from another site need a preflight, which this listener never
+    // grants.
     if req.uri().path().starts_with("/client/v4/")
+        && *req.method() == Method::POST
         && !header("content-type").starts_with("application/json")
     {
         return Err(GatewayError::new(
