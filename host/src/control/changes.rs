@@ -57,17 +57,7 @@ pub fn record(
                 ],
             )?;
         }
-        db.exec(
-            "INSERT INTO aigw_changes (at, actor, action, gateway, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            &[
-                Arg::Int(now_ms),
-                Arg::Text(actor.to_string()),
-                Arg::Text(action.to_string()),
-                Arg::Text(name.to_string()),
-                Arg::Text(detail.to_string()),
-            ],
-        )?;
-        Ok(())
+        record_change(db, name, actor, action, detail, now_ms)
     })
 }
 

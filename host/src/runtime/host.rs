@@ -326,6 +326,14 @@ impl HostState {
         k
     }
 
+    /// The id of the request this instance serves ("" while pooled).
+    fn request_id(&self) -> Arc<str> {
+        self.request
+            .as_ref()
+            .map(|ctx| lock(ctx).request_id.clone())
+            .unwrap_or_else(|| "".into())
+    }
+
     /// A limit counter's key: per filter and, unless `across_gateways`, per gateway, so two
     /// gateways running the same filter never share a count. The limit itself is not part
     /// of it: changing a limit keeps the count.
@@ -480,11 +488,7 @@ impl telemetry::Host for HostState {
     fn log(&mut self, level: telemetry::Level, message: String) {
         let filter = &*self.filter;
         // The request id also when request spans are off (the default level).
-        let request_id = self
-            .request
-            .as_ref()
-            .map(|ctx| lock(ctx).request_id.clone())
-            .unwrap_or_else(|| "".into());
+        let request_id = self.request_id();
         let request_id = &*request_id;
         match level {
             telemetry::Level::Trace => tracing::trace!(filter, request_id, "{message}"),
@@ -506,11 +510,7 @@ impl telemetry::Host for HostState {
     }
 
     fn report_panic(&mut self, message: String) {
-        let request_id = self
-            .request
-            .as_ref()
-            .map(|ctx| lock(ctx).request_id.clone())
-            .unwrap_or_else(|| "".into());
+        let request_id = self.request_id();
         // Bounded: a panic message is the filter's text, shown in logs and /api/plugins.
         let mut message = message;
         if message.len() > 1024 {
