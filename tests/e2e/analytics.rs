@@ -324,8 +324,9 @@ async fn percentiles_follow_a_known_latency_distribution_and_metrics_agree() {
     }
     let latency = &report["totals"]["latency_ms"];
     assert!(latency["p50"].as_i64().unwrap() < 200, "{latency}");
-    assert!(latency["p95"].as_i64().unwrap() >= 400, "{latency}");
-    assert!(latency["p99"].as_i64().unwrap() >= 400, "{latency}");
+    // Percentiles come from sketches with 1% relative accuracy: at least 400 ms, less 1%.
+    assert!(latency["p95"].as_i64().unwrap() >= 396, "{latency}");
+    assert!(latency["p99"].as_i64().unwrap() >= 396, "{latency}");
     let metrics = send_req(request(Method::GET, &gw.admin_url("/metrics"), &[], ""))
         .await
         .text();

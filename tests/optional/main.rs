@@ -125,6 +125,10 @@ fn tests() -> Vec<Test> {
             Need::Postgres
         ),
         test!(
+            shared_stores::two_writers_keep_exact_analytics_rollups_in_one_postgres,
+            Need::Postgres
+        ),
+        test!(
             python_sdk::openai_python_sdk_gets_completions_and_streams,
             Need::PythonSdks
         ),

@@ -18,6 +18,7 @@ pub mod db;
 mod error;
 mod query;
 mod recost;
+mod rollup;
 pub mod select;
 use db::{Arg, Db};
 pub use error::{BackendError, LogStoreError};
@@ -100,7 +101,7 @@ impl Writer {
 
     fn write(&mut self, batch: &[Value]) -> Result<(), LogStoreError> {
         match self {
-            Writer::Sqlite(c) => Ok(write_batch(c, batch)?),
+            Writer::Sqlite(c) => write_batch(c, batch),
             Writer::Postgres(p) => match p.write_batch(batch) {
                 Err(first) if first.retryable() => {
                     // Once more on a new connection: the server may have
@@ -123,10 +124,12 @@ impl LogStore {
         // plain thread, never on an async worker.
         let url_owned = url.to_string();
         let (reader, writer) = std::thread::spawn(move || {
-            Ok::<_, LogStoreError>((
-                db::Postgres::connect(&url_owned)?,
-                db::Postgres::connect(&url_owned)?,
-            ))
+            let reader = db::Postgres::connect(&url_owned)?;
+            let mut writer = db::Postgres::connect(&url_owned)?;
+            if let Some(n) = writer.backfill_rollups()? {
+                tracing::info!(entries = n, "analytics rollups built from the stored logs");
+            }
+            Ok::<_, LogStoreError>((reader, writer))
         })
         .join()
         .map_err(|_| LogStoreError::Unavailable("the PostgreSQL connect thread failed"))??;
@@ -189,7 +192,10 @@ impl LogStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| LogStoreError::open(format!("{}: cannot create", dir.display()), e))?;
         let path = dir.join("logs.sqlite");
-        let conn = open_conn(&path)?;
+        let mut conn = open_conn(&path)?;
+        if let Some(n) = backfill_rollups(&mut conn)? {
+            tracing::info!(entries = n, "analytics rollups built from the stored logs");
+        }
         Self::start(
             Backend::Sqlite(path),
             Writer::Sqlite(Box::new(conn)),
@@ -263,6 +269,7 @@ fn open_conn(path: &Path) -> Result<Connection, LogStoreError> {
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
     )
     .and_then(|_| conn.execute_batch(SCHEMA))
+    .and_then(|_| conn.execute_batch(&rollup::schema(db::Dialect::Sqlite)))
     .map_err(|e| LogStoreError::open(format!("{}: cannot prepare", path.display()), e))?;
     Ok(conn)
 }
@@ -344,18 +351,35 @@ fn write_loop(
     }
 }
 
-fn write_batch(conn: &mut Connection, batch: &[Value]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    {
-        let mut stmt = tx.prepare_cached(db::upsert_sql(db::Dialect::Sqlite))?;
+/// Writes a batch and its analytics rollups in one transaction.
+fn write_batch(conn: &mut Connection, batch: &[Value]) -> Result<(), LogStoreError> {
+    db::transaction(conn, |db| {
         for e in batch {
-            let cols = db::columns(e);
-            stmt.execute(rusqlite::params_from_iter(
-                cols.iter().map(db::sqlite_value),
-            ))?;
+            db.exec(db::upsert_sql(db::Dialect::Sqlite), &db::columns(e))?;
         }
-    }
-    tx.commit()
+        let facts: Vec<_> = batch.iter().map(rollup::Fact::of_entry).collect();
+        rollup::apply(db, &facts, 1, true)
+    })
+}
+
+/// Counts the entries already stored into the analytics rollups, once per file
+/// (`PRAGMA user_version` records it).
+fn backfill_rollups(conn: &mut Connection) -> Result<Option<u64>, LogStoreError> {
+    db::transaction(conn, |db| {
+        let version = db.rows("PRAGMA user_version", &[])?;
+        if version
+            .first()
+            .is_some_and(|r| r[0].int() >= db::ROLLUP_VERSION)
+        {
+            return Ok(None);
+        }
+        let n = rollup::backfill(db)?;
+        db.exec(
+            &format!("PRAGMA user_version = {}", db::ROLLUP_VERSION),
+            &[],
+        )?;
+        Ok(Some(n))
+    })
 }
 
 #[cfg(test)]
@@ -484,7 +508,6 @@ mod tests {
 
 #[cfg(test)]
 mod retention_tests {
-    use super::query::percentile;
     use super::*;
     use serde_json::json;
 
@@ -514,13 +537,5 @@ mod retention_tests {
             .map(|e| e["id"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(ids, vec!["r4", "r3", "r2"]);
-    }
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let v: Vec<i64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 0.5), Some(50));
-        assert_eq!(percentile(&v, 0.99), Some(99));
-        assert_eq!(percentile(&[], 0.5), None);
     }
 }

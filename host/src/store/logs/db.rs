@@ -17,6 +17,8 @@ pub enum Arg {
     Text(String),
     /// Float.
     Float(f64),
+    /// Bytes.
+    Blob(Vec<u8>),
     /// SQL NULL.
     Null,
 }
@@ -32,6 +34,8 @@ pub enum Cell {
     Float(f64),
     /// Text.
     Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
 }
 
 impl Cell {
@@ -41,7 +45,7 @@ impl Cell {
             Cell::Int(i) => *i,
             Cell::Float(f) => *f as i64,
             Cell::Text(t) => t.parse().unwrap_or(0),
-            Cell::Null => 0,
+            Cell::Blob(_) | Cell::Null => 0,
         }
     }
 
@@ -51,7 +55,7 @@ impl Cell {
             Cell::Int(i) => *i as f64,
             Cell::Float(f) => *f,
             Cell::Text(t) => t.parse().unwrap_or(0.0),
-            Cell::Null => 0.0,
+            Cell::Blob(_) | Cell::Null => 0.0,
         }
     }
 
@@ -61,6 +65,7 @@ impl Cell {
             Cell::Text(t) => t.clone(),
             Cell::Int(i) => i.to_string(),
             Cell::Float(f) => f.to_string(),
+            Cell::Blob(b) => String::from_utf8_lossy(b).into_owned(),
             Cell::Null => String::new(),
         }
     }
@@ -137,7 +142,13 @@ pub fn transaction<R>(
     db: &mut dyn Db,
     f: impl FnOnce(&mut dyn Db) -> Result<R, LogStoreError>,
 ) -> Result<R, LogStoreError> {
-    db.exec("BEGIN", &[])?;
+    // SQLite: take the write lock now, so a read-then-write never meets a
+    // writer that committed in between (which busy_timeout cannot wait out).
+    let begin = match db.dialect() {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    };
+    db.exec(begin, &[])?;
     match f(db) {
         Ok(r) => {
             db.exec("COMMIT", &[])?;
@@ -237,9 +248,8 @@ impl Db for rusqlite::Connection {
                     ValueRef::Null => Cell::Null,
                     ValueRef::Integer(v) => Cell::Int(v),
                     ValueRef::Real(v) => Cell::Float(v),
-                    ValueRef::Text(t) | ValueRef::Blob(t) => {
-                        Cell::Text(String::from_utf8_lossy(t).into_owned())
-                    }
+                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
                 });
             }
             out.push(cells);
@@ -248,10 +258,9 @@ impl Db for rusqlite::Connection {
     }
 
     fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, LogStoreError> {
-        let n = self.execute(
-            sql,
-            rusqlite::params_from_iter(args.iter().map(sqlite_value)),
-        )?;
+        let n = self
+            .prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(args.iter().map(sqlite_value)))?;
         Ok(n as u64)
     }
 }
@@ -263,6 +272,7 @@ pub fn sqlite_value(a: &Arg) -> rusqlite::types::Value {
         Arg::Int(i) => V::Integer(*i),
         Arg::Text(t) => V::Text(t.clone()),
         Arg::Float(f) => V::Real(*f),
+        Arg::Blob(b) => V::Blob(b.clone()),
         Arg::Null => V::Null,
     }
 }
@@ -287,11 +297,16 @@ CREATE INDEX IF NOT EXISTS logs_gateway_created ON logs(gateway, created_at);
 INSERT INTO aigw_schema (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM aigw_schema);
 ";
 
+/// The schema version whose stores have analytics rollups.
+pub const ROLLUP_VERSION: i64 = 2;
+
 /// A PostgreSQL connection (the synchronous client; used from the writer
 /// thread and from blocking tasks).
 pub struct Postgres {
     url: String,
     client: Option<postgres::Client>,
+    /// Prepared statements of the live client, by SQL text.
+    prepared: std::collections::HashMap<String, postgres::Statement>,
 }
 
 impl Postgres {
@@ -300,9 +315,14 @@ impl Postgres {
         let mut pg = Postgres {
             url: url.to_string(),
             client: None,
+            prepared: Default::default(),
         };
+        let schema = format!(
+            "{POSTGRES_SCHEMA}{}",
+            super::rollup::schema(Dialect::Postgres)
+        );
         pg.client()?
-            .batch_execute(POSTGRES_SCHEMA)
+            .batch_execute(&schema)
             .map_err(|e| LogStoreError::open("cannot create the log schema", e))?;
         Ok(pg)
     }
@@ -310,7 +330,7 @@ impl Postgres {
     /// The live client, reconnecting after a failure.
     pub fn client(&mut self) -> Result<&mut postgres::Client, LogStoreError> {
         if self.client.as_ref().is_some_and(|c| c.is_closed()) {
-            self.client = None;
+            self.reset();
         }
         if self.client.is_none() {
             // The error names the step only: the URL may hold a password.
@@ -326,22 +346,58 @@ impl Postgres {
     /// Forgets the connection (after an error), so the next call reconnects.
     pub fn reset(&mut self) {
         self.client = None;
+        self.prepared.clear();
     }
 
-    /// Writes a batch in one transaction.
-    pub fn write_batch(&mut self, batch: &[Value]) -> Result<(), LogStoreError> {
-        let client = self.client()?;
-        let mut tx = client.transaction()?;
-        let stmt = tx.prepare(upsert_sql(Dialect::Postgres))?;
-        for e in batch {
-            let cols = columns(e);
-            let params: Vec<Box<dyn postgres::types::ToSql + Sync>> =
-                cols.iter().map(pg_param).collect();
-            let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                params.iter().map(|p| p.as_ref()).collect();
-            tx.execute(&stmt, &refs)?;
+    /// The prepared statement of `sql` (in `?N` form) on the live client.
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, LogStoreError> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
         }
-        Ok(tx.commit()?)
+        let text = Dialect::Postgres.placeholders(sql);
+        let stmt = match self.client()?.prepare(&text) {
+            Ok(s) => s,
+            Err(e) => {
+                if e.is_closed() {
+                    self.reset();
+                }
+                return Err(e.into());
+            }
+        };
+        // Bounded: the statements are the store's own, but reports vary a little.
+        if self.prepared.len() >= 256 {
+            self.prepared.clear();
+        }
+        self.prepared.insert(sql.to_string(), stmt.clone());
+        Ok(stmt)
+    }
+
+    /// Writes a batch and its analytics rollups in one transaction.
+    pub fn write_batch(&mut self, batch: &[Value]) -> Result<(), LogStoreError> {
+        transaction(self, |db| {
+            for e in batch {
+                db.exec(upsert_sql(Dialect::Postgres), &columns(e))?;
+            }
+            let facts: Vec<_> = batch.iter().map(super::rollup::Fact::of_entry).collect();
+            super::rollup::apply(db, &facts, 1, true)
+        })
+    }
+
+    /// Counts the entries already stored into the analytics rollups, once per
+    /// database: the first replica to get here does it while the others wait.
+    pub fn backfill_rollups(&mut self) -> Result<Option<u64>, LogStoreError> {
+        transaction(self, |db| {
+            let rows = db.rows("SELECT version FROM aigw_schema FOR UPDATE", &[])?;
+            if rows.first().is_some_and(|r| r[0].int() >= ROLLUP_VERSION) {
+                return Ok(None);
+            }
+            let n = super::rollup::backfill(db)?;
+            db.exec(
+                "UPDATE aigw_schema SET version = CAST(?1 AS BIGINT)",
+                &[Arg::Int(ROLLUP_VERSION)],
+            )?;
+            Ok(Some(n))
+        })
     }
 }
 
@@ -370,6 +426,7 @@ fn pg_param(a: &Arg) -> Box<dyn postgres::types::ToSql + Sync> {
         Arg::Int(i) => Box::new(*i),
         Arg::Text(t) => Box::new(t.clone()),
         Arg::Float(f) => Box::new(*f),
+        Arg::Blob(b) => Box::new(b.clone()),
         Arg::Null => Box::new(AnyNull),
     }
 }
@@ -381,12 +438,17 @@ impl Db for Postgres {
 
     fn rows(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Cell>>, LogStoreError> {
         use postgres::types::Type;
-        let sql = Dialect::Postgres.placeholders(sql);
         let params: Vec<Box<dyn postgres::types::ToSql + Sync>> =
             args.iter().map(pg_param).collect();
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
             params.iter().map(|p| p.as_ref()).collect();
-        let result = self.client()?.query(sql.as_str(), &refs);
+        let result = if args.is_empty() && !sql.contains('?') {
+            // Also statements that cannot be prepared (BEGIN, COMMIT).
+            self.client()?.query(sql, &[])
+        } else {
+            let stmt = self.statement(sql)?;
+            self.client()?.query(&stmt, &refs)
+        };
         let rows = match result {
             Ok(r) => r,
             Err(e) => {
@@ -410,6 +472,9 @@ impl Db for Postgres {
                 } else if *t == Type::FLOAT8 {
                     row.try_get::<_, Option<f64>>(i)
                         .map(|v| v.map_or(Cell::Null, Cell::Float))
+                } else if *t == Type::BYTEA {
+                    row.try_get::<_, Option<Vec<u8>>>(i)
+                        .map(|v| v.map_or(Cell::Null, Cell::Blob))
                 } else {
                     row.try_get::<_, Option<String>>(i)
                         .map(|v| v.map_or(Cell::Null, Cell::Text))
@@ -426,12 +491,16 @@ impl Db for Postgres {
     }
 
     fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, LogStoreError> {
-        let sql = Dialect::Postgres.placeholders(sql);
         let params: Vec<Box<dyn postgres::types::ToSql + Sync>> =
             args.iter().map(pg_param).collect();
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
             params.iter().map(|p| p.as_ref()).collect();
-        let result = self.client()?.execute(sql.as_str(), &refs);
+        let result = if args.is_empty() {
+            self.client()?.execute(sql, &[])
+        } else {
+            let stmt = self.statement(sql)?;
+            self.client()?.execute(&stmt, &refs)
+        };
         result.map_err(|e| {
             if e.is_closed() {
                 self.reset();

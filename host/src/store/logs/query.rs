@@ -1,9 +1,10 @@
 //! Reading the log store: filtered, paginated listing, one entry, feedback
-//! patches, and the analytics report (totals, buckets, percentiles, groups).
+//! patches, and the analytics report (from the rollups, see `rollup`).
 
-use super::db::{Arg, Cell, Db, Dialect};
+use super::db::{Arg, Db, Dialect};
+use super::rollup::{Group, report};
 use super::{LogStore, LogStoreError};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Filters for listing log entries.
 #[derive(Debug, Clone, Default)]
@@ -128,48 +129,6 @@ fn without_bodies(mut v: Value) -> Value {
     v
 }
 
-/// Nearest-rank percentile of sorted values.
-pub(super) fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
-}
-
-/// The totals columns of the analytics report, in both dialects.
-const TOTALS: &str =
-    "COUNT(*), CAST(COALESCE(SUM(success),0) AS BIGINT), CAST(COALESCE(SUM(cached),0) AS BIGINT),
-    CAST(COALESCE(SUM(CASE WHEN status BETWEEN 200 AND 299 THEN 1 ELSE 0 END),0) AS BIGINT),
-    CAST(COALESCE(SUM(CASE WHEN status BETWEEN 400 AND 499 THEN 1 ELSE 0 END),0) AS BIGINT),
-    CAST(COALESCE(SUM(CASE WHEN status >= 500 THEN 1 ELSE 0 END),0) AS BIGINT),
-    CAST(COALESCE(SUM(tokens_in),0) AS BIGINT), CAST(COALESCE(SUM(tokens_out),0) AS BIGINT),
-    CAST(COALESCE(SUM(cost),0.0) AS DOUBLE PRECISION), COUNT(cost),
-    CAST(COALESCE(SUM(CASE WHEN cost IS NULL AND success = 1 AND cached = 0 AND model IS NOT NULL
-        THEN 1 ELSE 0 END),0) AS BIGINT)";
-
-/// One totals object from the eleven TOTALS cells starting at `r[o]`. `unpriced` counts the
-/// successful, uncached requests to a model whose cost is unknown (no price, no usage).
-fn totals_of(r: &[Cell], o: usize) -> Value {
-    let requests = r[o].int();
-    let successes = r[o + 1].int();
-    let cached = r[o + 2].int();
-    json!({
-        "requests": requests,
-        "successes": successes,
-        "errors": requests - successes,
-        "status_2xx": r[o + 3].int(),
-        "status_4xx": r[o + 4].int(),
-        "status_5xx": r[o + 5].int(),
-        "cached": cached,
-        "cache_hit_rate": if requests > 0 { cached as f64 / requests as f64 } else { 0.0 },
-        "tokens_in": r[o + 6].int(),
-        "tokens_out": r[o + 7].int(),
-        "cost": if r[o + 9].int() > 0 { json!(r[o + 8].float()) } else { Value::Null },
-        "unpriced": r[o + 10].int(),
-    })
-}
-
 impl LogStore {
     /// Lists entries (without bodies), newest first unless `ascending`; returns
     /// the page and the cursor of the next page.
@@ -275,20 +234,12 @@ impl LogStore {
                 ));
             }
         }
-        self.with_db(|db| {
-            // Keys and teams are fields of the entry (virtual keys), metadata fields of its
-            // `metadata` object, the rest columns.
-            let group = group_by.map(|name| {
-                let expr = match (name, meta_key) {
-                    (_, Some(k)) => db.dialect().metadata_field(k),
-                    ("key", None) => db.dialect().entry_field("key_id"),
-                    ("team", None) => db.dialect().entry_field("team"),
-                    (column, None) => column.to_string(),
-                };
-                (name, expr)
-            });
-            analytics(db, gateway, from_ms, to_ms, bucket_ms, group)
-        })
+        let group = match (group_by, meta_key) {
+            (_, Some(k)) => Some(Group::Meta(k)),
+            (Some(dim), None) => Some(Group::Dim(dim)),
+            (None, _) => None,
+        };
+        self.with_db(|db| report(db, gateway, from_ms, to_ms, bucket_ms, group))
     }
 }
 
@@ -354,114 +305,4 @@ fn get_entry(db: &mut dyn Db, gateway: &str, id: &str) -> Result<Option<Value>, 
             serde_json::from_str(&r[0].text()).map_err(|e| LogStoreError::Corrupt(e.to_string()))
         })
         .transpose()
-}
-
-fn analytics(
-    db: &mut dyn Db,
-    gateway: &str,
-    from_ms: i64,
-    to_ms: i64,
-    bucket_ms: i64,
-    group: Option<(&str, String)>,
-) -> Result<Value, LogStoreError> {
-    let range = "gateway = ?1 AND created_at >= ?2 AND created_at < ?3";
-    let args3 = [
-        Arg::Text(gateway.to_string()),
-        Arg::Int(from_ms),
-        Arg::Int(to_ms),
-    ];
-    let args4 = [
-        Arg::Text(gateway.to_string()),
-        Arg::Int(from_ms),
-        Arg::Int(to_ms),
-        Arg::Int(bucket_ms),
-    ];
-    let rows = db.rows(&format!("SELECT {TOTALS} FROM logs WHERE {range}"), &args3)?;
-    let mut totals = rows
-        .first()
-        .map(|r| totals_of(r, 0))
-        .ok_or_else(|| LogStoreError::Corrupt("analytics: no totals row".into()))?;
-
-    // Latency percentiles, overall and per bucket, from one ordered scan.
-    let rows = db.rows(
-        &format!(
-            "SELECT (created_at - ?2) / ?4, duration_ms FROM logs WHERE {range} AND duration_ms IS NOT NULL ORDER BY 1"
-        ),
-        &args4,
-    )?;
-    let mut all = Vec::with_capacity(rows.len());
-    let mut per_bucket: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
-    for row in rows {
-        let (b, d) = (row[0].int(), row[1].int());
-        all.push(d);
-        per_bucket.entry(b).or_default().push(d);
-    }
-    all.sort_unstable();
-    let latency = |v: &[i64]| json!({"p50": percentile(v, 0.5), "p95": percentile(v, 0.95), "p99": percentile(v, 0.99)});
-    totals["latency_ms"] = latency(&all);
-
-    let rows = db.rows(
-        &format!(
-            "SELECT (created_at - ?2) / ?4, {TOTALS} FROM logs WHERE {range} GROUP BY 1 ORDER BY 1"
-        ),
-        &args4,
-    )?;
-    let mut buckets = Vec::new();
-    for row in rows {
-        let b = row[0].int();
-        let mut v = totals_of(&row, 1);
-        let mut d = per_bucket.remove(&b).unwrap_or_default();
-        d.sort_unstable();
-        v["latency_ms"] = latency(&d);
-        v["start_ms"] = json!(from_ms + b * bucket_ms);
-        buckets.push(v);
-    }
-
-    let mut errors_by_type = serde_json::Map::new();
-    let outcome = db.dialect().entry_field("outcome");
-    let rows = db.rows(
-        &format!(
-            "SELECT COALESCE({outcome}, 'unknown'), COUNT(*) FROM logs WHERE {range} AND success = 0 GROUP BY 1"
-        ),
-        &args3,
-    )?;
-    for row in rows {
-        errors_by_type.insert(row[0].text(), json!(row[1].int()));
-    }
-    totals["errors_by_type"] = Value::Object(errors_by_type);
-
-    // Which price catalog versions priced the range's cost.
-    let version = db.dialect().entry_field("price_catalog");
-    let rows = db.rows(
-        &format!(
-            "SELECT {version}, COUNT(*), CAST(COALESCE(SUM(cost),0.0) AS DOUBLE PRECISION) FROM logs \
-             WHERE {range} AND cost IS NOT NULL AND {version} IS NOT NULL GROUP BY 1 ORDER BY 1"
-        ),
-        &args3,
-    )?;
-    totals["price_catalogs"] = rows
-        .iter()
-        .map(|r| json!({"version": r[0].text(), "requests": r[1].int(), "cost": r[2].float()}))
-        .collect();
-
-    let mut out = json!({"gateway": gateway, "from_ms": from_ms, "to_ms": to_ms, "bucket_ms": bucket_ms,
-                         "totals": totals, "buckets": buckets});
-    if let Some((name, expr)) = group {
-        let rows = db.rows(
-            &format!(
-                "SELECT COALESCE({expr}, ''), {TOTALS} FROM logs WHERE {range} GROUP BY 1 ORDER BY 2 DESC"
-            ),
-            &args3,
-        )?;
-        let groups: Vec<Value> = rows
-            .iter()
-            .map(|r| {
-                let mut v = totals_of(r, 1);
-                v[name] = json!(r[0].text());
-                v
-            })
-            .collect();
-        out["groups"] = Value::Array(groups);
-    }
-    Ok(out)
 }

@@ -5,6 +5,7 @@
 //! counted apart, never guessed.
 
 use super::db::{Arg, Db};
+use super::rollup::{self, Fact};
 use super::{LogStore, LogStoreError};
 use crate::providers::pricing::PriceTable;
 use crate::providers::usage::Usage;
@@ -148,6 +149,7 @@ fn recost_page(
             let id = row[1].text();
             let mut entry: Value = serde_json::from_str(&row[2].text())
                 .map_err(|e| LogStoreError::Corrupt(format!("entry {id}: {e}")))?;
+            let before = Fact::of_entry(&entry);
             let outcome = recost_entry(&mut entry, prices);
             match outcome {
                 Outcome::Recosted => report.recosted += 1,
@@ -164,7 +166,7 @@ fn recost_page(
                 outcome,
                 Outcome::Recosted | Outcome::Unpriced { changed: true }
             ) {
-                changed.push((id, entry));
+                changed.push((id, before, entry));
             }
         }
         write_page(db, &changed)?;
@@ -172,13 +174,18 @@ fn recost_page(
     }
 }
 
-/// Writes a page's changed entries in one transaction.
-fn write_page(db: &mut dyn Db, entries: &[(String, Value)]) -> Result<(), LogStoreError> {
+/// Writes a page's changed entries in one transaction, and moves their cost
+/// in the analytics rollups from the old figures to the new.
+fn write_page(db: &mut dyn Db, entries: &[(String, Fact, Value)]) -> Result<(), LogStoreError> {
     if entries.is_empty() {
         return Ok(());
     }
     super::db::transaction(db, |db| {
-        for (id, entry) in entries {
+        let before: Vec<Fact> = entries.iter().map(|(_, f, _)| f.clone()).collect();
+        let after: Vec<Fact> = entries.iter().map(|(_, _, e)| Fact::of_entry(e)).collect();
+        rollup::apply(db, &before, -1, false)?;
+        rollup::apply(db, &after, 1, false)?;
+        for (id, _, entry) in entries {
             let cost = match entry.get("cost").and_then(Value::as_f64) {
                 Some(c) => Arg::Float(c),
                 None => Arg::Null,

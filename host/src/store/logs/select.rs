@@ -96,7 +96,7 @@ fn like(v: &Arg) -> Arg {
         Arg::Text(t) => t.clone(),
         Arg::Int(i) => i.to_string(),
         Arg::Float(f) => f.to_string(),
-        Arg::Null => String::new(),
+        Arg::Blob(_) | Arg::Null => String::new(),
     };
     // `\` escapes the pattern characters, so a searched `%` or `_` is literal.
     let escaped = text
