@@ -115,10 +115,15 @@ async fn gateways_are_managed_through_the_toml_and_applied_live() {
         &gw,
         Method::PUT,
         "/gateways/tutorial",
-        json!({"log_management": 10}),
+        json!({"logpush": true}),
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.text().contains("logpush: not supported by aigw"),
+        "{}",
+        r.text()
+    );
 
     // Update: the cache is invalidated (cache_invalidate_on_update), the limit raised.
     let r = api(
@@ -366,4 +371,136 @@ async fn logs_are_listed_filtered_and_deleted_the_cloudflare_way() {
             .unwrap_or("")
             .starts_with("filters.key: 'colour'")
     );
+}
+
+/// Requests of `gateway` in the analytics (the rollups count every request, stored or not).
+async fn served(gw: &Gateway, gateway: &str, want: i64) -> i64 {
+    let mut n = -1;
+    for _ in 0..100 {
+        let r = crate::analytics::admin(
+            gw,
+            Method::GET,
+            &format!("/api/gateways/{gateway}/analytics"),
+            "",
+        )
+        .await
+        .json();
+        n = r["totals"]["requests"].as_i64().unwrap_or(-1);
+        if n == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    n
+}
+
+/// The prompts of the stored entries, oldest first.
+async fn stored_prompts(gw: &Gateway, gateway: &str) -> Vec<String> {
+    let page = api(
+        gw,
+        Method::GET,
+        &format!("/gateways/{gateway}/logs?order_by_direction=asc&per_page=50"),
+        Value::Null,
+    )
+    .await
+    .json();
+    let mut out = Vec::new();
+    for log in page["result"].as_array().cloned().unwrap_or_default() {
+        let id = log["id"].as_str().unwrap_or("").to_string();
+        let body = api(
+            gw,
+            Method::GET,
+            &format!("/gateways/{gateway}/logs/{id}/request"),
+            Value::Null,
+        )
+        .await
+        .json();
+        out.push(
+            body["messages"][0]["content"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string(),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_keeps_at_most_its_log_limit_the_cloudflare_way() {
+    let mock = Mock::start().await;
+    let gw = managed_gateway(&mock);
+    let r = api(
+        &gw,
+        Method::POST,
+        "/gateways",
+        json!({"id": "capped", "collect_logs": true, "log_management": 2,
+               "log_management_strategy": "STOP_INSERTING"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["result"]["log_management"], 2, "{v}");
+    assert_eq!(
+        v["result"]["log_management_strategy"], "STOP_INSERTING",
+        "{v}"
+    );
+    let file = std::fs::read_to_string(gw.config_file()).unwrap();
+    assert!(
+        file.contains(
+            "[gateways.capped.filters.logging]\nmax_entries = 2\nwhen_full = \"stop_inserting\""
+        ),
+        "{file}"
+    );
+    let url = gw.url("/v1/acct/capped/openai/chat/completions");
+    let mut sent = 0;
+    let mut ask = |prompt: String| {
+        sent += 1;
+        let url = url.clone();
+        async move {
+            let r = send(&url, &[], &chat(&prompt, false)).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        }
+    };
+    for n in 0..4 {
+        ask(format!("first {n}")).await;
+    }
+    // All four are counted; only the first two are kept.
+    assert_eq!(served(&gw, "capped", 4).await, 4);
+    assert_eq!(stored_prompts(&gw, "capped").await, ["first 0", "first 1"]);
+
+    // A larger limit that deletes the oldest: the newest three stay.
+    let r = api(
+        &gw,
+        Method::PUT,
+        "/gateways/capped",
+        json!({"log_management": 3, "log_management_strategy": "DELETE_OLDEST"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    for n in 0..2 {
+        ask(format!("then {n}")).await;
+    }
+    assert_eq!(served(&gw, "capped", 6).await, 6);
+    let mut kept = Vec::new();
+    for _ in 0..100 {
+        kept = stored_prompts(&gw, "capped").await;
+        if kept == ["first 1", "then 0", "then 1"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(kept, ["first 1", "then 0", "then 1"]);
+
+    // No limit: the keys leave the file.
+    let r = api(
+        &gw,
+        Method::PUT,
+        "/gateways/capped",
+        json!({"log_management": null}),
+    )
+    .await;
+    assert_eq!(r.json()["result"]["log_management"], Value::Null);
+    let file = std::fs::read_to_string(gw.config_file()).unwrap();
+    assert!(!file.contains("max_entries"), "{file}");
+    assert_eq!(sent, 6);
 }

@@ -38,6 +38,18 @@ pub struct Settings {
     pub retry_delay: Option<u64>,
     /// `constant`, `linear` or `exponential`.
     pub retry_backoff: Option<String>,
+    /// Most log entries the gateway keeps (`logging`'s `max_entries`); none: no limit.
+    pub log_management: Option<u64>,
+    /// `DELETE_OLDEST` or `STOP_INSERTING` (`logging`'s `when_full`), with a limit.
+    pub log_management_strategy: Option<String>,
+}
+
+/// Cloudflare's strategy name for `when_full`, and back.
+fn strategy_of(when_full: &str) -> &'static str {
+    match when_full {
+        "stop_inserting" => "STOP_INSERTING",
+        _ => "DELETE_OLDEST",
+    }
 }
 
 fn table_json(gw: &GatewayConfig, filter: &str) -> Option<Value> {
@@ -66,6 +78,11 @@ impl Settings {
         }
         if let Some(l) = table_json(gw, "logging") {
             s.collect_logs = l["collect_logs"].as_bool().unwrap_or(true);
+            s.log_management = l["max_entries"].as_u64();
+            if s.log_management.is_some() {
+                let when = l["when_full"].as_str().unwrap_or("delete_oldest");
+                s.log_management_strategy = Some(strategy_of(when).to_string());
+            }
         }
         if let Some(r) = table_json(gw, "rate-limit") {
             s.rate_limiting_interval = r["period_s"].as_u64();
@@ -168,7 +185,7 @@ pub fn apply(
     }
 
     let wanted = |filter: &str| match filter {
-        "logging" => new.collect_logs || old.collect_logs,
+        "logging" => new.collect_logs || old.collect_logs || new.log_management.is_some(),
         "rate-limit" => new.rate_limiting_limit.is_some(),
         "cache" => new.cache_ttl.is_some(),
         _ => new.retry_max_attempts.is_some(),
@@ -186,6 +203,28 @@ pub fn apply(
             }
         } else if let Some(t) = filter_table(gw, "logging", true) {
             t.insert("collect_logs", value(false));
+        }
+    }
+    if (new.log_management, &new.log_management_strategy)
+        != (old.log_management, &old.log_management_strategy)
+    {
+        match new.log_management {
+            Some(max) => {
+                if let Some(t) = filter_table(gw, "logging", true) {
+                    t.insert("max_entries", value(max as i64));
+                    let when = match new.log_management_strategy.as_deref() {
+                        Some("STOP_INSERTING") => "stop_inserting",
+                        _ => "delete_oldest",
+                    };
+                    t.insert("when_full", value(when));
+                }
+            }
+            None => {
+                if let Some(t) = filter_table(gw, "logging", false) {
+                    t.remove("max_entries");
+                    t.remove("when_full");
+                }
+            }
         }
     }
     if let Some(ttl) = new.cache_ttl

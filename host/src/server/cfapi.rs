@@ -259,9 +259,7 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
 }
 
 /// Fields Cloudflare has that aigw does not do: accepted only at their off value.
-const UNSUPPORTED: [&str; 16] = [
-    "log_management",
-    "log_management_strategy",
+const UNSUPPORTED: [&str; 14] = [
     "logpush",
     "logpush_public_key",
     "byok_only",
@@ -322,6 +320,15 @@ fn settings_from(
             "retry_backoff" => {
                 s.retry_backoff = text(k, v, &["constant", "linear", "exponential"])?
             }
+            "log_management" => {
+                s.log_management = uint(k, v)?;
+                if s.log_management == Some(0) {
+                    return Err(bad(k, "expected at least 1 entry, or null for no limit"));
+                }
+            }
+            "log_management_strategy" => {
+                s.log_management_strategy = text(k, v, &["DELETE_OLDEST", "STOP_INSERTING"])?
+            }
             f if UNSUPPORTED.contains(&f) => {
                 let off = matches!(v, Value::Null | Value::Bool(false))
                     || v.as_array().is_some_and(Vec::is_empty);
@@ -347,6 +354,11 @@ fn settings_from(
     if s.retry_max_attempts.is_none() {
         s.retry_delay = None;
         s.retry_backoff = None;
+    }
+    match (s.log_management, &s.log_management_strategy) {
+        (None, _) => s.log_management_strategy = None,
+        (Some(_), None) => s.log_management_strategy = Some("DELETE_OLDEST".into()),
+        _ => {}
     }
     Ok((s, invalidate))
 }
@@ -374,8 +386,8 @@ fn gateway_json(
         "retry_max_attempts": s.retry_max_attempts,
         "retry_delay": s.retry_delay,
         "retry_backoff": s.retry_backoff,
-        "log_management": null,
-        "log_management_strategy": null,
+        "log_management": s.log_management,
+        "log_management_strategy": s.log_management_strategy,
         "logpush": false,
         "pipeline": pipeline,
     })
@@ -1203,14 +1215,33 @@ mod tests {
         let e =
             settings_from(&body(json!({"colour": 1})), &Settings::default(), false).unwrap_err();
         assert_eq!(e.message, "colour: unknown field");
-        let e = settings_from(
+        let e = settings_from(&body(json!({"logpush": true})), &Settings::default(), false)
+            .unwrap_err();
+        assert!(
+            e.message.starts_with("logpush: not supported"),
+            "{}",
+            e.message
+        );
+        // A log limit defaults to deleting the oldest; its strategy goes with it.
+        let (s, _) = settings_from(
             &body(json!({"log_management": 1000})),
+            &Settings::default(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.log_management, Some(1000));
+        assert_eq!(s.log_management_strategy.as_deref(), Some("DELETE_OLDEST"));
+        let (s, _) = settings_from(&body(json!({"log_management": null})), &s, false).unwrap();
+        assert_eq!((s.log_management, s.log_management_strategy), (None, None));
+        let e = settings_from(
+            &body(json!({"log_management": 10, "log_management_strategy": "KEEP"})),
             &Settings::default(),
             false,
         )
         .unwrap_err();
         assert!(
-            e.message.starts_with("log_management: not supported"),
+            e.message
+                .starts_with("log_management_strategy: expected one of"),
             "{}",
             e.message
         );

@@ -286,6 +286,10 @@ async fn settings_page(
         .retry_backoff
         .clone()
         .unwrap_or_else(|| "exponential".into());
+    let strategy = s
+        .log_management_strategy
+        .clone()
+        .unwrap_or_else(|| "DELETE_OLDEST".into());
     let option = |value: &str, current: &str| {
         format!(
             "<option{}>{value}</option>",
@@ -345,7 +349,10 @@ async fn settings_page(
              <label>limit <input name=rate_limiting_limit value=\"{limit}\" size=6></label> \
              <label>per (s) <input name=rate_limiting_interval value=\"{interval}\" size=6></label> \
              <label>technique <select name=rate_limiting_technique>{fixed}{sliding}</select></label>\
-             <h2>Logs</h2><label><input type=checkbox name=collect_logs{logs_on}> collect logs</label>\
+             <h2>Logs</h2><label><input type=checkbox name=collect_logs{logs_on}> collect logs</label> \
+             <label><input type=checkbox name=log_limit{log_limit_on}> keep at most</label> \
+             <label><input name=log_management value=\"{log_max}\" size=9> entries</label> \
+             <label>when full <select name=log_management_strategy>{delete_oldest}{stop_inserting}</select></label>\
              <h2>Retries</h2><label><input type=checkbox name=retry{retry_on}> retry failed requests</label> \
              <label>attempts <input name=retry_max_attempts value=\"{attempts}\" size=3></label> \
              <label>delay (ms) <input name=retry_delay value=\"{delay}\" size=6></label> \
@@ -368,6 +375,10 @@ async fn settings_page(
             fixed = option("fixed", &technique),
             sliding = option("sliding", &technique),
             logs_on = checked(s.collect_logs),
+            log_limit_on = checked(s.log_management.is_some()),
+            log_max = num(s.log_management.or(Some(100_000))),
+            delete_oldest = option("DELETE_OLDEST", &strategy),
+            stop_inserting = option("STOP_INSERTING", &strategy),
             retry_on = checked(s.retry_max_attempts.is_some()),
             attempts = num(s.retry_max_attempts.or(Some(3))),
             delay = num(s.retry_delay.or(Some(500))),
@@ -400,6 +411,15 @@ async fn save_settings(
     };
     let mut body = Map::new();
     body.insert("collect_logs".into(), Value::Bool(on("collect_logs")));
+    if on("log_limit") {
+        body.insert("log_management".into(), number("log_management")?);
+        body.insert(
+            "log_management_strategy".into(),
+            Value::String(field(form, "log_management_strategy")),
+        );
+    } else {
+        body.insert("log_management".into(), Value::Null);
+    }
     body.insert(
         "cache_ttl".into(),
         if on("cache") {

@@ -23,6 +23,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+/// Hands the gateways' log limits (the `logging` tables) to the log store.
+fn set_log_limits(runtime: &Runtime, generation: &Generation) {
+    if let Some(logs) = &runtime.services.logs {
+        logs.set_gateway_limits(crate::store::logs::limits_of(&generation.config));
+    }
+}
+
 /// What every connection shares.
 pub struct App {
     env: Env,
@@ -38,6 +45,7 @@ impl App {
         generation: Generation,
         keys: Option<Arc<crate::control::ring::KeyRing>>,
     ) -> App {
+        set_log_limits(&runtime, &generation);
         App {
             env: Env {
                 runtime,
@@ -61,6 +69,7 @@ impl App {
 
     /// Makes `generation` the one new requests use.
     pub fn swap(&self, generation: Generation) {
+        set_log_limits(&self.env.runtime, &generation);
         self.generation.store(Arc::new(generation));
     }
 
@@ -81,6 +90,14 @@ impl App {
                 get(logs.map(|l| &l.dropped)),
             ),
             ("aigw_log_write_errors_total", get(logs.map(|l| &l.errors))),
+            (
+                "aigw_log_entries_not_stored_full_total",
+                get(logs.map(|l| &l.full)),
+            ),
+            (
+                "aigw_log_entries_evicted_total",
+                get(logs.map(|l| &l.evicted)),
+            ),
             ("aigw_kv_bytes", s.kv.bytes() as u64),
             ("aigw_kv_entries", s.kv.len() as u64),
             (

@@ -16,12 +16,14 @@ use std::thread::JoinHandle;
 
 pub mod db;
 mod error;
+mod limit;
 mod query;
 mod recost;
 mod rollup;
 pub mod select;
 use db::{Arg, Db};
 pub use error::{BackendError, LogStoreError};
+pub use limit::{GatewayLimits, GatewayLogLimit, WhenFull, limits_of};
 pub use query::LogQuery;
 pub use recost::RecostReport;
 
@@ -41,6 +43,10 @@ pub struct LogCounters {
     pub dropped: AtomicU64,
     /// Write failures.
     pub errors: AtomicU64,
+    /// Entries not stored because their gateway's log was full (`stop_inserting`).
+    pub full: AtomicU64,
+    /// Entries deleted to make room in a full gateway log (`delete_oldest`).
+    pub evicted: AtomicU64,
 }
 
 /// Where the entries live.
@@ -56,6 +62,8 @@ pub struct LogStore {
     backend: Backend,
     tx: Mutex<Option<SyncSender<Value>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Per-gateway limits, read by the writer.
+    limits: Arc<Mutex<GatewayLimits>>,
     /// Counters.
     pub counters: Arc<LogCounters>,
 }
@@ -99,16 +107,17 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: &[Value]) -> Result<(), LogStoreError> {
+    /// Stores the `admitted` entries of `batch` and counts all of them in the rollups.
+    fn write(&mut self, batch: &[Value], admitted: &[bool]) -> Result<(), LogStoreError> {
         match self {
-            Writer::Sqlite(c) => write_batch(c, batch),
-            Writer::Postgres(p) => match p.write_batch(batch) {
+            Writer::Sqlite(c) => write_batch(c, batch, admitted),
+            Writer::Postgres(p) => match p.write_batch(batch, admitted) {
                 Err(first) if first.retryable() => {
                     // Once more on a new connection: the server may have
                     // restarted since the last batch.
                     tracing::warn!(error = %first, "log store write failed; retrying on a new connection");
                     p.reset();
-                    p.write_batch(batch)
+                    p.write_batch(batch, admitted)
                 }
                 other => other,
             },
@@ -147,17 +156,27 @@ impl LogStore {
     ) -> Result<LogStore, LogStoreError> {
         let (tx, rx) = sync_channel(QUEUE);
         let counters = Arc::new(LogCounters::default());
+        let limits = Arc::new(Mutex::new(GatewayLimits::new()));
         let c = counters.clone();
+        let keeper = limit::Keeper::new(limits.clone());
         let writer = std::thread::Builder::new()
             .name("aigw-log-writer".into())
-            .spawn(move || write_loop(writer, rx, c, retention))
+            .spawn(move || write_loop(writer, rx, c, retention, keeper))
             .map_err(|e| LogStoreError::open("cannot start the log writer", e))?;
         Ok(LogStore {
             backend,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            limits,
             counters,
         })
+    }
+
+    /// Sets the per-gateway log limits (from the config; replaced on reload).
+    pub fn set_gateway_limits(&self, limits: GatewayLimits) {
+        if let Ok(mut l) = self.limits.lock() {
+            *l = limits;
+        }
     }
 
     /// Runs `f` on a reading connection.
@@ -304,6 +323,7 @@ fn write_loop(
     rx: Receiver<Value>,
     counters: Arc<LogCounters>,
     retention: Retention,
+    mut keeper: limit::Keeper,
 ) {
     let prunes = retention.max_entries.is_some() || retention.max_age_days.is_some();
     let mut since_prune = 0usize;
@@ -327,11 +347,29 @@ fn write_loop(
             }
         }
         backlog = batch.len() == BATCH;
-        match conn.write(&batch) {
+        // A full gateway log under `stop_inserting` stores nothing more; when its count
+        // cannot be read, the entries are stored (the write will tell what is wrong).
+        let admitted = keeper.admit(conn.db(), &batch).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "log limits: cannot count a gateway's entries");
+            keeper.forget();
+            vec![true; batch.len()]
+        });
+        match conn.write(&batch, &admitted) {
             Ok(()) => {
+                let stored = admitted.iter().filter(|a| **a).count() as u64;
+                counters.written.fetch_add(stored, Ordering::Relaxed);
                 counters
-                    .written
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    .full
+                    .fetch_add(batch.len() as u64 - stored, Ordering::Relaxed);
+                match keeper.trim(conn.db()) {
+                    Ok(n) => {
+                        counters.evicted.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        keeper.forget();
+                        tracing::warn!(error = %e, "log limits: cannot delete the oldest entries");
+                    }
+                }
                 since_prune += batch.len();
                 let due = since_prune >= 1000
                     || last_prune.elapsed() >= std::time::Duration::from_secs(30);
@@ -344,6 +382,7 @@ fn write_loop(
                 }
             }
             Err(e) => {
+                keeper.forget();
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, entries = batch.len(), "log store write failed");
             }
@@ -352,9 +391,13 @@ fn write_loop(
 }
 
 /// Writes a batch and its analytics rollups in one transaction.
-fn write_batch(conn: &mut Connection, batch: &[Value]) -> Result<(), LogStoreError> {
+fn write_batch(
+    conn: &mut Connection,
+    batch: &[Value],
+    admitted: &[bool],
+) -> Result<(), LogStoreError> {
     db::transaction(conn, |db| {
-        for e in batch {
+        for (e, _) in batch.iter().zip(admitted).filter(|(_, a)| **a) {
             db.exec(db::upsert_sql(db::Dialect::Sqlite), &db::columns(e))?;
         }
         let facts: Vec<_> = batch.iter().map(rollup::Fact::of_entry).collect();

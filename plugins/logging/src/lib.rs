@@ -54,6 +54,23 @@ struct RawConfig {
     /// Bytes kept of each body; the rest is marked truncated.
     #[serde(default = "default_max_payload_bytes")]
     max_payload_bytes: u64,
+    /// Most entries the gateway's log keeps (the host's log store enforces it;
+    /// Cloudflare's `log_management`).
+    #[serde(default)]
+    max_entries: Option<u64>,
+    /// What a full log does with a new entry (Cloudflare's `log_management_strategy`).
+    #[serde(default)]
+    when_full: Option<WhenFull>,
+}
+
+/// What a full log does with a new entry.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WhenFull {
+    /// The oldest entries make room.
+    DeleteOldest,
+    /// New entries are not stored.
+    StopInserting,
 }
 
 fn yes() -> bool {
@@ -108,6 +125,12 @@ impl Filter for Logging {
 
     fn configure(value: serde_json::Value) -> Result<Self, String> {
         let raw: RawConfig = config::parse(value)?;
+        if raw.max_entries == Some(0) {
+            return Err("max_entries: expected at least 1 (leave it out for no limit)".into());
+        }
+        if raw.when_full.is_some() && raw.max_entries.is_none() {
+            return Err("when_full: needs max_entries".into());
+        }
         Ok(Logging {
             collect: raw.collect_logs,
             payload: raw.collect_payload,

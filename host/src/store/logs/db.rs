@@ -372,10 +372,10 @@ impl Postgres {
         Ok(stmt)
     }
 
-    /// Writes a batch and its analytics rollups in one transaction.
-    pub fn write_batch(&mut self, batch: &[Value]) -> Result<(), LogStoreError> {
+    /// Writes the admitted entries of a batch, and the rollups of all, in one transaction.
+    pub fn write_batch(&mut self, batch: &[Value], admitted: &[bool]) -> Result<(), LogStoreError> {
         transaction(self, |db| {
-            for e in batch {
+            for (e, _) in batch.iter().zip(admitted).filter(|(_, a)| **a) {
                 db.exec(upsert_sql(Dialect::Postgres), &columns(e))?;
             }
             let facts: Vec<_> = batch.iter().map(super::rollup::Fact::of_entry).collect();

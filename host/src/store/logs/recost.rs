@@ -298,8 +298,9 @@ mod tests {
         // The cost column the analytics sum follows the entry.
         let report = store.analytics("g", 20, 100_000, 3_600_000, None).unwrap();
         let total = report["totals"]["cost"].as_f64().unwrap();
-        // Plus the custom 0.5 and the 1.0 of the entry without usage, left as they were.
-        assert!((total - (1200.0 * want + 1.5)).abs() < 1e-9, "{total}");
+        // Plus the custom 0.5 and the 1.0 of the entry without usage, left as they were,
+        // and (analytics count whole minutes) the 1.0 of the entry before the range.
+        assert!((total - (1200.0 * want + 2.5)).abs() < 1e-9, "{total}");
         assert_eq!(report["totals"]["unpriced"], 1);
 
         // A second run at the same prices changes nothing.

@@ -8,10 +8,11 @@
 //! DDSketch with 1% relative accuracy, which merges exactly across rows, so any
 //! set of rows answers p50/p95/p99 within 1%.
 //!
-//! A report splits its range into whole hours (hour rows), whole minutes
-//! (minute rows) and the partial minutes at its two ends (entries). Buckets are
-//! aligned to multiples of their size since the epoch, so every bucket
-//! boundary inside the range falls on a minute.
+//! A report counts whole minutes: its range is widened to the minutes it
+//! touches, then split into whole hours (hour rows) and minutes (minute rows).
+//! Buckets are aligned to multiples of their size since the epoch, so every
+//! bucket boundary falls on a minute. Only a report grouped by a metadata field
+//! (not rolled up) reads the entries.
 //!
 //! Rows are read and updated under a row lock (PostgreSQL `FOR UPDATE`, SQLite's
 //! single writer), in key order, so replicas sharing a database never lose an
@@ -523,17 +524,16 @@ fn push(v: &mut Vec<(i64, i64)>, lo: i64, hi: i64) {
 /// Which parts of `[from, to)` each source answers: (entries, minute rows, hour rows).
 type Plan = (Vec<(i64, i64)>, Vec<(i64, i64)>, Vec<(i64, i64)>);
 
-/// Splits `[from, to)` into entries for the partial minutes at its ends, hour
-/// rows for the whole hours inside a bucket, and minute rows for the rest.
-/// Without rollups (`use_rollups` false) the entries answer it all.
+/// Splits `[from, to)` (whole minutes) into hour rows for the whole hours inside
+/// a bucket and minute rows for the rest. Without rollups (`use_rollups` false,
+/// or buckets shorter than a minute) the entries answer it all.
 fn plan(from: i64, to: i64, bucket: i64, use_rollups: bool) -> Plan {
     let (mut raw, mut minutes, mut hours) = (Vec::new(), Vec::new(), Vec::new());
-    let (e0, e1) = (ceil_to(from, MINUTE), floor_to(to, MINUTE));
-    if !use_rollups || bucket % MINUTE != 0 || e0 >= e1 {
+    if !use_rollups || bucket % MINUTE != 0 {
         push(&mut raw, from, to);
         return (raw, minutes, hours);
     }
-    push(&mut raw, from, e0);
+    let (e0, e1) = (ceil_to(from, MINUTE), floor_to(to, MINUTE));
     let mut a = e0;
     while a < e1 {
         let b = (floor_to(a, bucket) + bucket).min(e1);
@@ -547,7 +547,6 @@ fn plan(from: i64, to: i64, bucket: i64, use_rollups: bool) -> Plan {
         }
         a = b;
     }
-    push(&mut raw, e1, to);
     (raw, minutes, hours)
 }
 
@@ -592,6 +591,14 @@ pub(super) fn report(
     group: Option<Group<'_>>,
 ) -> Result<Value, LogStoreError> {
     let bucket = bucket.max(1);
+    // Analytics count whole minutes, the rollups' resolution: a range is widened to
+    // the minutes it touches (the response says so in from_ms and to_ms), so a report
+    // never mixes rollups with entries (which retention and the logs API delete).
+    let (from, to) = if bucket % MINUTE == 0 {
+        (floor_to(from, MINUTE), ceil_to(to, MINUTE))
+    } else {
+        (from, to)
+    };
     let dialect = db.dialect();
     // A metadata field is not rolled up: its reports read the entries.
     let (raw, minutes, hours) = plan(from, to, bucket, !matches!(group, Some(Group::Meta(_))));
@@ -705,12 +712,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_range_splits_into_entries_minutes_and_hours() {
-        // 00:00:30 .. 03:10:20 with hourly buckets.
-        let from = 30_000;
-        let to = 3 * HOUR + 10 * MINUTE + 20_000;
+    fn a_range_splits_into_minutes_and_hours() {
+        // 00:01 .. 03:10 with hourly buckets.
+        let (from, to) = (MINUTE, 3 * HOUR + 10 * MINUTE);
         let (raw, minutes, hours) = plan(from, to, HOUR, true);
-        assert_eq!(raw, vec![(from, MINUTE), (3 * HOUR + 10 * MINUTE, to)]);
+        assert!(raw.is_empty());
         assert_eq!(
             minutes,
             vec![(MINUTE, HOUR), (3 * HOUR, 3 * HOUR + 10 * MINUTE)]
@@ -721,8 +727,8 @@ mod tests {
         assert_eq!(minutes, vec![(MINUTE, 3 * HOUR + 10 * MINUTE)]);
         assert!(hours.is_empty());
         assert_eq!(plan(from, to, HOUR, false).0, vec![(from, to)]);
-        // Less than a minute: entries.
-        assert_eq!(plan(10, 50, MINUTE, true).0, vec![(10, 50)]);
+        // Buckets shorter than a minute: entries.
+        assert_eq!(plan(10, 50, 1_000, true).0, vec![(10, 50)]);
         // Buckets of 90 minutes: whole hours only where a bucket holds them.
         let (_, minutes, hours) = plan(0, 3 * HOUR, 90 * MINUTE, true);
         assert_eq!(hours, vec![(0, HOUR), (2 * HOUR, 3 * HOUR)]);
@@ -829,6 +835,16 @@ mod tests {
         let r = store
             .analytics("g", from, to, bucket, Some("model"))
             .unwrap();
+        // Whole minutes, unless the buckets are shorter.
+        let (from, to) = if bucket % MINUTE == 0 {
+            (floor_to(from, MINUTE), ceil_to(to, MINUTE))
+        } else {
+            (from, to)
+        };
+        assert_eq!(
+            (r["from_ms"].as_i64(), r["to_ms"].as_i64()),
+            (Some(from), Some(to))
+        );
         let (total, buckets, durations) = exact(entries, from, to, bucket);
         let mut want = total.counters();
         want["errors_by_type"] = json!(total.outcomes);
