@@ -322,8 +322,13 @@ fn settings_from(
             }
             "log_management" => {
                 s.log_management = uint(k, v)?;
-                if s.log_management == Some(0) {
-                    return Err(bad(k, "expected at least 1 entry, or null for no limit"));
+                if s.log_management
+                    .is_some_and(|n| n == 0 || n > 1_000_000_000)
+                {
+                    return Err(bad(
+                        k,
+                        "expected 1 to 1000000000 entries, or null for no limit",
+                    ));
                 }
             }
             "log_management_strategy" => {

@@ -150,10 +150,14 @@ pub fn transaction<R>(
     };
     db.exec(begin, &[])?;
     match f(db) {
-        Ok(r) => {
-            db.exec("COMMIT", &[])?;
-            Ok(r)
-        }
+        Ok(r) => match db.exec("COMMIT", &[]) {
+            Ok(_) => Ok(r),
+            Err(e) => {
+                // Never leave the connection inside a failed transaction.
+                let _ = db.exec("ROLLBACK", &[]);
+                Err(e)
+            }
+        },
         Err(e) => {
             let _ = db.exec("ROLLBACK", &[]);
             Err(e)
@@ -294,8 +298,12 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE INDEX IF NOT EXISTS logs_created_at ON logs(created_at);
 CREATE INDEX IF NOT EXISTS logs_gateway_created ON logs(gateway, created_at);
+CREATE INDEX IF NOT EXISTS logs_seq ON logs(seq);
 INSERT INTO aigw_schema (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM aigw_schema);
 ";
+
+/// The advisory lock taken while the schema is applied.
+const SCHEMA_LOCK: i64 = 0x6169_6777;
 
 /// The schema version whose stores have analytics rollups.
 pub const ROLLUP_VERSION: i64 = 2;
@@ -317,8 +325,9 @@ impl Postgres {
             client: None,
             prepared: Default::default(),
         };
+        // One replica at a time: concurrent CREATE TABLE IF NOT EXISTS can collide.
         let schema = format!(
-            "{POSTGRES_SCHEMA}{}",
+            "SELECT pg_advisory_lock({SCHEMA_LOCK});{POSTGRES_SCHEMA}{}SELECT pg_advisory_unlock({SCHEMA_LOCK});",
             super::rollup::schema(Dialect::Postgres)
         );
         pg.client()?

@@ -6,8 +6,9 @@
 //!
 //! The writer keeps each limited gateway's entry count, read from the store and
 //! read again every half minute (entries deleted through the logs API, another
-//! replica's writes), so a gateway never holds more than its limit for longer
-//! than one batch.
+//! replica's writes). With one writer a gateway never holds more than its limit
+//! for longer than one batch; replicas sharing PostgreSQL see each other's
+//! entries at the next recount, so together they may overshoot for up to 30 s.
 
 use super::LogStoreError;
 use super::db::{Arg, Db};
@@ -152,8 +153,9 @@ impl Keeper {
     pub(super) fn trim(&mut self, db: &mut dyn Db) -> Result<u64, LogStoreError> {
         let limits = self.snapshot();
         let seq = db.dialect().seq();
+        // By id, the primary key of both dialects.
         let sql = format!(
-            "DELETE FROM logs WHERE {seq} IN (SELECT {seq} FROM logs WHERE gateway = ?1 \
+            "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE gateway = ?1 \
              ORDER BY created_at ASC, {seq} ASC LIMIT ?2)"
         );
         let mut deleted = 0;

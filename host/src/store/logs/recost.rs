@@ -147,7 +147,8 @@ fn recost_page(
         for row in &rows {
             report.scanned += 1;
             let id = row[1].text();
-            let mut entry: Value = serde_json::from_str(&row[2].text())
+            let original = row[2].text();
+            let mut entry: Value = serde_json::from_str(&original)
                 .map_err(|e| LogStoreError::Corrupt(format!("entry {id}: {e}")))?;
             let before = Fact::of_entry(&entry);
             let outcome = recost_entry(&mut entry, prices);
@@ -166,7 +167,12 @@ fn recost_page(
                 outcome,
                 Outcome::Recosted | Outcome::Unpriced { changed: true }
             ) {
-                changed.push((id, before, entry));
+                changed.push(Changed {
+                    id,
+                    original,
+                    before,
+                    entry,
+                });
             }
         }
         write_page(db, &changed)?;
@@ -174,18 +180,41 @@ fn recost_page(
     }
 }
 
+/// An entry a recost changes: as read, and as it becomes.
+struct Changed {
+    id: String,
+    /// The stored text it was computed from.
+    original: String,
+    before: Fact,
+    entry: Value,
+}
+
 /// Writes a page's changed entries in one transaction, and moves their cost
-/// in the analytics rollups from the old figures to the new.
-fn write_page(db: &mut dyn Db, entries: &[(String, Fact, Value)]) -> Result<(), LogStoreError> {
+/// in the analytics rollups from the old figures to the new. An entry changed
+/// since it was read (another recost at the same time) is left to that one, so
+/// its cost moves once.
+fn write_page(db: &mut dyn Db, entries: &[Changed]) -> Result<(), LogStoreError> {
     if entries.is_empty() {
         return Ok(());
     }
+    let lock = match db.dialect() {
+        super::db::Dialect::Sqlite => "",
+        super::db::Dialect::Postgres => " FOR UPDATE",
+    };
+    let reread = format!("SELECT entry FROM logs WHERE id = ?1{lock}");
     super::db::transaction(db, |db| {
-        let before: Vec<Fact> = entries.iter().map(|(_, f, _)| f.clone()).collect();
-        let after: Vec<Fact> = entries.iter().map(|(_, _, e)| Fact::of_entry(e)).collect();
+        let mut still = Vec::with_capacity(entries.len());
+        for c in entries {
+            let rows = db.rows(&reread, &[Arg::Text(c.id.clone())])?;
+            if rows.first().is_some_and(|r| r[0].text() == c.original) {
+                still.push(c);
+            }
+        }
+        let before: Vec<Fact> = still.iter().map(|c| c.before.clone()).collect();
+        let after: Vec<Fact> = still.iter().map(|c| Fact::of_entry(&c.entry)).collect();
         rollup::apply(db, &before, -1, false)?;
         rollup::apply(db, &after, 1, false)?;
-        for (id, _, entry) in entries {
+        for Changed { id, entry, .. } in still {
             let cost = match entry.get("cost").and_then(Value::as_f64) {
                 Some(c) => Arg::Float(c),
                 None => Arg::Null,

@@ -95,7 +95,7 @@ impl Fact {
         let i = |k: &str| e.get(k).and_then(Value::as_i64);
         let b = |k: &str| e.get(k).and_then(Value::as_bool);
         Fact {
-            at: i("created_at").unwrap_or(0),
+            at: clamp_time(i("created_at").unwrap_or(0)),
             gateway: s("gateway").unwrap_or_default(),
             dims: Dims {
                 provider: s("provider").unwrap_or_default(),
@@ -132,7 +132,7 @@ impl Fact {
         let opt_int = |c: &Cell| (!matches!(c, Cell::Null)).then(|| c.int());
         let opt_text = |c: &Cell| (!matches!(c, Cell::Null)).then(|| c.text());
         Fact {
-            at: r[0].int(),
+            at: clamp_time(r[0].int()),
             gateway: r[1].text(),
             dims: Dims {
                 provider: r[2].text(),
@@ -326,12 +326,21 @@ impl Agg {
             serde_json::from_str(&r[o + 11].text()).map_err(|e| corrupt("outcomes", &e))?;
         let catalogs: BTreeMap<String, [f64; 2]> =
             serde_json::from_str(&r[o + 12].text()).map_err(|e| corrupt("catalogs", &e))?;
+        // A sketch that does not decode (written by another version of the sketch crate)
+        // costs the row its percentiles, never its counts or the entries being written.
         let sketch = match (&r[o + 13], latency) {
-            (Cell::Blob(b), true) => Some(
-                bincode::serde::decode_from_slice::<DDSketch, _>(b, bincode::config::standard())
-                    .map_err(|e| corrupt("latency", &e))?
-                    .0,
-            ),
+            (Cell::Blob(b), true) => {
+                match bincode::serde::decode_from_slice::<DDSketch, _>(
+                    b,
+                    bincode::config::standard(),
+                ) {
+                    Ok((s, _)) => Some(s),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "analytics rollup: latency sketch unreadable; starting a new one");
+                        None
+                    }
+                }
+            }
             _ => None,
         };
         Ok(Agg {
@@ -385,6 +394,20 @@ pub(super) fn apply(
         Dialect::Sqlite => "",
         Dialect::Postgres => " FOR UPDATE",
     };
+    // Replicas (and a recost) update a gateway's rows one at a time: with the gateway's
+    // advisory lock taken first, in name order, row locks can never wait in a cycle.
+    // (SQLite has one writer: `BEGIN IMMEDIATE`.)
+    if db.dialect() == Dialect::Postgres {
+        let gateways: std::collections::BTreeSet<&str> =
+            rows.keys().map(|(g, ..)| g.as_str()).collect();
+        for g in gateways {
+            // exec: the lock function returns void, which no cell reads.
+            db.exec(
+                "SELECT pg_advisory_xact_lock(hashtext(?1))",
+                &[Arg::Text(format!("aigw-rollups:{g}"))],
+            )?;
+        }
+    }
     let select = format!(
         "SELECT {COLUMNS} FROM log_rollups WHERE gateway = ?1 AND span_ms = ?2 AND start_ms = ?3 \
          AND provider = ?4 AND model = ?5 AND key_id = ?6 AND team = ?7{lock}"
@@ -482,17 +505,20 @@ const PAGE: i64 = 5_000;
 /// caller's transaction, which also records that it ran.
 pub(super) fn backfill(db: &mut dyn Db) -> Result<u64, LogStoreError> {
     let seq = db.dialect().seq();
-    let sql = format!(
-        "SELECT {}, {seq} FROM logs WHERE {seq} > ?1 ORDER BY {seq} LIMIT {PAGE}",
-        Fact::select(db.dialect(), "NULL")
-    );
+    // From the entries themselves, read as the writer reads them (`Fact::of_entry`), so a
+    // later recost moves cost between the same rows.
+    let sql = format!("SELECT entry, {seq} FROM logs WHERE {seq} > ?1 ORDER BY {seq} LIMIT {PAGE}");
     let mut after = i64::MIN;
     let mut counted = 0u64;
     loop {
         let rows = db.rows(&sql, &[Arg::Int(after)])?;
         let Some(last) = rows.last() else { break };
-        after = last[16].int();
-        let facts: Vec<Fact> = rows.iter().map(|r| Fact::of_row(r)).collect();
+        after = last[1].int();
+        let facts: Vec<Fact> = rows
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Value>(&r[0].text()).ok())
+            .map(|e| Fact::of_entry(&e))
+            .collect();
         apply(db, &facts, 1, true)?;
         counted += facts.len() as u64;
         if (rows.len() as i64) < PAGE {
@@ -500,6 +526,13 @@ pub(super) fn backfill(db: &mut dyn Db) -> Result<u64, LogStoreError> {
         }
     }
     Ok(counted)
+}
+
+/// Times outside 1970 ..= 9999 are clamped into it, so the arithmetic below cannot overflow.
+const LAST_MS: i64 = 253_402_300_799_999;
+
+fn clamp_time(t: i64) -> i64 {
+    t.clamp(0, LAST_MS)
 }
 
 fn ceil_to(t: i64, span: i64) -> i64 {
@@ -590,7 +623,8 @@ pub(super) fn report(
     bucket: i64,
     group: Option<Group<'_>>,
 ) -> Result<Value, LogStoreError> {
-    let bucket = bucket.max(1);
+    let bucket = bucket.clamp(1, LAST_MS);
+    let (from, to) = (clamp_time(from), clamp_time(to));
     // Analytics count whole minutes, the rollups' resolution: a range is widened to
     // the minutes it touches (the response says so in from_ms and to_ms), so a report
     // never mixes rollups with entries (which retention and the logs API delete).
