@@ -70,6 +70,7 @@ pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, 
             }),
         spend: crate::store::spend::SpendLedger::new(redis.clone()),
         redis,
+        http: crate::http::upstream::client(),
     }))
 }
 

@@ -56,6 +56,7 @@ pub mod glob;
 pub mod glue;
 mod harness;
 pub mod host;
+pub mod http;
 pub mod testing;
 mod types;
 

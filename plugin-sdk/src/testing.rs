@@ -50,6 +50,10 @@ pub struct MockHost {
     pub next_reservation: u64,
     /// Prices by (provider, model): USD per million input and output tokens.
     pub prices: HashMap<(String, String), (f64, f64)>,
+    /// What [`crate::http::fetch`] answers, by exact URL (others fail).
+    pub http: HashMap<String, Result<crate::http::OutboundResponse, String>>,
+    /// Every request [`crate::http::fetch`] was given.
+    pub http_requests: Vec<crate::http::OutboundRequest>,
 }
 
 impl Default for MockHost {
@@ -69,6 +73,8 @@ impl Default for MockHost {
             reservations: HashMap::new(),
             next_reservation: 0,
             prices: HashMap::new(),
+            http: HashMap::new(),
+            http_requests: Vec::new(),
         }
     }
 }

@@ -22,6 +22,7 @@ mod filter_safety;
 mod hot_reload;
 mod keys;
 mod manage_api;
+mod outbound_http;
 mod providers;
 mod redaction;
 mod sdk_source;

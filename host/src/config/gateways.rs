@@ -4,9 +4,12 @@
 
 use super::raw::RawGateway;
 use super::{
-    ConfigError, FilterSettings, GatewayConfig, KeyMode, MAX_FILTER_MEMORY_MB, OnError, Source,
+    ConfigError, FilterSettings, GatewayConfig, HttpGrant, KeyMode, MAX_FILTER_MEMORY_MB, OnError,
+    Source,
 };
+use crate::http::secret::Secret;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Reads every `[gateways.NAME]`; the file must define at least one.
 pub(super) fn read_gateways(
@@ -92,7 +95,7 @@ fn read_pipeline(
         }
         let key = format!("gateways.{name}.filters.{fname}");
         let table = tables.get(fname).cloned().unwrap_or_default();
-        let settings = filter_settings(fname, table)
+        let settings = filter_settings(fname, table, &src.base)
             .map_err(|(k, r)| src.invalid(&format!("{key}.{k}"), r))?;
         filters.insert(fname.clone(), settings);
     }
@@ -112,7 +115,11 @@ fn valid_segment(s: &str) -> bool {
 const POLICY_FILTERS: [&str; 2] = ["key-policy", "spend-limit"];
 
 /// Splits the host's own keys off a filter table; the rest goes to `configure`.
-fn filter_settings(name: &str, mut table: toml::Table) -> Result<FilterSettings, (String, String)> {
+fn filter_settings(
+    name: &str,
+    mut table: toml::Table,
+    base: &Path,
+) -> Result<FilterSettings, (String, String)> {
     let policy = POLICY_FILTERS.contains(&name);
     let on_error = match table.remove("on_error") {
         None if policy => Some(OnError::Closed),
@@ -150,6 +157,8 @@ fn filter_settings(name: &str, mut table: toml::Table) -> Result<FilterSettings,
         MAX_FILTER_MEMORY_MB,
     )?;
     let circuit_open_ms = number("circuit_open_ms", 30_000, 3_600_000)?;
+    let http_timeout_ms = number("http_timeout_ms", 5_000, 60_000)?;
+    let http_max_response_bytes = number("http_max_response_bytes", 1 << 20, 64 << 20)?;
     let circuit_failures = match table.remove("circuit_failures") {
         None => 5,
         Some(toml::Value::Integer(n)) if (0..=10_000).contains(&n) => n as u32,
@@ -160,7 +169,32 @@ fn filter_settings(name: &str, mut table: toml::Table) -> Result<FilterSettings,
             ));
         }
     };
+    let origins = match table.remove("allow_http") {
+        None => Vec::new(),
+        Some(toml::Value::Array(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                toml::Value::String(s) => origin(s).map_err(|e| (format!("allow_http[{i}]"), e)),
+                other => Err((
+                    format!("allow_http[{i}]"),
+                    format!("expected an origin such as \"https://host:8443\", got {other}"),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err((
+                "allow_http".into(),
+                format!("expected a list of origins such as [\"https://host:8443\"], got {other}"),
+            ));
+        }
+    };
     let host_key_typos = host_key_typos(&table);
+    let mut secrets = Vec::new();
+    // The values of the table (the table itself is never a secret reference).
+    for (k, v) in table.iter_mut() {
+        resolve_secrets(v, k, base, &mut secrets)?;
+    }
     let config_json = serde_json::to_string(&table).map_err(|e| (String::new(), e.to_string()))?;
     Ok(FilterSettings {
         on_error,
@@ -170,11 +204,143 @@ fn filter_settings(name: &str, mut table: toml::Table) -> Result<FilterSettings,
         circuit_open_ms,
         config_json,
         host_key_typos,
+        http: HttpGrant {
+            origins,
+            timeout_ms: http_timeout_ms,
+            max_response_bytes: http_max_response_bytes,
+        },
+        secrets,
     })
 }
 
+/// An origin of `allow_http` as `scheme://host:port`: http or https, a host, no path.
+pub(crate) fn origin(text: &str) -> Result<String, String> {
+    let uri: hyper::Uri = text
+        .parse()
+        .map_err(|e| format!("'{text}' is not a URL ({e})"))?;
+    let Some(origin) = origin_of(&uri) else {
+        return Err(format!(
+            "'{text}': expected an http:// or https:// origin with a host"
+        ));
+    };
+    // `port_u16` reads an unparsable port as none (the default): refuse it instead.
+    if let Some(a) = uri.authority() {
+        let hostport = a.as_str().rsplit('@').next().unwrap_or("");
+        let port = match hostport.rsplit_once(']') {
+            Some((_, rest)) => rest.strip_prefix(':'),
+            None => hostport.rsplit_once(':').map(|(_, p)| p),
+        };
+        if port.is_some_and(|p| !p.is_empty()) && a.port_u16().is_none() {
+            return Err(format!(
+                "'{text}': the port is not a number from 0 to 65535"
+            ));
+        }
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "'{text}': an origin has no path or query (scheme, host and port only)"
+        ));
+    }
+    Ok(origin)
+}
+
+/// The origin of an absolute http or https URL, as `scheme://host:port` (lower-case, port
+/// explicit); none for anything else.
+pub fn origin_of(uri: &hyper::Uri) -> Option<String> {
+    let scheme = match uri.scheme_str()? {
+        "http" => "http",
+        "https" => "https",
+        _ => return None,
+    };
+    let host = uri.host().filter(|h| !h.is_empty())?;
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Some(format!("{scheme}://{}:{port}", host.to_ascii_lowercase()))
+}
+
+/// Replaces each `{ env = "NAME" }` or `{ file = "PATH" }` in a filter table by the secret it
+/// names, collecting the values (so they can be masked in the filter's errors).
+fn resolve_secrets(
+    v: &mut toml::Value,
+    at: &str,
+    base: &Path,
+    secrets: &mut Vec<Secret>,
+) -> Result<(), (String, String)> {
+    let path = |k: &str| {
+        if at.is_empty() {
+            k.to_string()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match v {
+        toml::Value::Table(t) if t.len() == 1 => {
+            let raw = match t.iter().next() {
+                Some((k, toml::Value::String(name))) if k == "env" => {
+                    Some(super::raw::RawSecret::Env { env: name.clone() })
+                }
+                Some((k, toml::Value::String(file))) if k == "file" => {
+                    // Beside the config: a table edited in the console cannot read any file.
+                    let p = Path::new(file);
+                    if p.is_absolute()
+                        || p.components()
+                            .any(|c| matches!(c, std::path::Component::ParentDir))
+                    {
+                        return Err((
+                            at.to_string(),
+                            format!(
+                                "secret file '{file}': use a path inside the config file's folder (no '..', not absolute)"
+                            ),
+                        ));
+                    }
+                    Some(super::raw::RawSecret::File { file: file.clone() })
+                }
+                _ => None,
+            };
+            match raw {
+                Some(raw) => {
+                    let secret =
+                        super::resolve_secret(&raw, base).map_err(|e| (at.to_string(), e))?;
+                    *v = toml::Value::String(secret.0.clone());
+                    secrets.push(secret);
+                }
+                None => {
+                    for (k, inner) in t.iter_mut() {
+                        resolve_secrets(inner, &path(k), base, secrets)?;
+                    }
+                }
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, inner) in t.iter_mut() {
+                resolve_secrets(inner, &path(k), base, secrets)?;
+            }
+        }
+        toml::Value::Array(list) => {
+            for (i, inner) in list.iter_mut().enumerate() {
+                resolve_secrets(inner, &format!("{at}[{i}]"), base, secrets)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// The host's keys in a filter table, each with what it sets (for the hint of a misspelt one).
-const HOST_KEYS: [(&str, &str); 5] = [
+const HOST_KEYS: [(&str, &str); 8] = [
+    (
+        "allow_http",
+        "the origins the filter may call over HTTP, such as [\"https://host:8443\"]",
+    ),
+    (
+        "http_timeout_ms",
+        "the longest wait for an outbound HTTP answer, in milliseconds",
+    ),
+    (
+        "http_max_response_bytes",
+        "the most bytes of an outbound HTTP answer read",
+    ),
     (
         "on_error",
         "what a failing call does: \"open\" skips the filter, \"closed\" refuses the request",

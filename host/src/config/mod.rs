@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use gateways::origin_of;
 pub use raw::RawConfig;
 
 /// A configuration problem, with the file and key it is about.
@@ -57,7 +58,7 @@ pub enum OnError {
     Closed,
 }
 
-fn resolve_secret(raw: &raw::RawSecret, base: &Path) -> Result<Secret, String> {
+pub(crate) fn resolve_secret(raw: &raw::RawSecret, base: &Path) -> Result<Secret, String> {
     let value = match raw {
         raw::RawSecret::Inline(v) => v.clone(),
         raw::RawSecret::Env { env } => {
@@ -102,6 +103,40 @@ pub struct FilterSettings {
     pub config_json: String,
     /// Keys of that rest that look like misspelt host keys, each with the host key meant.
     pub host_key_typos: Vec<String>,
+    /// The outbound HTTP the table grants (`allow_http` and its limits).
+    pub http: HttpGrant,
+    /// What the table's `{ env = "…" }` and `{ file = "…" }` values resolved to: handed to the
+    /// filter in its table, never shown, and masked in the filter's errors.
+    pub secrets: Vec<Secret>,
+}
+
+/// Outbound HTTP granted to a filter: `allow_http`, `http_timeout_ms`,
+/// `http_max_response_bytes` in its table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpGrant {
+    /// Origins it may call, as `scheme://host:port` (lower-case, port explicit).
+    pub origins: Vec<String>,
+    /// Longest wait for an answer, ms.
+    pub timeout_ms: u64,
+    /// Most bytes of an answer's body read.
+    pub max_response_bytes: u64,
+}
+
+/// `text` with every value of `secrets` masked as `***`, the longest first (so a secret that
+/// contains another is masked whole). Values shorter than 4 bytes are left: masking them
+/// would garble ordinary text.
+pub fn redact(secrets: &[Secret], text: &str) -> String {
+    let mut values: Vec<&str> = secrets
+        .iter()
+        .map(|s| s.0.as_str())
+        .filter(|v| v.len() >= 4)
+        .collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut out = text.to_string();
+    for v in values {
+        out = out.replace(v, "***");
+    }
+    out
 }
 
 /// `[gateways.NAME] keys`: whether a gateway's clients use virtual keys (`aigw-…`).

@@ -207,7 +207,7 @@ pub async fn build(
                 )
                 .await
             {
-                Ok(mut inst) => inst.configure(&settings.config_json).await,
+                Ok(mut inst) => inst.configure(settings).await,
                 Err(e) => Err(e),
             };
             let at = format!("{file}: gateways.{gw_name}.filters.{name}");

@@ -24,6 +24,8 @@ wasmtime::component::bindgen!({
         // With budgets in Redis these go over the network.
         "aigw:filter/spend.settle": async,
         "aigw:filter/spend.spent": async,
+        // Outbound HTTP waits on the network.
+        "aigw:filter/http-client.fetch": async,
     },
 });
 

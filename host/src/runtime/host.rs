@@ -38,8 +38,11 @@ pub struct Services {
     pub otlp: Option<crate::telemetry::otlp::OtlpExporter>,
     /// Dollar budgets (the `spend` import).
     pub spend: crate::store::spend::SpendLedger,
+    /// The connection pool of filters' outbound HTTP (the `http-client` import).
+    pub http: crate::http::upstream::UpstreamClient,
 }
 
+mod http;
 mod spend;
 
 /// Most metadata fields one request's filters may add.
@@ -277,6 +280,14 @@ pub struct HostState {
     pub panic_message: Option<String>,
     /// The `on_error` default the filter declared in `describe`.
     pub declared_on_error: Option<crate::config::OnError>,
+    /// The outbound HTTP its current table grants (none until configured).
+    pub http: Arc<crate::config::HttpGrant>,
+    /// The secrets of its current table, masked in what the filter says (errors, panics,
+    /// log lines).
+    pub secrets: Arc<Vec<crate::http::secret::Secret>>,
+    /// Milliseconds the current call has waited on outbound HTTP (bounded by the grant's
+    /// `http_timeout_ms` in all).
+    pub http_wait_ms: u64,
 }
 
 impl HostState {
@@ -301,6 +312,35 @@ impl HostState {
             cpu_used_ms: 0,
             panic_message: None,
             declared_on_error: None,
+            http: Arc::default(),
+            secrets: Arc::default(),
+            http_wait_ms: 0,
+        }
+    }
+
+    /// Before the host waits on the network for the filter: charges the CPU the call used
+    /// since the deadline's last check, so a wait can move the deadline but never erase
+    /// CPU already spent (a filter alternating short waits and busy work still ends).
+    pub(crate) fn begin_wait(&mut self) {
+        if let Some(base) = self.cpu_baseline
+            && let Ok(now) = cpu_time::ThreadTime::try_now()
+        {
+            let used = now.as_duration().saturating_sub(base).as_millis() as u64;
+            self.cpu_used_ms = self.cpu_used_ms.saturating_add(used);
+            self.cpu_baseline = Some(now.as_duration());
+        }
+    }
+
+    /// After such a wait: its length moves the call's deadline, and CPU is counted again
+    /// from here (the fiber may now run on another thread, with its own CPU clock).
+    pub(crate) fn end_wait(&mut self, started: std::time::Instant) {
+        self.host_wait_ms = self
+            .host_wait_ms
+            .saturating_add(started.elapsed().as_millis() as u64 + 1);
+        if self.cpu_baseline.is_some() {
+            self.cpu_baseline = cpu_time::ThreadTime::try_now()
+                .ok()
+                .map(|t| t.as_duration());
         }
     }
 
@@ -310,11 +350,10 @@ impl HostState {
         if !remote {
             return call.await;
         }
+        self.begin_wait();
         let started = std::time::Instant::now();
         let v = call.await;
-        self.host_wait_ms = self
-            .host_wait_ms
-            .saturating_add(started.elapsed().as_millis() as u64 + 1);
+        self.end_wait(started);
         v
     }
 
@@ -486,6 +525,7 @@ impl HostState {
 
 impl telemetry::Host for HostState {
     fn log(&mut self, level: telemetry::Level, message: String) {
+        let message = crate::config::redact(&self.secrets, &message);
         let filter = &*self.filter;
         // The request id also when request spans are off (the default level).
         let request_id = self.request_id();

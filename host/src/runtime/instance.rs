@@ -142,6 +142,11 @@ impl FilterInstance {
                 .map(|t| t.as_duration());
             let waited = std::mem::take(&mut state.host_wait_ms);
             if waited > 0 {
+                // The CPU used before each wait was charged when the wait began
+                // (`HostState::begin_wait`): waits extend wall time, never erase CPU.
+                if state.cpu_used_ms >= timeout_ms {
+                    return Err(Trap::Interrupt.into());
+                }
                 state.cpu_baseline = now;
                 return Ok(wasmtime::UpdateDeadline::Continue(
                     waited.div_ceil(tick) + 1,
@@ -195,14 +200,19 @@ impl FilterInstance {
         result: wasmtime::Result<R>,
     ) -> Result<R, FilterError> {
         let panicked = self.store.data_mut().panic_message.take();
+        let secrets = self.store.data().secrets.clone();
         result.map_err(|e| FilterError::Call {
             filter: self.name.to_string(),
             hook,
-            // The panic hook's message says more than the trap it ended in.
-            message: match panicked {
-                Some(m) => format!("{PANICKED}{m}"),
-                None => describe_error(&e),
-            },
+            // The panic hook's message says more than the trap it ended in; either may
+            // quote the table.
+            message: crate::config::redact(
+                &secrets,
+                &match panicked {
+                    Some(m) => format!("{PANICKED}{m}"),
+                    None => describe_error(&e),
+                },
+            ),
         })
     }
 
@@ -212,6 +222,7 @@ impl FilterInstance {
         state.host_wait_ms = 0;
         state.cpu_used_ms = 0;
         state.cpu_baseline = None;
+        state.http_wait_ms = 0;
         state.panic_message = None;
         self.store.set_epoch_deadline(self.ticks);
     }
@@ -240,18 +251,37 @@ impl FilterInstance {
 
     /// `configure`; a rejection is `FilterError::Configure`. Called once per
     /// request the instance serves: it resets the filter's state.
-    pub async fn configure(&mut self, config_json: &str) -> Result<(), FilterError> {
+    /// The table's grants (outbound HTTP) apply from here on; its secrets are masked in
+    /// the filter's answer.
+    pub async fn configure(
+        &mut self,
+        settings: &crate::config::FilterSettings,
+    ) -> Result<(), FilterError> {
         self.uses = self.uses.saturating_add(1);
+        if *self.store.data().http != settings.http {
+            self.store.data_mut().http = Arc::new(settings.http.clone());
+        }
+        if self.store.data().secrets.len() != settings.secrets.len()
+            || self
+                .store
+                .data()
+                .secrets
+                .iter()
+                .zip(&settings.secrets)
+                .any(|(a, b)| a.0 != b.0)
+        {
+            self.store.data_mut().secrets = Arc::new(settings.secrets.clone());
+        }
         self.arm();
         let r = self
             .bindings
             .aigw_filter_filter()
-            .call_configure(&mut self.store, config_json)
+            .call_configure(&mut self.store, &settings.config_json)
             .await;
         self.checked("configure", r)?
             .map_err(|message| FilterError::Configure {
                 filter: self.name.to_string(),
-                message,
+                message: crate::config::redact(&settings.secrets, &message),
             })
     }
 

@@ -197,10 +197,18 @@ impl Reloader {
                                 let health = stage.breaker.health();
                                 failing |=
                                     health.circuit != "closed" || health.failures_in_a_row > 0;
+                                let http = &stage.settings.http;
                                 stages.push(json!({
                                     "gateway": gw,
                                     "on_error": on_error_name(stage.on_error),
                                     "health": health,
+                                    // What its table grants; secrets only counted.
+                                    "capabilities": {
+                                        "allow_http": http.origins,
+                                        "http_timeout_ms": http.timeout_ms,
+                                        "http_max_response_bytes": http.max_response_bytes,
+                                        "secrets": stage.settings.secrets.len(),
+                                    },
                                 }));
                             }
                         }

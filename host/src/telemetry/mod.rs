@@ -32,6 +32,9 @@ pub struct Metrics {
     pub circuit_skipped: DashMap<String, AtomicU64>,
     /// Counters filters add through `telemetry.counter-add`, by (filter, name).
     pub filter_counters: DashMap<(String, String), AtomicU64>,
+    /// Outbound HTTP calls of filters, by (filter, outcome: ok, denied, timeout, too_large,
+    /// error).
+    pub filter_http: DashMap<(String, &'static str), AtomicU64>,
     /// Prompt tokens seen.
     pub tokens_in: AtomicU64,
     /// Completion tokens seen.
@@ -197,6 +200,14 @@ impl Metrics {
     /// A request skipped a filter whose circuit is open.
     pub fn count_circuit_skipped(&self, filter: &str) {
         bump(&self.circuit_skipped, filter);
+    }
+
+    /// Counts an outbound HTTP call of `filter`.
+    pub fn count_filter_http(&self, filter: &str, outcome: &'static str) {
+        self.filter_http
+            .entry((filter.to_string(), outcome))
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Adds to a filter's own counter.
@@ -388,6 +399,16 @@ impl Metrics {
                 "aigw_price_missing_total{{provider=\"{}\",model=\"{}\"}} {}",
                 label(provider),
                 label(model),
+                get(e.value())
+            );
+        }
+        let _ = writeln!(out, "# TYPE aigw_filter_http_requests_total counter");
+        for e in self.filter_http.iter() {
+            let (filter, outcome) = e.key();
+            let _ = writeln!(
+                out,
+                "aigw_filter_http_requests_total{{filter=\"{}\",outcome=\"{outcome}\"}} {}",
+                label(filter),
                 get(e.value())
             );
         }

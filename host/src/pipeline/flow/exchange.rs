@@ -156,9 +156,7 @@ impl Exchange {
                     match instance {
                         Ok(inst) => {
                             let mut inst = Box::new(inst);
-                            inst.configure(&stage.settings.config_json)
-                                .await
-                                .map(|_| inst)
+                            inst.configure(&stage.settings).await.map(|_| inst)
                         }
                         Err(e) => Err(e),
                     }
@@ -236,7 +234,7 @@ impl Exchange {
     ) {
         for (i, mut inst) in released {
             let stage = &gw.stages[i];
-            if inst.configure(&stage.settings.config_json).await.is_ok() {
+            if inst.configure(&stage.settings).await.is_ok() {
                 stage.pool.give(inst);
             }
         }

@@ -3,7 +3,8 @@
 //! `respond` (answer early), `set-header` (rewrite request and response
 //! headers), `trap` (panic), `loop` (never return), `memory-bomb` (allocate
 //! without end), `reject-config` (refuse its table), `count` (report how many
-//! requests this filter value saw).
+//! requests this filter value saw), `fetch` (POST a chat request to `url` through the
+//! host's outbound HTTP, with `token` as a bearer token, and answer with what came back).
 
 use aigw_plugin_sdk::{
     Decision, Filter, FilterInfo, HeaderEdits, Hooks, LocalResponse, Request, Response,
@@ -22,6 +23,9 @@ pub struct TestFilter {
     header: String,
     value: String,
     until_ms: u64,
+    /// `fetch` mode: where, and the bearer token (a secret in the table).
+    url: String,
+    token: String,
     /// Requests this filter value has seen (`count` mode): always 1 when
     /// every request starts from a freshly configured value.
     seen: u32,
@@ -45,6 +49,11 @@ impl Filter for TestFilter {
         if mode == "reject-config" {
             return Err("mode: reject-config always refuses its table".into());
         }
+        // Quotes its token, as a careless filter might: the host masks it.
+        if mode == "reject-token" {
+            let token = config.get("token").and_then(|v| v.as_str()).unwrap_or("");
+            return Err(format!("token: '{token}' is not accepted"));
+        }
         let text = |key: &str, default: &str| {
             config
                 .get(key)
@@ -57,6 +66,8 @@ impl Filter for TestFilter {
             header: text("header", "x-test-filter"),
             value: text("value", "seen"),
             until_ms: config.get("until_ms").and_then(|v| v.as_u64()).unwrap_or(0),
+            url: text("url", ""),
+            token: text("token", ""),
             seen: 0,
             mode,
         })
@@ -111,6 +122,23 @@ impl Filter for TestFilter {
                 body: vec![b'a'; 40 << 20],
             }),
             "sandbox" => Decision::Respond(LocalResponse::json(200, &sandbox_probe(&self.value))),
+            "fetch" => {
+                use aigw_plugin_sdk::http::{OutboundRequest, fetch};
+                let body = serde_json::json!({"model": "gpt-4o-mini",
+                    "messages": [{"role": "user", "content": "asked by a filter"}]});
+                let mut req = OutboundRequest::post_json(&self.url, &body);
+                if !self.token.is_empty() {
+                    req = req.header("authorization", &format!("Bearer {}", self.token));
+                }
+                match fetch(&req) {
+                    Ok(answer) => Decision::Respond(LocalResponse::json(
+                        200,
+                        &serde_json::json!({"status": answer.status,
+                            "answer": answer.json().unwrap_or(serde_json::Value::Null)}),
+                    )),
+                    Err(e) => Decision::Respond(LocalResponse::error(502, "fetch_failed", &e)),
+                }
+            }
             // Fails until a moment on the host clock, then works (circuit breaker tests).
             "trap-until" if aigw_plugin_sdk::host::now_ms() < self.until_ms => trap(),
             "loop" => spin(),
