@@ -178,3 +178,42 @@ async fn secrets_in_a_filter_table_are_masked_and_bad_grants_are_named() {
     );
     assert!(ok, "{text}");
 }
+
+/// A filter that alternates short outbound calls with bursts of CPU work still meets its
+/// `timeout_ms`: a wait moves the deadline but never erases the CPU used before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_on_outbound_http_do_not_erase_the_cpu_deadline() {
+    let mock = Mock::start().await;
+    let config = format!(
+        "{providers}\
+         [gateways.g]\npipeline = [\"probe\"]\n\
+         [gateways.g.filters.probe]\nmode = \"fetch-loop\"\nurl = \"http://{addr}/v1/models\"\n\
+         allow_http = [\"http://{addr}\"]\ntimeout_ms = 50\non_error = \"closed\"\n",
+        providers = mock.providers_toml(),
+        addr = mock.addr,
+    );
+    let dir = prepare(&config, &[("probe", &test_filter_wasm())]);
+    let gw = Gateway::start_in(dir);
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        send(
+            &gw.url("/v1/acct/g/openai/chat/completions"),
+            &[],
+            &chat("x", false),
+        ),
+    )
+    .await
+    .expect("the filter kept running past its deadline");
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text());
+    let msg = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(msg.contains("deadline exceeded"), "{msg}");
+    // It made calls before it was stopped.
+    assert!(
+        mock.requests().iter().any(|q| q["path"] == "/v1/models"),
+        "{:?}",
+        mock.requests()
+    );
+}

@@ -122,6 +122,19 @@ impl Filter for TestFilter {
                 body: vec![b'a'; 40 << 20],
             }),
             "sandbox" => Decision::Respond(LocalResponse::json(200, &sandbox_probe(&self.value))),
+            // Short host waits between bursts of work: the waits must not erase the CPU.
+            "fetch-loop" => loop {
+                let _ = aigw_plugin_sdk::http::fetch(&aigw_plugin_sdk::http::OutboundRequest::get(
+                    &self.url,
+                ));
+                let mut n: u64 = 0;
+                for _ in 0..2_000_000u32 {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+                if n == u64::MAX {
+                    return Decision::proceed();
+                }
+            },
             "fetch" => {
                 use aigw_plugin_sdk::http::{OutboundRequest, fetch};
                 let body = serde_json::json!({"model": "gpt-4o-mini",
