@@ -72,14 +72,9 @@ async fn a_filter_calls_only_the_origins_its_table_grants() {
     assert_eq!(mock.requests().len(), before);
 
     // Counted by outcome; /api/plugins shows the grants and only the number of secrets.
-    let metrics = send_req(request(
-        Method::GET,
-        &gw.admin_url("/metrics"),
-        &[("authorization", "Bearer adm1n")],
-        "",
-    ))
-    .await
-    .text();
+    let metrics = crate::analytics::admin(&gw, Method::GET, "/metrics", "")
+        .await
+        .text();
     assert!(
         metrics.contains("aigw_filter_http_requests_total{filter=\"probe\",outcome=\"ok\"} 1"),
         "{metrics}"
@@ -88,14 +83,9 @@ async fn a_filter_calls_only_the_origins_its_table_grants() {
         metrics.contains("aigw_filter_http_requests_total{filter=\"probe\",outcome=\"denied\"} 1"),
         "{metrics}"
     );
-    let plugins = send_req(request(
-        Method::GET,
-        &gw.admin_url("/api/plugins"),
-        &[("authorization", "Bearer adm1n")],
-        "",
-    ))
-    .await
-    .text();
+    let plugins = crate::analytics::admin(&gw, Method::GET, "/api/plugins", "")
+        .await
+        .text();
     assert!(!plugins.contains("s3cret-probe-token"), "{plugins}");
     let v: serde_json::Value = serde_json::from_str(&plugins).unwrap();
     let probe = v["plugins"]

@@ -204,12 +204,12 @@ fn filter_settings(
         circuit_open_ms,
         config_json,
         host_key_typos,
-        http: HttpGrant {
+        http: std::sync::Arc::new(HttpGrant {
             origins,
             timeout_ms: http_timeout_ms,
             max_response_bytes: http_max_response_bytes,
-        },
-        secrets,
+        }),
+        secrets: std::sync::Arc::new(secrets),
     })
 }
 

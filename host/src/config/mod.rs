@@ -24,6 +24,7 @@ use server::{read_admin, read_limits, read_on_missing_filter, read_retention};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use gateways::origin_of;
 pub use raw::RawConfig;
@@ -103,11 +104,12 @@ pub struct FilterSettings {
     pub config_json: String,
     /// Keys of that rest that look like misspelt host keys, each with the host key meant.
     pub host_key_typos: Vec<String>,
-    /// The outbound HTTP the table grants (`allow_http` and its limits).
-    pub http: HttpGrant,
+    /// The outbound HTTP the table grants (`allow_http` and its limits); shared with each
+    /// instance the stage configures.
+    pub http: Arc<HttpGrant>,
     /// What the table's `{ env = "…" }` and `{ file = "…" }` values resolved to: handed to the
     /// filter in its table, never shown, and masked in the filter's errors.
-    pub secrets: Vec<Secret>,
+    pub secrets: Arc<Vec<Secret>>,
 }
 
 /// Outbound HTTP granted to a filter: `allow_http`, `http_timeout_ms`,

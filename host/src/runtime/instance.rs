@@ -258,20 +258,9 @@ impl FilterInstance {
         settings: &crate::config::FilterSettings,
     ) -> Result<(), FilterError> {
         self.uses = self.uses.saturating_add(1);
-        if *self.store.data().http != settings.http {
-            self.store.data_mut().http = Arc::new(settings.http.clone());
-        }
-        if self.store.data().secrets.len() != settings.secrets.len()
-            || self
-                .store
-                .data()
-                .secrets
-                .iter()
-                .zip(&settings.secrets)
-                .any(|(a, b)| a.0 != b.0)
-        {
-            self.store.data_mut().secrets = Arc::new(settings.secrets.clone());
-        }
+        let state = self.store.data_mut();
+        state.http = settings.http.clone();
+        state.secrets = settings.secrets.clone();
         self.arm();
         let r = self
             .bindings

@@ -107,6 +107,15 @@ impl Dialect {
         }
     }
 
+    /// The suffix of a `SELECT` that locks the rows it reads until the transaction ends
+    /// (PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds the only write lock).
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// `sql` with `?N` placeholders in this dialect's form.
     pub fn placeholders(self, sql: &str) -> String {
         match self {

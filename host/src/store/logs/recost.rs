@@ -197,10 +197,7 @@ fn write_page(db: &mut dyn Db, entries: &[Changed]) -> Result<(), LogStoreError>
     if entries.is_empty() {
         return Ok(());
     }
-    let lock = match db.dialect() {
-        super::db::Dialect::Sqlite => "",
-        super::db::Dialect::Postgres => " FOR UPDATE",
-    };
+    let lock = db.dialect().for_update();
     let reread = format!("SELECT entry FROM logs WHERE id = ?1{lock}");
     super::db::transaction(db, |db| {
         let mut still = Vec::with_capacity(entries.len());

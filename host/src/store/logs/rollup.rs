@@ -390,10 +390,7 @@ pub(super) fn apply(
                 .add(f, sign, latency);
         }
     }
-    let lock = match db.dialect() {
-        Dialect::Sqlite => "",
-        Dialect::Postgres => " FOR UPDATE",
-    };
+    let lock = db.dialect().for_update();
     // Replicas (and a recost) update a gateway's rows one at a time: with the gateway's
     // advisory lock taken first, in name order, row locks can never wait in a cycle.
     // (SQLite has one writer: `BEGIN IMMEDIATE`.)
