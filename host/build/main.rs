@@ -23,6 +23,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("prompt-redaction", "aigw-filter-prompt-redaction"),
     ("key-policy", "aigw-filter-key-policy"),
     ("spend-limit", "aigw-filter-spend-limit"),
+    ("guardrails", "aigw-filter-guardrails"),
 ];
 
 /// Filters built only for the end-to-end tests.

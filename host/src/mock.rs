@@ -177,6 +177,9 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
     }
 
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if path.ends_with("/moderations") && parts.method == Method::POST {
+        return moderations(&request).await;
+    }
     if path.ends_with("/models") && parts.method == Method::GET {
         return json_response(
             StatusCode::OK,
@@ -189,14 +192,16 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
             json!({"error": {"message": format!("mock has no route for {} {path}", parts.method)}}),
         );
     }
-    let reply = header(&parts, "x-mock-reply")
-        .map(str::to_string)
-        .unwrap_or_else(|| default_reply(&request));
     let model = request
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("mock-model")
         .to_string();
+    let reply = match header(&parts, "x-mock-reply") {
+        Some(r) => r.to_string(),
+        None if model.contains("guard") => guard_verdict(&request).await,
+        None => default_reply(&request),
+    };
     let prompt_tokens = count_words(&request) + 3;
     let words: Vec<String> = reply.split_inclusive(' ').map(str::to_string).collect();
     let completion_tokens = words.len() as u64;
@@ -305,6 +310,104 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
                       "prompt_tokens_details": {"cached_tokens": cached}}
         }),
     )
+}
+
+/// The words of a classifier test: `mock-flag:NAME` flags category NAME (a moderation
+/// category or a Llama Guard code), `mock-delay-ms:N` makes the classifier answer N ms late.
+fn classifier_words(request: &Value) -> (Vec<String>, u64) {
+    let text = request.to_string();
+    let mut flags: Vec<String> = Vec::new();
+    let mut delay = 0;
+    for word in text.split(|c: char| c.is_whitespace() || c == '"' || c == ',' || c == '\\') {
+        if let Some(name) = word.strip_prefix("mock-flag:") {
+            let name = name.trim_end_matches(|c: char| !(c.is_alphanumeric() || c == '/' || c == '-'));
+            if !name.is_empty() && !flags.iter().any(|f| f == name) {
+                flags.push(name.to_string());
+            }
+        }
+        if let Some(ms) = word.strip_prefix("mock-delay-ms:") {
+            delay = ms
+                .trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .unwrap_or(0);
+        }
+    }
+    (flags, delay.min(60_000))
+}
+
+/// OpenAI's `/moderations` answer, in its full shape: every category, with scores and the
+/// input types each applied to. Categories named by `mock-flag:` words are flagged.
+async fn moderations(request: &Value) -> Response<GatewayBody> {
+    const CATEGORIES: [&str; 13] = [
+        "harassment",
+        "harassment/threatening",
+        "hate",
+        "hate/threatening",
+        "illicit",
+        "illicit/violent",
+        "self-harm",
+        "self-harm/intent",
+        "self-harm/instructions",
+        "sexual",
+        "sexual/minors",
+        "violence",
+        "violence/graphic",
+    ];
+    let (flags, delay) = classifier_words(request);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let inputs = match request.get("input") {
+        Some(Value::Array(items)) => items.len().max(1),
+        _ => 1,
+    };
+    let result = {
+        let flagged = |c: &str| flags.iter().any(|f| f == c);
+        let categories: serde_json::Map<String, Value> = CATEGORIES
+            .iter()
+            .map(|c| (c.to_string(), Value::Bool(flagged(c))))
+            .collect();
+        let scores: serde_json::Map<String, Value> = CATEGORIES
+            .iter()
+            .map(|c| (c.to_string(), json!(if flagged(c) { 0.97 } else { 0.0004 })))
+            .collect();
+        let applied: serde_json::Map<String, Value> = CATEGORIES
+            .iter()
+            .map(|c| (c.to_string(), json!(["text"])))
+            .collect();
+        json!({
+            "flagged": CATEGORIES.iter().any(|c| flagged(c)),
+            "categories": categories,
+            "category_scores": scores,
+            "category_applied_input_types": applied,
+        })
+    };
+    json_response(
+        StatusCode::OK,
+        json!({
+            "id": "modr-mock",
+            "model": request.get("model").and_then(Value::as_str).unwrap_or("omni-moderation-latest"),
+            "results": vec![result; inputs],
+        }),
+    )
+}
+
+/// A Llama-Guard-style verdict: `safe`, or `unsafe` and the `mock-flag:S…` codes.
+async fn guard_verdict(request: &Value) -> String {
+    let (flags, delay) = classifier_words(request);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let codes: Vec<&str> = flags
+        .iter()
+        .map(String::as_str)
+        .filter(|f| f.starts_with('S') && f[1..].parse::<u8>().is_ok())
+        .collect();
+    if codes.is_empty() {
+        "safe".into()
+    } else {
+        format!("unsafe\n{}", codes.join(","))
+    }
 }
 
 fn default_reply(request: &Value) -> String {

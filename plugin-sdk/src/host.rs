@@ -189,6 +189,39 @@ pub fn consumer() -> Option<Consumer> {
     imp::consumer()
 }
 
+/// Replaces the status of the answer going to the client, when its head is still held: from
+/// [`Filter::on_response_body`](crate::Filter::on_response_body) on a non-streamed answer the
+/// host reads whole before sending (up to 1 MiB, with a known length). `false` when the head
+/// is already on its way (event streams, large or unsized bodies): then only the body can
+/// change.
+///
+/// ```
+/// use aigw_plugin_sdk::{host, testing::MockHost};
+/// MockHost::reset();
+/// assert!(!host::set_response_status(424));
+/// MockHost::with(|m| m.head_held = true);
+/// assert!(host::set_response_status(424));
+/// assert_eq!(MockHost::with(|m| m.response_status), Some(424));
+/// ```
+pub fn set_response_status(status: u16) -> bool {
+    imp::set_response_status(status)
+}
+
+/// The `on_error` the filter's TOML table sets, `None` when it leaves it to the filter's
+/// declared default: for a filter that handles some failures itself (a service it calls is
+/// down) the way the host handles the others.
+///
+/// ```
+/// use aigw_plugin_sdk::{host, testing::MockHost, OnError};
+/// MockHost::reset();
+/// assert_eq!(host::on_error_setting(), None);
+/// MockHost::with(|m| m.on_error = Some(OnError::Open));
+/// assert_eq!(host::on_error_setting(), Some(OnError::Open));
+/// ```
+pub fn on_error_setting() -> Option<crate::OnError> {
+    imp::on_error_setting()
+}
+
 /// Reserves `usd` against `limit_usd` of `scope` in the current `period` (`day`, `month`,
 /// `total`): the reservation's id, or why it does not fit. When it would fit once running
 /// requests settle, the host waits for them up to `wait_ms`. Settle it with [`settle_spend`];
@@ -364,6 +397,16 @@ mod imp {
     pub fn price_bound(provider: &str, model: &str, input: u64, output: u64) -> Option<f64> {
         spend::price_bound(provider, model, input, output)
     }
+    pub fn set_response_status(status: u16) -> bool {
+        context::set_response_status(status)
+    }
+    pub fn on_error_setting() -> Option<crate::OnError> {
+        use crate::bindings::aigw::filter::manifest;
+        manifest::on_error_setting().map(|m| match m {
+            manifest::FailureMode::Open => crate::OnError::Open,
+            manifest::FailureMode::Closed => crate::OnError::Closed,
+        })
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -484,5 +527,18 @@ mod imp {
                 .get(&(provider.to_string(), model.to_string()))
                 .map(|(i, o)| (input as f64 * i + output as f64 * o) / 1e6)
         })
+    }
+    pub fn set_response_status(status: u16) -> bool {
+        with_mock(|m| {
+            if m.head_held && (100..=599).contains(&status) {
+                m.response_status = Some(status);
+                true
+            } else {
+                false
+            }
+        })
+    }
+    pub fn on_error_setting() -> Option<crate::OnError> {
+        with_mock(|m| m.on_error)
     }
 }

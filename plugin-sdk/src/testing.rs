@@ -54,6 +54,12 @@ pub struct MockHost {
     pub http: HashMap<String, Result<crate::http::OutboundResponse, String>>,
     /// Every request [`crate::http::fetch`] was given.
     pub http_requests: Vec<crate::http::OutboundRequest>,
+    /// Whether the answer's head is still held ([`crate::host::set_response_status`] works).
+    pub head_held: bool,
+    /// The status set with [`crate::host::set_response_status`].
+    pub response_status: Option<u16>,
+    /// What [`crate::host::on_error_setting`] returns.
+    pub on_error: Option<crate::OnError>,
 }
 
 impl Default for MockHost {
@@ -75,6 +81,9 @@ impl Default for MockHost {
             prices: HashMap::new(),
             http: HashMap::new(),
             http_requests: Vec::new(),
+            head_held: false,
+            response_status: None,
+            on_error: None,
         }
     }
 }

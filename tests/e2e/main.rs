@@ -17,6 +17,7 @@ mod console;
 mod core;
 mod custom_filters;
 mod faults;
+mod guardrails;
 mod filter_failures;
 mod filter_safety;
 mod hot_reload;

@@ -80,6 +80,11 @@ pub struct RequestContext {
     pub consumer: Option<Arc<ConsumerInfo>>,
     /// Spend reservations this request's filters took and have not settled.
     pub reservations: Vec<u64>,
+    /// The answer's head is held while the host reads a non-streamed body whole: a body
+    /// hook may still change its status.
+    pub head_held: bool,
+    /// The status a body hook set with `context.set-response-status`.
+    pub status_override: Option<u16>,
 }
 
 /// What a virtual key or its team allows, as filters see it.
@@ -212,6 +217,8 @@ impl RequestContext {
             accounting: None,
             consumer: None,
             reservations: Vec::new(),
+            head_held: false,
+            status_override: None,
         }))
     }
 
@@ -243,6 +250,14 @@ impl RequestContext {
     /// The spend reservations still open, taken from the context.
     pub fn take_reservations(ctx: &Mutex<Self>) -> Vec<u64> {
         std::mem::take(&mut lock(ctx).reservations)
+    }
+
+    /// Marks the answer's head as held (a body hook may change its status) or sent; when
+    /// released, the status a body hook set, if any.
+    pub fn hold_head(ctx: &Mutex<Self>, held: bool) -> Option<u16> {
+        let mut ctx = lock(ctx);
+        ctx.head_held = held;
+        if held { None } else { ctx.status_override.take() }
     }
 
     /// Records the finished request's accounting.
@@ -280,6 +295,8 @@ pub struct HostState {
     pub panic_message: Option<String>,
     /// The `on_error` default the filter declared in `describe`.
     pub declared_on_error: Option<crate::config::OnError>,
+    /// The `on_error` its current table sets, if any.
+    pub on_error_setting: Option<crate::config::OnError>,
     /// The outbound HTTP its current table grants (none until configured).
     pub http: Arc<crate::config::HttpGrant>,
     /// The secrets of its current table, masked in what the filter says (errors, panics,
@@ -312,6 +329,7 @@ impl HostState {
             cpu_used_ms: 0,
             panic_message: None,
             declared_on_error: None,
+            on_error_setting: None,
             http: Arc::default(),
             secrets: Arc::default(),
             http_wait_ms: 0,
@@ -577,6 +595,13 @@ impl manifest::Host for HostState {
             manifest::FailureMode::Closed => crate::config::OnError::Closed,
         });
     }
+
+    fn on_error_setting(&mut self) -> Option<manifest::FailureMode> {
+        self.on_error_setting.map(|m| match m {
+            crate::config::OnError::Open => manifest::FailureMode::Open,
+            crate::config::OnError::Closed => manifest::FailureMode::Closed,
+        })
+    }
 }
 
 impl log_store::Host for HostState {
@@ -657,6 +682,18 @@ impl context::Host for HostState {
         }
         ctx.route = Some(RouteChoice { provider, model });
         Ok(())
+    }
+
+    fn set_response_status(&mut self, status: u16) -> bool {
+        let Some(ctx) = &self.request else {
+            return false;
+        };
+        let mut ctx = lock(ctx);
+        if !ctx.head_held || !(100..=599).contains(&status) {
+            return false;
+        }
+        ctx.status_override = Some(status);
+        true
     }
 
     fn consumer(&mut self) -> Option<context::ConsumerInfo> {

@@ -261,6 +261,7 @@ impl FilterInstance {
         let state = self.store.data_mut();
         state.http = settings.http.clone();
         state.secrets = settings.secrets.clone();
+        state.on_error_setting = settings.on_error;
         self.arm();
         let r = self
             .bindings

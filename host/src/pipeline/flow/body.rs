@@ -219,10 +219,12 @@ impl BodyTask {
         eos: bool,
         out: &mut Vec<Bytes>,
     ) -> Result<(), (Bytes, String)> {
+        // Usage is read from what the provider sent, before filters rewrite or withhold it
+        // (a guardrail that ends an answer early still pays for what was generated).
+        self.usage.feed(&chunk);
         match self.through_filters(chunk, eos).await {
             Ok(data) if data.is_empty() => Ok(()),
             Ok(data) => {
-                self.usage.feed(&data);
                 self.response_bytes += data.len() as u64;
                 out.push(data);
                 Ok(())
@@ -270,6 +272,10 @@ impl BodyTask {
         eos: bool,
         tx: &mpsc::Sender<Result<Bytes, BodyError>>,
     ) -> bool {
+        // Usage is read from what the provider sent, before filters rewrite or withhold it.
+        if !chunk.is_empty() {
+            self.usage.feed(&chunk);
+        }
         let data = match self.through_filters(chunk, eos).await {
             Ok(d) => d,
             Err(e) => {
@@ -278,9 +284,6 @@ impl BodyTask {
                 return false;
             }
         };
-        if !data.is_empty() {
-            self.usage.feed(&data);
-        }
         let data = match &mut self.usage_filter {
             Some(f) => Bytes::from(f.push(&data, eos)),
             None => data,

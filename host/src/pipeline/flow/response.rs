@@ -11,6 +11,7 @@ use crate::providers::usage::UsageReader;
 use crate::runtime::bindings::types::{
     BodyMode, Hooks, LocalResponse, Outcome, ResponseDecision, ResponseHead,
 };
+use crate::runtime::host::RequestContext;
 use crate::runtime::instance::{Answer, Hook};
 use bytes::Bytes;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
@@ -245,7 +246,7 @@ pub(super) async fn finish(
             (BodySource::Upstream(_), None) => {}
         }
     }
-    let status = out.status;
+    let mut status = out.status;
     let usage_filter =
         (streamed && ex.strip_usage_chunk).then(crate::providers::usage::UsageChunkFilter::default);
     let mut task = BodyTask {
@@ -281,7 +282,16 @@ pub(super) async fn finish(
     let body = if inline {
         // Read in the handler: if the client leaves meanwhile, the handler
         // and the still armed exchange are dropped, which ends the request.
+        // The head waits for the body: a body hook may still change its status.
+        RequestContext::hold_head(&task.ex.context, true);
         let collected = task.collect(out.body).await;
+        if let Some(s) = RequestContext::hold_head(&task.ex.context, false)
+            .and_then(|s| StatusCode::from_u16(s).ok())
+        {
+            status = s;
+            task.status = s.as_u16();
+            task.ex.answer_status = task.status;
+        }
         task.ex.armed = false;
         let body = match collected {
             Ok(whole) => {
