@@ -320,7 +320,8 @@ fn classifier_words(request: &Value) -> (Vec<String>, u64) {
     let mut delay = 0;
     for word in text.split(|c: char| c.is_whitespace() || c == '"' || c == ',' || c == '\\') {
         if let Some(name) = word.strip_prefix("mock-flag:") {
-            let name = name.trim_end_matches(|c: char| !(c.is_alphanumeric() || c == '/' || c == '-'));
+            let name =
+                name.trim_end_matches(|c: char| !(c.is_alphanumeric() || c == '/' || c == '-'));
             if !name.is_empty() && !flags.iter().any(|f| f == name) {
                 flags.push(name.to_string());
             }

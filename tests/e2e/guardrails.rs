@@ -41,7 +41,9 @@ fn paths(mock: &Mock) -> Vec<String> {
         .collect()
 }
 
-async fn logs(gw: &Gateway, gateway: &str, query: &str) -> Vec<Value> {
+/// Gateway `gateway`'s log entries matching `query`, once there are `n` (the writer is
+/// asynchronous), or what there is after two seconds.
+async fn logs(gw: &Gateway, gateway: &str, query: &str, n: usize) -> Vec<Value> {
     let mut found = Vec::new();
     for _ in 0..40 {
         found = admin(
@@ -55,7 +57,7 @@ async fn logs(gw: &Gateway, gateway: &str, query: &str) -> Vec<Value> {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        if !found.is_empty() {
+        if found.len() >= n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -70,7 +72,12 @@ async fn prompts_are_flagged_or_blocked_before_any_provider_is_called() {
     let url = gw.url("/v1/acct/closed/openai/chat/completions");
 
     // Flagged (harassment = "flag"): answered, with the flag in a header and the log.
-    let r = send(&url, &[], &chat("you are a mock-flag:harassment idiot", false)).await;
+    let r = send(
+        &url,
+        &[],
+        &chat("you are a mock-flag:harassment idiot", false),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let flags: Value = serde_json::from_str(r.header("aigw-guardrails").unwrap()).unwrap();
     assert_eq!(flags["prompt"][0], "harassment");
@@ -80,15 +87,29 @@ async fn prompts_are_flagged_or_blocked_before_any_provider_is_called() {
         paths(&mock),
         ["/v1/moderations", "/v1/chat/completions", "/v1/moderations"]
     );
-    assert_eq!(seen[0]["headers"]["authorization"], "Bearer sk-moderation-test");
-    assert!(body_of(&seen[0])["input"].as_str().unwrap().contains("mock-flag:harassment"));
+    assert_eq!(
+        seen[0]["headers"]["authorization"],
+        "Bearer sk-moderation-test"
+    );
+    assert!(
+        body_of(&seen[0])["input"]
+            .as_str()
+            .unwrap()
+            .contains("mock-flag:harassment")
+    );
 
     // Blocked (violence, default block): 424 with code 2016, the provider never called.
     let r = send(&url, &[], &chat("mock-flag:violence now", false)).await;
     assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text());
     let v = r.json();
     assert_eq!(v["error"]["code"], 2016, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("Prompt blocked"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Prompt blocked"),
+        "{v}"
+    );
     assert_eq!(paths(&mock).len(), 4, "{:?}", paths(&mock));
     assert_eq!(paths(&mock)[3], "/v1/moderations");
 
@@ -102,11 +123,19 @@ async fn prompts_are_flagged_or_blocked_before_any_provider_is_called() {
     assert_eq!(paths(&mock).len(), 5, "{:?}", paths(&mock));
 
     // The logs API filters on the results.
-    let blocked = logs(&gw, "closed", "&meta.guardrails_prompt_action=block").await;
+    let blocked = logs(&gw, "closed", "&meta.guardrails_prompt_action=block", 2).await;
     assert_eq!(blocked.len(), 2, "{blocked:?}");
-    assert_eq!(blocked[0]["metadata"]["guardrails_prompt_categories"], "violence");
-    assert_eq!(blocked[0]["status_code"].as_u64().or(blocked[0]["status"].as_u64()), Some(424));
-    let flagged = logs(&gw, "closed", "&meta.guardrails_prompt_action=flag").await;
+    assert_eq!(
+        blocked[0]["metadata"]["guardrails_prompt_categories"],
+        "violence"
+    );
+    assert_eq!(
+        blocked[0]["status_code"]
+            .as_u64()
+            .or(blocked[0]["status"].as_u64()),
+        Some(424)
+    );
+    let flagged = logs(&gw, "closed", "&meta.guardrails_prompt_action=flag", 1).await;
     assert_eq!(flagged.len(), 1, "{flagged:?}");
 
     // The key never shows in the gateway's logs.
@@ -124,7 +153,12 @@ async fn answers_are_cut_at_the_window_that_blocks() {
     let mut words: Vec<String> = (0..80).map(|i| format!("word{i:02}")).collect();
     words[60] = "mock-flag:violence".into();
     let reply = words.join(" ");
-    let s = stream(&url, &[("x-mock-reply", &reply)], &chat("tell me a story", true)).await;
+    let s = stream(
+        &url,
+        &[("x-mock-reply", &reply)],
+        &chat("tell me a story", true),
+    )
+    .await;
     assert_eq!(s.status, StatusCode::OK);
     let text = s.text();
     let delivered = s.delta_text();
@@ -132,7 +166,11 @@ async fn answers_are_cut_at_the_window_that_blocks() {
     assert!(!delivered.contains("mock-flag"), "{text}");
     assert!(!delivered.contains("word70"), "{text}");
     // At most one window (plus the word that crossed it) was held back when it blocked.
-    assert!(delivered.len() >= 300, "{} chars delivered: {text}", delivered.len());
+    assert!(
+        delivered.len() >= 300,
+        "{} chars delivered: {text}",
+        delivered.len()
+    );
     let error = sse_data(&text)
         .iter()
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
@@ -142,14 +180,26 @@ async fn answers_are_cut_at_the_window_that_blocks() {
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
 
     // A whole (non-streamed) answer that blocks becomes a 424 with code 2017.
-    let r = send(&url, &[("x-mock-reply", "this is mock-flag:violence")], &chat("hi", false)).await;
+    let r = send(
+        &url,
+        &[("x-mock-reply", "this is mock-flag:violence")],
+        &chat("hi", false),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], 2017);
 
-    let cut = logs(&gw, "closed", "&meta.guardrails_response_action=block").await;
+    let cut = logs(&gw, "closed", "&meta.guardrails_response_action=block", 2).await;
     assert_eq!(cut.len(), 2, "{cut:?}");
-    let streamed = cut.iter().find(|e| e["metadata"]["guardrails_response_at"].is_string()).unwrap();
-    let at: usize = streamed["metadata"]["guardrails_response_at"].as_str().unwrap().parse().unwrap();
+    let streamed = cut
+        .iter()
+        .find(|e| e["metadata"]["guardrails_response_at"].is_string())
+        .unwrap();
+    let at: usize = streamed["metadata"]["guardrails_response_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((300..=420).contains(&at), "cut at {at}");
 }
 
@@ -159,17 +209,26 @@ async fn a_slow_classifier_fails_closed_or_open() {
     let gw = guarded(&mock, "");
     let slow = chat("hello mock-delay-ms:1500", false);
     let started = Instant::now();
-    let r = send(&gw.url("/v1/acct/closed/openai/chat/completions"), &[], &slow).await;
+    let r = send(
+        &gw.url("/v1/acct/closed/openai/chat/completions"),
+        &[],
+        &slow,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     assert!(r.text().contains("guardrails"), "{}", r.text());
-    assert!(started.elapsed() < Duration::from_millis(1_400), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1_400),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(paths(&mock), ["/v1/moderations"]);
 
     let r = send(&gw.url("/v1/acct/open/openai/chat/completions"), &[], &slow).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     // The prompt's and the answer's (which echoes the prompt) classifications both timed out.
     assert_eq!(paths(&mock).len(), 4, "{:?}", paths(&mock));
-    let entries = logs(&gw, "open", "").await;
+    let entries = logs(&gw, "open", "", 1).await;
     for key in ["guardrails_prompt_error", "guardrails_response_error"] {
         assert!(
             entries[0]["metadata"][key]
@@ -199,7 +258,10 @@ async fn streaming_overhead_is_one_window() {
     );
     let gw = Gateway::start_in(dir);
     let reply: String = (0..120).map(|i| format!("word{i:03} ")).collect();
-    let headers = [("x-mock-reply", reply.as_str()), ("x-mock-chunk-delay-ms", "5")];
+    let headers = [
+        ("x-mock-reply", reply.as_str()),
+        ("x-mock-chunk-delay-ms", "5"),
+    ];
     let mut ttfb = Vec::new();
     for gateway in ["plain", "local"] {
         let url = gw.url(&format!("/v1/acct/{gateway}/openai/chat/completions"));
@@ -213,10 +275,13 @@ async fn streaming_overhead_is_one_window() {
             .find(|(_, b)| String::from_utf8_lossy(b).contains("word000"))
             .map(|(t, _)| *t)
             .unwrap();
-        assert!(first < s.ended - Duration::from_millis(200), "buffered whole");
+        assert!(
+            first < s.ended - Duration::from_millis(200),
+            "buffered whole"
+        );
         ttfb.push(first - started);
     }
-    println!(
+    eprintln!(
         "time to first text: without guardrails {:?}, with a 200-character window {:?}",
         ttfb[0], ttfb[1]
     );

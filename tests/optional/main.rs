@@ -149,6 +149,10 @@ fn tests() -> Vec<Test> {
             Need::PythonSdks
         ),
         test!(
+            python_sdk::official_sdks_see_guardrails_flags_blocks_and_cut_streams,
+            Need::PythonSdks
+        ),
+        test!(
             node_sdk::vercel_ai_sdk_default_calls_work_and_are_billed_exactly,
             Need::NodeSdk
         ),

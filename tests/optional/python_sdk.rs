@@ -421,3 +421,92 @@ pub async fn cloudflare_sdk_manages_gateways_and_logs() {
         "deleted at the end: {file}"
     );
 }
+
+/// The guardrails filter as the official SDKs see it: a flagged prompt answers with its flags
+/// in a header, a blocked prompt raises the SDK's status error (424, code 2016), and a stream
+/// whose 5th window is unsafe raises mid-stream after the earlier windows arrived.
+pub async fn official_sdks_see_guardrails_flags_blocks_and_cut_streams() {
+    let python = python().expect("the runner checked for a Python with the SDKs");
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{providers}[gateways.gw]\npipeline = [\"logging\", \"guardrails\"]\n\
+         [gateways.gw.filters.guardrails]\nclassifier = \"openai-moderation\"\n\
+         endpoint = \"http://{addr}/v1/moderations\"\nallow_http = [\"http://{addr}\"]\n\
+         window_chars = 100\ncategories = {{ harassment = \"flag\" }}\n",
+        providers = mock.providers_toml(),
+        addr = mock.addr
+    );
+    let gw = Gateway::start(&cfg, &[]);
+    let base = gw.url("/v1/acct/gw");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/guardrails_sdk.py");
+    let out =
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        v["flagged_reply"]
+            .as_str()
+            .unwrap()
+            .contains("mock-flag:harassment"),
+        "{v}"
+    );
+    assert!(
+        v["flagged_header"].as_str().unwrap().contains("harassment"),
+        "{v}"
+    );
+    assert_eq!(v["blocked"]["status"], 424, "{v}");
+    // The SDK reads `code` as a string.
+    assert_eq!(v["blocked"]["code"], "2016", "{v}");
+    assert_eq!(v["stream_error"]["type"], "APIError", "{v}");
+    assert!(
+        v["stream_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Response blocked"),
+        "{v}"
+    );
+    let received = v["stream_received"].as_str().unwrap();
+    assert!(
+        received.starts_with("word00") && received.len() >= 300,
+        "{v}"
+    );
+    assert!(
+        !received.contains("mock-flag") && !received.contains("word70"),
+        "{v}"
+    );
+    assert_eq!(v["anthropic_blocked"]["status"], 424, "{v}");
+    assert!(
+        v["anthropic_stream_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Response blocked"),
+        "{v}"
+    );
+    let received = v["anthropic_stream_received"].as_str().unwrap();
+    assert!(
+        received.starts_with("word00") && !received.contains("mock-flag"),
+        "{v}"
+    );
+    // The chat provider never saw the blocked prompts.
+    let chats: Vec<String> = mock
+        .requests()
+        .iter()
+        .filter(|r| !r["path"].as_str().unwrap_or("").ends_with("/moderations"))
+        .map(|r| r["body"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(chats.len(), 3, "{chats:?}");
+    assert!(
+        chats.iter().all(|b| !b.contains("mock-flag:violence")),
+        "{chats:?}"
+    );
+    let mut gw = gw;
+    assert!(gw.stop());
+}

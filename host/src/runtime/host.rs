@@ -257,7 +257,11 @@ impl RequestContext {
     pub fn hold_head(ctx: &Mutex<Self>, held: bool) -> Option<u16> {
         let mut ctx = lock(ctx);
         ctx.head_held = held;
-        if held { None } else { ctx.status_override.take() }
+        if held {
+            None
+        } else {
+            ctx.status_override.take()
+        }
     }
 
     /// Records the finished request's accounting.

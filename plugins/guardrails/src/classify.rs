@@ -41,13 +41,16 @@ pub fn classify(
                     {"role": "assistant", "content": text},
                 ]),
             };
-            let body = json!({"model": model, "messages": messages, "temperature": 0, "max_tokens": 20});
+            let body =
+                json!({"model": model, "messages": messages, "temperature": 0, "max_tokens": 20});
             let answer = call(endpoint, api_key.as_deref(), &body)?;
             let content = answer
                 .pointer("/choices/0/message/content")
                 .and_then(Value::as_str)
                 .ok_or_else(|| {
-                    format!("llama-guard endpoint {endpoint}: answer has no choices[0].message.content")
+                    format!(
+                        "llama-guard endpoint {endpoint}: answer has no choices[0].message.content"
+                    )
                 })?;
             llama_guard_categories(content)
                 .map_err(|e| format!("llama-guard endpoint {endpoint}: {e}"))

@@ -187,7 +187,10 @@ pub const PROMPT_INJECTION: &str = "prompt_injection";
 
 fn url(key: &str, value: &str) -> Result<String, String> {
     let ok = (value.starts_with("https://") || value.starts_with("http://"))
-        && value.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
+        && value
+            .split("://")
+            .nth(1)
+            .is_some_and(|rest| !rest.is_empty());
     if ok {
         Ok(value.to_string())
     } else {
@@ -297,9 +300,9 @@ fn known_categories(c: &Classifier) -> Vec<String> {
 /// The name a classifier reports for `name` (Llama Guard: the code, also from its name).
 fn canonical_category(c: &Classifier, name: &str) -> Option<String> {
     match c {
-        Classifier::OpenAiModeration { .. } => OPENAI_CATEGORIES
-            .contains(&name)
-            .then(|| name.to_string()),
+        Classifier::OpenAiModeration { .. } => {
+            OPENAI_CATEGORIES.contains(&name).then(|| name.to_string())
+        }
         Classifier::LlamaGuard { .. } => LLAMA_GUARD
             .iter()
             .find(|(code, long)| code.eq_ignore_ascii_case(name) || *long == name)

@@ -262,7 +262,10 @@ impl Filter for Guardrails {
     fn on_response_headers(&mut self, resp: &Response) -> ResponseDecision {
         let mut edits = HeaderEdits::default();
         if !self.prompt_flags.is_empty() {
-            edits = edits.set(FLAGS_HEADER, &json!({"prompt": self.prompt_flags}).to_string());
+            edits = edits.set(
+                FLAGS_HEADER,
+                &json!({"prompt": self.prompt_flags}).to_string(),
+            );
         }
         let content_type = resp
             .headers
@@ -334,7 +337,9 @@ impl Filter for Guardrails {
                 let out = scanner.push(chunk, end_of_stream, window, &mut |text, at| {
                     let (message, code) = match self.judge(text, Direction::Response) {
                         Outcome::Pass | Outcome::Flagged(_) => return Verdict::Pass,
-                        Outcome::Blocked(c) => (Self::blocked_message(Direction::Response, &c), "blocked"),
+                        Outcome::Blocked(c) => {
+                            (Self::blocked_message(Direction::Response, &c), "blocked")
+                        }
                         Outcome::Refused(e) => (Self::unavailable_message(&e), "refused"),
                     };
                     annotate("guardrails_response_at", &at.to_string());

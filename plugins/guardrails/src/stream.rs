@@ -195,8 +195,7 @@ fn protocol_of(event: &Value) -> Option<Protocol> {
     let kind = event.get("type")?.as_str()?;
     if kind.starts_with("response.") {
         Some(Protocol::Responses)
-    } else if kind.starts_with("message_") || kind.starts_with("content_block") || kind == "ping"
-    {
+    } else if kind.starts_with("message_") || kind.starts_with("content_block") || kind == "ping" {
         Some(Protocol::Anthropic)
     } else {
         None
@@ -271,7 +270,12 @@ pub fn answer_text(answer: &Value) -> String {
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-                .flat_map(|item| item.get("content").and_then(Value::as_array).into_iter().flatten()),
+                .flat_map(|item| {
+                    item.get("content")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                }),
         );
     for b in blocks {
         if let Some(s) = b.get("text").and_then(Value::as_str) {
