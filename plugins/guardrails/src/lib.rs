@@ -276,9 +276,9 @@ impl Filter for Guardrails {
             .headers
             .get("content-encoding")
             .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
-        // A retried attempt starts over.
-        self.reading = if resp.local
-            || !(200..300).contains(&resp.status)
+        // A retried attempt starts over. Local answers are read too: a cache hit is an
+        // answer like any other.
+        self.reading = if !(200..300).contains(&resp.status)
             || self.prompt.is_empty()
             || !self.config.active(Direction::Response)
         {
