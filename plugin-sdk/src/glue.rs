@@ -50,7 +50,7 @@ fn local(r: LocalResponse) -> wit::LocalResponse {
     }
 }
 
-fn edits(e: HeaderEdits) -> wit::HeaderEdits {
+pub(crate) fn edits(e: HeaderEdits) -> wit::HeaderEdits {
     wit::HeaderEdits {
         set: from_headers(e.set),
         remove: e.remove,

@@ -189,22 +189,31 @@ pub fn consumer() -> Option<Consumer> {
     imp::consumer()
 }
 
-/// Replaces the status of the answer going to the client, when its head is still held: from
+/// Changes the head of the answer going to the client (its status, 100 to 599, and/or
+/// headers) while the host still holds it: from
 /// [`Filter::on_response_body`](crate::Filter::on_response_body) on a non-streamed answer the
-/// host reads whole before sending (up to 1 MiB, with a known length). `false` when the head
-/// is already on its way (event streams, large or unsized bodies): then only the body can
-/// change.
+/// host reads whole before sending (up to 1 MiB, with a known length). `Ok(false)` when the
+/// head is already on its way (event streams, large or unsized bodies): then only the body can
+/// change. An error names a bad status or header. The framing headers and `cf-aig-log-id`
+/// stay the host's.
 ///
 /// ```
-/// use aigw_plugin_sdk::{host, testing::MockHost};
+/// use aigw_plugin_sdk::{host, testing::MockHost, HeaderEdits};
 /// MockHost::reset();
-/// assert!(!host::set_response_status(424));
+/// assert_eq!(host::edit_response_head(Some(424), HeaderEdits::default()), Ok(false));
 /// MockHost::with(|m| m.head_held = true);
-/// assert!(host::set_response_status(424));
+/// let edits = HeaderEdits::default().set("x-verdict", "blocked");
+/// assert_eq!(host::edit_response_head(Some(424), edits), Ok(true));
 /// assert_eq!(MockHost::with(|m| m.response_status), Some(424));
+/// assert!(host::edit_response_head(Some(7), HeaderEdits::default()).is_err());
 /// ```
-pub fn set_response_status(status: u16) -> bool {
-    imp::set_response_status(status)
+pub fn edit_response_head(status: Option<u16>, edits: crate::HeaderEdits) -> Result<bool, String> {
+    if let Some(s) = status
+        && !(100..=599).contains(&s)
+    {
+        return Err(format!("status {s} is not from 100 to 599"));
+    }
+    imp::edit_response_head(status, edits)
 }
 
 /// The `on_error` the filter's TOML table sets, `None` when it leaves it to the filter's
@@ -397,8 +406,11 @@ mod imp {
     pub fn price_bound(provider: &str, model: &str, input: u64, output: u64) -> Option<f64> {
         spend::price_bound(provider, model, input, output)
     }
-    pub fn set_response_status(status: u16) -> bool {
-        context::set_response_status(status)
+    pub fn edit_response_head(
+        status: Option<u16>,
+        edits: crate::HeaderEdits,
+    ) -> Result<bool, String> {
+        context::edit_response_head(status, &crate::glue::edits(edits))
     }
     pub fn on_error_setting() -> Option<crate::OnError> {
         use crate::bindings::aigw::filter::manifest;
@@ -528,15 +540,17 @@ mod imp {
                 .map(|(i, o)| (input as f64 * i + output as f64 * o) / 1e6)
         })
     }
-    pub fn set_response_status(status: u16) -> bool {
-        with_mock(|m| {
-            if m.head_held && (100..=599).contains(&status) {
-                m.response_status = Some(status);
-                true
-            } else {
-                false
+    pub fn edit_response_head(
+        status: Option<u16>,
+        edits: crate::HeaderEdits,
+    ) -> Result<bool, String> {
+        Ok(with_mock(|m| {
+            if m.head_held {
+                m.response_status = status.or(m.response_status);
+                m.response_head_edits.push(edits);
             }
-        })
+            m.head_held
+        }))
     }
     pub fn on_error_setting() -> Option<crate::OnError> {
         with_mock(|m| m.on_error)

@@ -54,10 +54,12 @@ pub struct MockHost {
     pub http: HashMap<String, Result<crate::http::OutboundResponse, String>>,
     /// Every request [`crate::http::fetch`] was given.
     pub http_requests: Vec<crate::http::OutboundRequest>,
-    /// Whether the answer's head is still held ([`crate::host::set_response_status`] works).
+    /// Whether the answer's head is still held ([`crate::host::edit_response_head`] works).
     pub head_held: bool,
-    /// The status set with [`crate::host::set_response_status`].
+    /// The status set with [`crate::host::edit_response_head`].
     pub response_status: Option<u16>,
+    /// The header edits made with [`crate::host::edit_response_head`].
+    pub response_head_edits: Vec<crate::HeaderEdits>,
     /// What [`crate::host::on_error_setting`] returns.
     pub on_error: Option<crate::OnError>,
 }
@@ -83,6 +85,7 @@ impl Default for MockHost {
             http_requests: Vec::new(),
             head_held: false,
             response_status: None,
+            response_head_edits: Vec::new(),
             on_error: None,
         }
     }

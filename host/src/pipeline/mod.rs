@@ -5,7 +5,7 @@
 
 pub mod breaker;
 pub mod flow;
-mod headers;
+pub(crate) mod headers;
 
 use crate::config::{Config, FilterSettings, OnError, OnMissingFilter};
 use crate::runtime::instance::{FilterError, FilterInstance};

@@ -83,8 +83,18 @@ pub struct RequestContext {
     /// The answer's head is held while the host reads a non-streamed body whole: a body
     /// hook may still change its status.
     pub head_held: bool,
-    /// The status a body hook set with `context.set-response-status`.
-    pub status_override: Option<u16>,
+    /// The changes body hooks made with `context.edit-response-head`: the status, and header
+    /// edits in the order made.
+    pub head_edits: Option<HeadEdits>,
+}
+
+/// What body hooks changed in a held answer head.
+#[derive(Debug, Default)]
+pub struct HeadEdits {
+    /// The new status.
+    pub status: Option<u16>,
+    /// Header edits, in the order made.
+    pub edits: Vec<types::HeaderEdits>,
 }
 
 /// What a virtual key or its team allows, as filters see it.
@@ -218,7 +228,7 @@ impl RequestContext {
             consumer: None,
             reservations: Vec::new(),
             head_held: false,
-            status_override: None,
+            head_edits: None,
         }))
     }
 
@@ -252,16 +262,12 @@ impl RequestContext {
         std::mem::take(&mut lock(ctx).reservations)
     }
 
-    /// Marks the answer's head as held (a body hook may change its status) or sent; when
-    /// released, the status a body hook set, if any.
-    pub fn hold_head(ctx: &Mutex<Self>, held: bool) -> Option<u16> {
+    /// Marks the answer's head as held (body hooks may change it) or sent; when released,
+    /// the changes body hooks made, if any.
+    pub fn hold_head(ctx: &Mutex<Self>, held: bool) -> Option<HeadEdits> {
         let mut ctx = lock(ctx);
         ctx.head_held = held;
-        if held {
-            None
-        } else {
-            ctx.status_override.take()
-        }
+        if held { None } else { ctx.head_edits.take() }
     }
 
     /// Records the finished request's accounting.
@@ -688,16 +694,32 @@ impl context::Host for HostState {
         Ok(())
     }
 
-    fn set_response_status(&mut self, status: u16) -> bool {
+    fn edit_response_head(
+        &mut self,
+        status: Option<u16>,
+        edits: types::HeaderEdits,
+    ) -> Result<bool, String> {
+        if let Some(s) = status
+            && !(100..=599).contains(&s)
+        {
+            return Err(format!(
+                "edit-response-head: status {s} is not from 100 to 599"
+            ));
+        }
+        // Checked now, so that the filter learns of a bad header from this call.
+        crate::pipeline::headers::apply(&edits, &mut hyper::HeaderMap::new(), &mut Vec::new())
+            .map_err(|e| format!("edit-response-head: {e}"))?;
         let Some(ctx) = &self.request else {
-            return false;
+            return Ok(false);
         };
         let mut ctx = lock(ctx);
-        if !ctx.head_held || !(100..=599).contains(&status) {
-            return false;
+        if !ctx.head_held {
+            return Ok(false);
         }
-        ctx.status_override = Some(status);
-        true
+        let head = ctx.head_edits.get_or_insert_with(HeadEdits::default);
+        head.status = status.or(head.status);
+        head.edits.push(edits);
+        Ok(true)
     }
 
     fn consumer(&mut self) -> Option<context::ConsumerInfo> {

@@ -31,7 +31,7 @@ mod local;
 mod stream;
 
 use aigw_plugin_sdk::chat::ChatRequest;
-use aigw_plugin_sdk::host::{annotate, counter_add, on_error_setting, set_response_status};
+use aigw_plugin_sdk::host::{annotate, counter_add, edit_response_head, on_error_setting};
 use aigw_plugin_sdk::{
     BodyDecision, BodyMode, ChunkDecision, Decision, Filter, FilterInfo, HeaderEdits,
     LocalResponse, OnError, Request, Response, ResponseDecision,
@@ -171,7 +171,7 @@ impl Guardrails {
             Outcome::Blocked(c) => (424, 2017, Self::blocked_message(Direction::Response, &c)),
             Outcome::Refused(e) => (503, 2017, Self::unavailable_message(&e)),
         };
-        if !set_response_status(status) {
+        if edit_response_head(Some(status), HeaderEdits::default()) != Ok(true) {
             annotate("guardrails_response_status_kept", "true");
         }
         ChunkDecision::Replace(self.error(status, code, &message).body)

@@ -285,12 +285,22 @@ pub(super) async fn finish(
         // The head waits for the body: a body hook may still change its status.
         RequestContext::hold_head(&task.ex.context, true);
         let collected = task.collect(out.body).await;
-        if let Some(s) = RequestContext::hold_head(&task.ex.context, false)
-            .and_then(|s| StatusCode::from_u16(s).ok())
-        {
-            status = s;
-            task.status = s.as_u16();
-            task.ex.answer_status = task.status;
+        if let Some(head) = RequestContext::hold_head(&task.ex.context, false) {
+            if let Some(s) = head.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+                status = s;
+                task.status = s.as_u16();
+                task.ex.answer_status = task.status;
+            }
+            for edits in &head.edits {
+                // Checked when the filter made them.
+                let _ = headers::apply(edits, &mut headers, &mut Vec::new());
+            }
+            // Framing and the log id stay the host's.
+            headers::strip_hop_by_hop(&mut headers);
+            headers.remove(CONTENT_LENGTH);
+            if let Ok(v) = HeaderValue::from_str(&task.ex.request_id) {
+                headers.insert(LOG_ID, v);
+            }
         }
         task.ex.armed = false;
         let body = match collected {
