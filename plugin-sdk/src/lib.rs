@@ -45,6 +45,7 @@
 
 extern crate self as aigw_plugin_sdk;
 
+pub mod answer;
 #[doc(hidden)]
 pub mod bindings;
 pub mod budget;

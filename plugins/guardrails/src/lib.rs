@@ -28,8 +28,8 @@
 mod classify;
 mod config;
 mod local;
-mod stream;
 
+use aigw_plugin_sdk::answer::{self, Verdict, WindowScanner};
 use aigw_plugin_sdk::chat::ChatRequest;
 use aigw_plugin_sdk::host::{annotate, counter_add, edit_response_head, on_error_setting};
 use aigw_plugin_sdk::{
@@ -39,7 +39,6 @@ use aigw_plugin_sdk::{
 use config::{Action, BUFFER_LIMIT, Config, Direction};
 use serde_json::{Value, json};
 use std::rc::Rc;
-use stream::{Scanner, Verdict};
 
 pub use classify::{llama_guard_categories, moderation_categories};
 pub use local::is_injection;
@@ -65,7 +64,7 @@ enum Reading {
     /// A whole JSON answer, collected.
     Whole(Vec<u8>),
     /// An event stream, window by window.
-    Stream(Scanner),
+    Stream(WindowScanner),
     /// An answer that was refused: the rest of it is dropped.
     Dropping,
 }
@@ -161,7 +160,7 @@ impl Guardrails {
     /// The whole JSON answer, judged at its end.
     fn judge_whole(&mut self, body: Vec<u8>) -> ChunkDecision {
         let text = serde_json::from_slice::<Value>(&body)
-            .map(|v| stream::answer_text(&v))
+            .map(|v| answer::answer_text(&v))
             .unwrap_or_default();
         if text.trim().is_empty() {
             return ChunkDecision::Replace(body);
@@ -294,7 +293,7 @@ impl Filter for Guardrails {
             }
             Reading::Off
         } else if content_type.starts_with("text/event-stream") {
-            Reading::Stream(Scanner::default())
+            Reading::Stream(WindowScanner::default())
         } else {
             Reading::Whole(Vec::new())
         };
@@ -335,7 +334,7 @@ impl Filter for Guardrails {
             Reading::Stream(mut scanner) => {
                 let window = self.config.window_chars;
                 let out = scanner.push(chunk, end_of_stream, window, &mut |text, at| {
-                    let (message, code) = match self.judge(text, Direction::Response) {
+                    let (message, end) = match self.judge(text, Direction::Response) {
                         Outcome::Pass | Outcome::Flagged(_) => return Verdict::Pass,
                         Outcome::Blocked(c) => {
                             (Self::blocked_message(Direction::Response, &c), "blocked")
@@ -343,8 +342,11 @@ impl Filter for Guardrails {
                         Outcome::Refused(e) => (Self::unavailable_message(&e), "refused"),
                     };
                     annotate("guardrails_response_at", &at.to_string());
-                    annotate("guardrails_response_end", code);
-                    Verdict::Block(message)
+                    annotate("guardrails_response_end", end);
+                    Verdict::Block {
+                        message,
+                        code: 2017,
+                    }
                 });
                 self.reading = Reading::Stream(scanner);
                 if out == chunk {

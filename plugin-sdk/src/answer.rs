@@ -1,13 +1,30 @@
-//! Answers as text: the text of a whole JSON answer, and an SSE stream cut into windows of
-//! text that are classified before they reach the client.
+//! A model's answer as text, for filters that judge what a model says (guardrails, DLP):
+//! [`answer_text`] reads a whole JSON answer, [`WindowScanner`] an SSE stream window by window.
 //!
 //! The scanner cuts network chunks into whole events, collects the text deltas of the events
 //! held so far (OpenAI chat `delta.content` and tool-call arguments, legacy `text`, Anthropic
 //! `text_delta` and `input_json_delta`, Responses `response.*.delta`), and holds the events
 //! until their text fills a window (`window_chars`) or the stream ends. Then the window is
-//! classified (with the tail of the previous window, so that a phrase cut between windows is
+//! judged (with the tail of the previous window, so that a phrase cut between windows is
 //! still seen whole): passed, its events go out unchanged; blocked, they are dropped, the
 //! client gets one error event in its protocol, and the rest of the stream is dropped too.
+//! Events that carry no answer text while nothing waits for a verdict go out at once.
+//!
+//! ```
+//! use aigw_plugin_sdk::answer::{Verdict, WindowScanner};
+//! let mut scanner = WindowScanner::default();
+//! let event = |t: &str| format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{t}\"}}}}]}}\n\n");
+//! let mut judge = |text: &str, _at: usize| {
+//!     if text.contains("secret") { Verdict::Block { message: "no".into(), code: 2017 } } else { Verdict::Pass }
+//! };
+//! // A window of 10 characters: the first passes, the second blocks.
+//! let out = scanner.push(event("hello there ").as_bytes(), false, 10, &mut judge);
+//! assert!(String::from_utf8(out).unwrap().contains("hello there"));
+//! let out = scanner.push(event("the secret is").as_bytes(), false, 10, &mut judge);
+//! let out = String::from_utf8(out).unwrap();
+//! assert!(!out.contains("secret") && out.contains("\"code\":2017") && out.ends_with("data: [DONE]\n\n"));
+//! assert!(scanner.blocked());
+//! ```
 
 use serde_json::{Value, json};
 
@@ -28,48 +45,105 @@ pub enum Protocol {
     Responses,
 }
 
-/// What the classifier said about a window.
+/// What the filter decided about a window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Let it through.
     Pass,
-    /// End the stream with this error message.
-    Block(String),
+    /// End the stream with an error event carrying this message and code.
+    Block {
+        /// The error's message.
+        message: String,
+        /// The error's code (Cloudflare's 2017 for a guardrail).
+        code: u32,
+    },
 }
 
-/// One stream's state.
+/// One SSE answer's state, window by window.
 #[derive(Debug, Default)]
-pub struct Scanner {
+pub struct WindowScanner {
     partial: Vec<u8>,
     held: Vec<u8>,
     window: String,
     window_chars: usize,
     carry: String,
-    /// Characters of answer text classified and let through so far.
-    pub passed_chars: usize,
+    passed_chars: usize,
     protocol: Protocol,
-    /// Set once a window was blocked: nothing more is emitted.
-    pub blocked: bool,
+    blocked: bool,
+    /// Judges windows without holding them (see [`WindowScanner::watching`]).
+    watch: bool,
     /// Events seen (for the Responses error event's `sequence_number`).
     events: u64,
 }
 
-impl Scanner {
-    /// The bytes to emit for this chunk. `classify` gets each full window's text (with the
-    /// overlap) when the window fills, and the last one at the end of the stream.
+impl WindowScanner {
+    /// A scanner that judges windows as they pass without holding them back: for filters that
+    /// only flag (log) what they find. Its `push` returns every chunk unchanged; a `Block`
+    /// verdict is recorded (`blocked()`) but cannot stop what was already sent.
+    ///
+    /// ```
+    /// use aigw_plugin_sdk::answer::{Verdict, WindowScanner};
+    /// let mut s = WindowScanner::watching();
+    /// let chunk = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a secret\"}}]}\n\n";
+    /// let mut seen = Vec::new();
+    /// let out = s.push(chunk, true, 100, &mut |t: &str, _| { seen.push(t.to_string()); Verdict::Pass });
+    /// assert_eq!(out, chunk);
+    /// assert_eq!(seen, ["a secret"]);
+    /// ```
+    pub fn watching() -> WindowScanner {
+        WindowScanner {
+            watch: true,
+            ..WindowScanner::default()
+        }
+    }
+
+    /// Whether a window was blocked (nothing more is emitted).
+    pub fn blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Characters of answer text judged and let through so far.
+    pub fn passed_chars(&self) -> usize {
+        self.passed_chars
+    }
+
+    /// The protocol seen so far (OpenAI until an event says otherwise).
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The bytes to emit for this chunk. `judge` gets each full window's text (with the end
+    /// of the previous window) and how many characters passed before it, when the window
+    /// fills, and the last window at the end of the stream.
     pub fn push(
         &mut self,
         chunk: &[u8],
         end_of_stream: bool,
         window_chars: usize,
-        classify: &mut dyn FnMut(&str, usize) -> Verdict,
+        judge: &mut dyn FnMut(&str, usize) -> Verdict,
     ) -> Vec<u8> {
         if self.blocked {
-            return Vec::new();
+            return if self.watch { chunk.to_vec() } else { Vec::new() };
         }
+        if self.watch {
+            self.push_held(chunk, end_of_stream, window_chars, judge, &mut Vec::new());
+            return chunk.to_vec();
+        }
+        let mut out = Vec::new();
+        self.push_held(chunk, end_of_stream, window_chars, judge, &mut out);
+        out
+    }
+
+    fn push_held(
+        &mut self,
+        chunk: &[u8],
+        end_of_stream: bool,
+        window_chars: usize,
+        judge: &mut dyn FnMut(&str, usize) -> Verdict,
+        out: &mut Vec<u8>,
+    ) {
         let mut buf = std::mem::take(&mut self.partial);
         buf.extend_from_slice(chunk);
-        let mut out = Vec::new();
         let mut at = 0;
         while let Some(len) = event_end(&buf[at..]) {
             self.event(&buf[at..at + len]);
@@ -79,9 +153,9 @@ impl Scanner {
                 // `message_start`) go out at once.
                 out.append(&mut self.held);
             } else if self.window_chars >= window_chars {
-                self.verdict(&mut out, classify);
+                self.verdict(out, judge);
                 if self.blocked {
-                    return out;
+                    return;
                 }
             }
         }
@@ -90,23 +164,22 @@ impl Scanner {
             if !rest.is_empty() {
                 self.event(rest);
             }
-            self.verdict(&mut out, classify);
+            self.verdict(out, judge);
         } else if rest.len() > MAX_EVENT_BYTES {
             // Not an event stream after all: hold it as text-free bytes of the window.
             self.held.extend_from_slice(rest);
         } else {
             self.partial = rest.to_vec();
         }
-        out
     }
 
-    /// Classifies the window held so far and emits its events or the error.
-    fn verdict(&mut self, out: &mut Vec<u8>, classify: &mut dyn FnMut(&str, usize) -> Verdict) {
+    /// Judges the window held so far and emits its events or the error.
+    fn verdict(&mut self, out: &mut Vec<u8>, judge: &mut dyn FnMut(&str, usize) -> Verdict) {
         let verdict = if self.window.trim().is_empty() {
             Verdict::Pass
         } else {
             let text = format!("{}{}", self.carry, self.window);
-            classify(&text, self.passed_chars)
+            judge(&text, self.passed_chars)
         };
         match verdict {
             Verdict::Pass => {
@@ -118,18 +191,20 @@ impl Scanner {
                 self.window.clear();
                 self.window_chars = 0;
             }
-            Verdict::Block(message) => {
+            Verdict::Block { message, code } => {
                 self.held.clear();
                 self.window.clear();
                 self.blocked = true;
-                out.extend_from_slice(&self.error_event(&message));
+                out.extend_from_slice(&error_event(self.protocol, &message, code, self.events));
             }
         }
     }
 
     /// Holds one whole event and adds its text to the window.
     fn event(&mut self, raw: &[u8]) {
-        self.held.extend_from_slice(raw);
+        if !self.watch {
+            self.held.extend_from_slice(raw);
+        }
         self.events += 1;
         let Ok(text) = std::str::from_utf8(raw) else {
             return;
@@ -153,25 +228,32 @@ impl Scanner {
         delta_text(&value, &mut self.window);
         self.window_chars += self.window[before..].chars().count();
     }
+}
 
-    /// The error event that ends a blocked stream, in the stream's protocol.
-    fn error_event(&self, message: &str) -> Vec<u8> {
-        match self.protocol {
-            Protocol::OpenAi => format!(
-                "data: {}\n\ndata: [DONE]\n\n",
-                json!({"error": {"message": message, "type": "guardrails", "code": 2017, "param": null}})
-            ),
-            Protocol::Anthropic => format!(
-                "event: error\ndata: {}\n\n",
-                json!({"type": "error", "error": {"type": "invalid_request_error", "message": message, "code": 2017}})
-            ),
-            Protocol::Responses => format!(
-                "event: error\ndata: {}\n\n",
-                json!({"type": "error", "code": "2017", "message": message, "param": null, "sequence_number": self.events})
-            ),
-        }
-        .into_bytes()
+/// The error event that ends a refused stream, in its protocol: OpenAI's `data: {"error": …}`
+/// then `[DONE]`, Anthropic's and Responses' `event: error`. The official SDKs raise it.
+///
+/// ```
+/// use aigw_plugin_sdk::answer::{error_event, Protocol};
+/// let e = String::from_utf8(error_event(Protocol::Anthropic, "blocked", 2017, 0)).unwrap();
+/// assert!(e.starts_with("event: error\n") && e.contains("\"type\":\"error\""));
+/// ```
+pub fn error_event(protocol: Protocol, message: &str, code: u32, sequence: u64) -> Vec<u8> {
+    match protocol {
+        Protocol::OpenAi => format!(
+            "data: {}\n\ndata: [DONE]\n\n",
+            json!({"error": {"message": message, "type": "guardrails", "code": code, "param": null}})
+        ),
+        Protocol::Anthropic => format!(
+            "event: error\ndata: {}\n\n",
+            json!({"type": "error", "error": {"type": "invalid_request_error", "message": message, "code": code}})
+        ),
+        Protocol::Responses => format!(
+            "event: error\ndata: {}\n\n",
+            json!({"type": "error", "code": code.to_string(), "message": message, "param": null, "sequence_number": sequence})
+        ),
     }
+    .into_bytes()
 }
 
 /// Length of the first complete event in `buf`, blank line included.
@@ -233,8 +315,14 @@ fn delta_text(event: &Value, out: &mut String) {
     }
 }
 
-/// The text of a whole JSON answer: OpenAI chat and legacy completions, Anthropic messages,
-/// OpenAI Responses.
+/// The text of a whole JSON answer: OpenAI chat and legacy completions (content, refusals,
+/// tool-call arguments), Anthropic messages (text, tool input), OpenAI Responses (output
+/// text), one piece per line.
+///
+/// ```
+/// let a = serde_json::json!({"content": [{"type": "text", "text": "hi"}, {"type": "tool_use", "input": {"q": 1}}]});
+/// assert_eq!(aigw_plugin_sdk::answer::answer_text(&a), "hi\n{\"q\":1}");
+/// ```
 pub fn answer_text(answer: &Value) -> String {
     let mut out = String::new();
     let mut add = |s: &str| {
