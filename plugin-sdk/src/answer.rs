@@ -123,7 +123,11 @@ impl WindowScanner {
         judge: &mut dyn FnMut(&str, usize) -> Verdict,
     ) -> Vec<u8> {
         if self.blocked {
-            return if self.watch { chunk.to_vec() } else { Vec::new() };
+            return if self.watch {
+                chunk.to_vec()
+            } else {
+                Vec::new()
+            };
         }
         if self.watch {
             self.push_held(chunk, end_of_stream, window_chars, judge, &mut Vec::new());

@@ -20,6 +20,19 @@ pub enum Mode {
     Restore,
     /// Refuse the request with a 400 naming the entity types found.
     Block,
+    /// Only report what was found (log metadata, the `cf-aig-dlp` header); change nothing.
+    Flag,
+}
+
+/// What the filter does with answers that contain findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseCheck {
+    /// Answers are not scanned.
+    Off,
+    /// Report findings (log metadata; the `cf-aig-dlp` header when the head is still held).
+    Flag,
+    /// Refuse the answer: a 424 (code 2017), or an error event that ends a stream.
+    Block,
 }
 
 /// A built-in entity type.
@@ -87,9 +100,20 @@ pub struct Config {
     pub custom: Vec<CustomSpec>,
     /// Larger request bodies are refused (413) rather than passed unchecked.
     pub max_body_bytes: usize,
+    /// Whether and how answers are scanned.
+    pub response: ResponseCheck,
+    /// Characters of streamed answer text per window (`response = "block"`).
+    pub window_chars: usize,
 }
 
-const KNOWN: &[&str] = &["mode", "entities", "custom", "max_body_bytes"];
+const KNOWN: &[&str] = &[
+    "mode",
+    "entities",
+    "custom",
+    "max_body_bytes",
+    "response",
+    "window_chars",
+];
 
 fn unknown_key(obj: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), String> {
     match obj.keys().find(|k| !known.contains(&k.as_str())) {
@@ -111,12 +135,38 @@ pub fn parse(config: &Value) -> Result<Config, String> {
             Some("mask") => Mode::Mask,
             Some("restore") => Mode::Restore,
             Some("block") => Mode::Block,
+            Some("flag") => Mode::Flag,
             _ => {
                 return Err(format!(
-                    "mode: expected \"mask\", \"restore\" or \"block\", got {v}"
+                    "mode: expected \"mask\", \"restore\", \"block\" or \"flag\", got {v}"
                 ));
             }
         },
+    };
+    let response = match obj.get("response") {
+        None => ResponseCheck::Off,
+        Some(v) => match v.as_str() {
+            Some("off") => ResponseCheck::Off,
+            Some("flag") => ResponseCheck::Flag,
+            Some("block") => ResponseCheck::Block,
+            _ => {
+                return Err(format!(
+                    "response: expected \"off\", \"flag\" or \"block\", got {v}"
+                ));
+            }
+        },
+    };
+    if mode == Mode::Restore && response == ResponseCheck::Block {
+        return Err("response: \"block\" would refuse the values restore puts back into answers; use mode = \"mask\" or response = \"flag\"".into());
+    }
+    let window_chars = match obj.get("window_chars") {
+        None => 800,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (50..=100_000).contains(n))
+            .ok_or(format!(
+                "window_chars: expected an integer from 50 to 100000, got {v}"
+            ))? as usize,
     };
     let entities = match obj.get("entities") {
         None => Builtin::ALL.to_vec(),
@@ -164,6 +214,8 @@ pub fn parse(config: &Value) -> Result<Config, String> {
         entities,
         custom,
         max_body_bytes,
+        response,
+        window_chars,
     })
 }
 
@@ -250,6 +302,9 @@ mod tests {
     fn errors_name_the_key() {
         assert!(err(json!({"modes": "mask"})).contains("'modes'"));
         assert!(err(json!({"mode": "erase"})).starts_with("mode:"));
+        assert!(err(json!({"response": "mask"})).starts_with("response:"));
+        assert!(err(json!({"mode": "restore", "response": "block"})).starts_with("response:"));
+        assert!(err(json!({"window_chars": 10})).starts_with("window_chars:"));
         assert!(err(json!({"entities": "email"})).starts_with("entities:"));
         assert!(err(json!({"entities": ["email", "ssn"]})).starts_with("entities[1]:"));
         assert!(err(json!({"entities": []})).starts_with("entities:"));

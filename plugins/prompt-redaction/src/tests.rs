@@ -467,3 +467,106 @@ fn typical_2kb_chat_is_redacted() {
     assert_eq!(out["stream"], true);
     assert!(took.as_millis() < 200, "{took:?}");
 }
+
+fn dlp_header_of(d: &ResponseDecision) -> Value {
+    let ResponseDecision::Continue(edits) = d else {
+        panic!("expected continue, got {d:?}")
+    };
+    let h = edits
+        .set
+        .iter()
+        .find(|h| h.name == DLP_HEADER)
+        .unwrap_or_else(|| panic!("no {DLP_HEADER} in {edits:?}"));
+    serde_json::from_str(&h.value).unwrap()
+}
+
+#[test]
+fn flag_mode_changes_nothing_and_reports_the_request_findings() {
+    let mut f = filter(json!({"mode": "flag"}));
+    let body =
+        json!({"model": "m", "messages": [{"role": "user", "content": "mail ada@example.com"}]});
+    let raw = body.to_string().into_bytes();
+    assert_eq!(f.on_request_body(&raw), BodyDecision::Continue);
+    assert!(annotations().contains(&("dlp_request".into(), "email".into())));
+    assert_eq!(counter("flagged"), 1);
+    let header = dlp_header_of(&f.on_response_headers(&response("application/json")));
+    assert_eq!(header["action"], "FLAG");
+    assert_eq!(header["findings"][0]["entity"], "email");
+    assert_eq!(header["findings"][0]["check"], "REQUEST");
+}
+
+#[test]
+fn block_mode_names_the_findings_in_the_dlp_header() {
+    let mut f = filter(json!({"mode": "block"}));
+    let raw = json!({"messages": [{"role": "user", "content": "card 4111 1111 1111 1111"}]})
+        .to_string()
+        .into_bytes();
+    let BodyDecision::Respond(r) = f.on_request_body(&raw) else {
+        panic!("expected a refusal")
+    };
+    let h = r.headers.iter().find(|h| h.name == DLP_HEADER).unwrap();
+    let v: Value = serde_json::from_str(&h.value).unwrap();
+    assert_eq!(v["action"], "BLOCK");
+    assert_eq!(v["findings"][0]["entity"], "credit_card");
+}
+
+#[test]
+fn answers_with_findings_are_flagged_or_refused_whole() {
+    let answer = json!({"choices": [{"index": 0, "message": {"role": "assistant",
+        "content": "Write to bob@example.org"}}]})
+    .to_string()
+    .into_bytes();
+    // Flag: passed unchanged, reported in the held head.
+    let mut f = filter(json!({"response": "flag"}));
+    MockHost::with(|m| m.head_held = true);
+    f.on_response_headers(&response("application/json"));
+    assert_eq!(respond(&mut f, &[&answer]), answer);
+    let edits = MockHost::with(|m| m.response_head_edits.clone());
+    let v: Value = serde_json::from_str(&edits[0].set[0].value).unwrap();
+    assert_eq!(v["findings"][0]["check"], "RESPONSE");
+    assert_eq!(v["action"], "FLAG");
+    assert_eq!(counter("response_flagged"), 1);
+    // Block: a 424 with code 2017 instead of the answer.
+    let mut f = filter(json!({"response": "block"}));
+    MockHost::with(|m| m.head_held = true);
+    f.on_response_headers(&response("application/json"));
+    let out: Value =
+        serde_json::from_slice(&respond(&mut f, &[&answer[..10], &answer[10..]])).unwrap();
+    assert_eq!(out["error"]["code"], 2017, "{out}");
+    assert_eq!(MockHost::with(|m| m.response_status), Some(424));
+    assert!(annotations().contains(&("dlp_response_action".into(), "block".into())));
+    // An answer without findings passes byte for byte.
+    let mut f = filter(json!({"response": "block"}));
+    f.on_response_headers(&response("application/json"));
+    let clean = br#"{"choices":[{"index":0,"message":{"content":"nothing here"}}]}"#;
+    assert_eq!(respond(&mut f, &[clean]), clean);
+}
+
+#[test]
+fn a_stream_with_a_finding_ends_with_an_error_event() {
+    let mut f = filter(json!({"response": "block", "window_chars": 50}));
+    f.on_response_headers(&response("text/event-stream"));
+    let event = |t: &str| {
+        format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": {"content": t}}]})
+        )
+    };
+    let words: Vec<String> = (0..20).map(|i| event(&format!("word{i:02} "))).collect();
+    let mut chunks: Vec<String> = words.clone();
+    chunks.push(event("mail me at eve@example.net "));
+    chunks.extend((20..40).map(|i| event(&format!("word{i:02} "))));
+    chunks.push("data: [DONE]\n\n".into());
+    let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes()).collect();
+    let out = String::from_utf8(respond(&mut f, &refs)).unwrap();
+    assert!(out.contains("word00"), "{out}");
+    assert!(!out.contains("eve@example.net"), "{out}");
+    assert!(!out.contains("word30"), "{out}");
+    assert!(out.contains("\"code\":2017"), "{out}");
+    // Flag only: every byte passes, the finding is logged.
+    let mut f = filter(json!({"response": "flag"}));
+    f.on_response_headers(&response("text/event-stream"));
+    let out = respond(&mut f, &refs);
+    assert_eq!(out, chunks.concat().into_bytes());
+    assert!(annotations().contains(&("dlp_response".into(), "email".into())));
+}
