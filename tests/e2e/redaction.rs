@@ -213,3 +213,83 @@ async fn redaction_block_mode_refuses_naming_the_entity_types() {
     let clean = send(&url, &[], &chat("what is the capital of France?", false)).await;
     assert_eq!(clean.status, StatusCode::OK);
 }
+
+/// DLP on answers: a non-streamed answer with a finding becomes a 424 with code 2017 and the
+/// `cf-aig-dlp` header (the head is still held), a streamed one ends with an error event
+/// before the finding, and in flag mode both pass with what was found in the header or the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_with_personal_data_are_refused_or_flagged() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(
+        &format!(
+            "{}[gateways.block]\npipeline = [\"logging\", \"prompt-redaction\"]\n\
+             [gateways.block.filters.prompt-redaction]\nresponse = \"block\"\nwindow_chars = 60\n\
+             [gateways.flag]\npipeline = [\"logging\", \"prompt-redaction\"]\n\
+             [gateways.flag.filters.prompt-redaction]\nmode = \"flag\"\nresponse = \"flag\"\n",
+            mock.providers_toml()
+        ),
+        &[],
+    );
+    let leaky = [("x-mock-reply", "Sure, her address is eve@example.net.")];
+    let r = send(
+        &gw.url("/v1/acct/block/openai/chat/completions"),
+        &leaky,
+        &chat("who?", false),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], 2017);
+    assert!(!r.text().contains("eve@example.net"));
+    let dlp: serde_json::Value = serde_json::from_str(r.header("cf-aig-dlp").unwrap()).unwrap();
+    assert_eq!(dlp["action"], "BLOCK");
+    assert_eq!(dlp["findings"][0]["check"], "RESPONSE");
+    assert!(r.header("cf-aig-log-id").is_some());
+
+    let words: Vec<String> = (0..30).map(|i| format!("word{i:02}")).collect();
+    let reply = format!(
+        "{} mail eve@example.net {}",
+        words.join(" "),
+        words.join(" ")
+    );
+    let s = stream(
+        &gw.url("/v1/acct/block/openai/chat/completions"),
+        &[("x-mock-reply", &reply)],
+        &chat("who?", true),
+    )
+    .await;
+    let text = s.text();
+    assert!(s.delta_text().starts_with("word00"), "{text}");
+    assert!(!text.contains("eve@example.net"), "{text}");
+    assert!(text.contains("\"code\":2017"), "{text}");
+
+    let r = send(
+        &gw.url("/v1/acct/flag/openai/chat/completions"),
+        &leaky,
+        &chat("mail me at ada@example.com", false),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("eve@example.net"));
+    let dlp: serde_json::Value = serde_json::from_str(r.header("cf-aig-dlp").unwrap()).unwrap();
+    assert_eq!(dlp["action"], "FLAG");
+    let checks: Vec<&str> = dlp["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["REQUEST", "RESPONSE"], "{dlp}");
+    // Flag mode sent the prompt unchanged.
+    assert!(
+        mock.requests().last().unwrap()["body"]
+            .as_str()
+            .unwrap()
+            .contains("ada@example.com")
+    );
+    let mut gw = gw;
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    let flagged = entries.iter().find(|e| e["gateway"] == "flag").unwrap();
+    assert_eq!(flagged["metadata"]["dlp_request"], "email", "{flagged}");
+    assert_eq!(flagged["metadata"]["dlp_response"], "email", "{flagged}");
+}
