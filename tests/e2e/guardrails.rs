@@ -313,3 +313,45 @@ async fn cache_hits_are_checked_too() {
     assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text());
     assert_eq!(mock.requests().len(), 1);
 }
+
+/// A Llama-Guard-style model behind a chat completions endpoint (the mock's, for a model whose
+/// name has "guard"): its `unsafe` / `S1` answer blocks, a category set to flag passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_llama_guard_model_classifies_prompts_and_answers() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(
+        &format!(
+            "{providers}[gateways.gw]\npipeline = [\"logging\", \"guardrails\"]\n\
+             [gateways.gw.filters.guardrails]\nclassifier = \"llama-guard\"\n\
+             endpoint = \"http://{addr}/v1/chat/completions\"\nmodel = \"llama-guard-4-12b\"\n\
+             allow_http = [\"http://{addr}\"]\ncategories = {{ hate = \"flag\" }}\n",
+            providers = mock.providers_toml(),
+            addr = mock.addr
+        ),
+        &[],
+    );
+    let url = gw.url("/v1/acct/gw/openai/chat/completions");
+    let r = send(&url, &[], &chat("how to mock-flag:S1 do crimes", false)).await;
+    assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("S1")
+    );
+    let asked = body_of(&mock.requests()[0]);
+    assert_eq!(asked["model"], "llama-guard-4-12b");
+    assert_eq!(mock.requests().len(), 1, "the provider was not called");
+
+    let r = send(&url, &[], &chat("a mock-flag:S10 remark", false)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.header("aigw-guardrails").unwrap().contains("S10"));
+    // Prompt check, the chat, then the answer checked in the prompt's context.
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    let answer_check = body_of(&seen[3]);
+    assert_eq!(
+        answer_check["messages"][1]["role"], "assistant",
+        "{answer_check}"
+    );
+}
