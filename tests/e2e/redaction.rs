@@ -214,7 +214,7 @@ async fn redaction_block_mode_refuses_naming_the_entity_types() {
     assert_eq!(clean.status, StatusCode::OK);
 }
 
-/// DLP on answers: a non-streamed answer with a finding becomes a 424 with code 2017 and the
+/// DLP on answers: a non-streamed answer with a finding becomes a 400 with code 2030 and the
 /// `cf-aig-dlp` header (the head is still held), a streamed one ends with an error event
 /// before the finding, and in flag mode both pass with what was found in the header or the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,8 +237,8 @@ async fn answers_with_personal_data_are_refused_or_flagged() {
         &chat("who?", false),
     )
     .await;
-    assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text());
-    assert_eq!(r.json()["error"]["code"], 2017);
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], 2030);
     assert!(!r.text().contains("eve@example.net"));
     let dlp: serde_json::Value = serde_json::from_str(r.header("cf-aig-dlp").unwrap()).unwrap();
     assert_eq!(dlp["action"], "BLOCK");
@@ -260,7 +260,7 @@ async fn answers_with_personal_data_are_refused_or_flagged() {
     let text = s.text();
     assert!(s.delta_text().starts_with("word00"), "{text}");
     assert!(!text.contains("eve@example.net"), "{text}");
-    assert!(text.contains("\"code\":2017"), "{text}");
+    assert!(text.contains("\"code\":2030"), "{text}");
 
     let r = send(
         &gw.url("/v1/acct/flag/openai/chat/completions"),

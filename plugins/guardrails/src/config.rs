@@ -307,7 +307,9 @@ fn canonical_category(c: &Classifier, name: &str) -> Option<String> {
             .iter()
             .find(|(code, long)| code.eq_ignore_ascii_case(name) || *long == name)
             .map(|(code, _)| code.to_string()),
-        Classifier::Local => (name == PROMPT_INJECTION).then(|| name.to_string()),
+        // Cloudflare's code for prompt injection is P1.
+        Classifier::Local => (name == PROMPT_INJECTION || name.eq_ignore_ascii_case("P1"))
+            .then(|| PROMPT_INJECTION.to_string()),
     }
 }
 
@@ -323,6 +325,23 @@ impl Config {
             Direction::Prompt => p.unwrap_or(self.prompt),
             Direction::Response => r.unwrap_or(self.response),
         }
+    }
+
+    /// Whether anything in `direction` can be blocked (a classifier failure then refuses under
+    /// `on_error = "closed"`; with flags only, the text passes unclassified, as Cloudflare does).
+    pub fn can_block(&self, direction: Direction) -> bool {
+        let default = match direction {
+            Direction::Prompt => self.prompt,
+            Direction::Response => self.response,
+        };
+        default == Action::Block
+            || self.categories.values().any(|(p, r)| {
+                let a = match direction {
+                    Direction::Prompt => p,
+                    Direction::Response => r,
+                };
+                *a == Some(Action::Block)
+            })
     }
 
     /// Whether anything in `direction` can be flagged or blocked (else it is not classified).

@@ -18,7 +18,8 @@
 //!   the same for `response`, `guardrails_response_at` for where an answer was cut) and, for
 //!   prompts, to the `aigw-guardrails` response header.
 //! - A classifier that fails or times out (`http_timeout_ms`) refuses the request under
-//!   `on_error = "closed"` (the default: 503, or an error event mid-stream) and lets it
+//!   `on_error = "closed"` (the default: 503 with Cloudflare's code 7013, or an error event
+//!   mid-stream) where some category could have been blocked, and otherwise lets it
 //!   through under `"open"`; either way `guardrails_prompt_error` (or `_response_error`) is
 //!   logged and `classifier_errors` counted.
 //!
@@ -45,6 +46,8 @@ pub use local::is_injection;
 
 /// The response header that names a flagged prompt's categories.
 pub const FLAGS_HEADER: &str = "aigw-guardrails";
+/// Cloudflare's code for a guardrail scanner that could not be reached.
+const UNAVAILABLE: u32 = 7013;
 /// Longest prompt context handed to Llama Guard with an answer.
 const CONTEXT_CHARS: usize = 4_000;
 
@@ -101,7 +104,9 @@ impl Guardrails {
                 Err(e) => {
                     counter_add("classifier_errors", 1);
                     annotate(&format!("guardrails_{d}_error"), &e);
-                    return if self.closed {
+                    // As Cloudflare does: a classifier that cannot be reached refuses only
+                    // where something could have been blocked.
+                    return if self.closed && self.config.can_block(direction) {
                         Outcome::Refused(e)
                     } else {
                         Outcome::Pass
@@ -132,13 +137,22 @@ impl Guardrails {
     }
 
     /// A refusal in the caller's error shape.
+    /// A refusal in the caller's error shape (what its SDK reads), with Cloudflare's
+    /// top-level fields beside it (`name`, `internalCode`, `httpCode`, `message`).
     fn error(&self, status: u16, code: u32, message: &str) -> LocalResponse {
-        let body = match self.caller {
+        let mut body = match self.caller {
             Caller::OpenAi => json!({"error": {
                 "type": "guardrails", "message": message, "code": code, "param": null}}),
             Caller::Anthropic => json!({"type": "error", "error": {
                 "type": "invalid_request_error", "message": message, "code": code}}),
         };
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("success".into(), json!(false));
+            obj.insert("name".into(), json!("AiGatewayError"));
+            obj.insert("httpCode".into(), json!(status));
+            obj.insert("internalCode".into(), json!(code));
+            obj.insert("message".into(), json!(message));
+        }
         LocalResponse::json(status, &body)
     }
 
@@ -168,7 +182,7 @@ impl Guardrails {
         let (status, code, message) = match self.judge(&text, Direction::Response) {
             Outcome::Pass | Outcome::Flagged(_) => return ChunkDecision::Replace(body),
             Outcome::Blocked(c) => (424, 2017, Self::blocked_message(Direction::Response, &c)),
-            Outcome::Refused(e) => (503, 2017, Self::unavailable_message(&e)),
+            Outcome::Refused(e) => (503, UNAVAILABLE, Self::unavailable_message(&e)),
         };
         if edit_response_head(Some(status), HeaderEdits::default()) != Ok(true) {
             annotate("guardrails_response_status_kept", "true");
@@ -253,7 +267,7 @@ impl Filter for Guardrails {
                 &Self::blocked_message(Direction::Prompt, &c),
             )),
             Outcome::Refused(e) => {
-                BodyDecision::Respond(self.error(503, 2016, &Self::unavailable_message(&e)))
+                BodyDecision::Respond(self.error(503, UNAVAILABLE, &Self::unavailable_message(&e)))
             }
         }
     }
@@ -323,7 +337,8 @@ impl Filter for Guardrails {
                     if self.closed {
                         self.reading = Reading::Dropping;
                         return ChunkDecision::Replace(
-                            self.error(502, 2017, &Self::unavailable_message(&e)).body,
+                            self.error(502, UNAVAILABLE, &Self::unavailable_message(&e))
+                                .body,
                         );
                     }
                     return ChunkDecision::Replace(body);
@@ -334,19 +349,20 @@ impl Filter for Guardrails {
             Reading::Stream(mut scanner) => {
                 let window = self.config.window_chars;
                 let out = scanner.push(chunk, end_of_stream, window, &mut |text, at| {
-                    let (message, end) = match self.judge(text, Direction::Response) {
+                    let (message, end, code) = match self.judge(text, Direction::Response) {
                         Outcome::Pass | Outcome::Flagged(_) => return Verdict::Pass,
-                        Outcome::Blocked(c) => {
-                            (Self::blocked_message(Direction::Response, &c), "blocked")
+                        Outcome::Blocked(c) => (
+                            Self::blocked_message(Direction::Response, &c),
+                            "blocked",
+                            2017,
+                        ),
+                        Outcome::Refused(e) => {
+                            (Self::unavailable_message(&e), "refused", UNAVAILABLE)
                         }
-                        Outcome::Refused(e) => (Self::unavailable_message(&e), "refused"),
                     };
                     annotate("guardrails_response_at", &at.to_string());
                     annotate("guardrails_response_end", end);
-                    Verdict::Block {
-                        message,
-                        code: 2017,
-                    }
+                    Verdict::Block { message, code }
                 });
                 self.reading = Reading::Stream(scanner);
                 if out == chunk {

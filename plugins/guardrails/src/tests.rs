@@ -247,7 +247,26 @@ fn a_failing_classifier_refuses_when_closed_and_passes_when_open() {
         panic!("closed must refuse")
     };
     assert_eq!(r.status, 503);
-    assert!(String::from_utf8_lossy(&r.body).contains("timed out"));
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["error"]["code"], 7013, "{body}");
+    assert_eq!(body["internalCode"], 7013, "{body}");
+    assert_eq!(body["name"], "AiGatewayError", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out")
+    );
+    assert_eq!(counter("classifier_errors"), 1);
+
+    // Flags only: nothing could have been blocked, so the prompt passes even when closed.
+    MockHost::reset();
+    MockHost::with(|m| {
+        m.http
+            .insert(MODERATION.into(), Err("timed out after 5000 ms".into()))
+    });
+    let mut f = moderation(json!({"prompt": "flag", "categories": {"violence": "ignore"}}));
+    assert_eq!(f.on_request_body(&chat("hello")), BodyDecision::Continue);
     assert_eq!(counter("classifier_errors"), 1);
 
     MockHost::reset();

@@ -31,7 +31,7 @@ pub enum ResponseCheck {
     Off,
     /// Report findings (log metadata; the `cf-aig-dlp` header when the head is still held).
     Flag,
-    /// Refuse the answer: a 424 (code 2017), or an error event that ends a stream.
+    /// Refuse the answer: a 400 (Cloudflare's code 2030), or an error event that ends a stream.
     Block,
 }
 

@@ -12,7 +12,7 @@
 //!
 //! `response = "flag"` or `"block"` also scans answers (DLP on answers): whole JSON answers
 //! and SSE streams. `flag` reports (log metadata; the `cf-aig-dlp` header on a non-streamed
-//! answer); `block` refuses: a non-streamed answer becomes a 424 with code 2017 (in OpenAI's
+//! answer); `block` refuses: a non-streamed answer becomes a 400 with Cloudflare's code 2030 (in OpenAI's
 //! or Anthropic's error shape, from the answer's own), a stream is held one window
 //! (`window_chars`, default 800) at a time and a window with a finding ends it with an error
 //! event instead.
@@ -96,15 +96,40 @@ pub struct PromptRedaction {
     scan: Scan,
 }
 
-/// The `cf-aig-dlp` header: findings by entity type and where they were found, and the action.
+/// Cloudflare's code and message for a request refused by DLP.
+const REQUEST_BLOCKED: (u32, &str) = (2029, "Request content blocked due to DLP policy violations");
+/// Cloudflare's code and message for an answer refused by DLP.
+const RESPONSE_BLOCKED: (u32, &str) = (
+    2030,
+    "Response content blocked due to DLP policy violations",
+);
+
+/// The `cf-aig-dlp` header in Cloudflare's shape: one finding per place checked, whose
+/// profile's `entry_ids` are the entity types found, and the action.
 fn dlp_header(request: &[String], response: &[String], action: &str) -> String {
-    let findings: Vec<serde_json::Value> = request
-        .iter()
-        .map(|e| (e, "REQUEST"))
-        .chain(response.iter().map(|e| (e, "RESPONSE")))
-        .map(|(e, check)| serde_json::json!({"entity": e, "check": check}))
+    let findings: Vec<serde_json::Value> = [(request, "REQUEST"), (response, "RESPONSE")]
+        .into_iter()
+        .filter(|(found, _)| !found.is_empty())
+        .map(|(found, check)| {
+            serde_json::json!({
+                "profile": {"context": {}, "entry_ids": found, "profile_id": "prompt-redaction"},
+                "policy_ids": ["prompt-redaction"],
+                "check": check,
+            })
+        })
         .collect();
     serde_json::json!({"findings": findings, "action": action}).to_string()
+}
+
+/// An error body in OpenAI's shape (or Anthropic's), with a numeric code.
+fn error_body(anthropic: bool, message: &str, code: u32) -> serde_json::Value {
+    if anthropic {
+        serde_json::json!({"type": "error", "error": {
+            "type": "invalid_request_error", "message": message, "code": code}})
+    } else {
+        serde_json::json!({"error": {
+            "type": "dlp", "message": message, "code": code, "param": null}})
+    }
 }
 
 impl PromptRedaction {
@@ -115,13 +140,18 @@ impl PromptRedaction {
         }
         annotate("redaction_blocked", &names.join(","));
         counter_add("blocked", 1);
-        let mut r = LocalResponse::error(
+        let mut r = LocalResponse::json(
             400,
-            "prompt_blocked",
-            &format!(
-                "request blocked by prompt-redaction: contains {}",
-                names.join(", ")
-            ),
+            &serde_json::json!({"error": {
+                "type": "prompt_blocked",
+                "message": format!(
+                    "{} (prompt-redaction: contains {})",
+                    REQUEST_BLOCKED.1,
+                    names.join(", ")
+                ),
+                "code": REQUEST_BLOCKED.0,
+                "param": null,
+            }}),
         );
         r.headers.push(aigw_plugin_sdk::Header {
             name: DLP_HEADER.into(),
@@ -182,7 +212,8 @@ impl PromptRedaction {
 
     fn refusal_message(names: &[String]) -> String {
         format!(
-            "Response blocked due to security configurations (prompt-redaction: contains {})",
+            "{} (prompt-redaction: contains {})",
+            RESPONSE_BLOCKED.1,
             names.join(", ")
         )
     }
@@ -213,14 +244,9 @@ impl PromptRedaction {
         let anthropic = parsed
             .as_ref()
             .is_some_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("message"));
-        let error = if anthropic {
-            serde_json::json!({"type": "error", "error": {
-                "type": "invalid_request_error", "message": message, "code": 2017}})
-        } else {
-            serde_json::json!({"error": {
-                "type": "dlp", "message": message, "code": 2017, "param": null}})
-        };
-        if edit_response_head(Some(424), header) != Ok(true) {
+        let error = error_body(anthropic, &message, RESPONSE_BLOCKED.0);
+        // Cloudflare answers a refused answer with a 400.
+        if edit_response_head(Some(400), header) != Ok(true) {
             annotate("dlp_response_status_kept", "true");
         }
         self.scan = Scan::Dropping;
@@ -425,7 +451,7 @@ impl Filter for PromptRedaction {
                     annotate("dlp_response_at", &at.to_string());
                     Verdict::Block {
                         message: Self::refusal_message(&names),
-                        code: 2017,
+                        code: RESPONSE_BLOCKED.0,
                     }
                 });
                 if scanner.blocked() && self.response == ResponseCheck::Block {

@@ -180,7 +180,7 @@ fn block_mode_names_types_never_values() {
     let v: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(
         v["error"]["message"],
-        "request blocked by prompt-redaction: contains email, credit_card"
+        "Request content blocked due to DLP policy violations (prompt-redaction: contains email, credit_card)"
     );
     assert_eq!(v["error"]["type"], "prompt_blocked");
     let text = String::from_utf8(r.body).unwrap();
@@ -491,7 +491,7 @@ fn flag_mode_changes_nothing_and_reports_the_request_findings() {
     assert_eq!(counter("flagged"), 1);
     let header = dlp_header_of(&f.on_response_headers(&response("application/json")));
     assert_eq!(header["action"], "FLAG");
-    assert_eq!(header["findings"][0]["entity"], "email");
+    assert_eq!(header["findings"][0]["profile"]["entry_ids"][0], "email");
     assert_eq!(header["findings"][0]["check"], "REQUEST");
 }
 
@@ -507,7 +507,9 @@ fn block_mode_names_the_findings_in_the_dlp_header() {
     let h = r.headers.iter().find(|h| h.name == DLP_HEADER).unwrap();
     let v: Value = serde_json::from_str(&h.value).unwrap();
     assert_eq!(v["action"], "BLOCK");
-    assert_eq!(v["findings"][0]["entity"], "credit_card");
+    assert_eq!(v["findings"][0]["profile"]["entry_ids"][0], "credit_card");
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["error"]["code"], 2029);
 }
 
 #[test]
@@ -526,14 +528,14 @@ fn answers_with_findings_are_flagged_or_refused_whole() {
     assert_eq!(v["findings"][0]["check"], "RESPONSE");
     assert_eq!(v["action"], "FLAG");
     assert_eq!(counter("response_flagged"), 1);
-    // Block: a 424 with code 2017 instead of the answer.
+    // Block: a 400 with code 2030 instead of the answer.
     let mut f = filter(json!({"response": "block"}));
     MockHost::with(|m| m.head_held = true);
     f.on_response_headers(&response("application/json"));
     let out: Value =
         serde_json::from_slice(&respond(&mut f, &[&answer[..10], &answer[10..]])).unwrap();
-    assert_eq!(out["error"]["code"], 2017, "{out}");
-    assert_eq!(MockHost::with(|m| m.response_status), Some(424));
+    assert_eq!(out["error"]["code"], 2030, "{out}");
+    assert_eq!(MockHost::with(|m| m.response_status), Some(400));
     assert!(annotations().contains(&("dlp_response_action".into(), "block".into())));
     // An answer without findings passes byte for byte.
     let mut f = filter(json!({"response": "block"}));
@@ -562,7 +564,7 @@ fn a_stream_with_a_finding_ends_with_an_error_event() {
     assert!(out.contains("word00"), "{out}");
     assert!(!out.contains("eve@example.net"), "{out}");
     assert!(!out.contains("word30"), "{out}");
-    assert!(out.contains("\"code\":2017"), "{out}");
+    assert!(out.contains("\"code\":2030"), "{out}");
     // Flag only: every byte passes, the finding is logged.
     let mut f = filter(json!({"response": "flag"}));
     f.on_response_headers(&response("text/event-stream"));
