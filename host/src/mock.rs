@@ -281,12 +281,24 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
             }),
         );
     }
+    // Like OpenAI: the usage chunk only when the request asks for it.
+    let include_usage = request
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    if let Some(name) = header(&parts, "x-mock-tool-call") {
+        let args = header(&parts, "x-mock-tool-args").unwrap_or("{}");
+        return tool_call(
+            &model,
+            name,
+            args,
+            prompt_tokens,
+            stream,
+            include_usage,
+            pacing,
+        );
+    }
     if stream {
-        // Like OpenAI: the usage chunk only when the request asks for it.
-        let include_usage = request
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            == Some(true);
         let mut events = openai_events(
             &model,
             &words,
@@ -490,6 +502,70 @@ fn openai_events(
     ));
     events.push("data: [DONE]\n\n".to_string());
     events
+}
+
+/// A chat completion that calls tool `name` with `args` (a JSON text), as JSON or as a stream
+/// whose arguments arrive in two pieces (`x-mock-tool-call`, `x-mock-tool-args`).
+fn tool_call(
+    model: &str,
+    name: &str,
+    args: &str,
+    prompt_tokens: u64,
+    stream: bool,
+    include_usage: bool,
+    pacing: Pacing,
+) -> Response<GatewayBody> {
+    let created = crate::store::now_ms() / 1000;
+    let out_tokens = (args.len() as u64 / 4).max(1) + 5;
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": out_tokens,
+                       "total_tokens": prompt_tokens + out_tokens});
+    if !stream {
+        return json_response(
+            StatusCode::OK,
+            json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": created, "model": model,
+                   "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                       "role": "assistant", "content": null,
+                       "tool_calls": [{"id": "call_mock_1", "type": "function",
+                                       "function": {"name": name, "arguments": args}}]}}],
+                   "usage": usage}),
+        );
+    }
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let cut = args
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|i| *i >= args.len() / 2)
+        .unwrap_or(0);
+    let mut events = vec![
+        chunk(json!({"role": "assistant", "content": null}), Value::Null),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_mock_1", "type": "function",
+                                   "function": {"name": name, "arguments": ""}}]}),
+            Value::Null,
+        ),
+    ];
+    for piece in [&args[..cut], &args[cut..]] {
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+            Value::Null,
+        ));
+    }
+    events.push(chunk(json!({}), json!("tool_calls")));
+    if include_usage {
+        events.push(format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created,
+                   "model": model, "choices": [], "usage": usage})
+        ));
+    }
+    events.push("data: [DONE]\n\n".to_string());
+    sse(events, pacing)
 }
 
 /// An OpenAI embeddings answer: one vector per input, prompt tokens only.

@@ -153,6 +153,10 @@ fn tests() -> Vec<Test> {
             Need::PythonSdks
         ),
         test!(
+            python_sdk::anthropic_sdk_reaches_openai_models_through_messages,
+            Need::PythonSdks
+        ),
+        test!(
             node_sdk::vercel_ai_sdk_default_calls_work_and_are_billed_exactly,
             Need::NodeSdk
         ),

@@ -510,3 +510,116 @@ pub async fn official_sdks_see_guardrails_flags_blocks_and_cut_streams() {
     let mut gw = gw;
     assert!(gw.stop());
 }
+
+/// The Anthropic SDK at the compat endpoint's Messages entry point: text, stream and tool
+/// calls (JSON and streamed, then the tool's result) translated to an OpenAI-shaped provider
+/// and back, an Anthropic model passed through, and a provider error raised as the SDK's own.
+pub async fn anthropic_sdk_reaches_openai_models_through_messages() {
+    let python = python().expect("the runner checked for a Python with the SDKs");
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+        mock.providers_toml()
+    );
+    let gw = Gateway::start(&cfg, &[]);
+    let base = gw.url("/v1/acct/gw");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/messages_sdk.py");
+    let out =
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("hello through messages"),
+        "{v}"
+    );
+    assert_eq!(v["stop_reason"], "end_turn", "{v}");
+    assert!(v["usage"]["input"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["usage"]["output"].as_u64().unwrap() > 0, "{v}");
+    assert!(
+        v["streamed"]
+            .as_str()
+            .unwrap()
+            .contains("stream through messages"),
+        "{v}"
+    );
+    assert_eq!(v["stream_stop_reason"], "end_turn", "{v}");
+    assert!(v["stream_usage"]["output"].as_u64().unwrap() > 0, "{v}");
+    for key in ["tool", "stream_tool"] {
+        assert_eq!(v[key]["name"], "get_weather", "{v}");
+        assert_eq!(v[key]["input"]["city"], "Paris", "{v}");
+        assert_eq!(v[key]["stop_reason"], "tool_use", "{v}");
+    }
+    assert!(
+        v["after_tool"].as_str().unwrap().contains("18 degrees"),
+        "{v}"
+    );
+    assert!(
+        v["claude"]
+            .as_str()
+            .unwrap()
+            .contains("hello claude through compat"),
+        "{v}"
+    );
+    assert_eq!(v["error"]["type"], "RateLimitError", "{v}");
+    assert_eq!(v["error"]["status"], 429, "{v}");
+
+    let seen = mock.requests();
+    let paths: Vec<&str> = seen.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/chat/completions",
+            "/v1/chat/completions",
+            "/v1/chat/completions",
+            "/v1/chat/completions",
+            "/v1/chat/completions",
+            "/v1/messages",
+            "/v1/chat/completions"
+        ]
+    );
+    // The Anthropic SDK's key went to the OpenAI-shaped provider as a Bearer token.
+    assert_eq!(
+        seen[0]["headers"]["authorization"],
+        "Bearer sk-openai-through-messages"
+    );
+    assert!(seen[0]["headers"].get("x-api-key").is_none());
+    let first = body_of(&seen[0]);
+    assert_eq!(first["model"], "gpt-4o-mini");
+    assert_eq!(first["messages"][0]["role"], "system");
+    // The tool's result reached the provider as a tool message after the call.
+    let turn = body_of(&seen[4]);
+    assert_eq!(
+        turn["messages"][1]["tool_calls"][0]["function"]["name"], "get_weather",
+        "{turn}"
+    );
+    assert_eq!(turn["messages"][2]["role"], "tool", "{turn}");
+    assert!(
+        turn["messages"][2]["content"]
+            .as_str()
+            .unwrap()
+            .contains("18 degrees")
+    );
+    let claude = body_of(&seen[5]);
+    assert_eq!(claude["model"], "claude-3-5-haiku");
+    // Logged and billed like any chat completion.
+    let mut gw = gw;
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    let streamed = entries
+        .iter()
+        .find(|e| e["streamed"] == true && e["provider"] == "openai")
+        .unwrap();
+    assert!(streamed["tokens_out"].as_u64().unwrap() > 0, "{streamed}");
+    assert!(streamed["cost"].as_f64().unwrap() > 0.0, "{streamed}");
+}

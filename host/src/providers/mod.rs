@@ -3,6 +3,7 @@
 //! be redacted everywhere), and usage extraction (`usage`).
 
 pub mod anthropic;
+pub mod messages;
 pub mod pricing;
 #[cfg(test)]
 mod sse_strategies;

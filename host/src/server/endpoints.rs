@@ -1,7 +1,10 @@
 //! The two endpoints that are not plain provider passthrough:
 //! - compat: `POST /v1/{account}/{gateway}/compat/chat/completions`, OpenAI
 //!   format with `model: "{provider}/{model}"`, sent to the provider's
-//!   OpenAI-compatible chat path with the model rewritten;
+//!   OpenAI-compatible chat path with the model rewritten (or translated to Anthropic
+//!   Messages); and `…/compat/messages` (also `…/compat/v1/messages`, where the Anthropic
+//!   SDKs and Claude Code send it), Anthropic Messages in, sent to an Anthropic provider as
+//!   is or translated to an OpenAI-compatible one and back;
 //! - universal: `POST /v1/{account}/{gateway}`, a JSON array of steps
 //!   `{provider, endpoint, headers, query}` tried in order until one does not
 //!   fail (status ≥ 500, 429, unreachable, timeout); `cf-aig-step` says which
@@ -11,7 +14,7 @@ use crate::http::body::{BodyError, GatewayBody};
 use crate::http::error::GatewayError;
 use crate::pipeline::Generation;
 use crate::pipeline::flow::{self, BodyIn, Env, Route};
-use crate::providers::anthropic;
+use crate::providers::{anthropic, messages};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
@@ -33,9 +36,10 @@ pub async fn compat(
     body: hyper::body::Incoming,
     peer: IpAddr,
 ) -> Response<GatewayBody> {
-    if route.path != "/chat/completions" || parts.method != Method::POST {
+    let messages_in = matches!(route.path.as_str(), "/messages" | "/v1/messages");
+    if !(route.path == "/chat/completions" || messages_in) || parts.method != Method::POST {
         return GatewayError::not_found(format!(
-            "the compat endpoint is POST /v1/{}/{}/compat/chat/completions",
+            "the compat endpoint is POST /v1/{0}/{1}/compat/chat/completions (OpenAI) or /v1/{0}/{1}/compat/messages (Anthropic)",
             route.account, route.gateway
         ))
         .into_response();
@@ -70,6 +74,31 @@ pub async fn compat(
         return GatewayError::not_found(format!("model: unknown provider '{provider}'"))
             .into_response();
     };
+    if messages_in {
+        if spec.anthropic_messages {
+            // Anthropic to Anthropic: only the model changes.
+            request["model"] = Value::String(model);
+            let route = Route {
+                provider,
+                path: "/v1/messages".into(),
+                ..route
+            };
+            let body = BodyIn::Ready(Bytes::from(request.to_string()));
+            return flow::handle(env, generation, route, parts, body, peer).await;
+        }
+        let Some(path) = spec.compat_path.clone() else {
+            return anthropic_error(
+                400,
+                &format!(
+                    "model: provider '{provider}' has no OpenAI-compatible chat endpoint to translate Anthropic Messages to"
+                ),
+            );
+        };
+        return messages_to_openai(
+            env, generation, route, parts, request, provider, model, path, peer,
+        )
+        .await;
+    }
     if spec.anthropic_messages {
         return compat_anthropic(
             env,
@@ -206,6 +235,129 @@ async fn compat_anthropic(
         Ok(v) => anthropic::response_to_openai(&v, &model, created).to_string(),
         Err(_) => return Response::from_parts(head, GatewayBody::full(bytes)),
     };
+    head.headers.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    head.headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Response::from_parts(head, GatewayBody::full(out))
+}
+
+/// An error in Anthropic's shape, for the Messages entry point.
+fn anthropic_error(status: u16, message: &str) -> Response<GatewayBody> {
+    let body = messages::error_to_anthropic(
+        status,
+        &serde_json::to_vec(&serde_json::json!({"error": {"message": message}}))
+            .unwrap_or_default(),
+    );
+    let mut resp = Response::new(GatewayBody::full(body.to_string()));
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_REQUEST);
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The Messages entry point for an OpenAI-compatible provider: translate the request, send
+/// it through the gateway (filters, logs, cost and limits as for any chat completion),
+/// translate the answer back: JSON, the stream event by event, or the error.
+#[allow(clippy::too_many_arguments)]
+async fn messages_to_openai(
+    env: &Env,
+    generation: Arc<Generation>,
+    route: Route,
+    mut parts: Parts,
+    request: Value,
+    provider: String,
+    model: String,
+    path: String,
+    peer: IpAddr,
+) -> Response<GatewayBody> {
+    let translated = match messages::request_to_openai(&request, &model) {
+        Ok(t) => t,
+        Err(m) => return anthropic_error(400, &m),
+    };
+    // The Anthropic SDKs send their key as x-api-key; OpenAI-shaped providers want a Bearer token.
+    if !parts.headers.contains_key(hyper::header::AUTHORIZATION)
+        && let Some(key) = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|k| HeaderValue::from_str(&format!("Bearer {k}")).ok())
+    {
+        parts.headers.insert(hyper::header::AUTHORIZATION, key);
+    }
+    parts.headers.remove("x-api-key");
+    parts.headers.remove("anthropic-version");
+    parts.headers.remove("anthropic-beta");
+    let route = Route {
+        provider,
+        path,
+        ..route
+    };
+    let body = Bytes::from(translated.to_string());
+    let resp = flow::handle(env, generation, route, parts, BodyIn::Ready(body), peer).await;
+    let (mut head, body) = resp.into_parts();
+    let streamed = head
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    head.headers.remove(CONTENT_LENGTH);
+    if streamed && head.status.is_success() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BodyError>>(16);
+        tokio::spawn(async move {
+            let mut body = body;
+            let mut translator = messages::StreamToAnthropic::new(&model);
+            loop {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        let out = translator.feed(&data);
+                        if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    None => break,
+                }
+            }
+            let tail = translator.finish();
+            if !tail.is_empty() {
+                let _ = tx.send(Ok(Bytes::from(tail))).await;
+            }
+            if !translator.finished() {
+                let _ = tx
+                    .send(Err("the provider's stream ended before [DONE]".into()))
+                    .await;
+            }
+        });
+        return Response::from_parts(head, GatewayBody::Channel(rx));
+    }
+    let bytes = match http_body_util::Limited::new(body, 64 * 1024 * 1024)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(e) => return anthropic_error(502, &format!("provider response unreadable: {e}")),
+    };
+    let out = if head.status.is_success() {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => messages::response_to_anthropic(&v, &model),
+            Err(_) => return anthropic_error(502, "the provider's answer is not JSON"),
+        }
+    } else {
+        messages::error_to_anthropic(head.status.as_u16(), &bytes)
+    };
+    let out = out.to_string();
     head.headers.insert(
         hyper::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
