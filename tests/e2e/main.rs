@@ -23,6 +23,7 @@ mod guardrails;
 mod hot_reload;
 mod keys;
 mod manage_api;
+mod messages;
 mod outbound_http;
 mod providers;
 mod redaction;

@@ -6,7 +6,7 @@
 use regex_automata::meta::Regex;
 use std::sync::OnceLock;
 
-/// The patterns, matched case-insensitively against text with runs of whitespace folded.
+/// The patterns, lower case, matched against lower-cased text with runs of whitespace folded.
 const PATTERNS: &[&str] = &[
     // "ignore all previous instructions", "disregard the above", "forget your rules"
     r"\b(ignore|disregard|forget|overlook|skip|bypass|override|drop|abandon|neglect)\b(\s+\w+){0,4}?\s+(previous|prior|preceding|above|earlier|former|initial|original|old|given|foregoing|existing|all)\b(\s+\w+){0,3}?\s+(instructions?|prompts?|rules|directions|directives|guidelines|commands|context|programming|constraints|restrictions|guidance|orders|text|messages?|inputs?|tasks?|information|content)\b",
@@ -21,7 +21,7 @@ const PATTERNS: &[&str] = &[
     r"\bwhat\s+(is|are|were)\s+(your|the)\s+(system|initial|original|hidden|secret)\s+(prompt|instructions?|message)",
     r"\b(repeat|print|output)\s+(the\s+)?(words|text|everything|initialization)\s+above\b",
     r"\boutput\s+initialization\b|\bsystem\s*_?prompt\s*(is\b|:|\))|\bi\s+was\s+instructed\s+to\b",
-    r"\bbeginning\s+with\s+.?you\s+are\b",
+    r"\bbeginning\s+with\s+(?u:.)?you\s+are\b",
     // persona jailbreaks
     r"\bdo\s+anything\s+now\b|\bsay\s+anything\s+now\b",
     r"\byou\s+are\s+(now\s+)?(dan|stan|dude|aim|an?\s+unrestricted|an?\s+unfiltered|an?\s+uncensored|free\s+from|no\s+longer\s+bound|jailbroken|free\b)",
@@ -33,7 +33,7 @@ const PATTERNS: &[&str] = &[
     r"\b(unfiltered|uncensored|amoral|unrestricted|unhinged|immoral)\s+(and\s+\w+\s+)?(ai|chatbot|assistant|model|responses?|bot|version|character|persona|llm)\b",
     r"\bnot\s+(bound|subject|restricted|limited)\s+(by|to)\s+(any\s+|the\s+)?(openai|anthropic|content|ethical|moral)?\w*('s)?\s*(content\s+)?(polic\w*|rules|guidelines|restrictions)",
     r"\b(never|not|won'?t|will\s+not|doesn'?t|does\s+not|cannot)\s+(refuse|decline)\b|\bwithout\s+(any\s+)?(refusals?|disclaimers?|warnings)\b",
-    r"\bdo\s+not\s+apologi[sz]e\b|\bnever\s+say\b.{0,30}\b(sorry|cannot|can'?t|unable)\b",
+    r"\bdo\s+not\s+apologi[sz]e\b|\bnever\s+say\b(?u:.){0,30}\b(sorry|cannot|can'?t|unable)\b",
     r"\bstay\s+in\s+character\b|\bbreaks?\s+(ai|the)\s+rules\b",
     r"\bjailbr(oken|eak)\s+(mode|ai|chatbot|version|prompt|gpt|chatgpt|assistant|model|llm)\b",
     r"\bfrom\s+now\s+on,?\s+(you|your)\s+(are|will|must|shall|should|only|answer|respond|act|give)\b",
@@ -49,9 +49,9 @@ const PATTERNS: &[&str] = &[
     r"\bend\s+of\s+(the\s+)?(system\s+prompt|instructions|user\s+input)\b",
     // instructions to an agent hidden in content, exfiltration
     r"\b(note|message|instructions?)\s+(to|for)\s+(the\s+)?(ai|bot|assistant|model|llm|agents?|ai\s+\w+\s+agents?)\b|\b(ai|assistant|bot|model|agent)\s+reading\s+this\b|\bwhen\s+you\s+(read|summari[sz]e|process)\s+this\b",
-    r"\b(send|forward|email|upload|post|exfiltrate|leak)\b(\s+\S+){0,6}?\s+(to\s+)?(an?\s+)?(external\w*|attacker\S*|outside)\b",
-    r"!\[[^\]]*\]\(\s*https?://[^)]*(\[[a-z_]+\]|\{[a-z_]+\})|\breplace\s+\[\w+\]\s+with\b",
-    r"\b(decode|translate|convert|apply)\b.{0,60}\b(and|then)\s+(do|execute|follow|comply|obey|run)\b",
+    r"\b(send|forward|email|upload|post|exfiltrate|leak)\b(\s+(?u:\S)+){0,6}?\s+(to\s+)?(an?\s+)?(external\w*|attacker(?u:\S)*|outside)\b",
+    r"!\[(?u:[^\]])*\]\(\s*https?://(?u:[^)])*(\[[a-z_]+\]|\{[a-z_]+\})|\breplace\s+\[\w+\]\s+with\b",
+    r"\b(decode|translate|convert|apply)\b(?u:.){0,60}\b(and|then)\s+(do|execute|follow|comply|obey|run)\b",
     // German, Spanish, French, Italian, Portuguese
     r"\b(ignorier(e|en)?|vergiss|vergessen\s+sie)\b(\s+\w+){0,4}?\s+(anweisungen|instruktionen|befehle|regeln|vorgaben|aufgaben|alles)\b",
     r"\b(ignora|olvida|ignore|oublie|oubliez|ignorez|dimentica|esqueça|esqueca)\b(\s+\w+){0,4}?\s+(instrucciones|instructions|istruzioni|instruções|instrucoes|reglas|règles|regole|regras|consignes)\b",
@@ -67,8 +67,13 @@ const MIN_BASE64: usize = 24;
 fn regex() -> Option<&'static Regex> {
     static RE: OnceLock<Option<Regex>> = OnceLock::new();
     RE.get_or_init(|| {
-        let patterns: Vec<String> = PATTERNS.iter().map(|p| format!("(?i){p}")).collect();
-        Regex::new_many(&patterns).ok()
+        // The text is lower-cased before matching, so the patterns need no case folding; and
+        // with ASCII classes (`\w`, `\s`, `\b`) the lazy DFA handles every pattern: Unicode
+        // ones made the set twenty times slower to build and to run.
+        Regex::builder()
+            .syntax(regex_automata::util::syntax::Config::new().unicode(false))
+            .build_many(PATTERNS)
+            .ok()
     })
     .as_ref()
 }
@@ -115,8 +120,8 @@ fn base64_runs(text: &str) -> impl Iterator<Item = String> + '_ {
         })
 }
 
-/// Text with runs of spaces and tabs as one space and common look-alike quotes straightened
-/// (newlines are kept: some patterns anchor at a line start).
+/// Text lower-cased, with runs of spaces and tabs as one space and common look-alike quotes
+/// straightened (newlines are kept: some patterns anchor at a line start).
 fn fold(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = false;
@@ -125,6 +130,11 @@ fn fold(text: &str) -> String {
             '\u{2018}' | '\u{2019}' | '\u{201b}' => '\'',
             '\u{201c}' | '\u{201d}' => '"',
             '\u{00a0}' | '\t' => ' ',
+            c if c.is_uppercase() => {
+                out.extend(c.to_lowercase());
+                space = false;
+                continue;
+            }
             c => c,
         };
         if c == ' ' {

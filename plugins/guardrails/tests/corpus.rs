@@ -77,6 +77,7 @@ fn pct(n: usize, of: usize) -> f64 {
 
 #[test]
 fn detection_and_false_positive_rates_on_the_public_corpus() {
+    let started = std::time::Instant::now();
     let attacks = measure("injections.txt", &[]);
     // B9 quotes attack phrases in questions about injection: reported, not counted.
     let benign = measure("benign.txt", &["B9"]);
@@ -95,6 +96,17 @@ fn detection_and_false_positive_rates_on_the_public_corpus() {
         benign.held_out_flagged,
         benign.held_out_total,
         pct(benign.held_out_flagged, benign.held_out_total),
+    );
+    let bytes: usize = ["injections.txt", "benign.txt"]
+        .iter()
+        .flat_map(|f| groups(f))
+        .flat_map(|(_, lines)| lines)
+        .map(|l| l.len())
+        .sum();
+    println!(
+        "scanned {} KB in {:?} (natively, with this build's profile; reading the files included)",
+        bytes / 1024,
+        started.elapsed()
     );
     assert!(
         attacks.total >= 300 && benign.total >= 150,
