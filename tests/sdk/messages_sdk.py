@@ -80,6 +80,12 @@ msg = client.messages.create(
     messages=[{"role": "user", "content": "hello claude through compat"}],
 )
 out["claude"] = msg.content[0].text
+with client.messages.stream(
+    model="anthropic/claude-3-5-haiku",
+    max_tokens=100,
+    messages=[{"role": "user", "content": "stream claude through compat"}],
+) as s:
+    out["claude_streamed"] = "".join(s.text_stream)
 
 # A provider's error comes back as the SDK's error for its status.
 try:
