@@ -571,6 +571,13 @@ pub async fn anthropic_sdk_reaches_openai_models_through_messages() {
             .contains("hello claude through compat"),
         "{v}"
     );
+    assert!(
+        v["claude_streamed"]
+            .as_str()
+            .unwrap()
+            .contains("stream claude through compat"),
+        "{v}"
+    );
     assert_eq!(v["error"]["type"], "RateLimitError", "{v}");
     assert_eq!(v["error"]["status"], 429, "{v}");
 
@@ -584,6 +591,7 @@ pub async fn anthropic_sdk_reaches_openai_models_through_messages() {
             "/v1/chat/completions",
             "/v1/chat/completions",
             "/v1/chat/completions",
+            "/v1/messages",
             "/v1/messages",
             "/v1/chat/completions"
         ]
