@@ -3,7 +3,8 @@
 # `cargo test --workspace` runs them instead of skipping them:
 #   Redis (shared kv and limits), PostgreSQL (shared log store: a cluster, role aigw, database aigw),
 #   Chromium (dashboard test), the official OpenAI and Anthropic Python SDKs and componentize-py
-#   (in .venv at the repository root), Node with the Vercel AI SDK (tests/sdk/node/node_modules).
+#   (in .venv at the repository root), Node with the Vercel AI SDK and Claude Code
+#   (tests/sdk/node/node_modules).
 # Debian/Ubuntu, as root (apt-get). Safe to run again. When sourced (as .ci/run does) it also
 # exports AIGW_TEST_POSTGRES_URL for the cluster it found.
 set -euo pipefail

@@ -286,7 +286,15 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         == Some(true);
-    if let Some(name) = header(&parts, "x-mock-tool-call") {
+    // One tool call per turn: once the conversation ends with the tool's result, answer.
+    let after_tool = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())
+        .and_then(|m| m.get("role"))
+        .and_then(Value::as_str)
+        == Some("tool");
+    if let Some(name) = header(&parts, "x-mock-tool-call").filter(|_| !after_tool) {
         let args = header(&parts, "x-mock-tool-args").unwrap_or("{}");
         return tool_call(
             &model,
@@ -505,7 +513,8 @@ fn openai_events(
 }
 
 /// A chat completion that calls tool `name` with `args` (a JSON text), as JSON or as a stream
-/// whose arguments arrive in two pieces (`x-mock-tool-call`, `x-mock-tool-args`).
+/// whose arguments arrive in two pieces (`x-mock-tool-call`, `x-mock-tool-args`), unless the
+/// conversation already ends with a tool's result.
 fn tool_call(
     model: &str,
     name: &str,

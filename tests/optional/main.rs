@@ -36,6 +36,7 @@ enum Need {
     NodeSdk,
     Chromium,
     ComponentizePy,
+    ClaudeCode,
 }
 
 impl Need {
@@ -48,6 +49,7 @@ impl Need {
             Need::NodeSdk => "AIGW_REQUIRE_NODE_SDK",
             Need::Chromium => "AIGW_REQUIRE_CHROMIUM",
             Need::ComponentizePy => "AIGW_REQUIRE_COMPONENTIZE_PY",
+            Need::ClaudeCode => "AIGW_REQUIRE_CLAUDE_CODE",
         }
     }
 
@@ -85,6 +87,10 @@ impl Need {
             Need::ComponentizePy => python_filter::componentize_py()
                 .map(|_| ())
                 .ok_or_else(|| "componentize-py is not installed".into()),
+            Need::ClaudeCode => node_sdk::claude_code().map(|_| ()).ok_or_else(|| {
+                "no Claude Code binary (npm ci in tests/sdk/node installs @anthropic-ai/claude-code)"
+                    .into()
+            }),
         }
     }
 }
@@ -163,6 +169,10 @@ fn tests() -> Vec<Test> {
         test!(
             node_sdk::cloudflare_typescript_sdk_manages_gateways_and_logs,
             Need::NodeSdk
+        ),
+        test!(
+            node_sdk::claude_code_runs_a_tool_turn_through_the_gateway,
+            Need::ClaudeCode
         ),
         test!(
             dashboard::the_dashboard_shows_what_the_api_reports,

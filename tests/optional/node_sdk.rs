@@ -148,3 +148,99 @@ pub async fn cloudflare_typescript_sdk_manages_gateways_and_logs() {
         "{v}"
     );
 }
+
+/// Claude Code's native binary, installed by `npm ci` in `tests/sdk/node` (the platform
+/// package, whose binary the wrapper package's install script would copy), when it runs.
+pub fn claude_code() -> Option<PathBuf> {
+    let scope = sdk_dir().join("node_modules/@anthropic-ai");
+    let binary = std::fs::read_dir(&scope)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("claude-code-linux-"))
+        })
+        .map(|p| p.join("claude"))
+        .find(|p| p.is_file())?;
+    Command::new(&binary)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then_some(binary)
+}
+
+/// Claude Code, headless (`claude -p`), through the compat endpoint's Messages entry point to
+/// a model of an OpenAI-shaped provider: the model asks for one Bash call (the mock does, told
+/// by `ANTHROPIC_CUSTOM_HEADERS`), Claude Code runs it and sends the result back, the model
+/// answers with it. Offline: telemetry and updates are off, everything is on loopback.
+pub async fn claude_code_runs_a_tool_turn_through_the_gateway() {
+    let claude = claude_code().expect("the runner checked for Claude Code");
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+        mock.providers_toml()
+    );
+    let mut gw = Gateway::start(&cfg, &[]);
+    let base = gw.url("/v1/acct/gw/compat");
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (home_path, work_path) = (home.path().to_path_buf(), work.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(claude)
+            .args([
+                "-p",
+                "run the marker command",
+                "--model",
+                "openai/gpt-4o-mini",
+                "--allowedTools",
+                "Bash(echo:*)",
+            ])
+            .current_dir(work_path)
+            .env("HOME", home_path)
+            .env("ANTHROPIC_BASE_URL", base)
+            .env("ANTHROPIC_API_KEY", "sk-openai-for-claude-code")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_TELEMETRY", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .env(
+                "ANTHROPIC_CUSTOM_HEADERS",
+                "x-mock-tool-call: Bash\nx-mock-tool-args: {\"command\": \"echo tool-ran-$((6*7))\", \"description\": \"Print a marker\"}",
+            )
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "claude failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The shell ran the command (it computed 42) and the model's answer carries its output.
+    assert!(stdout.contains("tool-ran-42"), "{stdout}");
+    let chats: Vec<serde_json::Value> = mock
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "/v1/chat/completions")
+        .map(body_of)
+        .collect();
+    assert!(chats.len() >= 2, "{chats:?}");
+    assert_eq!(chats[0]["model"], "gpt-4o-mini");
+    let last = chats.last().unwrap();
+    let messages = last["messages"].as_array().unwrap();
+    let result = messages.last().unwrap();
+    assert_eq!(result["role"], "tool", "{last}");
+    assert!(
+        result["content"].as_str().unwrap().contains("tool-ran-42"),
+        "{last}"
+    );
+    let call = &messages[messages.len() - 2];
+    assert_eq!(call["tool_calls"][0]["function"]["name"], "Bash", "{last}");
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    let turns = entries.iter().filter(|e| e["provider"] == "openai").count();
+    assert!(turns >= 2, "{entries:#?}");
+}

@@ -114,11 +114,12 @@ pub fn request_to_openai(req: &Value, model: &str) -> Result<Value, String> {
         .and_then(Value::as_array)
         .ok_or("messages: expected a list of messages")?;
     for (i, m) in list.iter().enumerate() {
+        // `system` turns mid-conversation are a beta of Anthropic's that Claude Code uses.
         let role = match m.get("role").and_then(Value::as_str) {
-            Some(r @ ("user" | "assistant")) => r,
+            Some(r @ ("user" | "assistant" | "system")) => r,
             _ => {
                 return Err(format!(
-                    "messages[{i}].role: expected \"user\" or \"assistant\""
+                    "messages[{i}].role: expected \"user\", \"assistant\" or \"system\""
                 ));
             }
         };
@@ -544,7 +545,7 @@ mod tests {
         );
         assert_eq!(m[4], json!({"role": "user", "content": "thanks"}));
         let err = request_to_openai(
-            &json!({"messages": [{"role": "system", "content": "x"}]}),
+            &json!({"messages": [{"role": "tool", "content": "x"}]}),
             "m",
         )
         .unwrap_err();
