@@ -257,7 +257,27 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
             .unwrap_or(Value::Null);
         return json_response(StatusCode::OK, last);
     }
+    // One tool call per turn: once the conversation ends with the tool's result (an OpenAI
+    // `tool` message or an Anthropic `tool_result` block), answer.
+    let after_tool = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())
+        .is_some_and(|m| {
+            m.get("role").and_then(Value::as_str) == Some("tool")
+                || m.get("content")
+                    .and_then(Value::as_array)
+                    .is_some_and(|blocks| {
+                        blocks
+                            .iter()
+                            .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+                    })
+        });
     if path.ends_with("/messages") {
+        if let Some(name) = header(&parts, "x-mock-tool-call").filter(|_| !after_tool) {
+            let args = header(&parts, "x-mock-tool-args").unwrap_or("{}");
+            return anthropic_tool_use(&model, name, args, prompt_tokens, stream, pacing);
+        }
         if stream {
             return sse(
                 anthropic_events(
@@ -286,14 +306,6 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         == Some(true);
-    // One tool call per turn: once the conversation ends with the tool's result, answer.
-    let after_tool = request
-        .get("messages")
-        .and_then(Value::as_array)
-        .and_then(|m| m.last())
-        .and_then(|m| m.get("role"))
-        .and_then(Value::as_str)
-        == Some("tool");
     if let Some(name) = header(&parts, "x-mock-tool-call").filter(|_| !after_tool) {
         let args = header(&parts, "x-mock-tool-args").unwrap_or("{}");
         return tool_call(
@@ -574,6 +586,67 @@ fn tool_call(
         ));
     }
     events.push("data: [DONE]\n\n".to_string());
+    sse(events, pacing)
+}
+
+/// An Anthropic message that uses tool `name` with `args` (a JSON text), as JSON or as a
+/// stream whose input arrives in two `input_json_delta` pieces.
+fn anthropic_tool_use(
+    model: &str,
+    name: &str,
+    args: &str,
+    prompt_tokens: u64,
+    stream: bool,
+    pacing: Pacing,
+) -> Response<GatewayBody> {
+    let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
+    let out_tokens = (args.len() as u64 / 4).max(1) + 5;
+    if !stream {
+        return json_response(
+            StatusCode::OK,
+            json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                   "content": [{"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": input}],
+                   "stop_reason": "tool_use", "stop_sequence": null,
+                   "usage": {"input_tokens": prompt_tokens, "output_tokens": out_tokens}}),
+        );
+    }
+    let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let text = input.to_string();
+    let cut = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|i| *i >= text.len() / 2)
+        .unwrap_or(0);
+    let mut events = vec![
+        ev(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message",
+            "role": "assistant", "model": model, "content": [], "stop_reason": null,
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": 1}}}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+                   "content_block": {"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": {}}}),
+        ),
+    ];
+    for piece in [&text[..cut], &text[cut..]] {
+        events.push(ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "input_json_delta", "partial_json": piece}}),
+        ));
+    }
+    events.push(ev(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(ev(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+               "usage": {"output_tokens": out_tokens}}),
+    ));
+    events.push(ev("message_stop", json!({"type": "message_stop"})));
     sse(events, pacing)
 }
 

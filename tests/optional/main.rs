@@ -163,6 +163,10 @@ fn tests() -> Vec<Test> {
             Need::PythonSdks
         ),
         test!(
+            python_sdk::openai_responses_reach_anthropic_models_through_compat,
+            Need::PythonSdks
+        ),
+        test!(
             node_sdk::vercel_ai_sdk_default_calls_work_and_are_billed_exactly,
             Need::NodeSdk
         ),

@@ -631,3 +631,95 @@ pub async fn anthropic_sdk_reaches_openai_models_through_messages() {
     assert!(streamed["tokens_out"].as_u64().unwrap() > 0, "{streamed}");
     assert!(streamed["cost"].as_f64().unwrap() > 0.0, "{streamed}");
 }
+
+/// The OpenAI SDK's Responses API at the compat endpoint: text, stream and function calls
+/// (JSON and streamed, then the call's output) to an Anthropic model through two translations
+/// and back, an OpenAI model passed through, and `previous_response_id` refused (stateless).
+pub async fn openai_responses_reach_anthropic_models_through_compat() {
+    let python = python().expect("the runner checked for a Python with the SDKs");
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+        mock.providers_toml()
+    );
+    let gw = Gateway::start(&cfg, &[]);
+    let base = gw.url("/v1/acct/gw");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/responses_sdk.py");
+    let out =
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("hello through responses"),
+        "{v}"
+    );
+    assert_eq!(v["status"], "completed", "{v}");
+    assert!(v["usage"]["input"].as_u64().unwrap() > 0, "{v}");
+    assert!(
+        v["streamed"]
+            .as_str()
+            .unwrap()
+            .contains("stream through responses"),
+        "{v}"
+    );
+    assert_eq!(v["streamed"], v["stream_final"], "{v}");
+    assert!(v["stream_usage"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["tool"]["name"], "get_weather", "{v}");
+    assert_eq!(v["tool"]["arguments"]["city"], "Paris", "{v}");
+    assert_eq!(v["stream_tool"]["arguments"]["city"], "Paris", "{v}");
+    assert_eq!(v["stream_tool"]["final_arguments"]["city"], "Paris", "{v}");
+    assert!(!v["after_tool"].as_str().unwrap().is_empty(), "{v}");
+    assert!(
+        v["openai"]
+            .as_str()
+            .unwrap()
+            .contains("hello openai through compat responses"),
+        "{v}"
+    );
+    assert_eq!(v["stateful"]["status"], 400, "{v}");
+
+    let seen = mock.requests();
+    let paths: Vec<&str> = seen.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/messages",
+            "/v1/messages",
+            "/v1/messages",
+            "/v1/messages",
+            "/v1/messages",
+            "/v1/responses"
+        ]
+    );
+    // Translated twice: the instructions are Anthropic's system prompt, the key its x-api-key.
+    let first = body_of(&seen[0]);
+    assert_eq!(first["system"], "You are terse.", "{first}");
+    assert_eq!(first["model"], "claude-3-5-haiku");
+    assert_eq!(seen[0]["headers"]["x-api-key"], "sk-ant-through-responses");
+    let tools = body_of(&seen[2]);
+    assert_eq!(tools["tools"][0]["name"], "get_weather", "{tools}");
+    let turn = body_of(&seen[4]);
+    let last = turn["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["content"][0]["type"], "tool_result", "{turn}");
+    let mut gw = gw;
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 6, "{entries:#?}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["tokens_out"].as_u64().unwrap_or(0) > 0),
+        "{entries:#?}"
+    );
+}

@@ -5,6 +5,7 @@
 pub mod anthropic;
 pub mod messages;
 pub mod pricing;
+pub mod responses;
 #[cfg(test)]
 mod sse_strategies;
 pub mod stream_end;

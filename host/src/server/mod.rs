@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod cfapi;
+pub mod compat;
 pub mod console;
 pub mod dashboard;
 pub mod endpoints;
@@ -170,7 +171,7 @@ impl App {
         };
         let (parts, body) = req.into_parts();
         if route.provider == "compat" {
-            return endpoints::compat(&self.env, self.generation(), route, parts, body, peer).await;
+            return compat::compat(&self.env, self.generation(), route, parts, body, peer).await;
         }
         flow::handle(
             &self.env,

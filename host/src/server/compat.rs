@@ -1,0 +1,418 @@
+//! The compat endpoint, `/v1/{account}/{gateway}/compat/…` with `model: "{provider}/{model}"`:
+//! any client protocol in, any provider out. Three entry points:
+//! - `chat/completions` (OpenAI chat): sent to the provider's OpenAI-compatible chat path with
+//!   the model rewritten, or translated to Anthropic Messages and back;
+//! - `messages` (also `v1/messages`, where the Anthropic SDKs and Claude Code send it):
+//!   Anthropic Messages, passed through to Anthropic or translated to an OpenAI-compatible
+//!   chat completion and back;
+//! - `responses` (also `v1/responses`): the OpenAI Responses API, stateless, passed through to
+//!   OpenAI or translated to a chat completion (and on to Anthropic when the model is one).
+//!
+//! Every translated request runs through the gateway's pipeline as the request the provider
+//! gets, so filters, logs, cost, cache and limits apply on every entry point; streams are
+//! translated event by event.
+
+use crate::http::body::{BodyError, GatewayBody};
+use crate::http::error::GatewayError;
+use crate::pipeline::Generation;
+use crate::pipeline::flow::{self, BodyIn, Env, Route};
+use crate::providers::{ProviderSpec, anthropic, messages, responses};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
+use serde_json::Value;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Which client protocol a compat request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    Chat,
+    Messages,
+    Responses,
+}
+
+/// What the handlers below share.
+struct Call<'a> {
+    env: &'a Env,
+    generation: Arc<Generation>,
+    route: Route,
+    parts: Parts,
+    peer: IpAddr,
+}
+
+impl Call<'_> {
+    /// Sends `body` to `provider` at `path` through the gateway's pipeline.
+    async fn send(self, provider: String, path: String, body: &Value) -> Response<GatewayBody> {
+        let route = Route {
+            provider,
+            path,
+            ..self.route
+        };
+        let body = BodyIn::Ready(Bytes::from(body.to_string()));
+        flow::handle(
+            self.env,
+            self.generation,
+            route,
+            self.parts,
+            body,
+            self.peer,
+        )
+        .await
+    }
+}
+
+/// `POST /v1/{account}/{gateway}/compat/{chat/completions | messages | responses}`.
+pub async fn compat(
+    env: &Env,
+    generation: Arc<Generation>,
+    route: Route,
+    parts: Parts,
+    body: hyper::body::Incoming,
+    peer: IpAddr,
+) -> Response<GatewayBody> {
+    let entry = match route.path.as_str() {
+        "/chat/completions" => Some(Entry::Chat),
+        "/messages" | "/v1/messages" => Some(Entry::Messages),
+        "/responses" | "/v1/responses" => Some(Entry::Responses),
+        _ => None,
+    };
+    let Some(entry) = entry.filter(|_| parts.method == Method::POST) else {
+        return GatewayError::not_found(format!(
+            "the compat endpoint is POST /v1/{0}/{1}/compat/chat/completions (OpenAI chat), /v1/{0}/{1}/compat/messages (Anthropic Messages) or /v1/{0}/{1}/compat/responses (OpenAI Responses)",
+            route.account, route.gateway
+        ))
+        .into_response();
+    };
+    let refuse = |status: u16, message: String| match entry {
+        Entry::Messages => anthropic_error(status, &message),
+        _ if status == 404 => GatewayError::not_found(message).into_response(),
+        _ => GatewayError::bad_request(message).into_response(),
+    };
+    let config = &generation.config;
+    let bytes = match flow::read_body(BodyIn::Stream(body), config.max_body_bytes).await {
+        Ok(b) => b,
+        Err((e, _)) => return e.into_response(),
+    };
+    let mut request: Value = match serde_json::from_slice(&bytes) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return refuse(400, "body: expected a JSON object".into()),
+    };
+    let Some((provider, model)) = request
+        .get("model")
+        .and_then(Value::as_str)
+        .and_then(|m| m.split_once('/'))
+        .map(|(p, m)| (p.to_string(), m.to_string()))
+        .filter(|(p, m)| !p.is_empty() && !m.is_empty())
+    else {
+        return refuse(
+            400,
+            "model: expected \"{provider}/{model}\", e.g. \"openai/gpt-4o-mini\"".into(),
+        );
+    };
+    let Some(spec) = config.providers.get(&provider).cloned() else {
+        return refuse(404, format!("model: unknown provider '{provider}'"));
+    };
+    let call = Call {
+        env,
+        generation: generation.clone(),
+        route,
+        parts,
+        peer,
+    };
+    match entry {
+        Entry::Chat => chat(call, request, provider, model, &spec).await,
+        Entry::Messages if spec.anthropic_messages => {
+            // Anthropic to Anthropic: only the model changes.
+            request["model"] = Value::String(model);
+            call.send(provider, "/v1/messages".into(), &request).await
+        }
+        Entry::Messages => messages_in(call, request, provider, model, &spec).await,
+        Entry::Responses if provider == "openai" => {
+            // OpenAI has the Responses API itself: only the model changes.
+            request["model"] = Value::String(model);
+            call.send(provider, "/responses".into(), &request).await
+        }
+        Entry::Responses => responses_in(call, request, provider, model, &spec).await,
+    }
+}
+
+/// An OpenAI chat completion request to any provider; the answer in OpenAI's chat shape.
+async fn chat(
+    call: Call<'_>,
+    mut request: Value,
+    provider: String,
+    model: String,
+    spec: &ProviderSpec,
+) -> Response<GatewayBody> {
+    if spec.anthropic_messages {
+        return chat_via_anthropic(call, request, provider, model).await;
+    }
+    let Some(path) = spec.compat_path.clone() else {
+        return GatewayError::bad_request(format!(
+            "model: provider '{provider}' has no OpenAI-compatible chat endpoint; call /v1/{}/{}/{provider}/… in its own format",
+            call.route.account, call.route.gateway
+        ))
+        .into_response();
+    };
+    request["model"] = Value::String(model);
+    call.send(provider, path, &request).await
+}
+
+/// A chat completion request translated to Anthropic Messages, and the answer back.
+async fn chat_via_anthropic(
+    mut call: Call<'_>,
+    request: Value,
+    provider: String,
+    model: String,
+) -> Response<GatewayBody> {
+    let include_usage = request
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let translated = match anthropic::request_to_anthropic(&request, &model) {
+        Ok(t) => t,
+        Err(m) => return GatewayError::bad_request(m).into_response(),
+    };
+    let headers = &mut call.parts.headers;
+    // The OpenAI SDK sends its key as a Bearer token; Anthropic wants x-api-key.
+    if !headers.contains_key("x-api-key")
+        && let Some(key) = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|k| HeaderValue::from_str(k).ok())
+    {
+        headers.insert("x-api-key", key);
+        headers.remove(AUTHORIZATION);
+    }
+    if !headers.contains_key("anthropic-version") {
+        headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+    }
+    let resp = call
+        .send(provider, "/v1/messages".into(), &translated)
+        .await;
+    let created = crate::store::now_ms() / 1000;
+    translate(
+        resp,
+        anthropic::StreamTranslator::new(&model, created, include_usage),
+        // Anthropic's answers and errors alike, in OpenAI's shape.
+        |_, bytes| {
+            serde_json::from_slice::<Value>(bytes)
+                .ok()
+                .map(|v| anthropic::response_to_openai(&v, &model, created))
+        },
+    )
+    .await
+}
+
+/// Anthropic Messages to an OpenAI-compatible provider, and the answer back.
+async fn messages_in(
+    mut call: Call<'_>,
+    request: Value,
+    provider: String,
+    model: String,
+    spec: &ProviderSpec,
+) -> Response<GatewayBody> {
+    let Some(path) = spec.compat_path.clone() else {
+        return anthropic_error(
+            400,
+            &format!(
+                "model: provider '{provider}' has no OpenAI-compatible chat endpoint to translate Anthropic Messages to"
+            ),
+        );
+    };
+    let translated = match messages::request_to_openai(&request, &model) {
+        Ok(t) => t,
+        Err(m) => return anthropic_error(400, &m),
+    };
+    let headers = &mut call.parts.headers;
+    // The Anthropic SDKs send their key as x-api-key; OpenAI-shaped providers want a Bearer token.
+    if !headers.contains_key(AUTHORIZATION)
+        && let Some(key) = headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|k| HeaderValue::from_str(&format!("Bearer {k}")).ok())
+    {
+        headers.insert(AUTHORIZATION, key);
+    }
+    for name in ["x-api-key", "anthropic-version", "anthropic-beta"] {
+        headers.remove(name);
+    }
+    let resp = call.send(provider, path, &translated).await;
+    translate(
+        resp,
+        messages::StreamToAnthropic::new(&model),
+        |status, bytes| {
+            Some(if (200..300).contains(&status) {
+                messages::response_to_anthropic(&serde_json::from_slice(bytes).ok()?, &model)
+            } else {
+                messages::error_to_anthropic(status, bytes)
+            })
+        },
+    )
+    .await
+}
+
+/// OpenAI Responses to a provider without it: a chat completion (on to Anthropic when the
+/// model is one), and the answer back as a response.
+async fn responses_in(
+    call: Call<'_>,
+    request: Value,
+    provider: String,
+    model: String,
+    spec: &ProviderSpec,
+) -> Response<GatewayBody> {
+    let chat_request = match responses::request_to_chat(&request, &model) {
+        Ok(t) => t,
+        Err(m) => return GatewayError::bad_request(m).into_response(),
+    };
+    let resp = chat(call, chat_request, provider, model.clone(), spec).await;
+    let created = crate::store::now_ms() / 1000;
+    translate(
+        resp,
+        responses::StreamToResponses::new(&model, created),
+        |status, bytes| {
+            Some(if (200..300).contains(&status) {
+                responses::chat_to_response(&serde_json::from_slice(bytes).ok()?, &model, created)
+            } else {
+                responses::error_to_openai(bytes)
+            })
+        },
+    )
+    .await
+}
+
+/// An error in Anthropic's shape, for the Messages entry point.
+fn anthropic_error(status: u16, message: &str) -> Response<GatewayBody> {
+    let body = serde_json::json!({"error": {"message": message}}).to_string();
+    let out = messages::error_to_anthropic(status, body.as_bytes()).to_string();
+    let mut resp = Response::new(GatewayBody::full(out));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A translator of one provider stream into the client's protocol.
+pub trait StreamTranslate: Send + 'static {
+    /// The client's bytes for these provider bytes.
+    fn feed(&mut self, bytes: &[u8]) -> String;
+    /// What to send when the provider's stream ended (closing events, if it ended cleanly).
+    fn finish(&mut self) -> String;
+    /// Whether the client's protocol's terminal event was sent.
+    fn finished(&self) -> bool;
+}
+
+impl StreamTranslate for anthropic::StreamTranslator {
+    fn feed(&mut self, bytes: &[u8]) -> String {
+        anthropic::StreamTranslator::feed(self, bytes)
+    }
+    fn finish(&mut self) -> String {
+        String::new()
+    }
+    fn finished(&self) -> bool {
+        anthropic::StreamTranslator::finished(self)
+    }
+}
+
+impl StreamTranslate for messages::StreamToAnthropic {
+    fn feed(&mut self, bytes: &[u8]) -> String {
+        messages::StreamToAnthropic::feed(self, bytes)
+    }
+    fn finish(&mut self) -> String {
+        messages::StreamToAnthropic::finish(self)
+    }
+    fn finished(&self) -> bool {
+        messages::StreamToAnthropic::finished(self)
+    }
+}
+
+impl StreamTranslate for responses::StreamToResponses {
+    fn feed(&mut self, bytes: &[u8]) -> String {
+        responses::StreamToResponses::feed(self, bytes)
+    }
+    fn finish(&mut self) -> String {
+        responses::StreamToResponses::finish(self)
+    }
+    fn finished(&self) -> bool {
+        responses::StreamToResponses::finished(self)
+    }
+}
+
+/// The provider's answer in the client's protocol: a successful event stream through
+/// `stream`, event by event (a stream that ends without its terminal event is ended as broken,
+/// never as complete); any other answer read whole and given to `whole` with its status
+/// (`None`, for a body it cannot read, passes it on unchanged).
+async fn translate<T: StreamTranslate>(
+    resp: Response<GatewayBody>,
+    mut stream: T,
+    whole: impl FnOnce(u16, &[u8]) -> Option<Value>,
+) -> Response<GatewayBody> {
+    let (mut head, body) = resp.into_parts();
+    let streamed = head
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    head.headers.remove(CONTENT_LENGTH);
+    if streamed && head.status.is_success() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BodyError>>(16);
+        tokio::spawn(async move {
+            let mut body = body;
+            loop {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        let out = stream.feed(&data);
+                        if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    None => break,
+                }
+            }
+            let tail = stream.finish();
+            if !tail.is_empty() {
+                let _ = tx.send(Ok(Bytes::from(tail))).await;
+            }
+            if !stream.finished() {
+                let _ = tx
+                    .send(Err(
+                        "the provider's stream ended before its last event".into()
+                    ))
+                    .await;
+            }
+        });
+        return Response::from_parts(head, GatewayBody::Channel(rx));
+    }
+    let bytes = match http_body_util::Limited::new(body, 64 * 1024 * 1024)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return GatewayError::bad_gateway(format!("provider response unreadable: {e}"))
+                .into_response();
+        }
+    };
+    let Some(out) = whole(head.status.as_u16(), &bytes) else {
+        head.headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        return Response::from_parts(head, GatewayBody::full(bytes));
+    };
+    let out = out.to_string();
+    head.headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    head.headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Response::from_parts(head, GatewayBody::full(out))
+}
