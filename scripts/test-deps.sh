@@ -3,7 +3,7 @@
 # `cargo test --workspace` runs them instead of skipping them:
 #   Redis (shared kv and limits), PostgreSQL (shared log store: a cluster, role aigw, database aigw),
 #   Chromium (dashboard test), the official OpenAI and Anthropic Python SDKs and componentize-py
-#   (in .venv at the repository root), Node with the Vercel AI SDK and Claude Code
+#   (in .venv at the repository root), Node with the Vercel AI SDK, Claude Code and Codex
 #   (tests/sdk/node/node_modules).
 # Debian/Ubuntu, as root (apt-get). Safe to run again. When sourced (as .ci/run does) it also
 # exports AIGW_TEST_POSTGRES_URL for the cluster it found.

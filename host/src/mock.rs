@@ -452,10 +452,15 @@ fn default_reply(request: &Value) -> String {
             .and_then(|m| m.get("content"))
             .map(|c| match c {
                 Value::String(s) => s.clone(),
-                // Content parts (`[{"type":"input_text","text":…}]`): their texts.
+                // Content parts (`[{"type":"input_text","text":…}]`), or an Anthropic
+                // `tool_result` block's content: their texts.
                 Value::Array(parts) => parts
                     .iter()
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .filter_map(|p| {
+                        p.get("text")
+                            .or_else(|| p.get("content"))
+                            .and_then(Value::as_str)
+                    })
                     .collect::<Vec<_>>()
                     .join(" "),
                 other => other.to_string(),

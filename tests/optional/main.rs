@@ -37,6 +37,7 @@ enum Need {
     Chromium,
     ComponentizePy,
     ClaudeCode,
+    Codex,
 }
 
 impl Need {
@@ -50,6 +51,7 @@ impl Need {
             Need::Chromium => "AIGW_REQUIRE_CHROMIUM",
             Need::ComponentizePy => "AIGW_REQUIRE_COMPONENTIZE_PY",
             Need::ClaudeCode => "AIGW_REQUIRE_CLAUDE_CODE",
+            Need::Codex => "AIGW_REQUIRE_CODEX",
         }
     }
 
@@ -87,6 +89,9 @@ impl Need {
             Need::ComponentizePy => python_filter::componentize_py()
                 .map(|_| ())
                 .ok_or_else(|| "componentize-py is not installed".into()),
+            Need::Codex => node_sdk::codex().map(|_| ()).ok_or_else(|| {
+                "no Codex CLI (npm ci in tests/sdk/node installs @openai/codex)".into()
+            }),
             Need::ClaudeCode => node_sdk::claude_code().map(|_| ()).ok_or_else(|| {
                 "no Claude Code binary (npm ci in tests/sdk/node installs @anthropic-ai/claude-code)"
                     .into()
@@ -177,6 +182,10 @@ fn tests() -> Vec<Test> {
         test!(
             node_sdk::claude_code_runs_a_tool_turn_through_the_gateway,
             Need::ClaudeCode
+        ),
+        test!(
+            node_sdk::codex_runs_a_tool_turn_through_the_gateway,
+            Need::Codex
         ),
         test!(
             dashboard::the_dashboard_shows_what_the_api_reports,

@@ -244,3 +244,116 @@ pub async fn claude_code_runs_a_tool_turn_through_the_gateway() {
     let turns = entries.iter().filter(|e| e["provider"] == "openai").count();
     assert!(turns >= 2, "{entries:#?}");
 }
+
+/// The Codex CLI, installed by `npm ci` in `tests/sdk/node`, when node runs its launcher.
+pub fn codex() -> Option<PathBuf> {
+    let launcher = sdk_dir().join("node_modules/@openai/codex/bin/codex.js");
+    Command::new("node")
+        .arg(&launcher)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then_some(launcher)
+}
+
+/// Codex (`codex exec`, headless) through the compat endpoint's Responses entry point to an
+/// Anthropic model: the model asks for one `exec_command` call (the mock does, told by the
+/// provider's `http_headers` in Codex's config), Codex runs it in its sandbox and sends the
+/// output back, the model answers with it. Offline: everything is on loopback.
+pub async fn codex_runs_a_tool_turn_through_the_gateway() {
+    let codex = codex().expect("the runner checked for Codex");
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+        mock.providers_toml()
+    );
+    let mut gw = Gateway::start(&cfg, &[]);
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".codex")).unwrap();
+    std::fs::write(
+        home.path().join(".codex/config.toml"),
+        format!(
+            "model = \"anthropic/claude-3-5-haiku\"\nmodel_provider = \"aigw\"\n\n\
+             [model_providers.aigw]\nname = \"aigw\"\nbase_url = \"{}\"\nenv_key = \"AIGW_KEY\"\n\
+             wire_api = \"responses\"\nhttp_headers = {{ \"x-mock-tool-call\" = \"exec_command\", \
+             \"x-mock-tool-args\" = \"{{\\\"cmd\\\": \\\"echo codex-ran-$((6*7))\\\"}}\" }}\n",
+            gw.url("/v1/acct/gw/compat")
+        ),
+    )
+    .unwrap();
+    let (home_path, work_path) = (home.path().to_path_buf(), work.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(codex)
+            // The command is an echo in a temporary folder: no sandbox needed, so the test
+            // does not depend on the machine allowing one.
+            .args([
+                "exec",
+                "--skip-git-repo-check",
+                "--sandbox",
+                "danger-full-access",
+                "run the marker command",
+            ])
+            .current_dir(work_path)
+            .env("HOME", &home_path)
+            .env("CODEX_HOME", home_path.join(".codex"))
+            .env("AIGW_KEY", "sk-ant-for-codex")
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "codex failed:\n{stdout}\n{stderr}");
+    // The shell ran the command (it computed 42), and the model's last answer carries its
+    // output, sent back as an Anthropic tool_result.
+    assert!(stdout.contains("codex-ran-42"), "{stdout}\n{stderr}");
+    let turns: Vec<serde_json::Value> = mock
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "/v1/messages")
+        .map(body_of)
+        .collect();
+    assert!(turns.len() >= 2, "{turns:?}");
+    assert_eq!(turns[0]["model"], "claude-3-5-haiku");
+    assert!(
+        turns[0]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "exec_command"),
+        "{}",
+        turns[0]
+    );
+    let last = turns.last().unwrap()["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["content"][0]["type"], "tool_result", "{last}");
+    assert!(
+        last["content"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("codex-ran-42"),
+        "{last}"
+    );
+    assert_eq!(
+        mock.requests()[0]["headers"]["x-api-key"],
+        "sk-ant-for-codex"
+    );
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e["provider"] == "anthropic")
+            .count()
+            >= 2,
+        "{entries:#?}"
+    );
+}
