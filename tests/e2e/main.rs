@@ -14,6 +14,7 @@ mod analytics;
 mod budgets;
 mod builtin_filters;
 mod console;
+mod contract;
 mod core;
 mod custom_filters;
 mod faults;
