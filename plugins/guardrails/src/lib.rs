@@ -173,9 +173,10 @@ impl Guardrails {
 
     /// The whole JSON answer, judged at its end.
     fn judge_whole(&mut self, body: Vec<u8>) -> ChunkDecision {
+        // A JSON answer's text; any other answer (plain text) is judged as it is.
         let text = serde_json::from_slice::<Value>(&body)
             .map(|v| answer::answer_text(&v))
-            .unwrap_or_default();
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
         if text.trim().is_empty() {
             return ChunkDecision::Replace(body);
         }
