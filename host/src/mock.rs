@@ -347,7 +347,8 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
 /// The words of a classifier test: `mock-flag:NAME` flags category NAME (a moderation
 /// category or a Llama Guard code), `mock-delay-ms:N` makes the classifier answer N ms late.
 fn classifier_words(request: &Value) -> (Vec<String>, u64) {
-    let text = request.to_string();
+    // JSON escapes (`\n`, `\t`) would glue their letter to the next word.
+    let text = request.to_string().replace("\\n", " ").replace("\\t", " ");
     let mut flags: Vec<String> = Vec::new();
     let mut delay = 0;
     for word in text.split(|c: char| c.is_whitespace() || c == '"' || c == ',' || c == '\\') {

@@ -72,6 +72,8 @@ pub struct WindowScanner {
     blocked: bool,
     /// Judges windows without holding them (see [`WindowScanner::watching`]).
     watch: bool,
+    /// An event grew past `MAX_EVENT_BYTES`: the rest is judged as raw text.
+    raw: bool,
     /// Events seen (for the Responses error event's `sequence_number`).
     events: u64,
 }
@@ -146,6 +148,13 @@ impl WindowScanner {
         judge: &mut dyn FnMut(&str, usize) -> Verdict,
         out: &mut Vec<u8>,
     ) {
+        if self.raw {
+            self.raw_bytes(chunk);
+            if end_of_stream || self.window_chars >= window_chars {
+                self.verdict(out, judge);
+            }
+            return;
+        }
         let mut buf = std::mem::take(&mut self.partial);
         buf.extend_from_slice(chunk);
         let mut at = 0;
@@ -170,8 +179,14 @@ impl WindowScanner {
             }
             self.verdict(out, judge);
         } else if rest.len() > MAX_EVENT_BYTES {
-            // Not an event stream after all: hold it as text-free bytes of the window.
-            self.held.extend_from_slice(rest);
+            // Not an event stream after all: from here on every byte is judged as text, window
+            // by window, never let through unread.
+            self.raw = true;
+            let rest = rest.to_vec();
+            self.raw_bytes(&rest);
+            if self.window_chars >= window_chars {
+                self.verdict(out, judge);
+            }
         } else {
             self.partial = rest.to_vec();
         }
@@ -222,15 +237,32 @@ impl WindowScanner {
                 data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
             }
         }
-        let Ok(value) = serde_json::from_str::<Value>(&data) else {
-            return;
-        };
-        if let Some(p) = protocol_of(&value) {
-            self.protocol = p;
-        }
         let before = self.window.len();
-        delta_text(&value, &mut self.window);
+        match serde_json::from_str::<Value>(&data) {
+            Ok(value) => match protocol_of(&value) {
+                Some(p) => {
+                    self.protocol = p;
+                    delta_text(&value, &mut self.window);
+                }
+                // An event of a shape not known here (another provider's stream): all of its
+                // strings are judged, never none.
+                None => all_strings(&value, &mut self.window),
+            },
+            // Plain-text data is answer text too; `[DONE]` is not.
+            Err(_) if data.trim() != "[DONE]" => self.window.push_str(&data),
+            Err(_) => {}
+        }
         self.window_chars += self.window[before..].chars().count();
+    }
+
+    /// Bytes that are not (or no longer) read as events: held, and judged as text.
+    fn raw_bytes(&mut self, bytes: &[u8]) {
+        if !self.watch {
+            self.held.extend_from_slice(bytes);
+        }
+        let text = String::from_utf8_lossy(bytes);
+        self.window.push_str(&text);
+        self.window_chars += text.chars().count();
     }
 }
 
@@ -298,6 +330,10 @@ fn delta_text(event: &Value, out: &mut String) {
     if let Some(choices) = event.get("choices").and_then(Value::as_array) {
         for c in choices {
             push(out, c.pointer("/delta/content"));
+            push(out, c.pointer("/delta/refusal"));
+            push(out, c.pointer("/delta/reasoning_content"));
+            push(out, c.pointer("/delta/reasoning"));
+            push(out, c.pointer("/delta/function_call/arguments"));
             push(out, c.get("text"));
             if let Some(calls) = c.pointer("/delta/tool_calls").and_then(Value::as_array) {
                 for call in calls {
@@ -311,10 +347,62 @@ fn delta_text(event: &Value, out: &mut String) {
         Some("content_block_delta") => {
             push(out, event.pointer("/delta/text"));
             push(out, event.pointer("/delta/partial_json"));
+            push(out, event.pointer("/delta/thinking"));
         }
         Some(t) if t.starts_with("response.") && t.ends_with(".delta") => {
             push(out, event.get("delta"));
         }
+        _ => {}
+    }
+}
+
+/// The strings of a request body whose shape [`crate::chat::ChatRequest`] does not know (the
+/// Responses API's `input` and `instructions`, Gemini's `contents`, …): every string except
+/// the model name and the declarations around the conversation (tools, formats, settings).
+///
+/// ```
+/// let body = serde_json::json!({"model": "m", "instructions": "be brief",
+///     "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+///     "tools": [{"description": "ignored"}]});
+/// let text = aigw_plugin_sdk::answer::request_strings(&body);
+/// assert!(text.contains("be brief") && text.contains("hi") && !text.contains("ignored"));
+/// ```
+pub fn request_strings(body: &Value) -> String {
+    const SKIP: [&str; 13] = [
+        "model",
+        "tools",
+        "tool_choice",
+        "functions",
+        "response_format",
+        "text",
+        "metadata",
+        "stream",
+        "stream_options",
+        "generationConfig",
+        "safetySettings",
+        "toolConfig",
+        "reasoning",
+    ];
+    let mut out = String::new();
+    match body {
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| !SKIP.contains(&k.as_str()))
+            .for_each(|(_, v)| all_strings(v, &mut out)),
+        other => all_strings(other, &mut out),
+    }
+    out
+}
+
+/// Every string in `value`, for shapes this module does not know.
+fn all_strings(value: &Value, out: &mut String) {
+    match value {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push(' ');
+        }
+        Value::Array(items) => items.iter().for_each(|v| all_strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| all_strings(v, out)),
         _ => {}
     }
 }
@@ -337,7 +425,12 @@ pub fn answer_text(answer: &Value) -> String {
     };
     if let Some(choices) = answer.get("choices").and_then(Value::as_array) {
         for c in choices {
-            for p in ["/message/content", "/text", "/message/refusal"] {
+            for p in [
+                "/message/content",
+                "/text",
+                "/message/refusal",
+                "/message/reasoning_content",
+            ] {
                 if let Some(s) = c.pointer(p).and_then(Value::as_str) {
                     add(s);
                 }
@@ -370,12 +463,88 @@ pub fn answer_text(answer: &Value) -> String {
                 }),
         );
     for b in blocks {
-        if let Some(s) = b.get("text").and_then(Value::as_str) {
-            add(s);
+        for key in ["text", "thinking"] {
+            if let Some(s) = b.get(key).and_then(Value::as_str) {
+                add(s);
+            }
         }
         if let Some(input) = b.get("input").filter(|i| !i.is_null()) {
             add(&input.to_string());
         }
     }
+    // Responses function calls.
+    for item in answer
+        .get("output")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(s) = item.get("arguments").and_then(Value::as_str) {
+            add(s);
+        }
+    }
+    // A shape not known here: all of its strings, never none.
+    if ["choices", "content", "output"]
+        .iter()
+        .all(|k| answer.get(k).is_none())
+    {
+        all_strings(answer, &mut out);
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs chunks through a scanner that blocks any window containing "secret".
+    fn run(chunks: &[&[u8]], window: usize) -> (String, bool) {
+        let mut s = WindowScanner::default();
+        let mut judge = |t: &str, _: usize| {
+            if t.contains("secret") {
+                Verdict::Block {
+                    message: "no".into(),
+                    code: 1,
+                }
+            } else {
+                Verdict::Pass
+            }
+        };
+        let mut out = Vec::new();
+        for (i, c) in chunks.iter().enumerate() {
+            out.extend(s.push(c, i + 1 == chunks.len(), window, &mut judge));
+        }
+        (String::from_utf8_lossy(&out).into_owned(), s.blocked())
+    }
+
+    #[test]
+    fn text_the_extractor_does_not_know_is_judged_not_waved_through() {
+        // CRLF events, a Gemini-shaped chunk, plain-text data, a refusal delta.
+        for stream in [
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"the secret\"}}]}\r\n\r\n",
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"the secret\"}]}}]}\n\n",
+            "data: the secret is out\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"refusal\":\"a secret\"}}]}\n\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"secret\"}}\n\n",
+        ] {
+            let (out, blocked) = run(&[stream.as_bytes(), b"data: [DONE]\n\n"], 1000);
+            assert!(blocked && !out.contains("secret"), "{stream} -> {out}");
+        }
+        // A last event without its blank line is judged at the end of the stream.
+        let (out, blocked) = run(
+            &[b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"secret\"}}]}"],
+            1000,
+        );
+        assert!(blocked && !out.contains("\"secret\""), "{out}");
+    }
+
+    #[test]
+    fn an_event_over_the_cap_is_judged_as_raw_text() {
+        let mut big = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"".to_vec();
+        big.extend(std::iter::repeat_n(b'a', MAX_EVENT_BYTES + 10));
+        let tail = b" the secret\"}}]}\n\ndata: [DONE]\n\n";
+        let (out, blocked) = run(&[&big, tail], 100);
+        assert!(blocked, "not blocked");
+        assert!(!out.contains("secret"));
+    }
 }

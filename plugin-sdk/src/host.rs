@@ -189,7 +189,7 @@ pub fn consumer() -> Option<Consumer> {
     imp::consumer()
 }
 
-/// Changes the head of the answer going to the client (its status, 100 to 599, and/or
+/// Changes the head of the answer going to the client (its status, 200 to 599, and/or
 /// headers) while the host still holds it: from
 /// [`Filter::on_response_body`](crate::Filter::on_response_body) on a non-streamed answer the
 /// host reads whole before sending (up to 1 MiB, with a known length). `Ok(false)` when the
@@ -209,9 +209,9 @@ pub fn consumer() -> Option<Consumer> {
 /// ```
 pub fn edit_response_head(status: Option<u16>, edits: crate::HeaderEdits) -> Result<bool, String> {
     if let Some(s) = status
-        && !(100..=599).contains(&s)
+        && !(200..=599).contains(&s)
     {
-        return Err(format!("status {s} is not from 100 to 599"));
+        return Err(format!("status {s} is not from 200 to 599"));
     }
     imp::edit_response_head(status, edits)
 }

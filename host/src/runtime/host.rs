@@ -88,6 +88,9 @@ pub struct RequestContext {
     pub head_edits: Option<HeadEdits>,
 }
 
+/// Most header edits body hooks may make to one held answer head, all calls together.
+const MAX_HEAD_EDITS: usize = 64;
+
 /// What body hooks changed in a held answer head.
 #[derive(Debug, Default)]
 pub struct HeadEdits {
@@ -645,7 +648,8 @@ impl context::Host for HostState {
         if key.is_empty() || key.len() > MAX_ANNOTATION_KEY {
             return;
         }
-        let mut value = value;
+        // A filter's secrets never reach the log store, even quoted in an error it records.
+        let mut value = crate::config::redact(&self.secrets, &value);
         if value.len() > MAX_ANNOTATION_VALUE {
             let mut end = MAX_ANNOTATION_VALUE;
             while !value.is_char_boundary(end) {
@@ -700,11 +704,25 @@ impl context::Host for HostState {
         edits: types::HeaderEdits,
     ) -> Result<bool, String> {
         if let Some(s) = status
-            && !(100..=599).contains(&s)
+            && !(200..=599).contains(&s)
         {
             return Err(format!(
-                "edit-response-head: status {s} is not from 100 to 599"
+                "edit-response-head: status {s} is not from 200 to 599"
             ));
+        }
+        // The body's encoding and framing, and the log id, are the host's.
+        const HOST_OWNED: [&str; 4] = [
+            "content-encoding",
+            "content-length",
+            "transfer-encoding",
+            "cf-aig-log-id",
+        ];
+        if let Some(h) = edits
+            .set
+            .iter()
+            .find(|h| HOST_OWNED.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
+        {
+            return Err(format!("edit-response-head: '{}' is the host's", h.name));
         }
         // Checked now, so that the filter learns of a bad header from this call.
         crate::pipeline::headers::apply(&edits, &mut hyper::HeaderMap::new(), &mut Vec::new())
@@ -717,6 +735,19 @@ impl context::Host for HostState {
             return Ok(false);
         }
         let head = ctx.head_edits.get_or_insert_with(HeadEdits::default);
+        // All calls of a request together stay within one call's limits.
+        let count: usize = head
+            .edits
+            .iter()
+            .map(|e| e.set.len() + e.remove.len())
+            .sum::<usize>()
+            + edits.set.len()
+            + edits.remove.len();
+        if count > MAX_HEAD_EDITS {
+            return Err(format!(
+                "edit-response-head: more than {MAX_HEAD_EDITS} header edits in one answer"
+            ));
+        }
         head.status = status.or(head.status);
         head.edits.push(edits);
         Ok(true)

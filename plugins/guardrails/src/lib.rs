@@ -91,7 +91,7 @@ enum Outcome {
     Flagged(Vec<String>),
     Blocked(Vec<String>),
     /// The classifier failed and `on_error` is closed.
-    Refused(String),
+    Refused,
 }
 
 impl Guardrails {
@@ -107,7 +107,7 @@ impl Guardrails {
                     // As Cloudflare does: a classifier that cannot be reached refuses only
                     // where something could have been blocked.
                     return if self.closed && self.config.can_block(direction) {
-                        Outcome::Refused(e)
+                        Outcome::Refused
                     } else {
                         Outcome::Pass
                     };
@@ -167,8 +167,10 @@ impl Guardrails {
         )
     }
 
-    fn unavailable_message(e: &str) -> String {
-        format!("guardrails could not classify the text and fail closed: {e}")
+    /// What a client is told when the classifier failed: not the failure itself (it may name
+    /// an internal service or quote its answer); the log entry has it.
+    fn unavailable_message() -> String {
+        "guardrails could not classify the text (the classifier failed or timed out; the log entry says why) and fail closed".into()
     }
 
     /// The whole JSON answer, judged at its end.
@@ -183,7 +185,7 @@ impl Guardrails {
         let (status, code, message) = match self.judge(&text, Direction::Response) {
             Outcome::Pass | Outcome::Flagged(_) => return ChunkDecision::Replace(body),
             Outcome::Blocked(c) => (424, 2017, Self::blocked_message(Direction::Response, &c)),
-            Outcome::Refused(e) => (503, UNAVAILABLE, Self::unavailable_message(&e)),
+            Outcome::Refused => (503, UNAVAILABLE, Self::unavailable_message()),
         };
         if edit_response_head(Some(status), HeaderEdits::default()) != Ok(true) {
             annotate("guardrails_response_status_kept", "true");
@@ -236,19 +238,26 @@ impl Filter for Guardrails {
                 ),
             ));
         }
-        let Ok(chat) = ChatRequest::parse(body) else {
-            return BodyDecision::Continue;
-        };
         let mut text = String::new();
-        chat.for_each_text(|role, piece| {
-            if !text.is_empty() {
-                text.push('\n');
+        match ChatRequest::parse(body) {
+            Ok(chat) => {
+                chat.for_each_text(|role, piece| {
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(role);
+                    text.push_str(": ");
+                    text.push_str(piece);
+                });
+                if text.is_empty() {
+                    // Another API's shape (Responses `input`, Gemini `contents`, …): its
+                    // strings, never nothing.
+                    text = answer::request_strings(chat.value());
+                }
             }
-            text.push_str(role);
-            text.push_str(": ");
-            text.push_str(piece);
-        });
-        if text.is_empty() {
+            Err(_) => text = String::from_utf8_lossy(body).into_owned(),
+        }
+        if text.trim().is_empty() {
             return BodyDecision::Continue;
         }
         let skip = text.chars().count().saturating_sub(CONTEXT_CHARS);
@@ -267,8 +276,8 @@ impl Filter for Guardrails {
                 2016,
                 &Self::blocked_message(Direction::Prompt, &c),
             )),
-            Outcome::Refused(e) => {
-                BodyDecision::Respond(self.error(503, UNAVAILABLE, &Self::unavailable_message(&e)))
+            Outcome::Refused => {
+                BodyDecision::Respond(self.error(503, UNAVAILABLE, &Self::unavailable_message()))
             }
         }
     }
@@ -293,7 +302,6 @@ impl Filter for Guardrails {
         // A retried attempt starts over. Local answers are read too: a cache hit is an
         // answer like any other.
         self.reading = if !(200..300).contains(&resp.status)
-            || self.prompt.is_empty()
             || !self.config.active(Direction::Response)
         {
             Reading::Off
@@ -337,8 +345,11 @@ impl Filter for Guardrails {
                     annotate("guardrails_response_error", &e);
                     if self.closed {
                         self.reading = Reading::Dropping;
+                        if edit_response_head(Some(503), HeaderEdits::default()) != Ok(true) {
+                            annotate("guardrails_response_status_kept", "true");
+                        }
                         return ChunkDecision::Replace(
-                            self.error(502, UNAVAILABLE, &Self::unavailable_message(&e))
+                            self.error(503, UNAVAILABLE, &Self::unavailable_message())
                                 .body,
                         );
                     }
@@ -357,9 +368,7 @@ impl Filter for Guardrails {
                             "blocked",
                             2017,
                         ),
-                        Outcome::Refused(e) => {
-                            (Self::unavailable_message(&e), "refused", UNAVAILABLE)
-                        }
+                        Outcome::Refused => (Self::unavailable_message(), "refused", UNAVAILABLE),
                     };
                     annotate("guardrails_response_at", &at.to_string());
                     annotate("guardrails_response_end", end);
