@@ -292,8 +292,16 @@ pub fn error_event(protocol: Protocol, message: &str, code: u32, sequence: u64) 
     .into_bytes()
 }
 
-/// Length of the first complete event in `buf`, blank line included.
-fn event_end(buf: &[u8]) -> Option<usize> {
+/// Length of the first complete SSE event in `buf`, its blank line (`\n\n` or `\n\r\n`)
+/// included; `None` while the event is incomplete.
+///
+/// ```
+/// use aigw_plugin_sdk::answer::event_end;
+/// assert_eq!(event_end(b"data: 1\n\ndata: 2"), Some(9));
+/// assert_eq!(event_end(b"data: 1\r\n\r\n"), Some(11));
+/// assert_eq!(event_end(b"data: 1\n"), None);
+/// ```
+pub fn event_end(buf: &[u8]) -> Option<usize> {
     let mut from = 0;
     while let Some(off) = buf[from..].iter().position(|&b| b == b'\n') {
         let i = from + off;

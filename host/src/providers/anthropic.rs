@@ -246,7 +246,7 @@ pub struct StreamTranslator {
     model: String,
     created: u64,
     id: String,
-    line: Vec<u8>,
+    lines: SseLines,
     input_tokens: u64,
     output_tokens: u64,
     finish: Value,
@@ -258,6 +258,28 @@ pub struct StreamTranslator {
 
 const MAX_LINE: usize = 4 * 1024 * 1024;
 
+/// Cuts a provider's SSE bytes into lines across chunk boundaries, for the stream translators:
+/// `\n`, `\r` and `\r\n` end a line (`\r\n` adds an empty line, which they ignore); a line
+/// longer than 4 MiB is cut rather than buffered without end.
+#[derive(Debug, Default)]
+pub struct SseLines {
+    line: Vec<u8>,
+}
+
+impl SseLines {
+    /// Calls `on_line` with each line these bytes complete.
+    pub fn feed(&mut self, bytes: &[u8], mut on_line: impl FnMut(&[u8])) {
+        for &b in bytes {
+            if b == b'\n' || b == b'\r' {
+                let line = std::mem::take(&mut self.line);
+                on_line(&line);
+            } else if self.line.len() < MAX_LINE {
+                self.line.push(b);
+            }
+        }
+    }
+}
+
 impl StreamTranslator {
     /// A translator for one stream.
     pub fn new(model: &str, created: u64, include_usage: bool) -> Self {
@@ -265,7 +287,7 @@ impl StreamTranslator {
             model: model.to_string(),
             created,
             id: "chatcmpl-aigw".into(),
-            line: Vec::new(),
+            lines: SseLines::default(),
             input_tokens: 0,
             output_tokens: 0,
             finish: Value::Null,
@@ -284,15 +306,9 @@ impl StreamTranslator {
     /// Translates the bytes; returns the OpenAI SSE text to send now.
     pub fn feed(&mut self, bytes: &[u8]) -> String {
         let mut out = String::new();
-        for &b in bytes {
-            // `\r\n` ends the line at `\r` and adds an empty line: ignored.
-            if b == b'\n' || b == b'\r' {
-                let line = std::mem::take(&mut self.line);
-                out.push_str(&self.line_done(&line));
-            } else if self.line.len() < MAX_LINE {
-                self.line.push(b);
-            }
-        }
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(bytes, |line| out.push_str(&self.line_done(line)));
+        self.lines = lines;
         out
     }
 

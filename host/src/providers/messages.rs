@@ -300,9 +300,6 @@ pub fn error_to_anthropic(status: u16, body: &[u8]) -> Value {
     json!({"type": "error", "error": error})
 }
 
-/// Longest SSE line kept (longer ones are cut, not buffered without end).
-const MAX_LINE: usize = 4 * 1024 * 1024;
-
 /// What block of the Anthropic message is open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {
@@ -316,7 +313,7 @@ enum Open {
 #[derive(Debug)]
 pub struct StreamToAnthropic {
     model: String,
-    line: Vec<u8>,
+    lines: super::anthropic::SseLines,
     started: bool,
     open: Open,
     /// Index of the next content block.
@@ -335,7 +332,7 @@ impl StreamToAnthropic {
     pub fn new(model: &str) -> Self {
         StreamToAnthropic {
             model: model.to_string(),
-            line: Vec::new(),
+            lines: Default::default(),
             started: false,
             open: Open::None,
             next_block: 0,
@@ -348,14 +345,9 @@ impl StreamToAnthropic {
     /// Translates the bytes; returns the Anthropic SSE text to send now.
     pub fn feed(&mut self, bytes: &[u8]) -> String {
         let mut out = String::new();
-        for &b in bytes {
-            if b == b'\n' || b == b'\r' {
-                let line = std::mem::take(&mut self.line);
-                self.line_done(&line, &mut out);
-            } else if self.line.len() < MAX_LINE {
-                self.line.push(b);
-            }
-        }
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(bytes, |line| self.line_done(line, &mut out));
+        self.lines = lines;
         out
     }
 

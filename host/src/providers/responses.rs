@@ -271,9 +271,6 @@ pub fn error_to_openai(body: &[u8]) -> Value {
     json!({"error": {"message": message, "type": "api_error", "code": null, "param": null}})
 }
 
-/// Longest SSE line kept (longer ones are cut, not buffered without end).
-const MAX_LINE: usize = 4 * 1024 * 1024;
-
 /// One output item being streamed.
 #[derive(Debug)]
 enum Item {
@@ -296,7 +293,7 @@ pub struct StreamToResponses {
     model: String,
     created: u64,
     id: String,
-    line: Vec<u8>,
+    lines: super::anthropic::SseLines,
     sequence: u64,
     started: bool,
     /// Items finished, in order.
@@ -314,7 +311,7 @@ impl StreamToResponses {
             model: model.to_string(),
             created,
             id: "resp_aigw".into(),
-            line: Vec::new(),
+            lines: Default::default(),
             sequence: 0,
             started: false,
             done_items: Vec::new(),
@@ -328,14 +325,9 @@ impl StreamToResponses {
     /// Translates the bytes; returns the Responses SSE text to send now.
     pub fn feed(&mut self, bytes: &[u8]) -> String {
         let mut out = String::new();
-        for &b in bytes {
-            if b == b'\n' || b == b'\r' {
-                let line = std::mem::take(&mut self.line);
-                self.line_done(&line, &mut out);
-            } else if self.line.len() < MAX_LINE {
-                self.line.push(b);
-            }
-        }
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(bytes, |line| self.line_done(line, &mut out));
+        self.lines = lines;
         out
     }
 

@@ -14,6 +14,7 @@
 //! placeholders restored; anything else passes unchanged.
 
 use crate::restore::Placeholders;
+use aigw_plugin_sdk::answer::event_end;
 use serde_json::{Value, json};
 
 /// A partial event larger than this is not SSE: it is let through as is.
@@ -54,20 +55,6 @@ pub struct SseRestorer {
     template: Option<serde_json::Map<String, Value>>,
     /// Placeholders put back so far.
     pub restored: usize,
-}
-
-/// Length of the first complete event in `buf`, blank line included.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(off) = buf[from..].iter().position(|&b| b == b'\n') {
-        let i = from + off;
-        match (buf.get(i + 1), buf.get(i + 2)) {
-            (Some(b'\n'), _) => return Some(i + 2),
-            (Some(b'\r'), Some(b'\n')) => return Some(i + 3),
-            _ => from = i + 1,
-        }
-    }
-    None
 }
 
 impl SseRestorer {
