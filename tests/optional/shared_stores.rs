@@ -364,9 +364,22 @@ pub async fn two_replicas_logging_to_one_postgres_show_all_requests_on_either() 
         ))
         .await
     };
-    let all = list(cf("?per_page=1")).await.json()["result_info"]["total_count"]
-        .as_i64()
-        .unwrap_or(0);
+    // Log entries are written in batches after their answers, so the last ones sent above may
+    // still be on their way: count until two reads a flush interval apart agree.
+    let count = || async {
+        list(cf("?per_page=1")).await.json()["result_info"]["total_count"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    let mut all = count().await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = count().await;
+        if now == all {
+            break;
+        }
+        all = now;
+    }
     assert!(all >= 12, "{all}");
     let r = list(cf("?per_page=50&min_duration=-0.5&max_tokens_in=100000.5&filters.key=status_code&filters.operator=neq&filters.value=500")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
