@@ -71,6 +71,7 @@ pub fn services(config: &Config, with_log_store: bool) -> Result<Arc<Services>, 
         spend: crate::store::spend::SpendLedger::new(redis.clone()),
         redis,
         http: crate::http::upstream::client(),
+        closing: tokio::sync::watch::channel(false).0,
     }))
 }
 
@@ -235,6 +236,14 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
         })
     };
 
+    // WebSocket sessions outlive their connection's HTTP part: told to close on the signal.
+    {
+        let services = services.clone();
+        tokio::spawn(async move {
+            listener::shutdown_signal().await;
+            services.closing.send_replace(true);
+        });
+    }
     let client_app = app.clone();
     listener::accept_loop(
         "server.listen",

@@ -21,6 +21,8 @@
 //! SSE), `…/embeddings` (OpenAI embeddings), `…/images/generations` (OpenAI images, with the
 //! gpt-image models' token usage), `GET …/models`; any other POST gets a chat completion.
 //!
+//! `GET …/realtime?model=…` upgraded to a WebSocket is OpenAI Realtime (see `realtime`).
+//!
 //! `GET /__mock/requests` lists what it received; `DELETE` clears it.
 
 use crate::http::body::{BodyError, GatewayBody};
@@ -44,12 +46,20 @@ pub struct MockState {
     requests: Mutex<Vec<Value>>,
     failures: Mutex<HashMap<String, u64>>,
     open_streams: Arc<std::sync::atomic::AtomicUsize>,
+    open_sockets: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+mod realtime;
 
 impl MockState {
     /// SSE responses being sent right now.
     pub fn open_streams(&self) -> usize {
         self.open_streams.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Realtime WebSocket sessions open right now.
+    pub fn open_sockets(&self) -> usize {
+        self.open_sockets.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The requests received so far (method, path, headers, body).
@@ -73,7 +83,7 @@ pub async fn serve(listener: TcpListener, state: Arc<MockState>) {
             async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
         });
         let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         tokio::spawn(async move {
             let _ = conn.await;
@@ -104,7 +114,7 @@ fn json_response(status: StatusCode, body: Value) -> Response<GatewayBody> {
 }
 
 async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<GatewayBody> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let body = body
         .collect()
         .await
@@ -145,6 +155,9 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
         }));
     }
 
+    if path.ends_with("/realtime") && parts.method == Method::GET {
+        return realtime::accept(&state, &mut parts);
+    }
     if let Some(ms) = number(&parts, "x-mock-delay-ms") {
         tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
     }

@@ -286,7 +286,7 @@ async fn images_are_billed_and_logs_are_recosted_after_a_price_change() {
     assert!((got - image_cost).abs() < 1e-12, "{got} vs {image_cost}");
     assert_eq!(image["usage"]["output"], 8320);
     assert_eq!(image["cost_source"], "catalog");
-    assert_eq!(image["price_catalog"], "2025-10-15.2");
+    assert_eq!(image["price_catalog"], "2025-11-28.1");
     assert!(house["cost"].is_null() && house["price_catalog"].is_null());
     assert_eq!(house["usage"]["input"], house_usage["prompt_tokens"]);
     assert_eq!(custom["cost"], 0.5);
@@ -297,7 +297,7 @@ async fn images_are_billed_and_logs_are_recosted_after_a_price_change() {
         .json();
     assert_eq!(report["totals"]["unpriced"], 1, "{report}");
     assert_eq!(
-        report["totals"]["price_catalogs"][0]["version"], "2025-10-15.2",
+        report["totals"]["price_catalogs"][0]["version"], "2025-11-28.1",
         "{report}"
     );
     let unpriced = admin(&gw, Method::GET, "/api/gateways/gw/logs?unpriced=true", "")
@@ -314,7 +314,7 @@ async fn images_are_billed_and_logs_are_recosted_after_a_price_change() {
     .await
     .text();
     assert!(
-        page.contains("prices 2025-10-15.2") && page.contains("unpriced=true\">1</a>"),
+        page.contains("prices 2025-11-28.1") && page.contains("unpriced=true\">1</a>"),
         "{page}"
     );
 
@@ -362,7 +362,7 @@ async fn images_are_billed_and_logs_are_recosted_after_a_price_change() {
         (&3.into(), &2.into(), &1.into(), &0.into()),
         "{report}"
     );
-    assert_eq!(report["price_catalog"], "2025-10-15.2+config");
+    assert_eq!(report["price_catalog"], "2025-11-28.1+config");
 
     let logs = logs_once(&gw, 3, 10).await;
     let (custom, house, image) = (&logs[0], &logs[1], &logs[2]);
@@ -370,7 +370,7 @@ async fn images_are_billed_and_logs_are_recosted_after_a_price_change() {
         (n(&image_usage, "input_tokens") * 6.0 + n(&image_usage, "output_tokens") * 50.0) / 1e6;
     let got = image["cost"].as_f64().unwrap();
     assert!((got - want).abs() < 1e-12, "{got} vs {want}");
-    assert_eq!(image["price_catalog"], "2025-10-15.2+config");
+    assert_eq!(image["price_catalog"], "2025-11-28.1+config");
     let want =
         (n(&house_usage, "prompt_tokens") * 2.0 + n(&house_usage, "completion_tokens") * 3.0) / 1e6;
     let got = house["cost"].as_f64().unwrap();

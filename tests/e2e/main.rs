@@ -27,6 +27,7 @@ mod manage_api;
 mod messages;
 mod outbound_http;
 mod providers;
+mod realtime;
 mod redaction;
 mod sdk_source;
 mod security;

@@ -191,6 +191,8 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// Longest silence inside a response body before it is ended with an error.
     pub stream_idle_timeout_ms: u64,
+    /// Longest silence, both ways, inside a WebSocket session before the gateway closes it.
+    pub websocket_idle_timeout_ms: u64,
     /// Token prices for cost estimates.
     pub prices: crate::providers::pricing::PriceTable,
     /// Log store retention: most entries kept.
@@ -276,6 +278,7 @@ impl Config {
             header_read_timeout_ms: limits.header_read_timeout_ms,
             request_timeout_ms: server.request_timeout_ms.unwrap_or(120_000),
             stream_idle_timeout_ms: server.stream_idle_timeout_ms.unwrap_or(120_000).max(1),
+            websocket_idle_timeout_ms: server.websocket_idle_timeout_ms.unwrap_or(300_000).max(1),
             prices,
             log_max_entries: retention.max_entries,
             log_max_age_days: retention.max_age_days,

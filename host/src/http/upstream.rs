@@ -25,10 +25,37 @@ pub fn client() -> UpstreamClient {
 /// A client that also trusts the PEM certificates in `ca_file` (for
 /// self-signed or private upstreams).
 pub fn client_trusting(ca_file: &std::path::Path) -> Result<UpstreamClient, String> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_trusting(Some(ca_file))?)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(connector());
+    Ok(pooled(https))
+}
+
+/// A client for WebSocket handshakes: HTTP/1.1 only (an upgrade cannot ride HTTP/2), also
+/// trusting `ca_file` when given.
+pub fn socket_client(ca_file: Option<&std::path::Path>) -> Result<UpstreamClient, String> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_trusting(ca_file)?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector());
+    Ok(pooled(https))
+}
+
+/// TLS trusting the web's roots and the PEM certificates in `ca_file`, if any.
+fn tls_trusting(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let Some(ca_file) = ca_file else {
+        return Ok(rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth());
+    };
     let certs = CertificateDer::pem_file_iter(ca_file)
         .map_err(|e| format!("{}: {e}", ca_file.display()))?;
     let mut added = 0;
@@ -42,16 +69,9 @@ pub fn client_trusting(ca_file: &std::path::Path) -> Result<UpstreamClient, Stri
     if added == 0 {
         return Err(format!("{}: no PEM certificate found", ca_file.display()));
     }
-    let tls = rustls::ClientConfig::builder()
+    Ok(rustls::ClientConfig::builder()
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(connector());
-    Ok(pooled(https))
+        .with_no_client_auth())
 }
 
 fn pooled(https: hyper_rustls::HttpsConnector<HttpConnector>) -> UpstreamClient {

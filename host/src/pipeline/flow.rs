@@ -32,6 +32,7 @@ mod admit;
 mod body;
 mod exchange;
 mod response;
+mod socket;
 mod target;
 use admit::{Admitted, admit, start};
 use exchange::{Exchange, Slot};
@@ -107,6 +108,12 @@ pub async fn handle(
         route: &route,
         admitted,
     };
+    if matches!(body, BodyIn::Stream(_)) && socket::is_upgrade(&parts) {
+        return request
+            .serve_socket(ex, head, upstream_headers, parts)
+            .instrument(span)
+            .await;
+    }
     request
         .serve(ex, head, upstream_headers, parts, body)
         .instrument(span)
@@ -243,28 +250,12 @@ impl Flow<'_> {
             admitted,
         } = self;
         let n = ex.gw.stages.len();
-        // Filters may have set framing or gateway headers: the host owns those.
-        headers::strip_hop_by_hop(&mut upstream_headers);
-        upstream_headers.remove("host");
-        upstream_headers.remove(CONTENT_LENGTH);
-        let gateway_headers: Vec<_> = upstream_headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("cf-aig-"))
-            .cloned()
-            .collect();
-        for k in gateway_headers {
-            upstream_headers.remove(k);
-        }
         let provider = admitted.provider;
-        let client_key = upstream_headers.contains_key(provider.auth_header.name);
-        if let Some(key) = admitted.stored_key
-            && !client_key
-            && let Ok(value) = HeaderValue::from_str(&provider.auth_header.value(&key.0))
-        {
-            let mut value = value;
-            value.set_sensitive(true);
-            upstream_headers.insert(provider.auth_header.name, value);
-        }
+        let client_key = provider_headers(
+            &mut upstream_headers,
+            &provider,
+            admitted.stored_key.as_ref(),
+        );
 
         let uri = match provider.upstream_uri(&route.account, &head.path, head.query.as_deref()) {
             Ok(u) => u,
@@ -300,6 +291,36 @@ impl Flow<'_> {
         }
         upstream_loop(env, generation, ex, target, method, admitted.timeout_ms).await
     }
+}
+
+/// The headers bound upstream as the filters left them, made the host's again: no framing,
+/// host or gateway headers, and the provider's stored key when the client sent none. Whether
+/// the client sent the provider key itself.
+fn provider_headers(
+    upstream_headers: &mut HeaderMap,
+    provider: &crate::providers::ProviderSpec,
+    stored_key: Option<&crate::http::Secret>,
+) -> bool {
+    headers::strip_hop_by_hop(upstream_headers);
+    upstream_headers.remove("host");
+    upstream_headers.remove(CONTENT_LENGTH);
+    let gateway_headers: Vec<_> = upstream_headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("cf-aig-"))
+        .cloned()
+        .collect();
+    for k in gateway_headers {
+        upstream_headers.remove(k);
+    }
+    let client_key = upstream_headers.contains_key(provider.auth_header.name);
+    if let Some(key) = stored_key
+        && !client_key
+        && let Ok(mut value) = HeaderValue::from_str(&provider.auth_header.value(&key.0))
+    {
+        value.set_sensitive(true);
+        upstream_headers.insert(provider.auth_header.name, value);
+    }
+    client_key
 }
 
 /// The request-headers hooks, in pipeline order; each may edit the headers or answer.

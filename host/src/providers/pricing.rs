@@ -189,6 +189,9 @@ impl PriceTable {
     /// are billed at their own rates.
     pub fn cost(&self, provider: &str, model: Option<&str>, usage: &Usage) -> Option<f64> {
         let price = self.find(provider, model?)?;
+        if usage.tokens_audio.unwrap_or(0) > 0 {
+            return None;
+        }
         let total_in = u64::from(usage.tokens_in?);
         let cached = u64::from(usage.tokens_cached.unwrap_or(0)).min(total_in);
         let written = u64::from(usage.tokens_cache_write.unwrap_or(0)).min(total_in - cached);

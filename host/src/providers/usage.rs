@@ -40,6 +40,9 @@ pub struct Usage {
     pub tokens_cache_write: Option<u32>,
     /// Input tokens that were images (OpenAI's image models), billed at their own rate.
     pub tokens_image_in: Option<u32>,
+    /// Audio tokens, in and out (realtime sessions), billed at audio rates the catalog does not
+    /// carry: an answer with any is not priced.
+    pub tokens_audio: Option<u32>,
 }
 
 /// Incremental usage reader.
@@ -53,6 +56,8 @@ pub enum UsageReader {
     /// An AWS event stream (Bedrock ConverseStream): the unfinished frame and the usage found
     /// so far (its `metadata` event).
     EventStream(Vec<u8>, Usage),
+    /// Usage already summed elsewhere (a WebSocket session's usage events).
+    Known(Usage),
     /// Anything else.
     Other,
 }
@@ -105,7 +110,7 @@ impl UsageReader {
                 pending.extend_from_slice(bytes);
                 scan_event_frames(pending, usage);
             }
-            UsageReader::Other => {}
+            UsageReader::Known(_) | UsageReader::Other => {}
         }
     }
 
@@ -137,6 +142,7 @@ impl UsageReader {
             }
             UsageReader::Json(_, Some(tail)) => usage_in_tail(tail),
             UsageReader::Other => Usage::default(),
+            UsageReader::Known(usage) => *usage,
             UsageReader::EventStream(_, usage) => *usage,
             UsageReader::Sse(line, usage) => {
                 scan_sse_line(line, usage);
@@ -237,7 +243,7 @@ fn count(v: &Value, path: &str) -> Option<u32> {
 
 /// Token counts of a `usage` object (OpenAI chat, embeddings and Responses, Anthropic, Cohere
 /// v2), normalised as the module says.
-fn usage_in(u: &Value) -> Usage {
+pub(crate) fn usage_in(u: &Value) -> Usage {
     if !u.is_object() {
         return Usage::default();
     }
@@ -271,6 +277,8 @@ fn usage_in(u: &Value) -> Usage {
         tokens_cached: first(&[
             "/prompt_tokens_details/cached_tokens",
             "/input_tokens_details/cached_tokens",
+            // OpenAI Realtime's `response.done`.
+            "/input_token_details/cached_tokens",
         ])
         .or(cache_read),
         tokens_reasoning: first(&[
@@ -279,7 +287,22 @@ fn usage_in(u: &Value) -> Usage {
         ]),
         tokens_cache_write: cache_write,
         tokens_image_in: count(u, "/input_tokens_details/image_tokens"),
+        tokens_audio: audio_tokens(u),
     }
+}
+
+/// Audio tokens in and out: OpenAI chat (`…_tokens_details`) and Realtime (`…_token_details`).
+fn audio_tokens(u: &Value) -> Option<u32> {
+    let found: Vec<u32> = [
+        "/prompt_tokens_details/audio_tokens",
+        "/completion_tokens_details/audio_tokens",
+        "/input_token_details/audio_tokens",
+        "/output_token_details/audio_tokens",
+    ]
+    .iter()
+    .filter_map(|p| count(u, p))
+    .collect();
+    (!found.is_empty()).then(|| found.iter().fold(0u32, |a, b| a.saturating_add(*b)))
 }
 
 /// Reads the complete frames of an AWS event stream (Bedrock ConverseStream) off the front of
@@ -336,6 +359,7 @@ fn gemini_usage(u: &Value) -> Usage {
         },
         tokens_cached: count(u, "/cachedContentTokenCount"),
         tokens_reasoning: thoughts,
+        tokens_audio: None,
         tokens_cache_write: None,
         tokens_image_in: None,
     }

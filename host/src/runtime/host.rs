@@ -40,6 +40,8 @@ pub struct Services {
     pub spend: crate::store::spend::SpendLedger,
     /// The connection pool of filters' outbound HTTP (the `http-client` import).
     pub http: crate::http::upstream::UpstreamClient,
+    /// Set once the gateway is shutting down: open WebSocket sessions close.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 mod http;
@@ -202,6 +204,7 @@ impl Accounting {
                 "cached": u.tokens_cached,
                 "cache_write": u.tokens_cache_write,
                 "image_input": u.tokens_image_in,
+                "audio": u.tokens_audio,
                 "reasoning": u.tokens_reasoning,
             })
         });
@@ -271,6 +274,17 @@ impl RequestContext {
         let mut ctx = lock(ctx);
         ctx.head_held = held;
         if held { None } else { ctx.head_edits.take() }
+    }
+
+    /// Adds (or replaces) an annotation of the host's own, within the same bounds as a filter's.
+    pub fn annotate(ctx: &Mutex<Self>, key: &str, value: String) {
+        let mut ctx = lock(ctx);
+        let n = ctx.annotations.len();
+        match ctx.annotations.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value,
+            None if n < MAX_ANNOTATIONS => ctx.annotations.push((key.to_string(), value)),
+            None => {}
+        }
     }
 
     /// Records the finished request's accounting.

@@ -138,7 +138,7 @@ async fn refuse_connection(mut stream: tokio::net::TcpStream) {
 }
 
 /// SIGTERM or Ctrl-C; every listener waits on its own copy.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -391,7 +391,8 @@ impl BodyTask {
             .prices
             .cost(&self.ex.provider, self.ex.model.as_deref(), &usage);
         let ex = &mut self.ex;
-        let success = (200..300).contains(&self.status)
+        // A WebSocket session that ran is a success too (101, Switching Protocols).
+        let success = ((200..300).contains(&self.status) || self.status == 101)
             && matches!(self.outcome, Outcome::Completed | Outcome::RespondedLocally);
         // A provider's successful answer whose cost cannot be known: counted, never guessed.
         if cost.is_none()

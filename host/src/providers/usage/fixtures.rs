@@ -85,9 +85,29 @@ fn corpus() -> Vec<Fixture> {
             usage: Usage {
                 tokens_cached: Some(1024),
                 tokens_reasoning: Some(0),
+                tokens_audio: Some(0),
                 ..usage(1200, 300)
             },
             cost: Some(usd(&[(176.0, 0.15), (1024.0, 0.075), (300.0, 0.6)])),
+        },
+        Fixture {
+            name: "openai chat json with audio output (audio rates unknown: unpriced)",
+            provider: "openai",
+            model: "gpt-4o-mini",
+            content_type: "application/json",
+            body: br#"{"id":"chatcmpl-2","object":"chat.completion","created":1,"model":"gpt-4o-mini",
+              "choices":[{"index":0,"message":{"role":"assistant","content":null,"audio":{"id":"audio_1","data":"AAAA","transcript":"Hi"}},"finish_reason":"stop"}],
+              "usage":{"prompt_tokens":20,"completion_tokens":60,"total_tokens":80,
+              "prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},
+              "completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":48}}}"#
+                .to_vec(),
+            usage: Usage {
+                tokens_cached: Some(0),
+                tokens_reasoning: Some(0),
+                tokens_audio: Some(48),
+                ..usage(20, 60)
+            },
+            cost: None,
         },
         Fixture {
             name: "openai chat stream with include_usage",

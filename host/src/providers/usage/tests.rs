@@ -45,6 +45,7 @@ fn anthropic_prompt_cache_tokens_are_input() {
             tokens_reasoning: None,
             tokens_cache_write: Some(1000),
             tokens_image_in: None,
+            tokens_audio: None,
         }
     );
 }
@@ -62,6 +63,7 @@ fn responses_api_usage_in_json_and_stream() {
         tokens_reasoning: Some(32),
         tokens_cache_write: None,
         tokens_image_in: None,
+        tokens_audio: None,
     };
     let mut r = UsageReader::for_content_type(Some("application/json"));
     r.feed(
@@ -107,6 +109,7 @@ fn gemini_usage_metadata() {
         tokens_reasoning: Some(25),
         tokens_cache_write: None,
         tokens_image_in: None,
+        tokens_audio: None,
     };
     let mut r = UsageReader::for_content_type(Some("application/json; charset=UTF-8"));
     r.feed(format!(r#"{{"candidates":[{{"content":{{"parts":[{{"text":"hi"}}]}}}}],"usageMetadata":{meta}}}"#).as_bytes());
@@ -289,6 +292,7 @@ mod properties {
                     tokens_reasoning: reasoning,
                     tokens_cache_write: None,
                     tokens_image_in: None,
+                    tokens_audio: None,
                 };
                 (events, expected)
             })
@@ -337,6 +341,7 @@ mod properties {
                     tokens_reasoning: None,
                     tokens_cache_write: None,
                     tokens_image_in: None,
+                    tokens_audio: None,
                 };
                 (sse, expected)
             })
@@ -517,6 +522,7 @@ fn bedrock_converse_json_and_event_stream() {
         tokens_reasoning: None,
         tokens_cache_write: Some(20),
         tokens_image_in: None,
+        tokens_audio: None,
     };
     let usage = r#"{"inputTokens":30,"outputTokens":12,"totalTokens":162,"cacheReadInputTokens":100,"cacheWriteInputTokens":20}"#;
     let mut r = UsageReader::for_content_type(Some("application/json"));

@@ -46,6 +46,7 @@ fn usage_of(entry: &Value) -> Option<Usage> {
         tokens_cache_write: n("cache_write"),
         tokens_image_in: n("image_input"),
         tokens_reasoning: n("reasoning"),
+        tokens_audio: n("audio"),
     })
 }
 
