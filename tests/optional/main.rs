@@ -78,7 +78,7 @@ impl Need {
                     .map_err(|e| format!("no PostgreSQL database at {place} ({e})"))
             }
             Need::PythonSdks => python_sdk::python().map(|_| ()).ok_or_else(|| {
-                "no Python with the openai, anthropic, cloudflare and websocket-client packages (AIGW_PYTHON or .venv)".into()
+                "no Python with the openai[realtime], anthropic, cloudflare and websocket-client packages (AIGW_PYTHON or .venv)".into()
             }),
             Need::NodeSdk => node_sdk::node().map(|_| ()).ok_or_else(|| {
                 "no node with the Vercel AI SDK installed (npm ci in tests/sdk/node)".into()
@@ -169,6 +169,10 @@ fn tests() -> Vec<Test> {
         ),
         test!(
             python_sdk::openai_responses_reach_anthropic_models_through_compat,
+            Need::PythonSdks
+        ),
+        test!(
+            python_sdk::openai_realtime_sessions_pass_through_and_are_billed_exactly,
             Need::PythonSdks
         ),
         test!(

@@ -16,7 +16,10 @@ pub fn python() -> Option<PathBuf> {
     ];
     candidates.into_iter().flatten().find(|p| {
         Command::new(p)
-            .args(["-c", "import openai, anthropic, cloudflare, websocket"])
+            .args([
+                "-c",
+                "import openai, anthropic, cloudflare, websocket, websockets",
+            ])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false)
@@ -722,4 +725,62 @@ pub async fn openai_responses_reach_anthropic_models_through_compat() {
             .all(|e| e["tokens_out"].as_u64().unwrap_or(0) > 0),
         "{entries:#?}"
     );
+}
+
+/// The OpenAI SDK's Realtime client (`client.realtime.connect`) through a provider route: the
+/// session update and two text turns pass both ways, and the session's one log entry carries
+/// the usage the SDK saw in `response.done`, priced at gpt-realtime's text rates.
+pub async fn openai_realtime_sessions_pass_through_and_are_billed_exactly() {
+    let python = python().expect("the runner checked for a Python with the SDKs");
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[gateways.gw]\npipeline = [\"logging\", \"rate-limit\"]\n[gateways.gw.filters.rate-limit]\nlimit = 10\nperiod_s = 60\n",
+        mock.providers_toml()
+    );
+    let mut gw = Gateway::start(&cfg, &[]);
+    let base = gw.url("/v1/acct/gw/openai");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/realtime_sdk.py");
+    let out =
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(v["error"].is_null(), "{v}");
+    assert_eq!(v["instructions"], "be brief", "{v}");
+    let turns = v["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2, "{v}");
+    assert_eq!(
+        turns[0]["text"],
+        "Realtime mock reply to: hello realtime sdk"
+    );
+    assert_eq!(turns[1]["text"], "Realtime mock reply to: and once more");
+    let handshake = mock
+        .requests()
+        .into_iter()
+        .find(|r| r["path"] == "/v1/realtime")
+        .unwrap();
+    assert_eq!(
+        handshake["headers"]["authorization"],
+        "Bearer sk-realtime-client"
+    );
+    assert_eq!(handshake["query"], "model=gpt-realtime");
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let e = &entries[0];
+    let sum = |k: &str| turns.iter().map(|t| t[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(e["status"], 101, "{e}");
+    assert_eq!(e["tokens_in"], sum("input"), "{e}");
+    assert_eq!(e["tokens_out"], sum("output"), "{e}");
+    let want = (sum("input") as f64 * 4.0 + sum("output") as f64 * 16.0) / 1e6;
+    let cost = e["cost"].as_f64().unwrap();
+    assert!((cost - want).abs() < 1e-12, "cost {cost}, expected {want}");
+    assert_eq!(e["metadata"]["websocket_closed_by"], "client", "{e}");
 }
