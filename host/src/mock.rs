@@ -243,6 +243,9 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
     if path.ends_with("/embeddings") {
         return embeddings(&request, &model);
     }
+    if path.ends_with("/v2/embed") {
+        return cohere_embed(&request);
+    }
     if path.ends_with("/images/generations") {
         let padding = number(&parts, "x-mock-image-bytes")
             .unwrap_or(0)
@@ -690,6 +693,42 @@ fn embeddings(request: &Value, model: &str) -> Response<GatewayBody> {
         StatusCode::OK,
         json!({"object": "list", "data": data, "model": model,
                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
+}
+
+/// Cohere's v2 embed: `embeddings.float`, `texts`, and the billed input tokens (one per word).
+fn cohere_embed(request: &Value) -> Response<GatewayBody> {
+    let Some(texts) = request.get("texts").and_then(Value::as_array) else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"id": "mock", "message": "invalid request: texts must be a list of strings"}),
+        );
+    };
+    if request.get("input_type").is_none() {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"id": "mock", "message": "invalid request: input_type is required for embed models v3 and higher"}),
+        );
+    }
+    let dims = request
+        .get("output_dimension")
+        .and_then(Value::as_u64)
+        .unwrap_or(8)
+        .min(4096) as usize;
+    let vectors: Vec<Vec<f64>> = texts
+        .iter()
+        .map(|t| {
+            let seed = t.as_str().unwrap_or("").len() as f64;
+            (0..dims)
+                .map(|k| ((seed + k as f64) * 0.37).sin())
+                .collect()
+        })
+        .collect();
+    let tokens = count_words(&Value::Array(texts.clone())).max(1);
+    json_response(
+        StatusCode::OK,
+        json!({"id": "emb-mock", "embeddings": {"float": vectors}, "texts": texts,
+               "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}}}),
     )
 }
 

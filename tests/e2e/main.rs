@@ -13,6 +13,7 @@ mod accounting;
 mod analytics;
 mod budgets;
 mod builtin_filters;
+mod compat_embeddings;
 mod console;
 mod contract;
 mod core;

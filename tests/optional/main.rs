@@ -176,6 +176,10 @@ fn tests() -> Vec<Test> {
             Need::PythonSdks
         ),
         test!(
+            python_sdk::openai_embeddings_reach_gemini_and_cohere_through_compat,
+            Need::PythonSdks
+        ),
+        test!(
             node_sdk::vercel_ai_sdk_default_calls_work_and_are_billed_exactly,
             Need::NodeSdk
         ),

@@ -784,3 +784,62 @@ pub async fn openai_realtime_sessions_pass_through_and_are_billed_exactly() {
     assert!((cost - want).abs() < 1e-12, "cost {cost}, expected {want}");
     assert_eq!(e["metadata"]["websocket_closed_by"], "client", "{e}");
 }
+
+/// The OpenAI SDK's embeddings at the compat endpoint to OpenAI, Gemini and Cohere: each
+/// answers in OpenAI's shape, and Cohere's vectors decode to the same numbers whether the SDK
+/// asked for its default encoding or for floats.
+pub async fn openai_embeddings_reach_gemini_and_cohere_through_compat() {
+    let python = python().expect("the runner checked for a Python with the SDKs");
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "{}[providers.google-ai-studio]\nbase_url = \"http://{addr}\"\n[providers.cohere]\nbase_url = \"http://{addr}\"\n[gateways.gw]\npipeline = [\"logging\"]\n",
+        mock.providers_toml(),
+        addr = mock.addr
+    );
+    let gw = Gateway::start(&cfg, &[]);
+    let base = gw.url("/v1/acct/gw");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/embeddings_sdk.py");
+    let out =
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    for model in [
+        "openai/text-embedding-3-small",
+        "google-ai-studio/text-embedding-004",
+        "cohere/embed-v4.0",
+    ] {
+        assert_eq!(v[model]["n"], 2, "{v}");
+        assert!(!v[model]["first"].as_array().unwrap().is_empty(), "{v}");
+    }
+    assert_eq!(v["cohere/embed-v4.0"]["model"], "embed-v4.0", "{v}");
+    assert_eq!(v["cohere/embed-v4.0"]["usage"], 5, "{v}");
+    let default: Vec<f64> =
+        serde_json::from_value(v["cohere/embed-v4.0"]["first"].clone()).unwrap();
+    let floats: Vec<f64> = serde_json::from_value(v["cohere_float"].clone()).unwrap();
+    assert_eq!(default.len(), floats.len());
+    for (a, b) in default.iter().zip(&floats) {
+        assert!((a - b).abs() < 1e-6, "{default:?} vs {floats:?}");
+    }
+    let paths: Vec<String> = mock
+        .requests()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/embeddings",
+            "/v1beta/openai/embeddings",
+            "/v2/embed",
+            "/v2/embed"
+        ]
+    );
+}

@@ -3,6 +3,7 @@
 //! be redacted everywhere), and usage extraction (`usage`).
 
 pub mod anthropic;
+pub mod cohere;
 pub mod messages;
 pub mod pricing;
 pub mod responses;
@@ -221,6 +222,8 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
                     Some("/chat/completions".into())
                 }
                 "google-ai-studio" => Some("/v1beta/openai/chat/completions".into()),
+                // Cohere's own OpenAI-compatible API.
+                "cohere" => Some("/compatibility/v1/chat/completions".into()),
                 "ollama" => Some("/v1/chat/completions".into()),
                 _ => None,
             };
@@ -228,7 +231,7 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
             // Mistral and Perplexity refuse fields they do not know (and send usage in their
             // last chunk by themselves); every other provider gets the usage request on its
             // OpenAI-style chat streams, so that token budgets see what a stream spent.
-            spec.stream_usage = !matches!(*name, "mistral" | "perplexity-ai");
+            spec.stream_usage = !matches!(*name, "mistral" | "perplexity-ai" | "cohere");
             (name.to_string(), spec)
         })
         .collect()

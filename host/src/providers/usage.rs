@@ -127,6 +127,8 @@ impl UsageReader {
                     usage_metadata: Option<Value>,
                     /// Workers AI wraps its answer: `{"result": {…, "usage": …}}`.
                     result: Option<Value>,
+                    /// Cohere's embed: `{"meta": {"billed_units": …}}`.
+                    meta: Option<Value>,
                 }
                 match serde_json::from_slice::<Answer>(buf) {
                     Ok(Answer { usage: Some(u), .. }) => usage_in(&u),
@@ -137,6 +139,7 @@ impl UsageReader {
                     Ok(Answer {
                         result: Some(r), ..
                     }) => usage_from(&r),
+                    Ok(Answer { meta: Some(m), .. }) => usage_in(&m),
                     _ => Usage::default(),
                 }
             }

@@ -6,7 +6,10 @@
 //!   Anthropic Messages, passed through to Anthropic or translated to an OpenAI-compatible
 //!   chat completion and back;
 //! - `responses` (also `v1/responses`): the OpenAI Responses API, stateless, passed through to
-//!   OpenAI or translated to a chat completion (and on to Anthropic when the model is one).
+//!   OpenAI or translated to a chat completion (and on to Anthropic when the model is one);
+//! - `embeddings` (also `v1/embeddings`): OpenAI embeddings, sent to the provider's
+//!   OpenAI-compatible embeddings path (beside its chat path), or translated to Cohere's v2
+//!   embed and back.
 //!
 //! Every translated request runs through the gateway's pipeline as the request the provider
 //! gets, so filters, logs, cost, cache and limits apply on every entry point; streams are
@@ -32,6 +35,7 @@ enum Entry {
     Chat,
     Messages,
     Responses,
+    Embeddings,
 }
 
 /// What the handlers below share.
@@ -77,11 +81,12 @@ pub async fn compat(
         "/chat/completions" => Some(Entry::Chat),
         "/messages" | "/v1/messages" => Some(Entry::Messages),
         "/responses" | "/v1/responses" => Some(Entry::Responses),
+        "/embeddings" | "/v1/embeddings" => Some(Entry::Embeddings),
         _ => None,
     };
     let Some(entry) = entry.filter(|_| parts.method == Method::POST) else {
         return GatewayError::not_found(format!(
-            "the compat endpoint is POST /v1/{0}/{1}/compat/chat/completions (OpenAI chat), /v1/{0}/{1}/compat/messages (Anthropic Messages) or /v1/{0}/{1}/compat/responses (OpenAI Responses)",
+            "the compat endpoint is POST /v1/{0}/{1}/compat/chat/completions (OpenAI chat), /v1/{0}/{1}/compat/messages (Anthropic Messages), /v1/{0}/{1}/compat/responses (OpenAI Responses) or /v1/{0}/{1}/compat/embeddings (OpenAI embeddings)",
             route.account, route.gateway
         ))
         .into_response();
@@ -136,6 +141,69 @@ pub async fn compat(
             call.send(provider, "/responses".into(), &request).await
         }
         Entry::Responses => responses_in(call, request, provider, model, &spec).await,
+        Entry::Embeddings => embeddings(call, request, provider, model, &spec).await,
+    }
+}
+
+/// OpenAI embeddings to any provider: its OpenAI-compatible embeddings path, or Cohere's v2
+/// embed translated both ways.
+async fn embeddings(
+    call: Call<'_>,
+    mut request: Value,
+    provider: String,
+    model: String,
+    spec: &ProviderSpec,
+) -> Response<GatewayBody> {
+    if provider == "cohere" {
+        let translated = match crate::providers::cohere::embed_request(&request, &model) {
+            Ok(t) => t,
+            Err(m) => return GatewayError::bad_request(m).into_response(),
+        };
+        let base64 = crate::providers::cohere::wants_base64(&request);
+        let resp = call.send(provider, "/v2/embed".into(), &translated).await;
+        return translate(resp, NoStream, |status, bytes| {
+            Some(if (200..300).contains(&status) {
+                crate::providers::cohere::embed_response(
+                    &serde_json::from_slice(bytes).ok()?,
+                    &model,
+                    base64,
+                )?
+            } else {
+                responses::error_to_openai(bytes)
+            })
+        })
+        .await;
+    }
+    let path = spec
+        .compat_path
+        .as_deref()
+        .filter(|_| !spec.anthropic_messages)
+        .and_then(|p| p.strip_suffix("/chat/completions"))
+        .map(|base| format!("{base}/embeddings"));
+    let Some(path) = path else {
+        return GatewayError::bad_request(format!(
+            "model: provider '{provider}' has no OpenAI-compatible embeddings endpoint; call /v1/{}/{}/{provider}/… in its own format",
+            call.route.account, call.route.gateway
+        ))
+        .into_response();
+    };
+    request["model"] = Value::String(model);
+    call.send(provider, path, &request).await
+}
+
+/// The stream translator of answers that are never streams (embeddings): whatever arrives is
+/// passed on.
+struct NoStream;
+
+impl StreamTranslate for NoStream {
+    fn feed(&mut self, bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+    fn finish(&mut self) -> String {
+        String::new()
+    }
+    fn finished(&self) -> bool {
+        true
     }
 }
 

@@ -263,6 +263,20 @@ fn corpus() -> Vec<Fixture> {
             cost: Some(usd(&[(10.0, 0.1), (30.0, 0.4)])),
         },
         Fixture {
+            name: "cohere v2 embed json",
+            provider: "cohere",
+            model: "embed-v4.0",
+            content_type: "application/json",
+            body: br#"{"id":"e1","embeddings":{"float":[[0.1,0.2],[0.3,0.4]]},"texts":["a","b"],
+              "meta":{"api_version":{"version":"2"},"billed_units":{"input_tokens":12}}}"#
+                .to_vec(),
+            usage: Usage {
+                tokens_out: None,
+                ..usage(12, 0)
+            },
+            cost: Some(usd(&[(12.0, 0.12)])),
+        },
+        Fixture {
             name: "cohere v2 chat json",
             provider: "cohere",
             model: "command-r-plus",
