@@ -21,6 +21,7 @@
 //! SSE), `…/embeddings` (OpenAI embeddings), `…/images/generations` (OpenAI images, with the
 //! gpt-image models' token usage), `GET …/models`; any other POST gets a chat completion.
 //!
+//! `POST …/model/{id}/converse` is Bedrock Converse behind a real SigV4 check (see `bedrock`).
 //! `GET …/realtime?model=…` upgraded to a WebSocket is OpenAI Realtime (see `realtime`).
 //!
 //! `GET /__mock/requests` lists what it received; `DELETE` clears it.
@@ -49,6 +50,7 @@ pub struct MockState {
     open_sockets: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+pub mod bedrock;
 mod realtime;
 
 impl MockState {
@@ -242,6 +244,9 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
         .min(prompt_tokens);
     if path.ends_with("/embeddings") {
         return embeddings(&request, &model);
+    }
+    if path.ends_with("/converse") && parts.method == Method::POST {
+        return bedrock::converse(&state, &parts, &body, &request);
     }
     if path.ends_with("/v2/embed") {
         return cohere_embed(&request);

@@ -11,6 +11,7 @@ mod harness;
 
 mod accounting;
 mod analytics;
+mod bedrock;
 mod budgets;
 mod builtin_filters;
 mod compat_embeddings;

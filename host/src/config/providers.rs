@@ -45,6 +45,37 @@ fn apply_provider(
         spec.auth_header =
             providers::parse_auth_header(h).map_err(|r| src.invalid(&key("auth_header"), r))?;
     }
+    match (&p.access_key_id, &p.secret_access_key) {
+        (Some(id), Some(secret)) => {
+            spec.aws = Some(providers::sigv4::AwsCredentials {
+                access_key_id: src.secret(&key("access_key_id"), id)?,
+                secret_access_key: src.secret(&key("secret_access_key"), secret)?,
+                session_token: match &p.session_token {
+                    Some(t) => Some(src.secret(&key("session_token"), t)?),
+                    None => None,
+                },
+            });
+        }
+        (None, None) if p.session_token.is_some() => {
+            return Err(src.invalid(
+                &key("session_token"),
+                "needs access_key_id and secret_access_key beside it".into(),
+            ));
+        }
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(src.invalid(
+                &key("secret_access_key"),
+                "required with access_key_id".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(src.invalid(
+                &key("access_key_id"),
+                "required with secret_access_key".into(),
+            ));
+        }
+    }
     if let Some(raw_key) = &p.api_key {
         spec.api_key = Some(src.secret(&key("api_key"), raw_key)?);
     }

@@ -143,6 +143,10 @@ pub struct RawProvider {
     pub stream_usage: Option<String>,
     /// Path of the provider's OpenAI-compatible chat endpoint, for the compat endpoint.
     pub compat_path: Option<String>,
+    /// AWS credentials the gateway signs requests with (SigV4).
+    pub access_key_id: Option<RawSecret>,
+    pub secret_access_key: Option<RawSecret>,
+    pub session_token: Option<RawSecret>,
 }
 
 /// `[gateways.NAME]`.

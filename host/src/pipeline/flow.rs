@@ -465,6 +465,30 @@ async fn upstream_loop(
         *req.method_mut() = method.clone();
         *req.uri_mut() = target.uri.clone();
         *req.headers_mut() = target.headers.clone();
+        // Signed per attempt (a retry gets a fresh date), after every filter had its say.
+        if let Some(aws) = &target.provider.aws
+            && let Err(e) = crate::providers::sigv4::sign(
+                aws,
+                method.as_str(),
+                &target.uri,
+                &target.path,
+                req.headers_mut(),
+                &target.body,
+                std::time::SystemTime::now(),
+            )
+        {
+            let msg = format!(
+                "cannot sign the request for provider '{}' with its AWS credentials: {e}",
+                target.provider.name
+            );
+            return finish(
+                ex,
+                n,
+                Outgoing::from_error(&GatewayError::bad_gateway(msg)),
+                Outcome::UpstreamError,
+            )
+            .await;
+        }
         let sent = tokio::time::timeout(
             Duration::from_millis(timeout_ms),
             target.client.request(req),

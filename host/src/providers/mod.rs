@@ -7,6 +7,7 @@ pub mod cohere;
 pub mod messages;
 pub mod pricing;
 pub mod responses;
+pub mod sigv4;
 #[cfg(test)]
 mod sse_strategies;
 pub mod stream_end;
@@ -94,6 +95,8 @@ pub struct ProviderSpec {
     /// "inject"`), so the provider ends the stream with its token counts; off for providers
     /// that refuse unknown fields. With it off, usage the provider sends by itself is still read.
     pub stream_usage: bool,
+    /// Stored AWS credentials: every request is signed with them (SigV4).
+    pub aws: Option<sigv4::AwsCredentials>,
 }
 
 impl ProviderSpec {
@@ -108,6 +111,7 @@ impl ProviderSpec {
             ca_file: None,
             request_timeout_ms: None,
             compat_path: None,
+            aws: None,
             anthropic_messages: false,
             stream_usage: true,
         }

@@ -1,0 +1,165 @@
+//! The mock's Bedrock Converse (`POST …/model/{modelId}/converse`), in its real shape, behind a
+//! real SigV4 check: the request must be signed with the mock's credentials
+//! ([`ACCESS_KEY_ID`], [`SECRET_ACCESS_KEY`]) for the host it was sent to, or it gets AWS's 403
+//! (`UnrecognizedClientException` for another key, `InvalidSignatureException` for a wrong
+//! signature, `MissingAuthenticationTokenException` for none). Usage counts words, one token each.
+
+use super::{MockState, count_words, header, json_response};
+use crate::http::body::GatewayBody;
+use hyper::header::HeaderValue;
+use hyper::{Response, StatusCode};
+use serde_json::{Value, json};
+use std::time::SystemTime;
+
+/// The access key the mock accepts.
+pub const ACCESS_KEY_ID: &str = "AKIDMOCKBEDROCK";
+/// Its secret.
+pub const SECRET_ACCESS_KEY: &str = "mock-bedrock-secret/K7MDENG+bPxRfiCYEXAMPLE";
+
+fn refused(kind: &str, message: &str) -> Response<GatewayBody> {
+    let mut r = json_response(StatusCode::FORBIDDEN, json!({"message": message}));
+    if let Ok(v) = HeaderValue::from_str(kind) {
+        r.headers_mut().insert("x-amzn-errortype", v);
+    }
+    r
+}
+
+/// `x-amz-date` (`20150830T123600Z`) as a time.
+fn amz_date(text: &str) -> Option<SystemTime> {
+    let n = |r: std::ops::Range<usize>| text.get(r)?.parse::<u32>().ok();
+    if text.len() != 16 || !text.ends_with('Z') || text.as_bytes().get(8) != Some(&b'T') {
+        return None;
+    }
+    let month = time::Month::try_from(n(4..6)? as u8).ok()?;
+    let date = time::Date::from_calendar_date(n(0..4)? as i32, month, n(6..8)? as u8).ok()?;
+    let at = date
+        .with_hms(n(9..11)? as u8, n(11..13)? as u8, n(13..15)? as u8)
+        .ok()?;
+    Some(at.assume_utc().into())
+}
+
+/// Checks the request's SigV4 signature as AWS would; the refusal AWS would send otherwise.
+fn verify(parts: &hyper::http::request::Parts, body: &[u8]) -> Result<(), Response<GatewayBody>> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let Some(auth) = header(parts, "authorization") else {
+        return Err(refused(
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token",
+        ));
+    };
+    let field = |name: &str| {
+        auth.split([' ', ','])
+            .find_map(|p| p.strip_prefix(name).map(str::to_string))
+    };
+    let (Some(credential), Some(signed_headers), Some(signature)) = (
+        field("Credential="),
+        field("SignedHeaders="),
+        field("Signature="),
+    ) else {
+        return Err(refused(
+            "IncompleteSignatureException",
+            "Authorization header requires Credential, SignedHeaders and Signature",
+        ));
+    };
+    let scope: Vec<&str> = credential.split('/').collect();
+    if scope.len() != 5 || scope[0] != ACCESS_KEY_ID {
+        return Err(refused(
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ));
+    }
+    let Some(time) = header(parts, "x-amz-date").and_then(amz_date) else {
+        return Err(refused(
+            "IncompleteSignatureException",
+            "x-amz-date is missing or malformed",
+        ));
+    };
+    let host = header(parts, "host").unwrap_or("");
+    let uri = format!(
+        "http://{host}{}",
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    let headers: Vec<(&str, &str)> = signed_headers
+        .split(';')
+        .filter_map(|name| Some((name, header(parts, name)?)))
+        .collect();
+    let identity = aws_credential_types::Credentials::new(
+        ACCESS_KEY_ID,
+        SECRET_ACCESS_KEY,
+        None,
+        None,
+        "mock",
+    )
+    .into();
+    let expected = SignableRequest::new(
+        parts.method.as_str(),
+        uri,
+        headers.into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .ok()
+    .and_then(|signable| {
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(scope[2])
+            .name(scope[3])
+            .time(time)
+            .settings(SigningSettings::default())
+            .build()
+            .ok()?
+            .into();
+        Some(sign(signable, &params).ok()?.into_parts().1)
+    });
+    if expected.as_deref() != Some(signature.as_str()) {
+        return Err(refused(
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
+        ));
+    }
+    Ok(())
+}
+
+/// Answers a Converse request.
+pub(super) fn converse(
+    _state: &MockState,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    request: &Value,
+) -> Response<GatewayBody> {
+    if let Err(refusal) = verify(parts, body) {
+        return refusal;
+    }
+    let Some(messages) = request.get("messages").and_then(Value::as_array) else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"message": "1 validation error detected: Value null at 'messages' failed to satisfy constraint: Member must not be null"}),
+        );
+    };
+    let last = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m.pointer("/content/0/text"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let reply = header(parts, "x-mock-reply")
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("Bedrock mock reply to: {last}"));
+    let input = (count_words(&Value::Array(messages.clone()))
+        + count_words(request.get("system").unwrap_or(&Value::Null)))
+    .max(1);
+    let output = reply.split_whitespace().count() as u64;
+    json_response(
+        StatusCode::OK,
+        json!({
+            "output": {"message": {"role": "assistant", "content": [{"text": reply}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": input, "outputTokens": output, "totalTokens": input + output},
+            "metrics": {"latencyMs": 3},
+        }),
+    )
+}
