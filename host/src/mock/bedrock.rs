@@ -39,10 +39,14 @@ fn amz_date(text: &str) -> Option<SystemTime> {
 }
 
 /// Checks the request's SigV4 signature as AWS would; the refusal AWS would send otherwise.
-fn verify(parts: &hyper::http::request::Parts, body: &[u8]) -> Result<(), Response<GatewayBody>> {
+/// `Err((error type, message))`: the refusal AWS would send.
+fn verify(
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+) -> Result<(), (&'static str, &'static str)> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     let Some(auth) = header(parts, "authorization") else {
-        return Err(refused(
+        return Err((
             "MissingAuthenticationTokenException",
             "Missing Authentication Token",
         ));
@@ -56,20 +60,20 @@ fn verify(parts: &hyper::http::request::Parts, body: &[u8]) -> Result<(), Respon
         field("SignedHeaders="),
         field("Signature="),
     ) else {
-        return Err(refused(
+        return Err((
             "IncompleteSignatureException",
             "Authorization header requires Credential, SignedHeaders and Signature",
         ));
     };
     let scope: Vec<&str> = credential.split('/').collect();
     if scope.len() != 5 || scope[0] != ACCESS_KEY_ID {
-        return Err(refused(
+        return Err((
             "UnrecognizedClientException",
             "The security token included in the request is invalid.",
         ));
     }
     let Some(time) = header(parts, "x-amz-date").and_then(amz_date) else {
-        return Err(refused(
+        return Err((
             "IncompleteSignatureException",
             "x-amz-date is missing or malformed",
         ));
@@ -115,7 +119,7 @@ fn verify(parts: &hyper::http::request::Parts, body: &[u8]) -> Result<(), Respon
         Some(sign(signable, &params).ok()?.into_parts().1)
     });
     if expected.as_deref() != Some(signature.as_str()) {
-        return Err(refused(
+        return Err((
             "InvalidSignatureException",
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
         ));
@@ -130,8 +134,8 @@ pub(super) fn converse(
     body: &[u8],
     request: &Value,
 ) -> Response<GatewayBody> {
-    if let Err(refusal) = verify(parts, body) {
-        return refusal;
+    if let Err((kind, message)) = verify(parts, body) {
+        return refused(kind, message);
     }
     let Some(messages) = request.get("messages").and_then(Value::as_array) else {
         return json_response(
