@@ -187,7 +187,7 @@ async fn handshakes_run_the_request_hooks_and_pass_provider_refusals_through() {
         "[gateways.guarded]\npipeline = [\"logging\", \"guardrails\"]\n\
          [gateways.guarded.filters.guardrails]\nclassifier = \"local\"\n\
          [gateways.lenient]\npipeline = [\"logging\", \"guardrails\"]\n\
-         [gateways.lenient.filters.guardrails]\nclassifier = \"local\"\non_error = \"open\"\n",
+         [gateways.lenient.filters.guardrails]\nclassifier = \"local\"\nwebsocket = \"pass\"\n",
     );
     let path = "/v1/acct/rt/openai/realtime?model=gpt-realtime";
     // No key from the client and none stored: the provider's 401 comes back as it was sent.
@@ -206,10 +206,10 @@ async fn handshakes_run_the_request_hooks_and_pass_provider_refusals_through() {
     let (status, body) = connect(&gw, guarded, &key).await.unwrap_err();
     assert_eq!(status, 403, "{body}");
     assert!(
-        body.contains("'guardrails'") && body.contains("on_error"),
+        body.contains("'guardrails'") && body.contains("set websocket = "),
         "{body}"
     );
-    // Opened explicitly: the session passes it unread.
+    // Let through explicitly (`websocket = "pass"`): the session passes it unread.
     let lenient = "/v1/acct/lenient/openai/realtime?model=gpt-realtime";
     let (mut ws, _) = connect(&gw, lenient, &key).await.unwrap();
     assert_eq!(next_event(&mut ws).await["type"], "session.created");
@@ -223,6 +223,36 @@ async fn handshakes_run_the_request_hooks_and_pass_provider_refusals_through() {
         realtime_handshakes, 3,
         "refused handshakes never reach the provider"
     );
+    // The model judged is the model sent: a second `model` in the query is refused.
+    let twice = "/v1/acct/lenient/openai/realtime?model=gpt-realtime&model=gpt-4o-realtime-preview";
+    let (status, body) = connect(&gw, twice, &key).await.unwrap_err();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("more than once"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_beyond_the_limit_are_refused_until_one_ends() {
+    let mock = Mock::start().await;
+    let gw = gateway(&mock, "max_websocket_sessions = 1\n", "");
+    let path = "/v1/acct/rt/openai/realtime?model=gpt-realtime";
+    let key = [("authorization", "Bearer sk-client")];
+    let (mut first, _) = connect(&gw, path, &key).await.unwrap();
+    next_event(&mut first).await;
+    let (status, body) = connect(&gw, path, &key).await.unwrap_err();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("max_websocket_sessions"), "{body}");
+    first.close(None).await.unwrap();
+    while let Some(Ok(_)) = first.next().await {}
+    let mut again = None;
+    for _ in 0..40 {
+        if let Ok((ws, _)) = connect(&gw, path, &key).await {
+            again = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut again = again.expect("a place frees when the first session ends");
+    assert_eq!(next_event(&mut again).await["type"], "session.created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,6 +297,7 @@ async fn idle_sessions_close_and_a_shutdown_closes_open_ones() {
         .expect("a close frame after the idle timeout");
     assert_eq!(code, CloseCode::Normal);
     assert!(reason.contains("websocket_idle_timeout_ms"), "{reason}");
+    while let Some(Ok(_)) = ws.next().await {}
     assert!(
         eventually(Duration::from_secs(3), || async {
             mock.state.open_sockets() == 0
@@ -290,6 +321,7 @@ async fn idle_sessions_close_and_a_shutdown_closes_open_ones() {
         .expect("a close frame when the gateway shuts down");
     assert_eq!(code, CloseCode::Away);
     assert!(reason.contains("shutting down"), "{reason}");
+    while let Some(Ok(_)) = ws.next().await {}
     let (stopped, _gw) = stopping.join().unwrap();
     assert!(stopped, "the gateway exits cleanly with a session open");
     let log = log_entries(&data_dir);

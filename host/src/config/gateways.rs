@@ -189,6 +189,19 @@ fn filter_settings(
             ));
         }
     };
+    let websocket_pass = match table.remove("websocket") {
+        None => false,
+        Some(toml::Value::String(s)) if s == "pass" => true,
+        Some(toml::Value::String(s)) if s == "refuse" => false,
+        Some(other) => {
+            return Err((
+                "websocket".into(),
+                format!(
+                    "expected \"refuse\" (a WebSocket session the filter cannot read is refused) or \"pass\" (it passes unread), got {other}"
+                ),
+            ));
+        }
+    };
     let host_key_typos = host_key_typos(&table);
     let mut secrets = Vec::new();
     // The values of the table (the table itself is never a secret reference).
@@ -198,6 +211,7 @@ fn filter_settings(
     let config_json = serde_json::to_string(&table).map_err(|e| (String::new(), e.to_string()))?;
     Ok(FilterSettings {
         on_error,
+        websocket_pass,
         timeout_ms,
         max_memory_mb,
         circuit_failures,
@@ -328,7 +342,11 @@ fn resolve_secrets(
 }
 
 /// The host's keys in a filter table, each with what it sets (for the hint of a misspelt one).
-const HOST_KEYS: [(&str, &str); 8] = [
+const HOST_KEYS: [(&str, &str); 9] = [
+    (
+        "websocket",
+        "whether a WebSocket session the filter cannot read is refused (\"refuse\") or passes (\"pass\")",
+    ),
     (
         "allow_http",
         "the origins the filter may call over HTTP, such as [\"https://host:8443\"]",

@@ -92,6 +92,9 @@ pub struct FilterSettings {
     /// Behaviour on failure, when the table sets it (otherwise the filter's declared
     /// default applies, else `open`).
     pub on_error: Option<OnError>,
+    /// `websocket = "pass"`: a WebSocket session, whose messages the filter cannot read,
+    /// passes it instead of being refused.
+    pub websocket_pass: bool,
     /// Deadline of each hook call.
     pub timeout_ms: u64,
     /// Memory cap of the filter's instance.
@@ -191,8 +194,11 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// Longest silence inside a response body before it is ended with an error.
     pub stream_idle_timeout_ms: u64,
-    /// Longest silence, both ways, inside a WebSocket session before the gateway closes it.
+    /// Longest silence, both ways, inside a WebSocket session before the gateway closes it
+    /// (at most a day).
     pub websocket_idle_timeout_ms: u64,
+    /// Most WebSocket sessions open at once; more are refused with a 503.
+    pub max_websocket_sessions: u64,
     /// Token prices for cost estimates.
     pub prices: crate::providers::pricing::PriceTable,
     /// Log store retention: most entries kept.
@@ -278,7 +284,11 @@ impl Config {
             header_read_timeout_ms: limits.header_read_timeout_ms,
             request_timeout_ms: server.request_timeout_ms.unwrap_or(120_000),
             stream_idle_timeout_ms: server.stream_idle_timeout_ms.unwrap_or(120_000).max(1),
-            websocket_idle_timeout_ms: server.websocket_idle_timeout_ms.unwrap_or(300_000).max(1),
+            websocket_idle_timeout_ms: server
+                .websocket_idle_timeout_ms
+                .unwrap_or(300_000)
+                .clamp(1, 86_400_000),
+            max_websocket_sessions: server.max_websocket_sessions.unwrap_or(1_000),
             prices,
             log_max_entries: retention.max_entries,
             log_max_age_days: retention.max_age_days,

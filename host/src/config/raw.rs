@@ -89,6 +89,7 @@ pub struct RawServer {
     pub request_timeout_ms: Option<u64>,
     pub stream_idle_timeout_ms: Option<u64>,
     pub websocket_idle_timeout_ms: Option<u64>,
+    pub max_websocket_sessions: Option<u64>,
     pub log_retention: Option<RawRetention>,
     pub shutdown_grace_ms: Option<u64>,
     pub admin_listen: Option<String>,

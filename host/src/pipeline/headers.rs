@@ -64,6 +64,22 @@ pub fn redacted_view(map: &HeaderMap) -> Vec<Header> {
     view(map)
         .into_iter()
         .filter(|h| !is_secret_header(&h.name))
+        .map(|mut h| {
+            // Browsers cannot set headers on a WebSocket: OpenAI takes their key as a
+            // subprotocol, `openai-insecure-api-key.<key>`.
+            if h.name == "sec-websocket-protocol" {
+                h.value = h
+                    .value
+                    .split(',')
+                    .map(|t| match t.trim().split_once("api-key.") {
+                        Some((prefix, _)) => format!("{prefix}api-key.[redacted]"),
+                        None => t.trim().to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+            }
+            h
+        })
         .collect()
 }
 
@@ -132,6 +148,23 @@ pub fn map_from(list: &[Header]) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_carried_as_a_websocket_subprotocol_is_redacted() {
+        let mut map = HeaderMap::new();
+        map.insert(
+            "sec-websocket-protocol",
+            hyper::header::HeaderValue::from_static(
+                "realtime, openai-insecure-api-key.sk-live-123",
+            ),
+        );
+        let view = redacted_view(&map);
+        assert_eq!(
+            view[0].value,
+            "realtime, openai-insecure-api-key.[redacted]"
+        );
+        assert!(!format!("{view:?}").contains("sk-live"));
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_are_removed() {

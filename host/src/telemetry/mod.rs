@@ -26,6 +26,8 @@ pub struct Metrics {
     pub filter_failures: DashMap<String, AtomicU64>,
     /// Connections refused over `server.max_connections`.
     pub connections_refused: AtomicU64,
+    /// WebSocket sessions open now.
+    pub websocket_sessions: AtomicU64,
     /// Times a filter's circuit opened, by filter.
     pub circuit_opened: DashMap<String, AtomicU64>,
     /// Requests that skipped a filter because its circuit was open, by filter.
@@ -254,6 +256,12 @@ impl Metrics {
             out,
             "aigw_upstream_attempts_total {}",
             get(&self.upstream_attempts)
+        );
+        let _ = writeln!(out, "# TYPE aigw_websocket_sessions gauge");
+        let _ = writeln!(
+            out,
+            "aigw_websocket_sessions {}",
+            get(&self.websocket_sessions)
         );
         let _ = writeln!(out, "# TYPE aigw_connections_refused_total counter");
         let _ = writeln!(

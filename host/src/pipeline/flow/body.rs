@@ -399,7 +399,7 @@ impl BodyTask {
             && !cached
             && self.outcome == Outcome::Completed
             && success
-            && ex.method == "POST"
+            && (ex.method == "POST" || self.status == 101)
             && ex.model.is_some()
         {
             ex.runtime.services.metrics.count_unpriced(

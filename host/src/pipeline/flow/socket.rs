@@ -10,7 +10,8 @@
 //! until either side closes, the session is idle for `server.websocket_idle_timeout_ms`, or the
 //! gateway shuts down (both sides then get a close frame). One log entry per session: status
 //! 101, its duration, its bytes, and the usage summed from the provider's `response.done`
-//! events.
+//! events. At most `server.max_websocket_sessions` are open at once; a peer that stops reading
+//! for `SEND_WAIT` ends its session rather than stalling it.
 
 use super::body::BodyTask;
 use super::response::{AfterHeaders, BodySource, Outgoing, finish, response_hooks, spawn_tracked};
@@ -28,7 +29,7 @@ use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, UPGRADE};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -36,6 +37,35 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 /// How long the closing handshake may take once either side (or the gateway) began it.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
+/// Longest wait for a peer to take one message; one that does not has gone away.
+const SEND_WAIT: Duration = Duration::from_secs(10);
+
+/// Built-in filters that judge a session's opening (`{"model": …}`: model lists, budgets,
+/// routes) and need nothing more of it.
+const SESSION_AWARE: [&str; 3] = ["key-policy", "spend-limit", "provider-routing"];
+
+/// One of the `server.max_websocket_sessions` places, given back when dropped.
+struct SessionSlot(std::sync::Arc<crate::runtime::host::Services>);
+
+impl SessionSlot {
+    fn take(services: &std::sync::Arc<crate::runtime::host::Services>, max: u64) -> Option<Self> {
+        let open = &services.metrics.websocket_sessions;
+        if open.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= max {
+            open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            return None;
+        }
+        Some(SessionSlot(services.clone()))
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .websocket_sessions
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 /// Whether the request asks to become a WebSocket (`GET`, `Upgrade: websocket`,
 /// `Connection: upgrade`).
@@ -52,15 +82,23 @@ pub(super) fn is_upgrade(parts: &hyper::http::request::Parts) -> bool {
     parts.method == Method::GET && has(UPGRADE, "websocket") && has(CONNECTION, "upgrade")
 }
 
-/// The first filter that reads answers and must not be passed unread, if any.
+/// The first filter that reads bodies (prompts or answers), cannot read a session's messages,
+/// and must not be passed unread (`on_error = "closed"`, no `websocket = "pass"`), if any.
+/// The session-aware built-ins read only the opening and are not counted.
 fn unreadable_policy(ex: &Exchange) -> Option<&str> {
     ex.gw
         .stages
         .iter()
         .find(|s| {
+            let info = &s.filter.info;
+            let reads_requests = info.hooks.contains(Hooks::REQUEST_BODY)
+                && !matches!(info.request_body, BodyMode::Ignore)
+                && !SESSION_AWARE.contains(&&*s.filter.name);
+            let reads_answers = info.hooks.contains(Hooks::RESPONSE_BODY)
+                && !matches!(info.response_body, BodyMode::Ignore);
             s.on_error == OnError::Closed
-                && s.filter.info.hooks.contains(Hooks::RESPONSE_BODY)
-                && !matches!(s.filter.info.response_body, BodyMode::Ignore)
+                && !s.settings.websocket_pass
+                && (reads_requests || reads_answers)
         })
         .map(|s| &*s.filter.name)
 }
@@ -91,17 +129,47 @@ impl Flow<'_> {
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!(
-                    "filter '{name}' reads answers, which it cannot do inside a WebSocket session, and its on_error is \"closed\": gateway '{}' refuses WebSocket sessions (set the filter's on_error = \"open\" to let sessions pass it unread)",
+                    "filter '{name}' reads request or answer bodies, which it cannot do inside a WebSocket session, and fails closed: gateway '{}' refuses WebSocket sessions (set websocket = \"pass\" in its table to let sessions pass it unread)",
                     ex.gw.name
                 ),
             );
             return finish(ex, 0, out, Outcome::RespondedLocally).await;
         }
-        let model = self.route.query.as_deref().and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "model")
-                .map(|(_, v)| v.into_owned())
-        });
+        let services = self.env.runtime.services.clone();
+        let Some(slot) =
+            SessionSlot::take(&services, self.generation.config.max_websocket_sessions)
+        else {
+            let out = refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "{} WebSocket sessions are open, the most this gateway takes (server.max_websocket_sessions); retry shortly",
+                    self.generation.config.max_websocket_sessions
+                ),
+            );
+            return finish(ex, 0, out, Outcome::RespondedLocally).await;
+        };
+        // The model the filters judge is the one the provider gets: one `model` or none.
+        let models: Vec<String> = self
+            .route
+            .query
+            .as_deref()
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .filter(|(k, _)| k == "model")
+                    .map(|(_, v)| v.into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if models.len() > 1 {
+            let out = refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "model: given more than once in the query".into(),
+            );
+            return finish(ex, 0, out, Outcome::RespondedLocally).await;
+        }
+        let model = models.into_iter().next();
         // Filters see that this is a session (hop-by-hop headers are otherwise hidden).
         head.headers.push(Header {
             name: "upgrade".into(),
@@ -255,14 +323,17 @@ impl Flow<'_> {
             .into_iter()
             .filter_map(|i| ex.release(i))
             .collect();
-        super::exchange::Exchange::recycle(ex.gw.clone(), spare).await;
-        let services = self.env.runtime.services.clone();
-        let idle = Duration::from_millis(self.generation.config.websocket_idle_timeout_ms);
+        tokio::spawn(Exchange::recycle(ex.gw.clone(), spare));
+        let config = &self.generation.config;
+        let limits = Limits {
+            idle: Duration::from_millis(config.websocket_idle_timeout_ms),
+            max_message: config.max_body_bytes,
+        };
         let span = ex.span.clone();
         spawn_tracked(
             services,
             span,
-            session(ex, client_upgrade, upstream_upgrade, idle),
+            session(ex, client_upgrade, upstream_upgrade, limits, slot),
         );
         response
     }
@@ -275,6 +346,8 @@ enum Ended {
     Client,
     /// The provider closed it (or went away).
     Provider,
+    /// The provider's connection broke, or it stopped taking messages.
+    ProviderFailed,
     /// Nothing passed either way for the idle timeout.
     Idle,
     /// The gateway is shutting down.
@@ -286,6 +359,7 @@ impl Ended {
         match self {
             Ended::Client => "client",
             Ended::Provider => "provider",
+            Ended::ProviderFailed => "provider_error",
             Ended::Idle => "idle_timeout",
             Ended::Shutdown => "shutdown",
         }
@@ -330,23 +404,54 @@ fn message_usage(text: &str) -> Option<Usage> {
     Some(usage_in(v.pointer("/response/usage")?))
 }
 
-async fn session(mut ex: Exchange, client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
+/// A session's limits.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Longest silence (no data message either way).
+    idle: Duration,
+    /// Largest message or frame.
+    max_message: usize,
+}
+
+async fn session(
+    mut ex: Exchange,
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    limits: Limits,
+    slot: SessionSlot,
+) {
     let (client, upstream) = tokio::join!(client, upstream);
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(limits.max_message))
+        .max_frame_size(Some(limits.max_message));
+    let socket = |io: Upgraded, role: Role| {
+        WebSocketStream::from_raw_socket(TokioIo::new(io), role, Some(config))
+    };
     let (outcome, ended, tally) = match (client, upstream) {
         (Ok(c), Ok(u)) => {
+            let client = socket(c, Role::Server).await;
+            let upstream = socket(u, Role::Client).await;
             let closing = ex.runtime.services.closing.subscribe();
-            let (ended, tally) = relay(c, u, idle, closing).await;
-            (Outcome::Completed, Some(ended), tally)
+            let (ended, tally) = relay(client, upstream, limits.idle, closing).await;
+            let outcome = match ended {
+                Ended::ProviderFailed => Outcome::UpstreamError,
+                _ => Outcome::Completed,
+            };
+            (outcome, Some(ended), tally)
         }
         (Err(e), _) => {
             tracing::debug!("client upgrade failed: {e}");
             (Outcome::ClientAborted, None, Tally::default())
         }
-        (_, Err(e)) => {
+        (Ok(c), Err(e)) => {
             tracing::warn!("provider upgrade failed: {e}");
+            let mut client = socket(c, Role::Server).await;
+            let frame = close(CloseCode::Error, "the provider's connection failed");
+            let _ = tokio::time::timeout(CLOSE_WAIT, client.send(frame)).await;
             (Outcome::UpstreamError, None, Tally::default())
         }
     };
+    drop(slot);
     if let Some(ended) = ended {
         RequestContext::annotate(&ex.context, "websocket_closed_by", ended.name().into());
     }
@@ -371,117 +476,145 @@ async fn session(mut ex: Exchange, client: OnUpgrade, upstream: OnUpgrade, idle:
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
+fn close(code: CloseCode, why: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: why.to_string().into(),
+    }))
+}
+
+/// One side of a session: where its messages go, and whether it still takes them.
+struct Side {
+    sink: futures_util::stream::SplitSink<Socket, Message>,
+    open: bool,
+}
+
+impl Side {
+    /// Sends within `wait`; a side that does not take the message in time, or fails, is gone.
+    async fn send(&mut self, msg: Message, wait: Duration) -> bool {
+        if !self.open {
+            return false;
+        }
+        let sent = matches!(
+            tokio::time::timeout(wait, self.sink.send(msg)).await,
+            Ok(Ok(()))
+        );
+        if !sent {
+            self.open = false;
+        }
+        sent
+    }
+}
+
 /// Relays messages both ways until the session ends; pings are answered on each side by the
-/// library and not relayed.
+/// library and not relayed. Every send is bounded: a peer that stops reading ends the session,
+/// and once it is ending, the closing handshake gets `CLOSE_WAIT`.
 async fn relay(
-    client: Upgraded,
-    upstream: Upgraded,
+    client: Socket,
+    upstream: Socket,
     idle: Duration,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) -> (Ended, Tally) {
-    let client: Socket =
-        WebSocketStream::from_raw_socket(TokioIo::new(client), Role::Server, None).await;
-    let upstream: Socket =
-        WebSocketStream::from_raw_socket(TokioIo::new(upstream), Role::Client, None).await;
-    let (mut to_client, mut from_client) = client.split();
-    let (mut to_provider, mut from_provider) = upstream.split();
+    let (to_client, mut from_client) = client.split();
+    let (to_provider, mut from_provider) = upstream.split();
+    let mut client = Side {
+        sink: to_client,
+        open: true,
+    };
+    let mut provider = Side {
+        sink: to_provider,
+        open: true,
+    };
+    let (mut reading_client, mut reading_provider) = (true, true);
     let mut tally = Tally::default();
     let mut ended: Option<Ended> = None;
-    let (mut client_open, mut provider_open) = (true, true);
-    let mut last = Instant::now();
+    let mut last = tokio::time::Instant::now();
     let mut close_by: Option<tokio::time::Instant> = None;
     // Polled only until a session end is known (then never again).
     let mut shutdown = std::pin::pin!(async move {
         let _ = closing.wait_for(|c| *c).await;
     });
-    let going_away = |why: &str| {
-        Message::Close(Some(CloseFrame {
-            code: CloseCode::Away,
-            reason: why.to_string().into(),
-        }))
-    };
-    while client_open || provider_open {
-        let idle_at = tokio::time::Instant::from_std(last + idle);
-        let deadline = close_by.unwrap_or(idle_at);
+    loop {
+        if ended.is_some() && close_by.is_none() {
+            close_by = Some(tokio::time::Instant::now() + CLOSE_WAIT);
+        }
+        if !reading_client && !reading_provider {
+            break;
+        }
+        let deadline = close_by.unwrap_or(last + idle);
         tokio::select! {
-            m = from_client.next(), if client_open => match m {
+            m = from_client.next(), if reading_client => match m {
                 Some(Ok(Message::Close(frame))) => {
                     ended.get_or_insert(Ended::Client);
-                    close_by.get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_WAIT);
-                    let _ = to_provider.send(Message::Close(frame)).await;
+                    provider.send(Message::Close(frame), CLOSE_WAIT).await;
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => last = Instant::now(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(msg)) => {
-                    last = Instant::now();
+                    last = tokio::time::Instant::now();
                     tally.to_provider += 1;
                     tally.bytes_in += msg.len() as u64;
-                    if provider_open
-                        && tokio::time::timeout(idle, to_provider.send(msg)).await.map_or(true, |r| r.is_err())
-                    {
-                        provider_open = false;
+                    if !provider.send(msg, SEND_WAIT).await && ended.is_none() {
+                        ended = Some(Ended::ProviderFailed);
+                        client.send(close(CloseCode::Away, "provider went away"), CLOSE_WAIT).await;
                     }
                 }
                 Some(Err(_)) | None => {
-                    client_open = false;
+                    reading_client = false;
+                    client.open = false;
                     if ended.is_none() {
                         ended = Some(Ended::Client);
-                        let _ = to_provider.send(going_away("client went away")).await;
+                        provider.send(close(CloseCode::Away, "client went away"), CLOSE_WAIT).await;
                     }
-                    close_by.get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_WAIT);
                 }
             },
-            m = from_provider.next(), if provider_open => match m {
+            m = from_provider.next(), if reading_provider => match m {
                 Some(Ok(Message::Close(frame))) => {
                     ended.get_or_insert(Ended::Provider);
-                    close_by.get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_WAIT);
-                    let _ = to_client.send(Message::Close(frame)).await;
+                    client.send(Message::Close(frame), CLOSE_WAIT).await;
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => last = Instant::now(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(msg)) => {
-                    last = Instant::now();
+                    last = tokio::time::Instant::now();
                     tally.to_client += 1;
                     tally.bytes_out += msg.len() as u64;
+                    // Counted whether or not the client takes it: the provider bills it.
                     if let Message::Text(text) = &msg
                         && let Some(u) = message_usage(text.as_str())
                     {
                         add_usage(&mut tally.usage, &u);
                     }
-                    if client_open
-                        && tokio::time::timeout(idle, to_client.send(msg)).await.map_or(true, |r| r.is_err())
-                    {
-                        client_open = false;
+                    if !client.send(msg, SEND_WAIT).await && ended.is_none() {
+                        ended = Some(Ended::Client);
+                        provider.send(close(CloseCode::Away, "client went away"), CLOSE_WAIT).await;
                     }
                 }
                 Some(Err(_)) | None => {
-                    provider_open = false;
+                    reading_provider = false;
+                    provider.open = false;
                     if ended.is_none() {
-                        ended = Some(Ended::Provider);
-                        let _ = to_client.send(going_away("provider went away")).await;
+                        ended = Some(if m.is_some() { Ended::ProviderFailed } else { Ended::Provider });
+                        client.send(close(CloseCode::Away, "provider went away"), CLOSE_WAIT).await;
                     }
-                    close_by.get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_WAIT);
                 }
             },
             _ = &mut shutdown, if ended.is_none() => {
                 ended = Some(Ended::Shutdown);
-                close_by = Some(tokio::time::Instant::now() + CLOSE_WAIT);
-                let _ = to_client.send(going_away("gateway shutting down")).await;
-                let _ = to_provider.send(going_away("gateway shutting down")).await;
+                client.send(close(CloseCode::Away, "gateway shutting down"), CLOSE_WAIT).await;
+                provider.send(close(CloseCode::Away, "gateway shutting down"), CLOSE_WAIT).await;
             }
             _ = tokio::time::sleep_until(deadline) => {
                 if close_by.is_some() {
                     break;
                 }
                 ended = Some(Ended::Idle);
-                close_by = Some(tokio::time::Instant::now() + CLOSE_WAIT);
                 let why = format!("idle for {} ms (server.websocket_idle_timeout_ms)", idle.as_millis());
-                let frame = || Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: why.clone().into() }));
-                let _ = to_client.send(frame()).await;
-                let _ = to_provider.send(frame()).await;
+                client.send(close(CloseCode::Normal, &why), CLOSE_WAIT).await;
+                provider.send(close(CloseCode::Normal, &why), CLOSE_WAIT).await;
             }
         }
     }
-    let _ = to_client.close().await;
-    let _ = to_provider.close().await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, client.sink.close()).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, provider.sink.close()).await;
     (ended.unwrap_or(Ended::Client), tally)
 }
 
