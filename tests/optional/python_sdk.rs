@@ -18,7 +18,7 @@ pub fn python() -> Option<PathBuf> {
         Command::new(p)
             .args([
                 "-c",
-                "import openai, anthropic, cloudflare, websocket, websockets",
+                "import openai, anthropic, cloudflare, websocket, websockets, boto3",
             ])
             .output()
             .map(|o| o.status.success())
@@ -842,4 +842,52 @@ pub async fn openai_embeddings_reach_gemini_and_cohere_through_compat() {
             "/v2/embed"
         ]
     );
+}
+
+/// boto3's bedrock-runtime `converse` through the aws-bedrock route: boto3's own signature (for
+/// the gateway's host) is replaced by the gateway's, made from stored credentials, which the
+/// mock verifies as AWS would; the answer comes back in Converse's shape and is billed.
+pub async fn boto3_converse_is_signed_by_the_gateway_and_billed() {
+    let python = python().expect("the runner checked for a Python with the SDKs");
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "[providers.aws-bedrock]\nbase_url = \"http://{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[gateways.gw]\npipeline = [\"logging\"]\n",
+        mock.addr,
+        aigw::mock::bedrock::ACCESS_KEY_ID,
+        aigw::mock::bedrock::SECRET_ACCESS_KEY
+    );
+    let mut gw = Gateway::start(&cfg, &[]);
+    let endpoint = gw.url("/v1/acct/gw/aws-bedrock/bedrock-runtime/us-east-1");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/bedrock_sdk.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python).arg(script).arg(endpoint).output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["text"], "Bedrock mock reply to: hello from boto3", "{v}");
+    assert_eq!(v["stop"], "end_turn");
+    let seen = &mock.requests()[0];
+    assert_eq!(
+        seen["path"],
+        "/bedrock-runtime/us-east-1/model/amazon.nova-lite-v1%3A0/converse"
+    );
+    let auth = seen["headers"]["authorization"].as_str().unwrap();
+    assert!(auth.contains(aigw::mock::bedrock::ACCESS_KEY_ID), "{auth}");
+    assert!(!auth.contains("AKIDCLIENTONLY"), "{auth}");
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    let e = &entries[0];
+    assert_eq!(e["status"], 200, "{e}");
+    assert_eq!(e["tokens_in"], v["input"]);
+    assert_eq!(e["tokens_out"], v["output"]);
+    let want = (v["input"].as_f64().unwrap() * 0.06 + v["output"].as_f64().unwrap() * 0.24) / 1e6;
+    assert!((e["cost"].as_f64().unwrap() - want).abs() < 1e-15, "{e}");
 }
