@@ -21,6 +21,8 @@
 //! SSE), `…/embeddings` (OpenAI embeddings), `…/images/generations` (OpenAI images, with the
 //! gpt-image models' token usage), `GET …/models`; any other POST gets a chat completion.
 //!
+//! `POST …/models/{model}:generateContent` (and `:streamGenerateContent`) is Gemini (see
+//! `gemini`).
 //! `POST …/model/{id}/converse` is Bedrock Converse behind a real SigV4 check (see `bedrock`).
 //! `GET …/realtime?model=…` upgraded to a WebSocket is OpenAI Realtime (see `realtime`).
 //!
@@ -51,6 +53,7 @@ pub struct MockState {
 }
 
 pub mod bedrock;
+mod gemini;
 mod realtime;
 
 impl MockState {
@@ -256,6 +259,9 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
             .unwrap_or(0)
             .min(64 << 20) as usize;
         return images(&request, &model, padding);
+    }
+    if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
+        return gemini::generate(&parts, &path, &request, pacing);
     }
     if path.ends_with("/responses") {
         let events = responses_events(

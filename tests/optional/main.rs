@@ -78,7 +78,7 @@ impl Need {
                     .map_err(|e| format!("no PostgreSQL database at {place} ({e})"))
             }
             Need::PythonSdks => python_sdk::python().map(|_| ()).ok_or_else(|| {
-                "no Python with the openai[realtime], anthropic, cloudflare, websocket-client and boto3 packages (AIGW_PYTHON or .venv)".into()
+                "no Python with the openai[realtime], anthropic, cloudflare, websocket-client, boto3 and google-genai packages (AIGW_PYTHON or .venv)".into()
             }),
             Need::NodeSdk => node_sdk::node().map(|_| ()).ok_or_else(|| {
                 "no node with the Vercel AI SDK installed (npm ci in tests/sdk/node)".into()
@@ -181,6 +181,10 @@ fn tests() -> Vec<Test> {
         ),
         test!(
             python_sdk::boto3_converse_is_signed_by_the_gateway_and_billed,
+            Need::PythonSdks
+        ),
+        test!(
+            python_sdk::google_genai_sdk_passes_through_and_is_billed,
             Need::PythonSdks
         ),
         test!(

@@ -18,7 +18,7 @@ pub fn python() -> Option<PathBuf> {
         Command::new(p)
             .args([
                 "-c",
-                "import openai, anthropic, cloudflare, websocket, websockets, boto3",
+                "import openai, anthropic, cloudflare, websocket, websockets, boto3, google.genai",
             ])
             .output()
             .map(|o| o.status.success())
@@ -890,4 +890,76 @@ pub async fn boto3_converse_is_signed_by_the_gateway_and_billed() {
     assert_eq!(e["tokens_out"], v["output"]);
     let want = (v["input"].as_f64().unwrap() * 0.06 + v["output"].as_f64().unwrap() * 0.24) / 1e6;
     assert!((e["cost"].as_f64().unwrap() - want).abs() < 1e-15, "{e}");
+}
+
+/// Google's google-genai SDK through the google-ai-studio route: generate, stream and a function
+/// call pass through in Gemini's own shape, and are logged and billed from `usageMetadata`.
+pub async fn google_genai_sdk_passes_through_and_is_billed() {
+    let python = python().expect("the runner checked for a Python with the SDKs");
+    let mock = Mock::start().await;
+    let cfg = format!(
+        "[providers.google-ai-studio]\nbase_url = \"http://{}\"\n[gateways.gw]\npipeline = [\"logging\"]\n",
+        mock.addr
+    );
+    let mut gw = Gateway::start(&cfg, &[]);
+    let base = gw.url("/v1/acct/gw/google-ai-studio");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/gemini_sdk.py");
+    let out =
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        v["text"], "Gemini mock reply to: hello gemini passthrough",
+        "{v}"
+    );
+    assert_eq!(
+        v["streamed"], "Gemini mock reply to: stream gemini please",
+        "{v}"
+    );
+    assert_eq!(v["call"]["name"], "get_weather", "{v}");
+    assert_eq!(v["call"]["args"]["city"], "Paris", "{v}");
+    let seen = mock.requests();
+    // google-genai picks the API version (`v1` in 3.x, `v1beta` before): the path passes as sent.
+    assert!(
+        seen[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/models/gemini-2.0-flash:generateContent"),
+        "{}",
+        seen[0]["path"]
+    );
+    assert_eq!(seen[0]["headers"]["x-goog-api-key"], "goog-client-key");
+    assert!(
+        seen[1]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/models/gemini-2.0-flash:streamGenerateContent"),
+        "{}",
+        seen[1]["path"]
+    );
+    assert_eq!(seen[1]["query"], "alt=sse");
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    let first = &entries[0];
+    assert_eq!(first["model"], "gemini-2.0-flash");
+    assert_eq!(first["tokens_in"], v["usage"]["in"]);
+    assert_eq!(first["tokens_out"], v["usage"]["out"]);
+    let want = (v["usage"]["in"].as_f64().unwrap() * 0.1
+        + v["usage"]["out"].as_f64().unwrap() * 0.4)
+        / 1e6;
+    assert!(
+        (first["cost"].as_f64().unwrap() - want).abs() < 1e-15,
+        "{first}"
+    );
+    let streamed = entries.iter().find(|e| e["streamed"] == true).unwrap();
+    assert!(streamed["tokens_out"].as_u64().unwrap() > 0, "{streamed}");
 }
