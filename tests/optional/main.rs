@@ -184,7 +184,7 @@ fn tests() -> Vec<Test> {
             Need::PythonSdks
         ),
         test!(
-            python_sdk::google_genai_sdk_passes_through_and_is_billed,
+            python_sdk::gemini_passes_through_for_google_genai_and_translates_for_the_openai_sdk,
             Need::PythonSdks
         ),
         test!(

@@ -894,7 +894,7 @@ pub async fn boto3_converse_is_signed_by_the_gateway_and_billed() {
 
 /// Google's google-genai SDK through the google-ai-studio route: generate, stream and a function
 /// call pass through in Gemini's own shape, and are logged and billed from `usageMetadata`.
-pub async fn google_genai_sdk_passes_through_and_is_billed() {
+pub async fn gemini_passes_through_for_google_genai_and_translates_for_the_openai_sdk() {
     let python = python().expect("the runner checked for a Python with the SDKs");
     let mock = Mock::start().await;
     let cfg = format!(
@@ -902,7 +902,7 @@ pub async fn google_genai_sdk_passes_through_and_is_billed() {
         mock.addr
     );
     let mut gw = Gateway::start(&cfg, &[]);
-    let base = gw.url("/v1/acct/gw/google-ai-studio");
+    let base = gw.url("/v1/acct/gw");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/gemini_sdk.py");
     let out =
         tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
@@ -946,9 +946,47 @@ pub async fn google_genai_sdk_passes_through_and_is_billed() {
         seen[1]["path"]
     );
     assert_eq!(seen[1]["query"], "alt=sse");
+    // The OpenAI SDK at the compat endpoint, translated to Gemini's own API and back.
+    assert_eq!(
+        v["compat"]["text"], "Gemini mock reply to: hello gemini through compat",
+        "{v}"
+    );
+    assert_eq!(v["compat"]["finish"], "stop");
+    assert!(v["compat"]["in"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(
+        v["compat_stream"]["text"], "Gemini mock reply to: stream gemini through compat",
+        "{v}"
+    );
+    assert_eq!(v["compat_stream"]["finish"], "stop");
+    assert!(v["compat_stream"]["usage"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["compat_tool"]["name"], "get_weather", "{v}");
+    assert_eq!(v["compat_tool"]["args"]["city"], "Paris", "{v}");
+    assert_eq!(v["compat_tool"]["finish"], "tool_calls");
+    assert_eq!(
+        v["compat_after_tool"], "Gemini mock reply to: ",
+        "the turn after the tool's result is answered: {v}"
+    );
+    let compat: Vec<&serde_json::Value> = seen
+        .iter()
+        .filter(|r| r["headers"]["x-goog-api-key"] == "goog-through-compat")
+        .collect();
+    assert_eq!(compat.len(), 4, "{seen:?}");
+    assert_eq!(
+        compat[0]["path"],
+        "/v1beta/models/gemini-2.0-flash:generateContent"
+    );
+    assert!(compat[0]["headers"].get("authorization").is_none());
+    let first = body_of(compat[0]);
+    assert_eq!(first["systemInstruction"]["parts"][0]["text"], "be brief");
+    assert_eq!(compat[1]["query"], "alt=sse");
+    let after = body_of(compat[3]);
+    assert_eq!(
+        after["contents"][2]["parts"][0]["functionResponse"]["response"]["temp"], "18 degrees",
+        "{after}"
+    );
     assert!(gw.stop());
     let entries = log_entries(&gw.data_dir());
-    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert_eq!(entries.len(), 7, "{entries:?}");
     let first = &entries[0];
     assert_eq!(first["model"], "gemini-2.0-flash");
     assert_eq!(first["tokens_in"], v["usage"]["in"]);

@@ -1,7 +1,11 @@
-"""Google's official google-genai SDK through the gateway's google-ai-studio route (passthrough):
-a generation, a stream and a function call, with the mock's Gemini API behind it.
+"""Gemini through the gateway, with the mock's Gemini API behind it:
+- Google's official google-genai SDK through the google-ai-studio route (passthrough): a
+  generation, a stream and a function call;
+- the official OpenAI SDK at the compat endpoint with `google-ai-studio/…` models, translated
+  to generateContent / streamGenerateContent and back: text, stream with usage, a tool call
+  and the turn after its result.
 
-Usage: python gemini_sdk.py BASE_URL   (e.g. http://127.0.0.1:8787/v1/acct/gw/google-ai-studio)
+Usage: python gemini_sdk.py GATEWAY_URL   (e.g. http://127.0.0.1:8787/v1/acct/gw)
 Prints one JSON line with what each call returned.
 """
 import json
@@ -9,8 +13,10 @@ import sys
 
 from google import genai
 from google.genai import types
+from openai import OpenAI
 
-client = genai.Client(api_key="goog-client-key", http_options=types.HttpOptions(base_url=sys.argv[1]))
+gateway = sys.argv[1]
+client = genai.Client(api_key="goog-client-key", http_options=types.HttpOptions(base_url=f"{gateway}/google-ai-studio"))
 out = {}
 r = client.models.generate_content(
     model="gemini-2.0-flash",
@@ -38,4 +44,45 @@ r = client.models.generate_content(
 )
 call = r.function_calls[0]
 out["call"] = {"name": call.name, "args": dict(call.args)}
+
+oa = OpenAI(base_url=f"{gateway}/compat", api_key="goog-through-compat", max_retries=0)
+r = oa.chat.completions.create(
+    model="google-ai-studio/gemini-2.0-flash",
+    messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello gemini through compat"}],
+    max_tokens=64,
+)
+out["compat"] = {"text": r.choices[0].message.content, "finish": r.choices[0].finish_reason,
+                 "in": r.usage.prompt_tokens, "out": r.usage.completion_tokens}
+stream = oa.chat.completions.create(
+    model="google-ai-studio/gemini-2.0-flash",
+    messages=[{"role": "user", "content": "stream gemini through compat"}],
+    stream=True,
+    stream_options={"include_usage": True},
+)
+text, usage, finish = "", None, None
+for chunk in stream:
+    if chunk.choices:
+        text += chunk.choices[0].delta.content or ""
+        finish = chunk.choices[0].finish_reason or finish
+    if chunk.usage:
+        usage = chunk.usage.completion_tokens
+out["compat_stream"] = {"text": text, "finish": finish, "usage": usage}
+tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+asked = [{"role": "user", "content": "weather in Paris?"}]
+r = oa.chat.completions.create(
+    model="google-ai-studio/gemini-2.0-flash", messages=asked, tools=tools,
+    extra_headers={"x-mock-tool-call": "get_weather", "x-mock-tool-args": '{"city": "Paris"}'},
+)
+call = r.choices[0].message.tool_calls[0]
+out["compat_tool"] = {"name": call.function.name, "args": json.loads(call.function.arguments),
+                      "finish": r.choices[0].finish_reason}
+r = oa.chat.completions.create(
+    model="google-ai-studio/gemini-2.0-flash",
+    messages=asked + [r.choices[0].message.model_dump(exclude_none=True),
+                      {"role": "tool", "tool_call_id": call.id, "content": '{"temp": "18 degrees"}'}],
+    tools=tools,
+    extra_headers={"x-mock-tool-call": "get_weather", "x-mock-tool-args": '{"city": "Paris"}'},
+)
+out["compat_after_tool"] = r.choices[0].message.content
 print(json.dumps(out))

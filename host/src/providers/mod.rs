@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod cohere;
+pub mod gemini;
 pub mod messages;
 pub mod pricing;
 pub mod responses;
@@ -97,6 +98,8 @@ pub struct ProviderSpec {
     pub stream_usage: bool,
     /// Stored AWS credentials: every request is signed with them (SigV4).
     pub aws: Option<sigv4::AwsCredentials>,
+    /// Speaks Gemini's `generateContent`: the compat endpoint translates chat to and from it.
+    pub gemini_native: bool,
 }
 
 impl ProviderSpec {
@@ -112,6 +115,7 @@ impl ProviderSpec {
             request_timeout_ms: None,
             compat_path: None,
             aws: None,
+            gemini_native: false,
             anthropic_messages: false,
             stream_usage: true,
         }
@@ -232,6 +236,7 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
                 _ => None,
             };
             spec.anthropic_messages = *name == "anthropic";
+            spec.gemini_native = *name == "google-ai-studio";
             // Mistral and Perplexity refuse fields they do not know (and send usage in their
             // last chunk by themselves); every other provider gets the usage request on its
             // OpenAI-style chat streams, so that token budgets see what a stream spent.

@@ -19,7 +19,7 @@ use crate::http::body::{BodyError, GatewayBody};
 use crate::http::error::GatewayError;
 use crate::pipeline::Generation;
 use crate::pipeline::flow::{self, BodyIn, Env, Route};
-use crate::providers::{ProviderSpec, anthropic, messages, responses};
+use crate::providers::{ProviderSpec, anthropic, gemini, messages, responses};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
@@ -218,6 +218,9 @@ async fn chat(
     if spec.anthropic_messages {
         return chat_via_anthropic(call, request, provider, model).await;
     }
+    if spec.gemini_native {
+        return chat_via_gemini(call, request, provider, model).await;
+    }
     let Some(path) = spec.compat_path.clone() else {
         return GatewayError::bad_request(format!(
             "model: provider '{provider}' has no OpenAI-compatible chat endpoint; call /v1/{}/{}/{provider}/… in its own format",
@@ -271,6 +274,57 @@ async fn chat_via_anthropic(
             serde_json::from_slice::<Value>(bytes)
                 .ok()
                 .map(|v| anthropic::response_to_openai(&v, &model, created))
+        },
+    )
+    .await
+}
+
+/// A chat completion request translated to Gemini's `generateContent` (or
+/// `streamGenerateContent`), and the answer back.
+async fn chat_via_gemini(
+    mut call: Call<'_>,
+    request: Value,
+    provider: String,
+    model: String,
+) -> Response<GatewayBody> {
+    let include_usage = request
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let (translated, stream) = match gemini::request_from_chat(&request) {
+        Ok(t) => t,
+        Err(m) => return GatewayError::bad_request(m).into_response(),
+    };
+    let headers = &mut call.parts.headers;
+    // The OpenAI SDKs send their key as a Bearer token; Gemini wants x-goog-api-key.
+    if !headers.contains_key("x-goog-api-key")
+        && let Some(key) = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|k| HeaderValue::from_str(k).ok())
+    {
+        headers.insert("x-goog-api-key", key);
+        headers.remove(AUTHORIZATION);
+    }
+    let path = if stream {
+        call.route.query = Some("alt=sse".into());
+        format!("/v1beta/models/{model}:streamGenerateContent")
+    } else {
+        call.route.query = None;
+        format!("/v1beta/models/{model}:generateContent")
+    };
+    let resp = call.send(provider, path, &translated).await;
+    let created = crate::store::now_ms() / 1000;
+    translate(
+        resp,
+        gemini::StreamToChat::new(&model, created, include_usage),
+        |status, bytes| {
+            Some(if (200..300).contains(&status) {
+                gemini::response_to_chat(&serde_json::from_slice(bytes).ok()?, &model, created)
+            } else {
+                gemini::error_to_openai(bytes)
+            })
         },
     )
     .await
@@ -395,6 +449,18 @@ impl StreamTranslate for messages::StreamToAnthropic {
     }
     fn finished(&self) -> bool {
         messages::StreamToAnthropic::finished(self)
+    }
+}
+
+impl StreamTranslate for gemini::StreamToChat {
+    fn feed(&mut self, bytes: &[u8]) -> String {
+        gemini::StreamToChat::feed(self, bytes)
+    }
+    fn finish(&mut self) -> String {
+        gemini::StreamToChat::finish(self)
+    }
+    fn finished(&self) -> bool {
+        gemini::StreamToChat::finished(self)
     }
 }
 
