@@ -966,11 +966,16 @@ pub async fn gemini_passes_through_for_google_genai_and_translates_for_the_opena
         v["compat_after_tool"], "Gemini mock reply to: ",
         "the turn after the tool's result is answered: {v}"
     );
+    assert_eq!(
+        v["compat_responses"]["text"], "Gemini mock reply to: hello responses to gemini",
+        "{v}"
+    );
+    assert_eq!(v["compat_responses"]["status"], "completed", "{v}");
     let compat: Vec<&serde_json::Value> = seen
         .iter()
         .filter(|r| r["headers"]["x-goog-api-key"] == "goog-through-compat")
         .collect();
-    assert_eq!(compat.len(), 4, "{seen:?}");
+    assert_eq!(compat.len(), 5, "{seen:?}");
     assert_eq!(
         compat[0]["path"],
         "/v1beta/models/gemini-2.0-flash:generateContent"
@@ -986,7 +991,7 @@ pub async fn gemini_passes_through_for_google_genai_and_translates_for_the_opena
     );
     assert!(gw.stop());
     let entries = log_entries(&gw.data_dir());
-    assert_eq!(entries.len(), 7, "{entries:?}");
+    assert_eq!(entries.len(), 8, "{entries:?}");
     let first = &entries[0];
     assert_eq!(first["model"], "gemini-2.0-flash");
     assert_eq!(first["tokens_in"], v["usage"]["in"]);

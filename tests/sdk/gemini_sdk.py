@@ -85,4 +85,6 @@ r = oa.chat.completions.create(
     extra_headers={"x-mock-tool-call": "get_weather", "x-mock-tool-args": '{"city": "Paris"}'},
 )
 out["compat_after_tool"] = r.choices[0].message.content
+resp = oa.responses.create(model="google-ai-studio/gemini-2.0-flash", input="hello responses to gemini")
+out["compat_responses"] = {"text": resp.output_text, "status": resp.status, "in": resp.usage.input_tokens}
 print(json.dumps(out))
