@@ -248,8 +248,9 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
     if path.ends_with("/embeddings") {
         return embeddings(&request, &model);
     }
-    if path.ends_with("/converse") && parts.method == Method::POST {
-        return bedrock::converse(&state, &parts, &body, &request);
+    if path.ends_with("/converse") || path.ends_with("/converse-stream") {
+        let stream = path.ends_with("/converse-stream");
+        return bedrock::converse(&state, &parts, &body, &request, stream);
     }
     if path.ends_with("/v2/embed") {
         return cohere_embed(&request);

@@ -180,7 +180,7 @@ fn tests() -> Vec<Test> {
             Need::PythonSdks
         ),
         test!(
-            python_sdk::boto3_converse_is_signed_by_the_gateway_and_billed,
+            python_sdk::bedrock_for_boto3_and_the_openai_sdk_is_signed_by_the_gateway_and_billed,
             Need::PythonSdks
         ),
         test!(

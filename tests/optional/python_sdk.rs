@@ -847,17 +847,17 @@ pub async fn openai_embeddings_reach_gemini_and_cohere_through_compat() {
 /// boto3's bedrock-runtime `converse` through the aws-bedrock route: boto3's own signature (for
 /// the gateway's host) is replaced by the gateway's, made from stored credentials, which the
 /// mock verifies as AWS would; the answer comes back in Converse's shape and is billed.
-pub async fn boto3_converse_is_signed_by_the_gateway_and_billed() {
+pub async fn bedrock_for_boto3_and_the_openai_sdk_is_signed_by_the_gateway_and_billed() {
     let python = python().expect("the runner checked for a Python with the SDKs");
     let mock = Mock::start().await;
     let cfg = format!(
-        "[providers.aws-bedrock]\nbase_url = \"http://{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[gateways.gw]\npipeline = [\"logging\"]\n",
+        "[providers.aws-bedrock]\nbase_url = \"http://{}\"\nregion = \"us-east-1\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[gateways.gw]\npipeline = [\"logging\"]\n",
         mock.addr,
         aigw::mock::bedrock::ACCESS_KEY_ID,
         aigw::mock::bedrock::SECRET_ACCESS_KEY
     );
     let mut gw = Gateway::start(&cfg, &[]);
-    let endpoint = gw.url("/v1/acct/gw/aws-bedrock/bedrock-runtime/us-east-1");
+    let endpoint = gw.url("/v1/acct/gw");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/bedrock_sdk.py");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python).arg(script).arg(endpoint).output()
@@ -882,10 +882,43 @@ pub async fn boto3_converse_is_signed_by_the_gateway_and_billed() {
     let auth = seen["headers"]["authorization"].as_str().unwrap();
     assert!(auth.contains(aigw::mock::bedrock::ACCESS_KEY_ID), "{auth}");
     assert!(!auth.contains("AKIDCLIENTONLY"), "{auth}");
+    // The OpenAI SDK at the compat endpoint, translated to Converse and back.
+    assert_eq!(
+        v["compat"]["text"], "Bedrock mock reply to: hello bedrock through compat",
+        "{v}"
+    );
+    assert_eq!(v["compat"]["finish"], "stop");
+    assert!(v["compat"]["in"].as_u64().unwrap() > 0);
+    assert_eq!(
+        v["compat_stream"]["text"], "Bedrock mock reply to: stream bedrock through compat",
+        "{v}"
+    );
+    assert_eq!(v["compat_stream"]["finish"], "stop");
+    assert!(v["compat_stream"]["usage"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["compat_tool"]["name"], "get_weather", "{v}");
+    assert_eq!(v["compat_tool"]["args"]["city"], "Paris");
+    assert_eq!(v["compat_tool"]["finish"], "tool_calls");
+    assert_eq!(v["compat_stream_tool"]["name"], "get_weather", "{v}");
+    assert_eq!(v["compat_stream_tool"]["args"]["city"], "Paris", "{v}");
+    assert_eq!(v["compat_after_tool"], "Bedrock mock reply to: ", "{v}");
+    let requests = mock.requests();
+    let compat: Vec<&serde_json::Value> = requests.iter().skip(1).collect();
+    assert_eq!(compat.len(), 5);
+    assert_eq!(
+        compat[1]["path"],
+        "/bedrock-runtime/us-east-1/model/amazon.nova-lite-v1%3A0/converse-stream"
+    );
+    let after = body_of(compat[4]);
+    assert_eq!(
+        after["messages"][2]["content"][0]["toolResult"]["content"][0]["text"], "18 degrees",
+        "{after}"
+    );
     assert!(gw.stop());
     let entries = log_entries(&gw.data_dir());
     let e = &entries[0];
     assert_eq!(e["status"], 200, "{e}");
+    let streamed = entries.iter().find(|e| e["streamed"] == true).unwrap();
+    assert!(streamed["tokens_out"].as_u64().unwrap() > 0, "{streamed}");
     assert_eq!(e["tokens_in"], v["input"]);
     assert_eq!(e["tokens_out"], v["output"]);
     let want = (v["input"].as_f64().unwrap() * 0.06 + v["output"].as_f64().unwrap() * 0.24) / 1e6;

@@ -45,6 +45,19 @@ fn apply_provider(
         spec.auth_header =
             providers::parse_auth_header(h).map_err(|r| src.invalid(&key("auth_header"), r))?;
     }
+    if let Some(region) = &p.region {
+        let ok = !region.is_empty()
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(src.invalid(
+                &key("region"),
+                format!("'{region}' is not an AWS region name (such as \"us-east-1\")"),
+            ));
+        }
+        spec.region = Some(region.clone());
+    }
     match (&p.access_key_id, &p.secret_access_key) {
         (Some(id), Some(secret)) => {
             spec.aws = Some(providers::sigv4::AwsCredentials {

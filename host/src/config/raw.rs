@@ -148,6 +148,8 @@ pub struct RawProvider {
     pub access_key_id: Option<RawSecret>,
     pub secret_access_key: Option<RawSecret>,
     pub session_token: Option<RawSecret>,
+    /// The AWS region compat requests go to (Bedrock).
+    pub region: Option<String>,
 }
 
 /// `[gateways.NAME]`.

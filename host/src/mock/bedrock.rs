@@ -127,12 +127,15 @@ fn verify(
     Ok(())
 }
 
-/// Answers a Converse request.
+/// Answers a Converse request, or a ConverseStream one (`stream`) as an AWS event stream.
+/// `x-mock-tool-call` / `x-mock-tool-args` make the answer one `toolUse`, until the
+/// conversation ends with a `toolResult`.
 pub(super) fn converse(
     _state: &MockState,
     parts: &hyper::http::request::Parts,
     body: &[u8],
     request: &Value,
+    stream: bool,
 ) -> Response<GatewayBody> {
     if let Err((kind, message)) = verify(parts, body) {
         return refused(kind, message);
@@ -156,14 +159,92 @@ pub(super) fn converse(
     let input = (count_words(&Value::Array(messages.clone()))
         + count_words(request.get("system").unwrap_or(&Value::Null)))
     .max(1);
-    let output = reply.split_whitespace().count() as u64;
-    json_response(
-        StatusCode::OK,
-        json!({
-            "output": {"message": {"role": "assistant", "content": [{"text": reply}]}},
-            "stopReason": "end_turn",
-            "usage": {"inputTokens": input, "outputTokens": output, "totalTokens": input + output},
-            "metrics": {"latencyMs": 3},
-        }),
-    )
+    let after_tool = messages
+        .last()
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|b| b.get("toolResult").is_some()));
+    let tool = header(parts, "x-mock-tool-call")
+        .filter(|_| !after_tool)
+        .map(|name| {
+            let args: Value = header(parts, "x-mock-tool-args")
+                .and_then(|a| serde_json::from_str(a).ok())
+                .unwrap_or(json!({}));
+            (name.to_string(), args)
+        });
+    let output = match &tool {
+        Some((_, args)) => (args.to_string().len() as u64 / 4).max(1) + 5,
+        None => reply.split_whitespace().count() as u64,
+    };
+    let usage =
+        json!({"inputTokens": input, "outputTokens": output, "totalTokens": input + output});
+    let stop = if tool.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    if !stream {
+        let content = match &tool {
+            Some((name, args)) => {
+                json!([{"toolUse": {"toolUseId": "tooluse_mock1", "name": name, "input": args}}])
+            }
+            None => json!([{"text": reply}]),
+        };
+        return json_response(
+            StatusCode::OK,
+            json!({
+                "output": {"message": {"role": "assistant", "content": content}},
+                "stopReason": stop,
+                "usage": usage,
+                "metrics": {"latencyMs": 3},
+            }),
+        );
+    }
+    let frame = |event: &str, payload: Value| {
+        crate::providers::eventstream::encode(
+            &[
+                (":event-type", event),
+                (":content-type", "application/json"),
+                (":message-type", "event"),
+            ],
+            payload.to_string().as_bytes(),
+        )
+    };
+    let mut frames = vec![frame("messageStart", json!({"role": "assistant"}))];
+    match &tool {
+        Some((name, args)) => {
+            frames.push(frame(
+                "contentBlockStart",
+                json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tooluse_mock1", "name": name}}}),
+            ));
+            let text = args.to_string();
+            let (a, b) = text.split_at(text.len() / 2);
+            for piece in [a, b] {
+                frames.push(frame(
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": piece}}}),
+                ));
+            }
+        }
+        None => {
+            for word in reply.split_inclusive(' ') {
+                frames.push(frame(
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 0, "delta": {"text": word}}),
+                ));
+            }
+        }
+    }
+    frames.push(frame("contentBlockStop", json!({"contentBlockIndex": 0})));
+    frames.push(frame("messageStop", json!({"stopReason": stop})));
+    frames.push(frame(
+        "metadata",
+        json!({"usage": usage, "metrics": {"latencyMs": 3}}),
+    ));
+    let mut r = Response::new(GatewayBody::full(frames.concat()));
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/vnd.amazon.eventstream"),
+    );
+    r
 }

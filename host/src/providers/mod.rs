@@ -4,6 +4,8 @@
 
 pub mod anthropic;
 pub mod cohere;
+pub mod converse;
+pub mod eventstream;
 pub mod gemini;
 pub mod messages;
 pub mod pricing;
@@ -100,6 +102,10 @@ pub struct ProviderSpec {
     pub aws: Option<sigv4::AwsCredentials>,
     /// Speaks Gemini's `generateContent`: the compat endpoint translates chat to and from it.
     pub gemini_native: bool,
+    /// Speaks Bedrock Converse: the compat endpoint translates chat to and from it, in `region`.
+    pub bedrock_converse: bool,
+    /// The AWS region the compat endpoint sends Converse requests to.
+    pub region: Option<String>,
 }
 
 impl ProviderSpec {
@@ -116,6 +122,8 @@ impl ProviderSpec {
             compat_path: None,
             aws: None,
             gemini_native: false,
+            bedrock_converse: false,
+            region: None,
             anthropic_messages: false,
             stream_usage: true,
         }
@@ -237,6 +245,7 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
             };
             spec.anthropic_messages = *name == "anthropic";
             spec.gemini_native = *name == "google-ai-studio";
+            spec.bedrock_converse = *name == "aws-bedrock";
             // Mistral and Perplexity refuse fields they do not know (and send usage in their
             // last chunk by themselves); every other provider gets the usage request on its
             // OpenAI-style chat streams, so that token budgets see what a stream spent.

@@ -314,35 +314,24 @@ fn audio_tokens(u: &Value) -> Option<u32> {
 /// impossible length ends the scan (the stream is not an event stream after all).
 fn scan_event_frames(pending: &mut Vec<u8>, usage: &mut Usage) {
     loop {
-        if pending.len() < 12 {
-            return;
-        }
-        let word = |at: usize| {
-            u32::from_be_bytes([
-                pending[at],
-                pending[at + 1],
-                pending[at + 2],
-                pending[at + 3],
-            ]) as usize
-        };
-        let (total, headers) = (word(0), word(4));
-        if (total as u64) < 16 + headers as u64 || total > MAX_SSE_LINE {
-            pending.clear();
-            return;
-        }
-        if pending.len() < total {
-            return;
-        }
-        let payload = &pending[12 + headers..total - 4];
-        if payload.windows(7).any(|w| w == b"\"usage\"")
-            && let Ok(v) = serde_json::from_slice::<Value>(payload)
-        {
-            let found = usage_from(&v);
-            if found.tokens_in.is_some() || found.tokens_out.is_some() {
-                *usage = found;
+        match super::eventstream::take_frame(pending) {
+            Ok(Some(frame)) => {
+                let payload = &frame.payload;
+                if payload.windows(7).any(|w| w == b"\"usage\"")
+                    && let Ok(v) = serde_json::from_slice::<Value>(payload)
+                {
+                    let found = usage_from(&v);
+                    if found.tokens_in.is_some() || found.tokens_out.is_some() {
+                        *usage = found;
+                    }
+                }
+            }
+            Ok(None) => return,
+            Err(_) => {
+                pending.clear();
+                return;
             }
         }
-        pending.drain(..total);
     }
 }
 

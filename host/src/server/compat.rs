@@ -19,7 +19,7 @@ use crate::http::body::{BodyError, GatewayBody};
 use crate::http::error::GatewayError;
 use crate::pipeline::Generation;
 use crate::pipeline::flow::{self, BodyIn, Env, Route};
-use crate::providers::{ProviderSpec, anthropic, gemini, messages, responses};
+use crate::providers::{ProviderSpec, anthropic, converse, gemini, messages, responses};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
@@ -221,6 +221,9 @@ async fn chat(
     if spec.gemini_native {
         return chat_via_gemini(call, request, provider, model).await;
     }
+    if spec.bedrock_converse {
+        return chat_via_converse(call, request, provider, model, spec.region.clone()).await;
+    }
     let Some(path) = spec.compat_path.clone() else {
         return GatewayError::bad_request(format!(
             "model: provider '{provider}' has no OpenAI-compatible chat endpoint; call /v1/{}/{}/{provider}/… in its own format",
@@ -324,6 +327,58 @@ async fn chat_via_gemini(
                 gemini::response_to_chat(&serde_json::from_slice(bytes).ok()?, &model, created)
             } else {
                 gemini::error_to_openai(bytes)
+            })
+        },
+    )
+    .await
+}
+
+/// A chat completion request translated to Bedrock Converse (or ConverseStream) in the
+/// provider's region, and the answer back.
+async fn chat_via_converse(
+    mut call: Call<'_>,
+    request: Value,
+    provider: String,
+    model: String,
+    region: Option<String>,
+) -> Response<GatewayBody> {
+    let Some(region) = region else {
+        return GatewayError::bad_request(format!(
+            "model: '{provider}/{model}' needs the AWS region to send it to: set [providers.{provider}] region"
+        ))
+        .into_response();
+    };
+    let include_usage = request
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let (translated, stream) = match converse::request_from_chat(&request) {
+        Ok(t) => t,
+        Err(m) => return GatewayError::bad_request(m).into_response(),
+    };
+    // A model id's ':' is percent-encoded, as the AWS SDKs send it.
+    let id = percent_encoding::utf8_percent_encode(&model, percent_encoding::NON_ALPHANUMERIC)
+        .to_string()
+        .replace("%2D", "-")
+        .replace("%2E", ".")
+        .replace("%5F", "_");
+    let action = if stream {
+        "converse-stream"
+    } else {
+        "converse"
+    };
+    call.route.query = None;
+    let path = format!("/bedrock-runtime/{region}/model/{id}/{action}");
+    let resp = call.send(provider, path, &translated).await;
+    let created = crate::store::now_ms() / 1000;
+    translate(
+        resp,
+        converse::StreamToChat::new(&model, created, include_usage),
+        |status, bytes| {
+            Some(if (200..300).contains(&status) {
+                converse::response_to_chat(&serde_json::from_slice(bytes).ok()?, &model, created)
+            } else {
+                converse::error_to_openai(bytes)
             })
         },
     )
@@ -452,6 +507,18 @@ impl StreamTranslate for messages::StreamToAnthropic {
     }
 }
 
+impl StreamTranslate for converse::StreamToChat {
+    fn feed(&mut self, bytes: &[u8]) -> String {
+        converse::StreamToChat::feed(self, bytes)
+    }
+    fn finish(&mut self) -> String {
+        converse::StreamToChat::finish(self)
+    }
+    fn finished(&self) -> bool {
+        converse::StreamToChat::finished(self)
+    }
+}
+
 impl StreamTranslate for gemini::StreamToChat {
     fn feed(&mut self, bytes: &[u8]) -> String {
         gemini::StreamToChat::feed(self, bytes)
@@ -490,9 +557,15 @@ async fn translate<T: StreamTranslate>(
         .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("text/event-stream"));
+        .is_some_and(|c| {
+            c.starts_with("text/event-stream")
+                || c.starts_with("application/vnd.amazon.eventstream")
+        });
     head.headers.remove(CONTENT_LENGTH);
     if streamed && head.status.is_success() {
+        // Whatever the provider streamed in, the client gets server-sent events.
+        head.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BodyError>>(16);
         tokio::spawn(async move {
             let mut body = body;

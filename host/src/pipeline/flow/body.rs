@@ -25,6 +25,9 @@ pub(super) struct BodyTask {
     pub(super) buffers: Vec<(usize, Vec<u8>)>,
     pub(super) usage: UsageReader,
     pub(super) streamed: bool,
+    /// The answer is an AWS event stream (Bedrock ConverseStream): streamed too, but binary, so
+    /// a broken one gets no SSE error event.
+    pub(super) binary_stream: bool,
     pub(super) status: u16,
     pub(super) outcome: Outcome,
     pub(super) response_bytes: u64,
@@ -67,6 +70,7 @@ impl BodyTask {
             buffers: Vec::new(),
             usage: UsageReader::for_content_type(None),
             streamed: false,
+            binary_stream: false,
             outcome: Outcome::ClientAborted,
             response_bytes: 0,
             response_headers: Vec::new(),
@@ -428,7 +432,7 @@ impl BodyTask {
             outcome: self.outcome,
             success,
             cached,
-            streamed: self.streamed,
+            streamed: self.streamed || self.binary_stream,
             tokens_in: usage.tokens_in,
             tokens_out: usage.tokens_out,
             tokens_cached: usage.tokens_cached,

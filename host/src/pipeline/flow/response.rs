@@ -262,6 +262,9 @@ pub(super) async fn finish(
         buffers: Vec::new(),
         usage: UsageReader::for_content_type(content_type.as_deref()),
         streamed,
+        binary_stream: content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("application/vnd.amazon.eventstream")),
         status: status.as_u16(),
         outcome,
         response_bytes: 0,
