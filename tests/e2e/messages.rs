@@ -125,3 +125,74 @@ async fn one_prompt_through_both_entry_points_makes_the_same_log_entry() {
     }
     assert_eq!(entries[0]["provider"], "openai");
 }
+
+/// One prompt through the passthrough route and each compat entry point (chat, Messages,
+/// Responses) to one provider: the same log entry every time (tokens, cost, path, model), and
+/// one rate limit counting all four routes alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_prompt_through_every_route_is_logged_billed_and_limited_alike() {
+    let mock = Mock::start().await;
+    let mut gw = Gateway::start(
+        &format!(
+            "[providers.mockai]\nbase_url = \"http://{}/v1\"\ncompat_path = \"/chat/completions\"\n\
+             [gateways.gw]\npipeline = [\"logging\", \"rate-limit\"]\n\
+             [gateways.gw.filters.rate-limit]\nlimit = 4\nperiod_s = 60\nkey = \"ip\"\n\
+             [[prices]]\nprovider = \"mockai\"\nmodel = \"gpt-4o-mini\"\ninput_per_million = 0.15\noutput_per_million = 0.6\n",
+            mock.addr
+        ),
+        &[],
+    );
+    let prompt = "the same prompt on every route";
+    let auth = [("authorization", "Bearer sk-test")];
+    let routes = [
+        (
+            "/v1/acct/gw/mockai/chat/completions",
+            json!({"model": "gpt-4o-mini", "max_tokens": 200,
+                   "messages": [{"role": "user", "content": prompt}]}),
+        ),
+        (
+            "/v1/acct/gw/compat/chat/completions",
+            json!({"model": "mockai/gpt-4o-mini", "max_tokens": 200,
+                   "messages": [{"role": "user", "content": prompt}]}),
+        ),
+        (
+            "/v1/acct/gw/compat/v1/messages",
+            json!({"model": "mockai/gpt-4o-mini", "max_tokens": 200,
+                   "messages": [{"role": "user", "content": prompt}]}),
+        ),
+        (
+            "/v1/acct/gw/compat/responses",
+            json!({"model": "mockai/gpt-4o-mini", "max_output_tokens": 200, "input": prompt}),
+        ),
+    ];
+    for (path, body) in &routes {
+        let r = send(&gw.url(path), &auth, &body.to_string()).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
+        assert!(r.text().contains(prompt), "{path}: {}", r.text());
+    }
+    // The limit of 4 per minute counted every route: the fifth request is refused.
+    let (path, body) = &routes[0];
+    let r = send(&gw.url(path), &auth, &body.to_string()).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    assert!(gw.stop());
+    let entries = log_entries(&gw.data_dir());
+    assert_eq!(entries.len(), 5, "{entries:#?}");
+    for e in &entries[1..4] {
+        for key in [
+            "provider",
+            "model",
+            "path",
+            "status",
+            "tokens_in",
+            "tokens_out",
+            "cost",
+            "success",
+        ] {
+            assert_eq!(entries[0][key], e[key], "{key}: {entries:#?}");
+        }
+    }
+    assert_eq!(entries[0]["provider"], "mockai");
+    assert_eq!(entries[0]["path"], "/chat/completions");
+    assert!(entries[0]["cost"].as_f64().unwrap() > 0.0);
+    assert_eq!(entries[4]["status"], 429);
+}
