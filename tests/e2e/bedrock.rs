@@ -80,7 +80,7 @@ async fn converse_is_signed_with_stored_credentials_and_billed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_secret_gets_aws_refusal_and_a_retry_is_signed_afresh() {
+async fn a_wrong_secret_gets_aws_refusal_and_a_retried_attempt_is_signed_too() {
     let mock = Mock::start().await;
     let gw = gateway(&mock, "not-the-secret");
     let url = gw.url(
@@ -93,8 +93,8 @@ async fn a_wrong_secret_gets_aws_refusal_and_a_retry_is_signed_afresh() {
         Some("InvalidSignatureException")
     );
     drop(gw);
-    // With the right secret, a retried attempt (the first gets a 503) is signed again and
-    // still verifies.
+    // With the right secret, a retried attempt (the first gets a 503) is signed too and
+    // verifies (within one second the date, and so the signature, may be the same).
     let gw = gateway(&mock, SECRET_ACCESS_KEY);
     let url = gw.url(
         "/v1/acct/gw/aws-bedrock/bedrock-runtime/us-east-1/model/amazon.nova-lite-v1%3A0/converse",

@@ -51,6 +51,9 @@ async fn embeddings_reach_openai_gemini_and_cohere_through_compat() {
     assert_eq!(body_of(&seen[0])["model"], "text-embedding-3-small");
     assert_eq!(seen[1]["path"], "/v1beta/openai/embeddings");
     assert_eq!(body_of(&seen[1])["model"], "text-embedding-004");
+    // Google gets one key, the client's, in its own header; never the stored one beside it.
+    assert_eq!(seen[1]["headers"]["x-goog-api-key"], "sk-client");
+    assert!(seen[1]["headers"].get("authorization").is_none());
 
     // Cohere: v2 embed out, OpenAI's shape back.
     let r = post("cohere/embed-v4.0", json!({"dimensions": 4})).await;

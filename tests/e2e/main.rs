@@ -15,6 +15,7 @@ mod bedrock;
 mod budgets;
 mod builtin_filters;
 mod compat_embeddings;
+mod compat_native;
 mod console;
 mod contract;
 mod core;

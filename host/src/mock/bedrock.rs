@@ -72,6 +72,18 @@ fn verify(
             "The security token included in the request is invalid.",
         ));
     }
+    // The scope must name Bedrock and the region the request went to (the path's, here).
+    let path_region = parts
+        .uri
+        .path()
+        .strip_prefix("/bedrock-runtime/")
+        .and_then(|rest| rest.split('/').next());
+    if scope[3] != "bedrock" || path_region.is_some_and(|r| r != scope[2]) {
+        return Err((
+            "InvalidSignatureException",
+            "Credential should be scoped to the correct service ('bedrock') and region.",
+        ));
+    }
     let Some(time) = header(parts, "x-amz-date").and_then(amz_date) else {
         return Err((
             "IncompleteSignatureException",

@@ -207,6 +207,9 @@ fn finish_reason(stop: &str) -> &'static str {
 
 /// Converse's `usage` as OpenAI's.
 fn usage(u: &Value) -> Value {
+    if !u.is_object() {
+        return Value::Null;
+    }
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     let read = n("cacheReadInputTokens");
     let prompt = n("inputTokens") + read + n("cacheWriteInputTokens");

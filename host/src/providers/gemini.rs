@@ -75,7 +75,12 @@ pub fn request_from_chat(chat: &Value) -> Result<(Value, bool), String> {
                     if let Some(id) = call.get("id").and_then(Value::as_str) {
                         call_names.push((id.to_string(), name.to_string()));
                     }
-                    parts.push(json!({"functionCall": {"name": name, "args": args}}));
+                    let mut part = json!({"functionCall": {"name": name, "args": args}});
+                    // Gemini 3 wants each call's thought signature back with the history.
+                    if let Some(sig) = call.pointer("/extra_content/google/thought_signature") {
+                        part["thoughtSignature"] = sig.clone();
+                    }
+                    parts.push(part);
                 }
                 push("model", parts, &mut contents);
             }
@@ -83,6 +88,7 @@ pub fn request_from_chat(chat: &Value) -> Result<(Value, bool), String> {
                 let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
                 let name = call_names
                     .iter()
+                    .rev()
                     .find(|(c, _)| c == id)
                     .map(|(_, n)| n.clone())
                     .ok_or_else(|| {
@@ -109,7 +115,26 @@ pub fn request_from_chat(chat: &Value) -> Result<(Value, bool), String> {
     if !system.is_empty() {
         out.insert("systemInstruction".into(), json!({"parts": system}));
     }
+    for field in ["logprobs", "top_logprobs"] {
+        if chat
+            .get(field)
+            .is_some_and(|v| !v.is_null() && *v != json!(false))
+        {
+            return Err(format!(
+                "{field}: Gemini's generateContent gives no log probabilities"
+            ));
+        }
+    }
     if let Some(tools) = chat.get("tools").and_then(Value::as_array) {
+        if let Some((k, _)) = tools
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.get("type").and_then(Value::as_str) != Some("function"))
+        {
+            return Err(format!(
+                "tools[{k}].type: only function tools can be sent to Gemini"
+            ));
+        }
         let declarations: Vec<Value> = tools
             .iter()
             .filter_map(|t| t.get("function"))
@@ -135,7 +160,12 @@ pub fn request_from_chat(chat: &Value) -> Result<(Value, bool), String> {
         let config = match choice {
             Value::String(s) if s == "none" => json!({"mode": "NONE"}),
             Value::String(s) if s == "required" => json!({"mode": "ANY"}),
-            Value::String(_) => json!({"mode": "AUTO"}),
+            Value::String(s) if s == "auto" => json!({"mode": "AUTO"}),
+            Value::String(s) => {
+                return Err(format!(
+                    "tool_choice: '{s}' is not one of none, auto, required"
+                ));
+            }
             other => match other.pointer("/function/name") {
                 Some(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
                 None => return Err("tool_choice: expected a mode or a function".into()),
@@ -184,10 +214,28 @@ pub fn request_from_chat(chat: &Value) -> Result<(Value, bool), String> {
         }
         _ => {}
     }
+    // Google's own mapping of OpenAI's reasoning effort to a thinking budget.
+    if let Some(effort) = chat.get("reasoning_effort").and_then(Value::as_str) {
+        let budget = match effort {
+            "none" | "minimal" => 0,
+            "low" => 1024,
+            "medium" => 8192,
+            "high" => 24576,
+            other => {
+                return Err(format!(
+                    "reasoning_effort: '{other}' is not one of none, minimal, low, medium, high"
+                ));
+            }
+        };
+        generation.insert("thinkingConfig".into(), json!({"thinkingBudget": budget}));
+    }
     if !generation.is_empty() {
         out.insert("generationConfig".into(), Value::Object(generation));
     }
     let stream = chat.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if stream && chat.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return Err("n: a streamed answer to Gemini has one choice (n = 1)".into());
+    }
     Ok((Value::Object(out), stream))
 }
 
@@ -264,22 +312,34 @@ fn finish_reason(reason: &str, called: bool) -> &'static str {
     }
 }
 
-/// `usageMetadata` as OpenAI's `usage`.
+/// A tag that makes this answer's generated call ids unique.
+fn call_tag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
+}
+
+/// `usageMetadata` as OpenAI's `usage` (none when Gemini reported none: never invented).
 fn usage(meta: &Value) -> Value {
+    if !meta.is_object() {
+        return Value::Null;
+    }
     let n = |k: &str| meta.get(k).and_then(Value::as_u64).unwrap_or(0);
     let thoughts = n("thoughtsTokenCount");
     let completion = n("candidatesTokenCount") + thoughts;
+    // Built-in tools' prompts are billed as input.
+    let prompt = n("promptTokenCount") + n("toolUsePromptTokenCount");
     json!({
-        "prompt_tokens": n("promptTokenCount"),
+        "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": n("promptTokenCount") + completion,
+        "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": n("cachedContentTokenCount")},
         "completion_tokens_details": {"reasoning_tokens": thoughts},
     })
 }
 
-/// A candidate's text and function calls (thought parts left out).
-fn candidate_output(candidate: &Value, first_call: usize) -> (String, Vec<Value>) {
+/// A candidate's text and function calls (thought parts left out). Each call gets an id unique
+/// across the conversation (Gemini's own when it gives one), and keeps its thought signature
+/// where OpenAI clients carry unknown fields back (`extra_content.google`).
+fn candidate_output(candidate: &Value, first_call: usize, tag: &str) -> (String, Vec<Value>) {
     let mut text = String::new();
     let mut calls = Vec::new();
     for p in candidate
@@ -296,15 +356,24 @@ fn candidate_output(candidate: &Value, first_call: usize) -> (String, Vec<Value>
         }
         if let Some(call) = p.get("functionCall") {
             let index = first_call + calls.len();
-            calls.push(json!({
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("call_{tag}_{index}"));
+            let mut out = json!({
                 "index": index,
-                "id": format!("call_{index}"),
+                "id": id,
                 "type": "function",
                 "function": {
                     "name": call.get("name").cloned().unwrap_or(Value::Null),
                     "arguments": call.get("args").cloned().unwrap_or(json!({})).to_string(),
                 },
-            }));
+            });
+            if let Some(sig) = p.get("thoughtSignature") {
+                out["extra_content"] = json!({"google": {"thought_signature": sig}});
+            }
+            calls.push(out);
         }
     }
     (text, calls)
@@ -319,7 +388,7 @@ pub fn response_to_chat(g: &Value, model: &str, created: u64) -> Value {
         .flatten()
         .enumerate()
         .map(|(i, c)| {
-            let (text, mut calls) = candidate_output(c, 0);
+            let (text, mut calls) = candidate_output(c, 0, &call_tag());
             let reason = c.get("finishReason").and_then(Value::as_str).unwrap_or("STOP");
             let mut message = json!({"role": "assistant",
                 "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
@@ -380,6 +449,7 @@ pub struct StreamToChat {
     usage: Value,
     done: bool,
     include_usage: bool,
+    tag: String,
 }
 
 impl StreamToChat {
@@ -394,6 +464,7 @@ impl StreamToChat {
             usage: Value::Null,
             done: false,
             include_usage,
+            tag: call_tag(),
         }
     }
 
@@ -407,14 +478,18 @@ impl StreamToChat {
         if let Some(meta) = g.get("usageMetadata") {
             self.usage = meta.clone();
         }
-        let Some(candidate) = g.pointer("/candidates/0") else {
-            return;
-        };
-        let (text, calls) = candidate_output(candidate, self.calls);
         if !self.started {
             self.started = true;
             out.push_str(&self.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
         }
+        let Some(candidate) = g.pointer("/candidates/0") else {
+            // A prompt Gemini refused: no candidates, a block reason; the answer is filtered.
+            if g.pointer("/promptFeedback/blockReason").is_some() {
+                self.end("content_filter", out);
+            }
+            return;
+        };
+        let (text, calls) = candidate_output(candidate, self.calls, &self.tag);
         if !text.is_empty() {
             out.push_str(&self.chunk(json!({"content": text}), Value::Null));
         }
@@ -424,15 +499,20 @@ impl StreamToChat {
         }
         if let Some(reason) = candidate.get("finishReason").and_then(Value::as_str) {
             let finish = finish_reason(reason, self.calls > 0);
-            out.push_str(&self.chunk(json!({}), json!(finish)));
-            if self.include_usage {
-                let c = json!({"id": "chatcmpl-aigw", "object": "chat.completion.chunk", "created": self.created,
-                               "model": self.model, "choices": [], "usage": usage(&self.usage)});
-                out.push_str(&format!("data: {c}\n\n"));
-            }
-            out.push_str("data: [DONE]\n\n");
-            self.done = true;
+            self.end(finish, out);
         }
+    }
+
+    /// The terminal chunks: the finish reason, the usage when asked, `[DONE]`.
+    fn end(&mut self, finish: &str, out: &mut String) {
+        out.push_str(&self.chunk(json!({}), json!(finish)));
+        if self.include_usage {
+            let c = json!({"id": "chatcmpl-aigw", "object": "chat.completion.chunk", "created": self.created,
+                           "model": self.model, "choices": [], "usage": usage(&self.usage)});
+            out.push_str(&format!("data: {c}\n\n"));
+        }
+        out.push_str("data: [DONE]\n\n");
+        self.done = true;
     }
 
     /// Translates the bytes a provider sent; returns the client's.
@@ -522,6 +602,58 @@ mod tests {
             request_from_chat(&orphan)
                 .unwrap_err()
                 .contains("answers no earlier")
+        );
+    }
+
+    #[test]
+    fn call_ids_are_unique_and_thought_signatures_go_back() {
+        let g = json!({"candidates": [{"content": {"parts": [
+            {"functionCall": {"name": "a", "args": {}}, "thoughtSignature": "sig-1"}]},
+            "finishReason": "STOP"}]});
+        let one = response_to_chat(&g, "m", 1);
+        let two = response_to_chat(&g, "m", 1);
+        let id = |c: &Value| c["choices"][0]["message"]["tool_calls"][0]["id"].clone();
+        assert_ne!(id(&one), id(&two), "two answers' calls never share an id");
+        let call = one["choices"][0]["message"]["tool_calls"][0].clone();
+        assert_eq!(
+            call["extra_content"]["google"]["thought_signature"],
+            "sig-1"
+        );
+        // The client sends the call back in its history: the signature returns to Gemini, and
+        // the result is named after the most recent call with that id.
+        let chat = json!({"messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": id(&one), "content": "ok"}]});
+        let (req, _) = request_from_chat(&chat).unwrap();
+        assert_eq!(req["contents"][1]["parts"][0]["thoughtSignature"], "sig-1");
+        assert_eq!(
+            req["contents"][2]["parts"][0]["functionResponse"]["name"],
+            "a"
+        );
+        let bad = json!({"messages": [], "tool_choice": "sometimes"});
+        assert!(request_from_chat(&bad).unwrap_err().contains("tool_choice"));
+        let streamed_n = json!({"messages": [], "stream": true, "n": 2});
+        assert!(
+            request_from_chat(&streamed_n)
+                .unwrap_err()
+                .starts_with("n:")
+        );
+        let effort = json!({"messages": [], "reasoning_effort": "low"});
+        assert_eq!(
+            request_from_chat(&effort).unwrap().0["generationConfig"]["thinkingConfig"]["thinkingBudget"],
+            1024
+        );
+    }
+
+    #[test]
+    fn a_blocked_prompt_ends_a_stream_as_filtered() {
+        let mut t = StreamToChat::new("m", 1, false);
+        let out = t.feed(b"data: {\"promptFeedback\":{\"blockReason\":\"SAFETY\"}}\n\n");
+        assert!(t.finished());
+        assert!(
+            out.contains("\"finish_reason\":\"content_filter\""),
+            "{out}"
         );
     }
 

@@ -285,6 +285,7 @@ pub const SECRET_HEADERS: &[&str] = &[
     "x-api-key",
     "api-key",
     "x-goog-api-key",
+    "x-amz-security-token",
     "cf-aig-authorization",
     "proxy-authorization",
     "cookie",

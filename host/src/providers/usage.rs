@@ -163,6 +163,8 @@ fn usage_in_tail(tail: &[u8]) -> Usage {
     for (key, gemini) in [
         (&b"\"usageMetadata\""[..], true),
         (&b"\"usage\""[..], false),
+        // Cohere's embed: `"meta": {"billed_units": …}` at the end of a large answer.
+        (&b"\"meta\""[..], false),
     ] {
         let found = object_after(tail, key);
         if let Some(v) = found {
@@ -343,8 +345,16 @@ fn gemini_usage(u: &Value) -> Usage {
     }
     let candidates = count(u, "/candidatesTokenCount");
     let thoughts = count(u, "/thoughtsTokenCount");
+    // Built-in tools' prompts (`toolUsePromptTokenCount`) are billed as input too.
+    let prompt = match (
+        count(u, "/promptTokenCount"),
+        count(u, "/toolUsePromptTokenCount"),
+    ) {
+        (None, None) => None,
+        (p, t) => Some(p.unwrap_or(0).saturating_add(t.unwrap_or(0))),
+    };
     Usage {
-        tokens_in: count(u, "/promptTokenCount"),
+        tokens_in: prompt,
         tokens_out: match (candidates, thoughts) {
             (None, None) => None,
             (c, t) => Some(c.unwrap_or(0).saturating_add(t.unwrap_or(0))),

@@ -188,6 +188,8 @@ async fn embeddings(
         .into_response();
     };
     request["model"] = Value::String(model);
+    let mut call = call;
+    bearer_to(&mut call.parts.headers, spec.auth_header.name);
     call.send(provider, path, &request).await
 }
 
@@ -251,17 +253,7 @@ async fn chat_via_anthropic(
         Err(m) => return GatewayError::bad_request(m).into_response(),
     };
     let headers = &mut call.parts.headers;
-    // The OpenAI SDK sends its key as a Bearer token; Anthropic wants x-api-key.
-    if !headers.contains_key("x-api-key")
-        && let Some(key) = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|k| HeaderValue::from_str(k).ok())
-    {
-        headers.insert("x-api-key", key);
-        headers.remove(AUTHORIZATION);
-    }
+    bearer_to(headers, "x-api-key");
     if !headers.contains_key("anthropic-version") {
         headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
     }
@@ -294,22 +286,14 @@ async fn chat_via_gemini(
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    if let Err(m) = path_safe_model(&model) {
+        return GatewayError::bad_request(m).into_response();
+    }
     let (translated, stream) = match gemini::request_from_chat(&request) {
         Ok(t) => t,
         Err(m) => return GatewayError::bad_request(m).into_response(),
     };
-    let headers = &mut call.parts.headers;
-    // The OpenAI SDKs send their key as a Bearer token; Gemini wants x-goog-api-key.
-    if !headers.contains_key("x-goog-api-key")
-        && let Some(key) = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|k| HeaderValue::from_str(k).ok())
-    {
-        headers.insert("x-goog-api-key", key);
-        headers.remove(AUTHORIZATION);
-    }
+    bearer_to(&mut call.parts.headers, "x-goog-api-key");
     let path = if stream {
         call.route.query = Some("alt=sse".into());
         format!("/v1beta/models/{model}:streamGenerateContent")
@@ -352,6 +336,9 @@ async fn chat_via_converse(
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    if let Err(m) = path_safe_model(&model) {
+        return GatewayError::bad_request(m).into_response();
+    }
     let (translated, stream) = match converse::request_from_chat(&request) {
         Ok(t) => t,
         Err(m) => return GatewayError::bad_request(m).into_response(),
@@ -418,6 +405,7 @@ async fn messages_in(
     for name in ["x-api-key", "anthropic-version", "anthropic-beta"] {
         headers.remove(name);
     }
+    bearer_to(headers, spec.auth_header.name);
     let resp = call.send(provider, path, &translated).await;
     translate(
         resp,
@@ -460,6 +448,41 @@ async fn responses_in(
         },
     )
     .await
+}
+
+/// Moves an OpenAI client's Bearer key to `name`, the header the provider reads its key from
+/// (unless the client sent that one), so the provider gets one key: the client's, never the
+/// client's beside a stored one.
+fn bearer_to(headers: &mut hyper::HeaderMap, name: &'static str) {
+    if name == AUTHORIZATION.as_str() || headers.contains_key(name) {
+        return;
+    }
+    if let Some(key) = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|k| HeaderValue::from_str(k).ok())
+    {
+        headers.insert(name, key);
+        headers.remove(AUTHORIZATION);
+    }
+}
+
+/// A model name that goes into a URL path (Gemini, Bedrock): letters, digits and `._:-` only,
+/// so it cannot reshape the path the policies and prices judged.
+fn path_safe_model(model: &str) -> Result<(), String> {
+    let ok = !model.is_empty()
+        && !model.contains("..")
+        && model
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "model: '{model}' is not a model name this provider takes (letters, digits, '.', '_', ':' and '-')"
+        ))
+    }
 }
 
 /// An error in Anthropic's shape, for the Messages entry point.

@@ -42,13 +42,26 @@ impl Target {
                 choice.provider
             )));
         };
+        // Gemini's and Bedrock's native APIs name the model in the path, not the body: a model
+        // choice there would be billed as one model and run as another.
+        let model_in_path = crate::providers::usage::model_from_path(&self.path).is_some();
+        if model_in_path && choice.model.is_some() {
+            return Err(GatewayError::bad_gateway(format!(
+                "a filter chose a model for a request to '{}', whose API names the model in the path; route it to a provider without a model, or choose models on OpenAI-compatible requests",
+                self.provider.name
+            )));
+        }
         if let Some(model) = &choice.model {
             self.body = with_model(&self.body, model)?;
         }
         if next.name == self.provider.name {
             return Ok(());
         }
-        if next.anthropic_messages != self.provider.anthropic_messages {
+        let same_kind = next.anthropic_messages == self.provider.anthropic_messages
+            && (!model_in_path
+                || (next.gemini_native == self.provider.gemini_native
+                    && next.bedrock_converse == self.provider.bedrock_converse));
+        if !same_kind {
             return Err(GatewayError::bad_gateway(format!(
                 "a filter routed the request from '{}' to '{}', which speak different APIs; route between providers of one API (OpenAI-compatible or Anthropic Messages)",
                 self.provider.name, next.name
@@ -66,6 +79,10 @@ impl Target {
             .headers
             .remove(self.provider.auth_header.name)
             .is_some();
+        // A client's AWS signature (or session token) is for the provider it named only.
+        for name in ["x-amz-date", "x-amz-security-token", "x-amz-content-sha256"] {
+            self.headers.remove(name);
+        }
         self.headers.remove(next.auth_header.name);
         match &next.api_key {
             Some(key) => {
@@ -79,7 +96,8 @@ impl Target {
                 value.set_sensitive(true);
                 self.headers.insert(next.auth_header.name, value);
             }
-            None if had_key && self.client_key => {
+            // A provider the gateway signs for itself (stored AWS credentials) needs no key.
+            None if had_key && self.client_key && next.aws.is_none() => {
                 return Err(GatewayError::bad_gateway(format!(
                     "a filter routed the request from '{}' to '{}', which has no stored key: set [providers.{}] api_key (the client's key is only ever sent to the provider it named)",
                     self.provider.name, next.name, next.name
