@@ -902,8 +902,19 @@ pub async fn bedrock_for_boto3_and_the_openai_sdk_is_signed_by_the_gateway_and_b
     assert_eq!(v["compat_stream_tool"]["args"]["city"], "Paris", "{v}");
     assert_eq!(v["compat_after_tool"], "Bedrock mock reply to: ", "{v}");
     let requests = mock.requests();
+    // The Anthropic SDK at compat/messages, through the same translation.
+    assert_eq!(
+        v["messages"]["text"], "Bedrock mock reply to: hello messages",
+        "{v}"
+    );
+    assert_eq!(v["messages"]["stop"], "end_turn", "{v}");
+    assert_eq!(
+        v["messages_stream"]["text"], "Bedrock mock reply to: stream messages",
+        "{v}"
+    );
+    assert!(v["messages_stream"]["out"].as_u64().unwrap() > 0, "{v}");
     let compat: Vec<&serde_json::Value> = requests.iter().skip(1).collect();
-    assert_eq!(compat.len(), 5);
+    assert_eq!(compat.len(), 7);
     assert_eq!(
         compat[1]["path"],
         "/bedrock-runtime/us-east-1/model/amazon.nova-lite-v1%3A0/converse-stream"
@@ -1022,9 +1033,22 @@ pub async fn gemini_passes_through_for_google_genai_and_translates_for_the_opena
         after["contents"][2]["parts"][0]["functionResponse"]["response"]["temp"], "18 degrees",
         "{after}"
     );
+    // The Anthropic SDK at compat/messages, through the same translation.
+    assert_eq!(
+        v["messages"]["text"], "Gemini mock reply to: hello messages",
+        "{v}"
+    );
+    assert_eq!(v["messages"]["stop"], "end_turn", "{v}");
+    assert!(v["messages"]["in"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(
+        v["messages_stream"]["text"], "Gemini mock reply to: stream messages",
+        "{v}"
+    );
+    assert_eq!(v["messages_stream"]["stop"], "end_turn", "{v}");
+    assert!(v["messages_stream"]["out"].as_u64().unwrap() > 0, "{v}");
     assert!(gw.stop());
     let entries = log_entries(&gw.data_dir());
-    assert_eq!(entries.len(), 8, "{entries:?}");
+    assert_eq!(entries.len(), 10, "{entries:?}");
     let first = &entries[0];
     assert_eq!(first["model"], "gemini-2.0-flash");
     assert_eq!(first["tokens_in"], v["usage"]["in"]);

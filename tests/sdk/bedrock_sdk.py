@@ -75,4 +75,13 @@ c = oa.chat.completions.create(
                       {"role": "tool", "tool_call_id": call.id, "content": "18 degrees"}],
 )
 out["compat_after_tool"] = c.choices[0].message.content
+import anthropic
+
+ac = anthropic.Anthropic(base_url=f"{sys.argv[1]}/compat", api_key="sk-ignored-by-bedrock", max_retries=0)
+m = ac.messages.create(model=model, max_tokens=64, messages=[{"role": "user", "content": "hello messages"}])
+out["messages"] = {"text": m.content[0].text, "stop": m.stop_reason, "in": m.usage.input_tokens}
+with ac.messages.stream(model=model, max_tokens=64, messages=[{"role": "user", "content": "stream messages"}]) as s:
+    streamed = "".join(s.text_stream)
+    final = s.get_final_message()
+out["messages_stream"] = {"text": streamed, "stop": final.stop_reason, "out": final.usage.output_tokens}
 print(json.dumps(out))

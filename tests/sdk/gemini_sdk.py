@@ -87,4 +87,13 @@ r = oa.chat.completions.create(
 out["compat_after_tool"] = r.choices[0].message.content
 resp = oa.responses.create(model="google-ai-studio/gemini-2.0-flash", input="hello responses to gemini")
 out["compat_responses"] = {"text": resp.output_text, "status": resp.status, "in": resp.usage.input_tokens}
+import anthropic
+
+ac = anthropic.Anthropic(base_url=f"{sys.argv[1]}/compat", api_key="goog-through-messages", max_retries=0)
+m = ac.messages.create(model="google-ai-studio/gemini-2.0-flash", max_tokens=64, messages=[{"role": "user", "content": "hello messages"}])
+out["messages"] = {"text": m.content[0].text, "stop": m.stop_reason, "in": m.usage.input_tokens}
+with ac.messages.stream(model="google-ai-studio/gemini-2.0-flash", max_tokens=64, messages=[{"role": "user", "content": "stream messages"}]) as s:
+    streamed = "".join(s.text_stream)
+    final = s.get_final_message()
+out["messages_stream"] = {"text": streamed, "stop": final.stop_reason, "out": final.usage.output_tokens}
 print(json.dumps(out))

@@ -380,14 +380,14 @@ async fn messages_in(
     model: String,
     spec: &ProviderSpec,
 ) -> Response<GatewayBody> {
-    let Some(path) = spec.compat_path.clone() else {
+    if spec.compat_path.is_none() && !spec.gemini_native && !spec.bedrock_converse {
         return anthropic_error(
             400,
             &format!(
-                "model: provider '{provider}' has no OpenAI-compatible chat endpoint to translate Anthropic Messages to"
+                "model: provider '{provider}' has no chat endpoint to translate Anthropic Messages to (an OpenAI-compatible one, Gemini or Bedrock)"
             ),
         );
-    };
+    }
     let translated = match messages::request_to_openai(&request, &model) {
         Ok(t) => t,
         Err(m) => return anthropic_error(400, &m),
@@ -406,7 +406,9 @@ async fn messages_in(
         headers.remove(name);
     }
     bearer_to(headers, spec.auth_header.name);
-    let resp = call.send(provider, path, &translated).await;
+    // Through the chat translation of that provider: its OpenAI-compatible endpoint, Gemini's
+    // generateContent or Bedrock's Converse.
+    let resp = chat(call, translated, provider, model.clone(), spec).await;
     translate(
         resp,
         messages::StreamToAnthropic::new(&model),
