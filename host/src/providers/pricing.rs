@@ -187,6 +187,31 @@ impl PriceTable {
     /// Cost in USD, when the model is priced and the input tokens are known (output tokens
     /// missing count as none: embeddings). Cached and cache-write tokens, part of `tokens_in`,
     /// are billed at their own rates.
+    /// The cost of an answer to a request at provider path `path`. Bedrock's prices differ by
+    /// region: an entry for `{region}/{model}` (e.g. from `[[prices]]`) is used first; the
+    /// catalog's plain entries are us-east-1 and us-west-2 rates, and elsewhere, without a
+    /// regional entry, the answer is unpriced.
+    pub fn cost_at(
+        &self,
+        provider: &str,
+        model: Option<&str>,
+        path: &str,
+        usage: &Usage,
+    ) -> Option<f64> {
+        if provider != "aws-bedrock" {
+            return self.cost(provider, model, usage);
+        }
+        let region = path.trim_start_matches('/').split('/').nth(1).unwrap_or("");
+        let regional = format!("{region}/{}", model?);
+        if self.find(provider, &regional).is_some() {
+            return self.cost(provider, Some(&regional), usage);
+        }
+        if BEDROCK_PRICED_REGIONS.contains(&region) {
+            return self.cost(provider, model, usage);
+        }
+        None
+    }
+
     pub fn cost(&self, provider: &str, model: Option<&str>, usage: &Usage) -> Option<f64> {
         let price = self.find(provider, model?)?;
         if usage.tokens_audio.unwrap_or(0) > 0 {
@@ -219,6 +244,9 @@ impl PriceTable {
 }
 
 use super::usage::Usage;
+
+/// The regions the catalog's plain Bedrock prices are for.
+const BEDROCK_PRICED_REGIONS: [&str; 2] = ["us-east-1", "us-west-2"];
 
 /// Whether `rest`, what follows a listed model name, only names a version of that model:
 /// `-2024-08-06`, `-20241022`, `@20240620`, `-001`, `-latest`, `-preview-06-17`, `-exp-0827`,
@@ -422,6 +450,44 @@ mod tests {
             )
             .unwrap();
         assert!((c - 0.02).abs() < 1e-12, "{c}");
+    }
+
+    #[test]
+    fn bedrock_is_priced_only_where_its_prices_are_known() {
+        let t = PriceTable::with_defaults();
+        let usage = Usage {
+            tokens_in: Some(1_000_000),
+            tokens_out: Some(0),
+            ..Usage::default()
+        };
+        let m = Some("amazon.nova-lite-v1:0");
+        let east = t.cost_at(
+            "aws-bedrock",
+            m,
+            "/bedrock-runtime/us-east-1/model/x/converse",
+            &usage,
+        );
+        assert_eq!(east, Some(0.06));
+        let paris = "/bedrock-runtime/eu-west-3/model/x/converse";
+        assert_eq!(t.cost_at("aws-bedrock", m, paris, &usage), None);
+        let mut regional = t.clone();
+        regional.set(Price {
+            provider: "aws-bedrock".into(),
+            model: "eu-west-3/amazon.nova-lite-v1:0".into(),
+            input_per_million: 0.078,
+            output_per_million: 0.312,
+            cached_input_per_million: None,
+            cache_write_per_million: None,
+            image_input_per_million: None,
+        });
+        assert_eq!(
+            regional.cost_at("aws-bedrock", m, paris, &usage),
+            Some(0.078)
+        );
+        assert_eq!(
+            t.cost_at("openai", Some("gpt-4o-mini"), "/x", &usage),
+            Some(0.15)
+        );
     }
 
     #[test]

@@ -389,11 +389,12 @@ impl BodyTask {
             .tokens_out
             .fetch_add(usage.tokens_out.unwrap_or(0) as u64, Ordering::Relaxed);
         let cached = self.cached;
-        let cost = self
-            .ex
-            .config
-            .prices
-            .cost(&self.ex.provider, self.ex.model.as_deref(), &usage);
+        let cost = self.ex.config.prices.cost_at(
+            &self.ex.provider,
+            self.ex.model.as_deref(),
+            &self.ex.path,
+            &usage,
+        );
         let ex = &mut self.ex;
         // A WebSocket session that ran is a success too (101, Switching Protocols).
         let success = ((200..300).contains(&self.status) || self.status == 101)

@@ -63,7 +63,8 @@ fn recost_entry(entry: &mut Value, prices: &PriceTable) -> Outcome {
     };
     let provider = entry.get("provider").and_then(Value::as_str).unwrap_or("");
     let model = entry.get("model").and_then(Value::as_str);
-    let cost = prices.cost(provider, model, &usage);
+    let path = entry.get("path").and_then(Value::as_str).unwrap_or("");
+    let cost = prices.cost_at(provider, model, path, &usage);
     let version = cost.map(|_| prices.version());
     let old_cost = entry.get("cost").and_then(Value::as_f64);
     let old_version = entry.get("price_catalog").and_then(Value::as_str);
