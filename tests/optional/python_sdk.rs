@@ -26,8 +26,28 @@ pub fn python() -> Option<PathBuf> {
     })
 }
 
-pub async fn openai_python_sdk_gets_completions_and_streams() {
+/// Runs `tests/sdk/{script}` with `arg` and parses the one JSON line it prints; a script that
+/// fails fails the test with its output.
+async fn run_script(script: &str, arg: String) -> serde_json::Value {
     let python = python().expect("the runner checked for a Python with the SDKs");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/sdk")
+        .join(script);
+    let out =
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(arg).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+pub async fn openai_python_sdk_gets_completions_and_streams() {
     let mock = Mock::start().await;
     let cfg = format!(
         "{}[gateways.my-app-gateway]\npipeline = [\"logging\", \"rate-limit\", \"cache\", \"retry\"]\n[gateways.my-app-gateway.filters.rate-limit]\nlimit = 100\nperiod_s = 60\n",
@@ -35,20 +55,7 @@ pub async fn openai_python_sdk_gets_completions_and_streams() {
     );
     let gw = Gateway::start(&cfg, &[]);
     let base_url = gw.url("/v1/acct/my-app-gateway/openai");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/openai_sdk.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python).arg(script).arg(base_url).output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sdk script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = run_script("openai_sdk.py", base_url).await;
     assert!(
         v["reply"]
             .as_str()
@@ -92,7 +99,6 @@ pub async fn openai_python_sdk_gets_completions_and_streams() {
 }
 
 pub async fn openai_and_anthropic_sdks_through_compat_and_passthrough() {
-    let python = python().expect("the runner checked for a Python with the SDKs");
     let mock = Mock::start().await;
     let cfg = format!(
         "{}[gateways.gw]\npipeline = [\"logging\", \"cache\"]\n",
@@ -100,19 +106,7 @@ pub async fn openai_and_anthropic_sdks_through_compat_and_passthrough() {
     );
     let gw = Gateway::start(&cfg, &[]);
     let base = gw.url("/v1/acct/gw");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/provider_sdks.py");
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
-            .await
-            .unwrap()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sdk script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = run_script("provider_sdks.py", base).await;
     assert!(
         v["compat_reply"]
             .as_str()
@@ -197,7 +191,6 @@ fn published_price(model: &str) -> (f64, f64, f64) {
 /// The official SDKs on every API the gateway bills: each log entry's tokens and cost equal
 /// what the SDK itself parsed from the answer, at the published prices.
 pub async fn official_sdks_are_billed_exactly() {
-    let python = python().expect("the runner checked for a Python with the SDKs");
     let mock = Mock::start().await;
     let cfg = format!(
         "{}[gateways.gw]\npipeline = [\"logging\"]\n",
@@ -205,19 +198,7 @@ pub async fn official_sdks_are_billed_exactly() {
     );
     let mut gw = Gateway::start(&cfg, &[]);
     let base = gw.url("/v1/acct/gw");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/billing_sdks.py");
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
-            .await
-            .unwrap()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sdk script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = run_script("billing_sdks.py", base).await;
     assert!(
         !v["responses_json"]["text"].as_str().unwrap().is_empty(),
         "{v}"
@@ -429,7 +410,6 @@ pub async fn cloudflare_sdk_manages_gateways_and_logs() {
 /// in a header, a blocked prompt raises the SDK's status error (424, code 2016), and a stream
 /// whose 5th window is unsafe raises mid-stream after the earlier windows arrived.
 pub async fn official_sdks_see_guardrails_flags_blocks_and_cut_streams() {
-    let python = python().expect("the runner checked for a Python with the SDKs");
     let mock = Mock::start().await;
     let cfg = format!(
         "{providers}[gateways.gw]\npipeline = [\"logging\", \"guardrails\"]\n\
@@ -441,19 +421,7 @@ pub async fn official_sdks_see_guardrails_flags_blocks_and_cut_streams() {
     );
     let gw = Gateway::start(&cfg, &[]);
     let base = gw.url("/v1/acct/gw");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/guardrails_sdk.py");
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
-            .await
-            .unwrap()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sdk script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = run_script("guardrails_sdk.py", base).await;
     assert!(
         v["flagged_reply"]
             .as_str()
@@ -518,7 +486,6 @@ pub async fn official_sdks_see_guardrails_flags_blocks_and_cut_streams() {
 /// calls (JSON and streamed, then the tool's result) translated to an OpenAI-shaped provider
 /// and back, an Anthropic model passed through, and a provider error raised as the SDK's own.
 pub async fn anthropic_sdk_reaches_openai_models_through_messages() {
-    let python = python().expect("the runner checked for a Python with the SDKs");
     let mock = Mock::start().await;
     let cfg = format!(
         "{}[gateways.gw]\npipeline = [\"logging\"]\n",
@@ -526,19 +493,7 @@ pub async fn anthropic_sdk_reaches_openai_models_through_messages() {
     );
     let gw = Gateway::start(&cfg, &[]);
     let base = gw.url("/v1/acct/gw");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/messages_sdk.py");
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
-            .await
-            .unwrap()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sdk script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = run_script("messages_sdk.py", base).await;
     assert!(
         v["text"]
             .as_str()
@@ -639,7 +594,6 @@ pub async fn anthropic_sdk_reaches_openai_models_through_messages() {
 /// (JSON and streamed, then the call's output) to an Anthropic model through two translations
 /// and back, an OpenAI model passed through, and `previous_response_id` refused (stateless).
 pub async fn openai_responses_reach_anthropic_models_through_compat() {
-    let python = python().expect("the runner checked for a Python with the SDKs");
     let mock = Mock::start().await;
     let cfg = format!(
         "{}[gateways.gw]\npipeline = [\"logging\"]\n",
@@ -647,19 +601,7 @@ pub async fn openai_responses_reach_anthropic_models_through_compat() {
     );
     let gw = Gateway::start(&cfg, &[]);
     let base = gw.url("/v1/acct/gw");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/responses_sdk.py");
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
-            .await
-            .unwrap()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sdk script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = run_script("responses_sdk.py", base).await;
     assert!(
         v["text"]
             .as_str()
@@ -731,7 +673,6 @@ pub async fn openai_responses_reach_anthropic_models_through_compat() {
 /// session update and two text turns pass both ways, and the session's one log entry carries
 /// the usage the SDK saw in `response.done`, priced at gpt-realtime's text rates.
 pub async fn openai_realtime_sessions_pass_through_and_are_billed_exactly() {
-    let python = python().expect("the runner checked for a Python with the SDKs");
     let mock = Mock::start().await;
     let cfg = format!(
         "{}[gateways.gw]\npipeline = [\"logging\", \"rate-limit\"]\n[gateways.gw.filters.rate-limit]\nlimit = 10\nperiod_s = 60\n",
@@ -739,19 +680,7 @@ pub async fn openai_realtime_sessions_pass_through_and_are_billed_exactly() {
     );
     let mut gw = Gateway::start(&cfg, &[]);
     let base = gw.url("/v1/acct/gw/openai");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/realtime_sdk.py");
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
-            .await
-            .unwrap()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sdk script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = run_script("realtime_sdk.py", base).await;
     assert!(v["error"].is_null(), "{v}");
     assert_eq!(v["instructions"], "be brief", "{v}");
     let turns = v["turns"].as_array().unwrap();
@@ -789,7 +718,6 @@ pub async fn openai_realtime_sessions_pass_through_and_are_billed_exactly() {
 /// answers in OpenAI's shape, and Cohere's vectors decode to the same numbers whether the SDK
 /// asked for its default encoding or for floats.
 pub async fn openai_embeddings_reach_gemini_and_cohere_through_compat() {
-    let python = python().expect("the runner checked for a Python with the SDKs");
     let mock = Mock::start().await;
     let cfg = format!(
         "{}[providers.google-ai-studio]\nbase_url = \"http://{addr}\"\n[providers.cohere]\nbase_url = \"http://{addr}\"\n[gateways.gw]\npipeline = [\"logging\"]\n",
@@ -798,19 +726,7 @@ pub async fn openai_embeddings_reach_gemini_and_cohere_through_compat() {
     );
     let gw = Gateway::start(&cfg, &[]);
     let base = gw.url("/v1/acct/gw");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/embeddings_sdk.py");
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
-            .await
-            .unwrap()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sdk script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = run_script("embeddings_sdk.py", base).await;
     for model in [
         "openai/text-embedding-3-small",
         "google-ai-studio/text-embedding-004",
@@ -848,7 +764,6 @@ pub async fn openai_embeddings_reach_gemini_and_cohere_through_compat() {
 /// the gateway's host) is replaced by the gateway's, made from stored credentials, which the
 /// mock verifies as AWS would; the answer comes back in Converse's shape and is billed.
 pub async fn bedrock_for_boto3_and_the_openai_sdk_is_signed_by_the_gateway_and_billed() {
-    let python = python().expect("the runner checked for a Python with the SDKs");
     let mock = Mock::start().await;
     let cfg = format!(
         "[providers.aws-bedrock]\nbase_url = \"http://{}\"\nregion = \"us-east-1\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[gateways.gw]\npipeline = [\"logging\"]\n",
@@ -858,20 +773,7 @@ pub async fn bedrock_for_boto3_and_the_openai_sdk_is_signed_by_the_gateway_and_b
     );
     let mut gw = Gateway::start(&cfg, &[]);
     let endpoint = gw.url("/v1/acct/gw");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/bedrock_sdk.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python).arg(script).arg(endpoint).output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sdk script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = run_script("bedrock_sdk.py", endpoint).await;
     assert_eq!(v["text"], "Bedrock mock reply to: hello from boto3", "{v}");
     assert_eq!(v["stop"], "end_turn");
     let seen = &mock.requests()[0];
@@ -939,7 +841,6 @@ pub async fn bedrock_for_boto3_and_the_openai_sdk_is_signed_by_the_gateway_and_b
 /// Google's google-genai SDK through the google-ai-studio route: generate, stream and a function
 /// call pass through in Gemini's own shape, and are logged and billed from `usageMetadata`.
 pub async fn gemini_passes_through_for_google_genai_and_translates_for_the_openai_sdk() {
-    let python = python().expect("the runner checked for a Python with the SDKs");
     let mock = Mock::start().await;
     let cfg = format!(
         "[providers.google-ai-studio]\nbase_url = \"http://{}\"\n[gateways.gw]\npipeline = [\"logging\"]\n",
@@ -947,19 +848,7 @@ pub async fn gemini_passes_through_for_google_genai_and_translates_for_the_opena
     );
     let mut gw = Gateway::start(&cfg, &[]);
     let base = gw.url("/v1/acct/gw");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/gemini_sdk.py");
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(base).output())
-            .await
-            .unwrap()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sdk script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = run_script("gemini_sdk.py", base).await;
     assert_eq!(
         v["text"], "Gemini mock reply to: hello gemini passthrough",
         "{v}"
