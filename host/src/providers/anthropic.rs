@@ -3,6 +3,7 @@
 //! tool results, images), responses (text, tool calls, finish reasons, usage)
 //! and streams (Anthropic SSE events → OpenAI chunks, ending in `[DONE]`).
 
+use super::chat_chunk::ChunkWriter;
 use serde_json::{Map, Value, json};
 
 /// Anthropic requires `max_tokens`; used when the client gave none.
@@ -298,9 +299,12 @@ impl StreamTranslator {
     }
 
     fn chunk(&self, delta: Value, finish: Value) -> String {
-        let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                       "model": self.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-        format!("data: {c}\n\n")
+        ChunkWriter {
+            id: self.id.clone(),
+            model: self.model.clone(),
+            created: self.created,
+        }
+        .delta(delta, finish)
     }
 
     /// Translates the bytes; returns the OpenAI SSE text to send now.
@@ -386,14 +390,15 @@ impl StreamTranslator {
                 } else {
                     self.finish.clone()
                 };
-                let mut out = self.chunk(json!({}), finish);
-                let usage_chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                    "model": self.model, "choices": [], "usage": usage(self.input_tokens, self.output_tokens)});
-                if self.include_usage {
-                    out.push_str(&format!("data: {usage_chunk}\n\n"));
+                let usage = self
+                    .include_usage
+                    .then(|| usage(self.input_tokens, self.output_tokens));
+                ChunkWriter {
+                    id: self.id.clone(),
+                    model: self.model.clone(),
+                    created: self.created,
                 }
-                out.push_str("data: [DONE]\n\n");
-                out
+                .end(finish, usage)
             }
             "error" => {
                 let err = ev

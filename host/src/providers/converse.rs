@@ -9,6 +9,7 @@
 //! `stopReason` as OpenAI's finish reason, `usage` (cache reads and writes inside the prompt
 //! tokens, as for Anthropic). ConverseStream's event stream translates frame by frame.
 
+use super::chat_chunk::ChunkWriter;
 use super::eventstream::{Frame, take_frame};
 use serde_json::{Map, Value, json};
 
@@ -271,8 +272,7 @@ pub fn error_to_openai(body: &[u8]) -> Value {
 
 /// ConverseStream's event stream as OpenAI chat completion chunks, frame by frame.
 pub struct StreamToChat {
-    model: String,
-    created: u64,
+    out: ChunkWriter,
     pending: Vec<u8>,
     /// Converse content-block index → OpenAI tool-call index.
     tools: Vec<(u64, usize)>,
@@ -285,8 +285,11 @@ impl StreamToChat {
     /// A translator for one stream.
     pub fn new(model: &str, created: u64, include_usage: bool) -> Self {
         StreamToChat {
-            model: model.to_string(),
-            created,
+            out: ChunkWriter {
+                id: "chatcmpl-aigw".into(),
+                model: model.to_string(),
+                created,
+            },
             pending: Vec::new(),
             tools: Vec::new(),
             finish: None,
@@ -296,9 +299,7 @@ impl StreamToChat {
     }
 
     fn chunk(&self, delta: Value, finish: Value) -> String {
-        let c = json!({"id": "chatcmpl-aigw", "object": "chat.completion.chunk", "created": self.created,
-                       "model": self.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-        format!("data: {c}\n\n")
+        self.out.delta(delta, finish)
     }
 
     fn frame(&mut self, frame: &Frame, out: &mut String) {
@@ -349,14 +350,10 @@ impl StreamToChat {
             }
             "metadata" => {
                 let finish = self.finish.unwrap_or("stop");
-                out.push_str(&self.chunk(json!({}), json!(finish)));
-                if self.include_usage {
-                    let c = json!({"id": "chatcmpl-aigw", "object": "chat.completion.chunk",
-                        "created": self.created, "model": self.model, "choices": [],
-                        "usage": usage(p.get("usage").unwrap_or(&Value::Null))});
-                    out.push_str(&format!("data: {c}\n\n"));
-                }
-                out.push_str("data: [DONE]\n\n");
+                let usage = self
+                    .include_usage
+                    .then(|| usage(p.get("usage").unwrap_or(&Value::Null)));
+                out.push_str(&self.out.end(json!(finish), usage));
                 self.done = true;
             }
             _ => {}
@@ -469,12 +466,7 @@ mod tests {
             let mut out = t.feed(&stream[..cut]);
             out.push_str(&t.feed(&stream[cut..]));
             assert!(t.finished(), "cut {cut}");
-            let chunks: Vec<Value> = out
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .filter(|d| *d != "[DONE]")
-                .map(|d| serde_json::from_str(d).unwrap())
-                .collect();
+            let chunks = super::super::chat_chunk::data_values(&out);
             let args: String = chunks
                 .iter()
                 .filter_map(|c| {

@@ -12,6 +12,7 @@
 //! completion, as Google bills them). Streams translate chunk by chunk.
 
 use super::anthropic::SseLines;
+use super::chat_chunk::ChunkWriter;
 use serde_json::{Map, Value, json};
 
 /// The Gemini request for an OpenAI chat request; whether it asks for a stream.
@@ -441,8 +442,7 @@ pub fn error_to_openai(body: &[u8]) -> Value {
 
 /// Gemini's SSE stream as OpenAI chat completion chunks, chunk by chunk.
 pub struct StreamToChat {
-    model: String,
-    created: u64,
+    out: ChunkWriter,
     lines: SseLines,
     started: bool,
     calls: usize,
@@ -456,8 +456,11 @@ impl StreamToChat {
     /// A translator for one stream.
     pub fn new(model: &str, created: u64, include_usage: bool) -> Self {
         StreamToChat {
-            model: model.to_string(),
-            created,
+            out: ChunkWriter {
+                id: "chatcmpl-aigw".into(),
+                model: model.to_string(),
+                created,
+            },
             lines: SseLines::default(),
             started: false,
             calls: 0,
@@ -469,9 +472,7 @@ impl StreamToChat {
     }
 
     fn chunk(&self, delta: Value, finish: Value) -> String {
-        let c = json!({"id": "chatcmpl-aigw", "object": "chat.completion.chunk", "created": self.created,
-                       "model": self.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-        format!("data: {c}\n\n")
+        self.out.delta(delta, finish)
     }
 
     fn event(&mut self, g: &Value, out: &mut String) {
@@ -505,13 +506,8 @@ impl StreamToChat {
 
     /// The terminal chunks: the finish reason, the usage when asked, `[DONE]`.
     fn end(&mut self, finish: &str, out: &mut String) {
-        out.push_str(&self.chunk(json!({}), json!(finish)));
-        if self.include_usage {
-            let c = json!({"id": "chatcmpl-aigw", "object": "chat.completion.chunk", "created": self.created,
-                           "model": self.model, "choices": [], "usage": usage(&self.usage)});
-            out.push_str(&format!("data: {c}\n\n"));
-        }
-        out.push_str("data: [DONE]\n\n");
+        let usage = self.include_usage.then(|| usage(&self.usage));
+        out.push_str(&self.out.end(json!(finish), usage));
         self.done = true;
     }
 
@@ -688,12 +684,7 @@ mod tests {
         out.push_str(&t.feed(b.as_bytes()));
         out.push_str(&t.finish());
         assert!(t.finished());
-        let chunks: Vec<Value> = out
-            .lines()
-            .filter_map(|l| l.strip_prefix("data: "))
-            .filter(|d| *d != "[DONE]")
-            .map(|d| serde_json::from_str(d).unwrap())
-            .collect();
+        let chunks = super::super::chat_chunk::data_values(&out);
         let text: String = chunks
             .iter()
             .filter_map(|c| {

@@ -3,6 +3,7 @@
 //! be redacted everywhere), and usage extraction (`usage`).
 
 pub mod anthropic;
+pub mod chat_chunk;
 pub mod cohere;
 pub mod converse;
 pub mod eventstream;

@@ -244,10 +244,7 @@ async fn chat_via_anthropic(
     provider: String,
     model: String,
 ) -> Response<GatewayBody> {
-    let include_usage = request
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include_usage = wants_usage(&request);
     let translated = match anthropic::request_to_anthropic(&request, &model) {
         Ok(t) => t,
         Err(m) => return GatewayError::bad_request(m).into_response(),
@@ -282,10 +279,7 @@ async fn chat_via_gemini(
     provider: String,
     model: String,
 ) -> Response<GatewayBody> {
-    let include_usage = request
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include_usage = wants_usage(&request);
     if let Err(m) = path_safe_model(&model) {
         return GatewayError::bad_request(m).into_response();
     }
@@ -332,10 +326,7 @@ async fn chat_via_converse(
         ))
         .into_response();
     };
-    let include_usage = request
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include_usage = wants_usage(&request);
     if let Err(m) = path_safe_model(&model) {
         return GatewayError::bad_request(m).into_response();
     }
@@ -450,6 +441,14 @@ async fn responses_in(
         },
     )
     .await
+}
+
+/// Whether an OpenAI chat request asked for the usage chunk at the end of its stream.
+fn wants_usage(request: &Value) -> bool {
+    request
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }
 
 /// Moves an OpenAI client's Bearer key to `name`, the header the provider reads its key from
