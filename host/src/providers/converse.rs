@@ -10,6 +10,7 @@
 //! tokens, as for Anthropic). ConverseStream's event stream translates frame by frame.
 
 use super::chat_chunk::ChunkWriter;
+use super::chat_request::{content_text, push_turn, tool_calls};
 use super::eventstream::{Frame, take_frame};
 use serde_json::{Map, Value, json};
 
@@ -21,72 +22,39 @@ pub fn request_from_chat(chat: &Value) -> Result<(Value, bool), String> {
         .ok_or("messages: expected an array")?;
     let mut system: Vec<Value> = Vec::new();
     let mut turns: Vec<Value> = Vec::new();
-    let push = |role: &str, blocks: Vec<Value>, turns: &mut Vec<Value>| {
-        if blocks.is_empty() {
-            return;
-        }
-        match turns.last_mut() {
-            Some(last) if last["role"] == role => {
-                if let Some(c) = last["content"].as_array_mut() {
-                    c.extend(blocks);
-                }
-            }
-            _ => turns.push(json!({"role": role, "content": blocks})),
-        }
-    };
     for (i, m) in messages.iter().enumerate() {
         let at = |what: &str| format!("messages[{i}].{what}");
         match m.get("role").and_then(Value::as_str).unwrap_or("") {
             "system" | "developer" => system.extend(blocks(m.get("content"), &at("content"))?),
-            "user" => push(
-                "user",
-                blocks(m.get("content"), &at("content"))?,
+            "user" => push_turn(
                 &mut turns,
+                "user",
+                "content",
+                blocks(m.get("content"), &at("content"))?,
             ),
             "assistant" => {
                 let mut content = blocks(m.get("content"), &at("content"))?;
-                for (k, call) in m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
-                    let args = call
-                        .pointer("/function/arguments")
-                        .and_then(Value::as_str)
-                        .unwrap_or("{}");
-                    let input: Value =
-                        serde_json::from_str(if args.trim().is_empty() { "{}" } else { args })
-                            .map_err(|_| {
-                                at(&format!("tool_calls[{k}].function.arguments: not JSON"))
-                            })?;
+                for (k, call) in tool_calls(m, i)?.into_iter().enumerate() {
                     content.push(json!({"toolUse": {
-                        "toolUseId": call.get("id").cloned().unwrap_or(json!(format!("call_{k}"))),
-                        "name": call.pointer("/function/name").cloned().unwrap_or(Value::Null),
-                        "input": input,
+                        "toolUseId": call.id.map(str::to_string).unwrap_or_else(|| format!("call_{k}")),
+                        "name": call.name,
+                        "input": call.args,
                     }}));
                 }
-                push("assistant", content, &mut turns);
+                push_turn(&mut turns, "assistant", "content", content);
             }
             "tool" => {
                 let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
-                let text = match m.get("content") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(Value::Array(parts)) => parts
-                        .iter()
-                        .filter_map(|p| p.get("text").and_then(Value::as_str))
-                        .collect(),
-                    _ => String::new(),
-                };
+                let text = content_text(m.get("content"));
                 let content = match serde_json::from_str::<Value>(&text) {
                     Ok(v @ Value::Object(_)) => json!([{"json": v}]),
                     _ => json!([{"text": text}]),
                 };
-                push(
-                    "user",
-                    vec![json!({"toolResult": {"toolUseId": id, "content": content}})],
+                push_turn(
                     &mut turns,
+                    "user",
+                    "content",
+                    vec![json!({"toolResult": {"toolUseId": id, "content": content}})],
                 );
             }
             other => return Err(at(&format!("role: '{other}' is not a chat role"))),

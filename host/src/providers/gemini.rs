@@ -13,6 +13,7 @@
 
 use super::anthropic::SseLines;
 use super::chat_chunk::ChunkWriter;
+use super::chat_request::{content_text, push_turn, tool_calls};
 use serde_json::{Map, Value, json};
 
 /// The Gemini request for an OpenAI chat request; whether it asks for a stream.
@@ -25,19 +26,6 @@ pub fn request_from_chat(chat: &Value) -> Result<(Value, bool), String> {
     let mut contents: Vec<Value> = Vec::new();
     // Tool-call id → function name, to name the results.
     let mut call_names: Vec<(String, String)> = Vec::new();
-    let push = |role: &str, parts: Vec<Value>, contents: &mut Vec<Value>| {
-        if parts.is_empty() {
-            return;
-        }
-        match contents.last_mut() {
-            Some(last) if last["role"] == role => {
-                if let Some(p) = last["parts"].as_array_mut() {
-                    p.extend(parts);
-                }
-            }
-            _ => contents.push(json!({"role": role, "parts": parts})),
-        }
-    };
     for (i, m) in messages.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
         let at = |what: &str| format!("messages[{i}].{what}");
@@ -45,45 +33,27 @@ pub fn request_from_chat(chat: &Value) -> Result<(Value, bool), String> {
             "system" | "developer" => {
                 system.extend(content_parts(m.get("content"), &at("content"))?)
             }
-            "user" => push(
-                "user",
-                content_parts(m.get("content"), &at("content"))?,
+            "user" => push_turn(
                 &mut contents,
+                "user",
+                "parts",
+                content_parts(m.get("content"), &at("content"))?,
             ),
             "assistant" => {
                 let mut parts = content_parts(m.get("content"), &at("content"))?;
-                for (k, call) in m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
-                    let name = call
-                        .pointer("/function/name")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| at(&format!("tool_calls[{k}].function.name: required")))?;
-                    let args_text = call
-                        .pointer("/function/arguments")
-                        .and_then(Value::as_str)
-                        .unwrap_or("{}");
-                    let args: Value = serde_json::from_str(if args_text.trim().is_empty() {
-                        "{}"
-                    } else {
-                        args_text
-                    })
-                    .map_err(|_| at(&format!("tool_calls[{k}].function.arguments: not JSON")))?;
-                    if let Some(id) = call.get("id").and_then(Value::as_str) {
-                        call_names.push((id.to_string(), name.to_string()));
+                for call in tool_calls(m, i)? {
+                    if let Some(id) = call.id {
+                        call_names.push((id.to_string(), call.name.to_string()));
                     }
-                    let mut part = json!({"functionCall": {"name": name, "args": args}});
+                    let mut part = json!({"functionCall": {"name": call.name, "args": call.args}});
                     // Gemini 3 wants each call's thought signature back with the history.
-                    if let Some(sig) = call.pointer("/extra_content/google/thought_signature") {
+                    if let Some(sig) = call.call.pointer("/extra_content/google/thought_signature")
+                    {
                         part["thoughtSignature"] = sig.clone();
                     }
                     parts.push(part);
                 }
-                push("model", parts, &mut contents);
+                push_turn(&mut contents, "model", "parts", parts);
             }
             "tool" => {
                 let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
@@ -97,15 +67,16 @@ pub fn request_from_chat(chat: &Value) -> Result<(Value, bool), String> {
                             "tool_call_id: '{id}' answers no earlier tool call"
                         ))
                     })?;
-                let text = text_of(m.get("content"));
+                let text = content_text(m.get("content"));
                 let response = match serde_json::from_str::<Value>(&text) {
                     Ok(v @ Value::Object(_)) => v,
                     _ => json!({"content": text}),
                 };
-                push(
-                    "user",
-                    vec![json!({"functionResponse": {"name": name, "response": response}})],
+                push_turn(
                     &mut contents,
+                    "user",
+                    "parts",
+                    vec![json!({"functionResponse": {"name": name, "response": response}})],
                 );
             }
             other => return Err(at(&format!("role: '{other}' is not a chat role"))),
@@ -238,19 +209,6 @@ pub fn request_from_chat(chat: &Value) -> Result<(Value, bool), String> {
         return Err("n: a streamed answer to Gemini has one choice (n = 1)".into());
     }
     Ok((Value::Object(out), stream))
-}
-
-/// The text of a message's content (a string, or the text of its parts).
-fn text_of(content: Option<&Value>) -> String {
-    match content {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => String::new(),
-    }
 }
 
 /// A message's content as Gemini parts.

@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod chat_chunk;
+pub mod chat_request;
 pub mod cohere;
 pub mod converse;
 pub mod eventstream;
