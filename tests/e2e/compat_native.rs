@@ -112,3 +112,44 @@ async fn chat_reaches_gemini_natively_and_bad_models_are_refused() {
         "refused before any provider call"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_reaches_vertex_ai_in_its_project_and_location() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(
+        &format!(
+            "[providers.google-vertex-ai]\nbase_url = \"http://{0}\"\nproject = \"my-proj\"\nregion = \"us-central1\"\n\
+             [gateways.gw]\npipeline = [\"logging\"]\n",
+            mock.addr
+        ),
+        &[],
+    );
+    let body = json!({"model": "google-vertex-ai/gemini-2.0-flash",
+                      "messages": [{"role": "user", "content": "hi vertex"}]})
+    .to_string();
+    let auth = [("authorization", "Bearer ya29.oauth-token")];
+    let r = send(&gw.url("/v1/acct/gw/compat/chat/completions"), &auth, &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json()["choices"][0]["message"]["content"],
+        "Gemini mock reply to: hi vertex"
+    );
+    let seen = &mock.requests()[0];
+    assert_eq!(
+        seen["path"],
+        "/v1/projects/my-proj/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent"
+    );
+    // Vertex AI takes the OAuth token as it was sent.
+    assert_eq!(seen["headers"]["authorization"], "Bearer ya29.oauth-token");
+    assert!(seen["headers"].get("x-goog-api-key").is_none());
+}
+
+#[test]
+fn a_bad_vertex_project_is_refused_naming_the_key() {
+    let (ok, out) = check(
+        "[providers.google-vertex-ai]\nproject = \"Bad Project!\"\n[gateways.gw]\npipeline = []\n",
+        &[],
+    );
+    assert!(!ok);
+    assert!(out.contains("providers.google-vertex-ai.project"), "{out}");
+}

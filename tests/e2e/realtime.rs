@@ -396,3 +396,46 @@ async fn virtual_keys_apply_at_the_handshake_and_a_budget_refuses_an_unbounded_s
     assert!(session["key_id"].is_string(), "{session}");
     assert_eq!(session["tokens_out"], usage["output_tokens"]);
 }
+
+/// A client that stops reading while the provider keeps sending: the gateway's send to it
+/// stalls, and after SEND_WAIT (10 s) the session ends as the client's, the provider's side is
+/// closed and the session is logged, rather than held open forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_ends_its_session() {
+    let mock = Mock::start().await;
+    let gw = gateway(&mock, "", "");
+    let path = "/v1/acct/rt/openai/realtime?model=gpt-realtime";
+    // A long reply: each response.create brings thousands of delta events.
+    let reply = "word ".repeat(4000);
+    let (mut ws, _) = connect(
+        &gw,
+        path,
+        &[
+            ("authorization", "Bearer sk-client"),
+            ("x-mock-reply", reply.trim()),
+        ],
+    )
+    .await
+    .unwrap();
+    next_event(&mut ws).await;
+    for _ in 0..20 {
+        send(&mut ws, json!({"type": "response.create"})).await;
+    }
+    // Never read again. The session ends within SEND_WAIT plus the closing handshake.
+    let logged = eventually(Duration::from_secs(30), || async {
+        !log_entries(&gw.data_dir()).is_empty()
+    })
+    .await;
+    assert!(logged.is_some(), "the stalled session was ended and logged");
+    let e = &log_entries(&gw.data_dir())[0];
+    assert_eq!(e["metadata"]["websocket_closed_by"], "client", "{e}");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            mock.state.open_sockets() == 0
+        })
+        .await
+        .is_some(),
+        "the provider's side was closed"
+    );
+    drop(ws);
+}

@@ -45,18 +45,29 @@ fn apply_provider(
         spec.auth_header =
             providers::parse_auth_header(h).map_err(|r| src.invalid(&key("auth_header"), r))?;
     }
+    // Both go into URL paths: lower-case letters, digits and '-' only.
+    let path_name = |v: &str| {
+        !v.is_empty()
+            && v.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
     if let Some(region) = &p.region {
-        let ok = !region.is_empty()
-            && region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !ok {
+        if !path_name(region) {
             return Err(src.invalid(
                 &key("region"),
-                format!("'{region}' is not an AWS region name (such as \"us-east-1\")"),
+                format!("'{region}' is not a region name (such as \"us-east-1\" or \"global\")"),
             ));
         }
         spec.region = Some(region.clone());
+    }
+    if let Some(project) = &p.project {
+        if !path_name(project) {
+            return Err(src.invalid(
+                &key("project"),
+                format!("'{project}' is not a Google Cloud project id"),
+            ));
+        }
+        spec.project = Some(project.clone());
     }
     match (&p.access_key_id, &p.secret_access_key) {
         (Some(id), Some(secret)) => {

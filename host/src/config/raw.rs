@@ -148,8 +148,10 @@ pub struct RawProvider {
     pub access_key_id: Option<RawSecret>,
     pub secret_access_key: Option<RawSecret>,
     pub session_token: Option<RawSecret>,
-    /// The AWS region compat requests go to (Bedrock).
+    /// The region compat requests go to (Bedrock's AWS region, Vertex AI's location).
     pub region: Option<String>,
+    /// The Google Cloud project of compat requests to Vertex AI.
+    pub project: Option<String>,
 }
 
 /// `[gateways.NAME]`.

@@ -106,8 +106,11 @@ pub struct ProviderSpec {
     pub gemini_native: bool,
     /// Speaks Bedrock Converse: the compat endpoint translates chat to and from it, in `region`.
     pub bedrock_converse: bool,
-    /// The AWS region the compat endpoint sends Converse requests to.
+    /// The region the compat endpoint sends native requests to: Bedrock's AWS region, Vertex
+    /// AI's location (`global` when unset).
     pub region: Option<String>,
+    /// The Google Cloud project of Vertex AI requests from the compat endpoint.
+    pub project: Option<String>,
 }
 
 impl ProviderSpec {
@@ -126,6 +129,7 @@ impl ProviderSpec {
             gemini_native: false,
             bedrock_converse: false,
             region: None,
+            project: None,
             anthropic_messages: false,
             stream_usage: true,
         }
@@ -246,7 +250,7 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
                 _ => None,
             };
             spec.anthropic_messages = *name == "anthropic";
-            spec.gemini_native = *name == "google-ai-studio";
+            spec.gemini_native = matches!(*name, "google-ai-studio" | "google-vertex-ai");
             spec.bedrock_converse = *name == "aws-bedrock";
             // Mistral and Perplexity refuse fields they do not know (and send usage in their
             // last chunk by themselves); every other provider gets the usage request on its

@@ -221,7 +221,7 @@ async fn chat(
         return chat_via_anthropic(call, request, provider, model).await;
     }
     if spec.gemini_native {
-        return chat_via_gemini(call, request, provider, model).await;
+        return chat_via_gemini(call, request, provider, model, spec).await;
     }
     if spec.bedrock_converse {
         return chat_via_converse(call, request, provider, model, spec.region.clone()).await;
@@ -278,6 +278,7 @@ async fn chat_via_gemini(
     request: Value,
     provider: String,
     model: String,
+    spec: &ProviderSpec,
 ) -> Response<GatewayBody> {
     let include_usage = wants_usage(&request);
     if let Err(m) = path_safe_model(&model) {
@@ -287,13 +288,27 @@ async fn chat_via_gemini(
         Ok(t) => t,
         Err(m) => return GatewayError::bad_request(m).into_response(),
     };
-    bearer_to(&mut call.parts.headers, "x-goog-api-key");
+    // AI Studio takes its API key in x-goog-api-key; Vertex AI an OAuth Bearer token as sent.
+    bearer_to(&mut call.parts.headers, spec.auth_header.name);
+    // Vertex AI names the project and location; AI Studio only the model.
+    let prefix = if provider == "google-vertex-ai" {
+        let Some(project) = &spec.project else {
+            return GatewayError::bad_request(format!(
+                "model: '{provider}/{model}' needs the Google Cloud project to send it to: set [providers.{provider}] project (and region, the location; default global)"
+            ))
+            .into_response();
+        };
+        let location = spec.region.as_deref().unwrap_or("global");
+        format!("/v1/projects/{project}/locations/{location}/publishers/google/models")
+    } else {
+        "/v1beta/models".to_string()
+    };
     let path = if stream {
         call.route.query = Some("alt=sse".into());
-        format!("/v1beta/models/{model}:streamGenerateContent")
+        format!("{prefix}/{model}:streamGenerateContent")
     } else {
         call.route.query = None;
-        format!("/v1beta/models/{model}:generateContent")
+        format!("{prefix}/{model}:generateContent")
     };
     let resp = call.send(provider, path, &translated).await;
     let created = crate::store::now_ms() / 1000;
