@@ -349,12 +349,9 @@ async fn chat_via_converse(
         Ok(t) => t,
         Err(m) => return GatewayError::bad_request(m).into_response(),
     };
-    // A model id's ':' is percent-encoded, as the AWS SDKs send it.
-    let id = percent_encoding::utf8_percent_encode(&model, percent_encoding::NON_ALPHANUMERIC)
-        .to_string()
-        .replace("%2D", "-")
-        .replace("%2E", ".")
-        .replace("%5F", "_");
+    // A model id's ':' is percent-encoded, as the AWS SDKs send it (`path_safe_model` allowed
+    // no other character that would need it).
+    let id = model.replace(':', "%3A");
     let action = if stream {
         "converse-stream"
     } else {
