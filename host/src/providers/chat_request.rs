@@ -72,3 +72,35 @@ pub fn content_text(content: Option<&Value>) -> String {
         _ => String::new(),
     }
 }
+
+/// A message's content as a native API's items: `{"text": …}` for text, `image` for an
+/// `image_url` part (given where it stands, for errors, and its URL when it has one); any other
+/// part is an error naming `provider`.
+pub fn content_items(
+    content: Option<&Value>,
+    at: &str,
+    provider: &str,
+    image: impl Fn(&str, Option<&str>) -> Result<Value, String>,
+) -> Result<Vec<Value>, String> {
+    match content {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![json!({"text": s})]),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(k, p)| match p.get("type").and_then(Value::as_str) {
+                Some("text") => Ok(json!({"text": p.get("text").cloned().unwrap_or(json!(""))})),
+                Some("image_url") => image(
+                    &format!("{at}[{k}].image_url.url"),
+                    p.pointer("/image_url/url").and_then(Value::as_str),
+                ),
+                other => Err(format!(
+                    "{at}[{k}].type: '{}' cannot be sent to {provider} (text and image_url can)",
+                    other.unwrap_or("")
+                )),
+            })
+            .collect(),
+        Some(_) => Err(format!("{at}: expected a string or a list of parts")),
+    }
+}

@@ -10,7 +10,7 @@
 //! tokens, as for Anthropic). ConverseStream's event stream translates frame by frame.
 
 use super::chat_chunk::ChunkWriter;
-use super::chat_request::{content_text, push_turn, tool_calls};
+use super::chat_request::{content_items, content_text, push_turn, tool_calls};
 use super::eventstream::{Frame, take_frame};
 use serde_json::{Map, Value, json};
 
@@ -129,39 +129,19 @@ pub fn request_from_chat(chat: &Value) -> Result<(Value, bool), String> {
 
 /// A message's content as Converse content blocks.
 fn blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, String> {
-    match content {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![json!({"text": s})]),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(k, p)| match p.get("type").and_then(Value::as_str) {
-                Some("text") => Ok(json!({"text": p.get("text").cloned().unwrap_or(json!(""))})),
-                Some("image_url") => {
-                    let url = p
-                        .pointer("/image_url/url")
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    let Some((mime, data)) = url
-                        .strip_prefix("data:")
-                        .and_then(|r| r.split_once(";base64,"))
-                    else {
-                        return Err(format!(
-                            "{at}[{k}].image_url.url: Bedrock takes images inline only (a data: URL)"
-                        ));
-                    };
-                    let format = mime.strip_prefix("image/").unwrap_or(mime);
-                    Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
-                }
-                other => Err(format!(
-                    "{at}[{k}].type: '{}' cannot be sent to Bedrock (text and image_url can)",
-                    other.unwrap_or("")
-                )),
-            })
-            .collect(),
-        Some(_) => Err(format!("{at}: expected a string or a list of parts")),
-    }
+    content_items(content, at, "Bedrock", |at, url| {
+        let Some((mime, data)) = url
+            .unwrap_or("")
+            .strip_prefix("data:")
+            .and_then(|r| r.split_once(";base64,"))
+        else {
+            return Err(format!(
+                "{at}: Bedrock takes images inline only (a data: URL)"
+            ));
+        };
+        let format = mime.strip_prefix("image/").unwrap_or(mime);
+        Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
+    })
 }
 
 /// Converse's stop reason as OpenAI's finish reason.

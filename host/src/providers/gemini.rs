@@ -13,7 +13,7 @@
 
 use super::anthropic::SseLines;
 use super::chat_chunk::ChunkWriter;
-use super::chat_request::{content_text, push_turn, tool_calls};
+use super::chat_request::{content_items, content_text, push_turn, tool_calls};
 use serde_json::{Map, Value, json};
 
 /// The Gemini request for an OpenAI chat request; whether it asks for a stream.
@@ -213,30 +213,9 @@ pub fn request_from_chat(chat: &Value) -> Result<(Value, bool), String> {
 
 /// A message's content as Gemini parts.
 fn content_parts(content: Option<&Value>, at: &str) -> Result<Vec<Value>, String> {
-    match content {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![json!({"text": s})]),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(k, p)| match p.get("type").and_then(Value::as_str) {
-                Some("text") => Ok(json!({"text": p.get("text").cloned().unwrap_or(json!(""))})),
-                Some("image_url") => {
-                    let url = p
-                        .pointer("/image_url/url")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| format!("{at}[{k}].image_url.url: required"))?;
-                    Ok(image(url))
-                }
-                other => Err(format!(
-                    "{at}[{k}].type: '{}' cannot be sent to Gemini (text and image_url can)",
-                    other.unwrap_or("")
-                )),
-            })
-            .collect(),
-        Some(_) => Err(format!("{at}: expected a string or a list of parts")),
-    }
+    content_items(content, at, "Gemini", |at, url| {
+        Ok(image(url.ok_or_else(|| format!("{at}: required"))?))
+    })
 }
 
 /// An image part: a data URL inline, any other URL by reference.
