@@ -27,7 +27,7 @@ const BUILTINS: &[(&str, &str)] = &[
 ];
 
 /// Filters built only for the end-to-end tests.
-const TEST_FILTERS: &[&str] = &["aigw-test-filter"];
+const TEST_FILTERS: &[&str] = &["aigw-test-filter", "aigw-stateless-filter"];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());

@@ -3,9 +3,10 @@
 #![allow(unsafe_code, missing_docs, clippy::all)]
 
 wit_bindgen::generate!({
-    world: "filter-plugin",
-    // The SDK's own copy of wit/filter.wit, so a published package is
-    // self-contained (tests/wit_copy.rs keeps it equal to the repository's).
+    world: "aigw:filter/filter-plugin@0.2.0",
+    // The SDK's own copy of wit/0.2.0 (and of wit/0.1.0, whose host services 0.2.0
+    // imports, under deps/), so a published package is self-contained (tests/wit_copy.rs
+    // keeps it equal to the repository's).
     path: "wit",
     pub_export_macro: true,
     export_macro_name: "export",
@@ -14,3 +15,8 @@ wit_bindgen::generate!({
     bitflags_path: "aigw_plugin_sdk::__private::wit_bindgen::rt::bitflags",
     generate_all,
 });
+
+/// The host services (0.1.0 interfaces, imported as they are by 0.2.0 filters).
+pub use self::aigw::filter0_1_0 as services;
+/// The 0.2.0 types and resources.
+pub use self::aigw::filter0_2_0::types as v2;

@@ -1,9 +1,12 @@
-//! The bridge between the generated bindings and a `Filter`: converts WIT
-//! values to SDK types and back, and keeps the one filter value of this
-//! instance (an instance serves exactly one request). Used by `export_filter!`.
+//! The bridge between the generated bindings (`aigw:filter@0.2.0`) and a `Filter`:
+//! converts WIT values to SDK types and back, lends the hook's header sets and body to
+//! [`crate::lent`] for the length of the call, and keeps the one filter value of this
+//! instance (built by `configure`; a stateful filter's is rebuilt between requests).
+//! Used by `export_filter!`.
 
 use crate::Filter;
-use crate::bindings::aigw::filter::types as wit;
+use crate::bindings::services::types as wit;
+use crate::bindings::v2;
 use crate::types::*;
 use std::any::Any;
 use std::cell::RefCell;
@@ -22,17 +25,6 @@ fn with_filter<F: Filter, R>(default: R, f: impl FnOnce(&mut F) -> R) -> R {
     })
 }
 
-fn to_headers(list: Vec<wit::Header>) -> Headers {
-    Headers(
-        list.into_iter()
-            .map(|h| Header {
-                name: h.name,
-                value: h.value,
-            })
-            .collect(),
-    )
-}
-
 fn from_headers(list: Vec<Header>) -> Vec<wit::Header> {
     list.into_iter()
         .map(|h| wit::Header {
@@ -40,6 +32,30 @@ fn from_headers(list: Vec<Header>) -> Vec<wit::Header> {
             value: h.value,
         })
         .collect()
+}
+
+/// Makes a filter's header edits on the lent set. The host refuses a bad name or value (or
+/// a header it keeps its own); as with 0.1.0, where it refused the returned edits, that
+/// fails the filter's call.
+fn edit(fields: &v2::Fields, e: HeaderEdits) {
+    for name in &e.remove {
+        if let Err(m) = fields.remove(name) {
+            refuse(&m);
+        }
+    }
+    for h in &e.set {
+        if let Err(m) = fields.set(&h.name, &h.value) {
+            refuse(&m);
+        }
+    }
+}
+
+#[allow(
+    clippy::panic,
+    reason = "a refused edit fails the call, as a refused answer did in 0.1.0"
+)]
+fn refuse(message: &str) -> ! {
+    panic!("header edit refused by the host: {message}")
 }
 
 fn local(r: LocalResponse) -> wit::LocalResponse {
@@ -50,6 +66,7 @@ fn local(r: LocalResponse) -> wit::LocalResponse {
     }
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) fn edits(e: HeaderEdits) -> wit::HeaderEdits {
     wit::HeaderEdits {
         set: from_headers(e.set),
@@ -72,7 +89,7 @@ fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            crate::bindings::aigw::filter::telemetry::report_panic(&panic_text(info));
+            crate::bindings::services::telemetry::report_panic(&panic_text(info));
         }));
     });
 }
@@ -91,33 +108,34 @@ pub(crate) fn panic_text(info: &std::panic::PanicHookInfo<'_>) -> String {
     }
 }
 
-pub fn describe<F: Filter>() -> wit::FilterInfo {
+pub fn describe<F: Filter>() -> v2::FilterInfo {
     install_panic_hook();
     let info = F::describe();
-    crate::bindings::aigw::filter::manifest::declare_on_error(match info.on_error {
-        OnError::Open => crate::bindings::aigw::filter::manifest::FailureMode::Open,
-        OnError::Closed => crate::bindings::aigw::filter::manifest::FailureMode::Closed,
+    crate::bindings::services::manifest::declare_on_error(match info.on_error {
+        OnError::Open => crate::bindings::services::manifest::FailureMode::Open,
+        OnError::Closed => crate::bindings::services::manifest::FailureMode::Closed,
     });
-    let mut hooks = wit::Hooks::empty();
+    let mut hooks = v2::Hooks::empty();
     if info.hooks.request_headers {
-        hooks |= wit::Hooks::REQUEST_HEADERS;
+        hooks |= v2::Hooks::REQUEST_HEADERS;
     }
     if info.hooks.request_body {
-        hooks |= wit::Hooks::REQUEST_BODY;
+        hooks |= v2::Hooks::REQUEST_BODY;
     }
     if info.hooks.response_headers {
-        hooks |= wit::Hooks::RESPONSE_HEADERS;
+        hooks |= v2::Hooks::RESPONSE_HEADERS;
     }
     if info.hooks.response_body {
-        hooks |= wit::Hooks::RESPONSE_BODY;
+        hooks |= v2::Hooks::RESPONSE_BODY;
     }
     if info.hooks.done {
-        hooks |= wit::Hooks::DONE;
+        hooks |= v2::Hooks::DONE;
     }
-    wit::FilterInfo {
+    v2::FilterInfo {
         hooks,
         request_body: mode(info.request_body),
         response_body: mode(info.response_body),
+        stateless: info.stateless,
     }
 }
 
@@ -130,49 +148,68 @@ pub fn configure<F: Filter>(config_json: String) -> Result<(), String> {
     Ok(())
 }
 
-pub fn on_request_headers<F: Filter>(request: wit::RequestHead) -> wit::Decision {
-    let req = Request {
-        request_id: request.request_id,
-        method: request.method,
-        account: request.account,
-        gateway: request.gateway,
-        provider: request.provider,
-        path: request.path,
-        query: request.query,
-        headers: to_headers(request.headers),
-        client_ip: request.client_ip,
-    };
-    match with_filter::<F, _>(Decision::proceed(), |f| f.on_request_headers(&req)) {
-        Decision::Continue(e) => wit::Decision::Continue(edits(e)),
-        Decision::Respond(r) => wit::Decision::Respond(local(r)),
-    }
-}
-
-pub fn on_request_body<F: Filter>(body: Vec<u8>) -> wit::BodyDecision {
-    match with_filter::<F, _>(BodyDecision::Continue, |f| f.on_request_body(&body)) {
-        BodyDecision::Continue => wit::BodyDecision::Continue,
-        BodyDecision::Replace(b) => wit::BodyDecision::Replace(b),
-        BodyDecision::Respond(r) => wit::BodyDecision::Respond(local(r)),
-    }
-}
-
-pub fn on_response_headers<F: Filter>(response: wit::ResponseHead) -> wit::ResponseDecision {
-    let resp = Response {
-        status: response.status,
-        headers: to_headers(response.headers),
-        attempt: response.attempt,
-        upstream_error: response.upstream_error,
-        local: response.local,
-    };
-    match with_filter::<F, _>(ResponseDecision::proceed(), |f| {
-        f.on_response_headers(&resp)
-    }) {
-        ResponseDecision::Continue(e) => wit::ResponseDecision::Continue(edits(e)),
-        ResponseDecision::Respond(r) => wit::ResponseDecision::Respond(local(r)),
-        ResponseDecision::Retry { delay_ms } => {
-            wit::ResponseDecision::Retry(wit::RetrySpec { delay_ms })
+pub fn on_request_headers<F: Filter>(
+    request: v2::RequestHead,
+    headers: &v2::Fields,
+) -> v2::Decision {
+    crate::lent::lend([Some(headers), None], None, |call| {
+        let req = Request {
+            request_id: request.request_id,
+            method: request.method,
+            account: request.account,
+            gateway: request.gateway,
+            provider: request.provider,
+            path: request.path,
+            query: request.query,
+            headers: Headers::lent(call, 0),
+            client_ip: request.client_ip,
+        };
+        match with_filter::<F, _>(Decision::proceed(), |f| f.on_request_headers(&req)) {
+            Decision::Continue(e) => {
+                edit(headers, e);
+                v2::Decision::Continue
+            }
+            Decision::Respond(r) => v2::Decision::Respond(local(r)),
         }
-    }
+    })
+}
+
+pub fn on_request_body<F: Filter>(body: &v2::Body) -> v2::BodyDecision {
+    let bytes = body.read();
+    crate::lent::lend([None, None], Some((body, &bytes)), |_| {
+        match with_filter::<F, _>(BodyDecision::Continue, |f| f.on_request_body(&bytes)) {
+            BodyDecision::Continue => v2::BodyDecision::Continue,
+            BodyDecision::Replace(b) => v2::BodyDecision::Replace(b),
+            BodyDecision::Respond(r) => v2::BodyDecision::Respond(local(r)),
+        }
+    })
+}
+
+pub fn on_response_headers<F: Filter>(
+    response: v2::ResponseHead,
+    headers: &v2::Fields,
+) -> v2::ResponseDecision {
+    crate::lent::lend([Some(headers), None], None, |call| {
+        let resp = Response {
+            status: response.status,
+            headers: Headers::lent(call, 0),
+            attempt: response.attempt,
+            upstream_error: response.upstream_error,
+            local: response.local,
+        };
+        match with_filter::<F, _>(ResponseDecision::proceed(), |f| {
+            f.on_response_headers(&resp)
+        }) {
+            ResponseDecision::Continue(e) => {
+                edit(headers, e);
+                v2::ResponseDecision::Continue
+            }
+            ResponseDecision::Respond(r) => v2::ResponseDecision::Respond(local(r)),
+            ResponseDecision::Retry { delay_ms } => {
+                v2::ResponseDecision::Retry(wit::RetrySpec { delay_ms })
+            }
+        }
+    })
 }
 
 pub fn on_response_body<F: Filter>(chunk: Vec<u8>, end_of_stream: bool) -> wit::ChunkDecision {
@@ -185,38 +222,48 @@ pub fn on_response_body<F: Filter>(chunk: Vec<u8>, end_of_stream: bool) -> wit::
     }
 }
 
-pub fn on_done<F: Filter>(s: wit::Summary) {
-    let summary = Summary {
-        request_id: s.request_id,
-        created_at_ms: s.created_at_ms,
-        account: s.account,
-        gateway: s.gateway,
-        provider: s.provider,
-        method: s.method,
-        path: s.path,
-        model: s.model,
-        status: s.status,
-        outcome: match s.outcome {
-            wit::Outcome::Completed => Outcome::Completed,
-            wit::Outcome::RespondedLocally => Outcome::RespondedLocally,
-            wit::Outcome::UpstreamError => Outcome::UpstreamError,
-            wit::Outcome::ClientAborted => Outcome::ClientAborted,
-            wit::Outcome::FilterFailed => Outcome::FilterFailed,
+pub fn on_done<F: Filter>(
+    s: v2::Summary,
+    request_headers: &v2::Fields,
+    response_headers: &v2::Fields,
+) {
+    crate::lent::lend(
+        [Some(request_headers), Some(response_headers)],
+        None,
+        |call| {
+            let summary = Summary {
+                request_id: s.request_id,
+                created_at_ms: s.created_at_ms,
+                account: s.account,
+                gateway: s.gateway,
+                provider: s.provider,
+                method: s.method,
+                path: s.path,
+                model: s.model,
+                status: s.status,
+                outcome: match s.outcome {
+                    wit::Outcome::Completed => Outcome::Completed,
+                    wit::Outcome::RespondedLocally => Outcome::RespondedLocally,
+                    wit::Outcome::UpstreamError => Outcome::UpstreamError,
+                    wit::Outcome::ClientAborted => Outcome::ClientAborted,
+                    wit::Outcome::FilterFailed => Outcome::FilterFailed,
+                },
+                success: s.success,
+                cached: s.cached,
+                streamed: s.streamed,
+                tokens_in: s.tokens_in,
+                tokens_out: s.tokens_out,
+                tokens_cached: s.tokens_cached,
+                tokens_reasoning: s.tokens_reasoning,
+                cost: s.cost,
+                duration_ms: s.duration_ms,
+                attempts: s.attempts,
+                request_bytes: s.request_bytes,
+                response_bytes: s.response_bytes,
+                request_headers: Headers::lent(call, 0),
+                response_headers: Headers::lent(call, 1),
+            };
+            with_filter::<F, _>((), |f| f.on_done(&summary))
         },
-        success: s.success,
-        cached: s.cached,
-        streamed: s.streamed,
-        tokens_in: s.tokens_in,
-        tokens_out: s.tokens_out,
-        tokens_cached: s.tokens_cached,
-        tokens_reasoning: s.tokens_reasoning,
-        cost: s.cost,
-        duration_ms: s.duration_ms,
-        attempts: s.attempts,
-        request_bytes: s.request_bytes,
-        response_bytes: s.response_bytes,
-        request_headers: to_headers(s.request_headers),
-        response_headers: to_headers(s.response_headers),
-    };
-    with_filter::<F, _>((), |f| f.on_done(&summary))
+    )
 }

@@ -81,7 +81,7 @@ impl Default for Exchange {
             },
             request_body: Vec::new(),
             upstream_status: 200,
-            upstream_headers: Headers(vec![Header {
+            upstream_headers: Headers::from(vec![Header {
                 name: "content-type".into(),
                 value: "application/json".into(),
             }]),
@@ -101,9 +101,11 @@ impl Exchange {
         let mut ex = Exchange::default();
         ex.request.path = path.to_string();
         ex.request_body = body.as_bytes().to_vec();
-        ex.request.headers.0.push(Header {
-            name: "content-type".into(),
-            value: "application/json".into(),
+        ex.request.headers.edit(|l| {
+            l.push(Header {
+                name: "content-type".into(),
+                value: "application/json".into(),
+            })
         });
         ex
     }
@@ -115,9 +117,11 @@ impl Exchange {
     /// assert_eq!(ex.request.headers.get("x-team"), Some("a"));
     /// ```
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.request.headers.0.push(Header {
-            name: name.to_ascii_lowercase(),
-            value: value.to_string(),
+        self.request.headers.edit(|l| {
+            l.push(Header {
+                name: name.to_ascii_lowercase(),
+                value: value.to_string(),
+            })
         });
         self
     }
@@ -142,7 +146,7 @@ impl Exchange {
     /// ```
     pub fn stream(mut self, chunks: &[&str]) -> Self {
         self.upstream_chunks = chunks.iter().map(|c| c.as_bytes().to_vec()).collect();
-        self.upstream_headers = Headers(vec![Header {
+        self.upstream_headers = Headers::from(vec![Header {
             name: "content-type".into(),
             value: "text/event-stream".into(),
         }]);
@@ -375,7 +379,7 @@ pub fn run<F: Filter>(config: serde_json::Value, ex: Exchange) -> Played {
     }
     if let Some(local) = out.local.clone() {
         out.status = local.status;
-        out.headers = Headers(local.headers);
+        out.headers = Headers::from(local.headers);
         out.body = local.body;
         return finish(&mut filter, &info, out, Outcome::RespondedLocally, &ex);
     }
@@ -396,7 +400,7 @@ pub fn run<F: Filter>(config: serde_json::Value, ex: Exchange) -> Played {
             Some(ResponseDecision::Continue(edits)) => apply(&edits, &mut response.headers),
             Some(ResponseDecision::Respond(r)) => {
                 response.status = r.status;
-                response.headers = Headers(r.headers);
+                response.headers = Headers::from(r.headers);
                 chunks = vec![r.body];
                 replaced = true;
             }
@@ -494,13 +498,15 @@ fn finish<F: Filter>(
 }
 
 fn apply(edits: &HeaderEdits, headers: &mut Headers) {
-    for name in &edits.remove {
-        headers.0.retain(|h| !h.name.eq_ignore_ascii_case(name));
-    }
-    for h in &edits.set {
-        headers.0.retain(|x| !x.name.eq_ignore_ascii_case(&h.name));
-        headers.0.push(h.clone());
-    }
+    headers.edit(|list| {
+        for name in &edits.remove {
+            list.retain(|h| !h.name.eq_ignore_ascii_case(name));
+        }
+        for h in &edits.set {
+            list.retain(|x| !x.name.eq_ignore_ascii_case(&h.name));
+            list.push(h.clone());
+        }
+    });
 }
 
 #[cfg(test)]

@@ -287,7 +287,7 @@ pub fn price_bound(
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::{Level, Technique, Verdict};
-    use crate::bindings::aigw::filter::{context, kv, limits, log_store, spend, telemetry};
+    use crate::bindings::services::{context, kv, limits, log_store, spend, telemetry};
 
     pub fn kv_get(key: &str) -> Option<Vec<u8>> {
         kv::get(key)
@@ -413,7 +413,7 @@ mod imp {
         context::edit_response_head(status, &crate::glue::edits(edits))
     }
     pub fn on_error_setting() -> Option<crate::OnError> {
-        use crate::bindings::aigw::filter::manifest;
+        use crate::bindings::services::manifest;
         manifest::on_error_setting().map(|m| match m {
             manifest::FailureMode::Open => crate::OnError::Open,
             manifest::FailureMode::Closed => crate::OnError::Closed,

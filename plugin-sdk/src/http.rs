@@ -114,8 +114,8 @@ pub fn fetch(request: &OutboundRequest) -> Result<OutboundResponse, String> {
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::{OutboundRequest, OutboundResponse};
-    use crate::bindings::aigw::filter::http_client;
-    use crate::bindings::aigw::filter::types::Header;
+    use crate::bindings::services::http_client;
+    use crate::bindings::services::types::Header;
 
     pub fn fetch(r: &OutboundRequest) -> Result<OutboundResponse, String> {
         let request = http_client::OutboundRequest {

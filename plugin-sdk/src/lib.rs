@@ -48,6 +48,7 @@ extern crate self as aigw_plugin_sdk;
 pub mod answer;
 #[doc(hidden)]
 pub mod bindings;
+pub mod body;
 pub mod budget;
 pub mod cf;
 pub mod chat;
@@ -58,6 +59,7 @@ pub mod glue;
 mod harness;
 pub mod host;
 pub mod http;
+mod lent;
 pub mod testing;
 mod types;
 
@@ -176,24 +178,28 @@ macro_rules! export_filter {
         const _: () = {
             struct AigwFilterExport;
             impl $crate::__private::Guest for AigwFilterExport {
-                fn describe() -> $crate::__private::wit::FilterInfo {
+                fn describe() -> $crate::__private::v2::FilterInfo {
                     $crate::glue::describe::<$ty>()
                 }
                 fn configure(config_json: String) -> Result<(), String> {
                     $crate::glue::configure::<$ty>(config_json)
                 }
                 fn on_request_headers(
-                    request: $crate::__private::wit::RequestHead,
-                ) -> $crate::__private::wit::Decision {
-                    $crate::glue::on_request_headers::<$ty>(request)
+                    request: $crate::__private::v2::RequestHead,
+                    headers: &$crate::__private::v2::Fields,
+                ) -> $crate::__private::v2::Decision {
+                    $crate::glue::on_request_headers::<$ty>(request, headers)
                 }
-                fn on_request_body(body: Vec<u8>) -> $crate::__private::wit::BodyDecision {
+                fn on_request_body(
+                    body: &$crate::__private::v2::Body,
+                ) -> $crate::__private::v2::BodyDecision {
                     $crate::glue::on_request_body::<$ty>(body)
                 }
                 fn on_response_headers(
-                    response: $crate::__private::wit::ResponseHead,
-                ) -> $crate::__private::wit::ResponseDecision {
-                    $crate::glue::on_response_headers::<$ty>(response)
+                    response: $crate::__private::v2::ResponseHead,
+                    headers: &$crate::__private::v2::Fields,
+                ) -> $crate::__private::v2::ResponseDecision {
+                    $crate::glue::on_response_headers::<$ty>(response, headers)
                 }
                 fn on_response_body(
                     chunk: Vec<u8>,
@@ -201,8 +207,12 @@ macro_rules! export_filter {
                 ) -> $crate::__private::wit::ChunkDecision {
                     $crate::glue::on_response_body::<$ty>(chunk, end_of_stream)
                 }
-                fn on_done(summary: $crate::__private::wit::Summary) {
-                    $crate::glue::on_done::<$ty>(summary)
+                fn on_done(
+                    summary: $crate::__private::v2::Summary,
+                    request_headers: &$crate::__private::v2::Fields,
+                    response_headers: &$crate::__private::v2::Fields,
+                ) {
+                    $crate::glue::on_done::<$ty>(summary, request_headers, response_headers)
                 }
             }
     $crate::__private::export!(AigwFilterExport with_types_in $crate::__private::bindings);
@@ -240,8 +250,9 @@ pub mod __hooks {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings;
-    pub use crate::bindings::aigw::filter::types as wit;
     pub use crate::bindings::export;
-    pub use crate::bindings::exports::aigw::filter::filter::Guest;
+    pub use crate::bindings::exports::aigw::filter0_2_0::filter::Guest;
+    pub use crate::bindings::services::types as wit;
+    pub use crate::bindings::v2;
     pub use wit_bindgen;
 }

@@ -1,6 +1,6 @@
 //! The values a filter receives and returns: request and response heads,
 //! decisions, the request summary. These mirror the WIT contract
-//! `aigw:filter@0.1.0` with Rust-friendly helpers; conversion lives in `glue`. Also the values
+//! `aigw:filter@0.2.0` with Rust-friendly helpers; conversion lives in `glue`. Also the values
 //! the host services take and give (log level, limit technique and verdict).
 
 use serde_json::Value;
@@ -16,13 +16,24 @@ pub struct Header {
 
 /// A list of headers with case-insensitive look-ups.
 ///
+/// In a hook the host runs, the headers stay in the host and are read on demand: `get`
+/// asks for the one name it is given (and remembers the answer), `iter` fetches them all
+/// once. A clone is a snapshot that outlives the hook.
+///
 /// ```
 /// use aigw_plugin_sdk::Headers;
 /// let h = Headers::from_pairs([("x-user", "ada")]);
 /// assert_eq!(h.get("X-User"), Some("ada"));
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(pub Vec<Header>);
+#[derive(Default)]
+pub struct Headers {
+    /// Every header: given, or fetched from the host once.
+    list: std::cell::OnceCell<Vec<Header>>,
+    /// The host's set this view reads (call number, which set), when lent.
+    lent: Option<(u64, usize)>,
+    /// Names asked of the host one by one, with their first value.
+    got: elsa::FrozenVec<Box<(String, Option<String>)>>,
+}
 
 impl Headers {
     /// Builds a header list from name/value pairs.
@@ -32,15 +43,24 @@ impl Headers {
     /// assert_eq!(h.iter().count(), 2);
     /// ```
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Headers(
+        Headers::from(
             pairs
                 .into_iter()
                 .map(|(n, v)| Header {
                     name: n.to_ascii_lowercase(),
                     value: v.to_string(),
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         )
+    }
+
+    /// A view of header set `which` the host lends call `call`.
+    pub(crate) fn lent(call: u64, which: usize) -> Self {
+        Headers {
+            list: std::cell::OnceCell::new(),
+            lent: Some((call, which)),
+            got: elsa::FrozenVec::new(),
+        }
     }
 
     /// The first value of `name` (case-insensitive).
@@ -51,7 +71,22 @@ impl Headers {
     /// assert_eq!(h.get("accept"), None);
     /// ```
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        if let (Some((call, which)), None) = (self.lent, self.list.get()) {
+            let mut i = 0;
+            while let Some(entry) = self.got.get(i) {
+                if entry.0.eq_ignore_ascii_case(name) {
+                    return entry.1.as_deref();
+                }
+                i += 1;
+            }
+            let value = crate::lent::with_set(call, which, |f| f.get(name)).flatten();
+            return self
+                .got
+                .push_get(Box::new((name.to_string(), value)))
+                .1
+                .as_deref();
+        }
+        self.all()
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value.as_str())
@@ -64,7 +99,62 @@ impl Headers {
     /// assert_eq!(h.iter().next().map(|h| h.value.as_str()), Some("1"));
     /// ```
     pub fn iter(&self) -> impl Iterator<Item = &Header> {
-        self.0.iter()
+        self.all().iter()
+    }
+
+    fn all(&self) -> &Vec<Header> {
+        self.list.get_or_init(|| match self.lent {
+            Some((call, which)) => crate::lent::with_set(call, which, |f| {
+                f.entries()
+                    .into_iter()
+                    .map(|h| Header {
+                        name: h.name,
+                        value: h.value,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+            None => Vec::new(),
+        })
+    }
+
+    /// Edits the list (the test harness's upstream and filter edits); a lent view becomes
+    /// an owned one.
+    pub(crate) fn edit(&mut self, f: impl FnOnce(&mut Vec<Header>)) {
+        let mut list = self.all().clone();
+        f(&mut list);
+        *self = Headers::from(list);
+    }
+}
+
+impl From<Vec<Header>> for Headers {
+    fn from(list: Vec<Header>) -> Self {
+        Headers {
+            list: std::cell::OnceCell::from(list),
+            lent: None,
+            got: elsa::FrozenVec::new(),
+        }
+    }
+}
+
+impl Clone for Headers {
+    /// A snapshot: every header, fetched now if the host still lends them.
+    fn clone(&self) -> Self {
+        Headers::from(self.all().clone())
+    }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.all() == other.all()
+    }
+}
+
+impl Eq for Headers {}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Headers").field(self.all()).finish()
     }
 }
 
@@ -417,6 +507,11 @@ pub struct FilterInfo {
     /// What a failure of this filter does unless the gateway's TOML says otherwise.
     /// Default: [`OnError::Closed`].
     pub on_error: OnError,
+    /// The filter keeps nothing of a request in `self`: its value is built once per
+    /// instance and serves request after request, and the host lends the instance to a
+    /// request only for each hook call (a stream does not hold it). Cheaper; see
+    /// [`FilterInfo::stateless`].
+    pub stateless: bool,
 }
 
 impl FilterInfo {
@@ -496,6 +591,21 @@ impl FilterInfo {
     /// ```
     pub fn on_done(mut self) -> Self {
         self.hooks.done = true;
+        self
+    }
+
+    /// Declares that the filter keeps no per-request state in `self`: whatever a hook
+    /// needs comes from its arguments, its configuration and the host (kv, limits). The
+    /// host then skips rebuilding the filter (`configure`) between requests and does not
+    /// hold an instance for a stream's whole life. A filter that remembers something from
+    /// one hook for a later one (a cache key, a request's payload) must not declare it: a
+    /// later hook may run on another instance, or after another request's hooks.
+    ///
+    /// ```
+    /// assert!(aigw_plugin_sdk::FilterInfo::new().stateless().stateless);
+    /// ```
+    pub fn stateless(mut self) -> Self {
+        self.stateless = true;
         self
     }
 

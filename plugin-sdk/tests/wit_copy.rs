@@ -1,33 +1,14 @@
-//! The SDK carries its own copy of the WIT contract (`plugin-sdk/wit/filter.wit`)
-//! so that a published package is self-contained. This test keeps that copy
-//! equal, byte for byte, to the repository's `wit/filter.wit`, which the host
-//! is built from.
+//! The SDK carries its own copy of the WIT contract it builds against, so that a published
+//! package is self-contained: `plugin-sdk/wit/filter.wit` is the repository's
+//! `wit/0.2.0/filter.wit`, and `plugin-sdk/wit/deps/filter-0.1.0/filter.wit` is
+//! `wit/0.1.0/filter.wit` (0.2.0 imports the 0.1.0 host services). This test keeps each copy
+//! equal, byte for byte, to the file the host is built from.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-const FIX: &str = "from the repository root run `cp wit/filter.wit plugin-sdk/wit/` \
-                   (`cp -r wit/. plugin-sdk/wit/` if wit/ holds more files)";
-
-/// Every file under `dir`, as paths relative to it.
-fn files(dir: &Path) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let entries = std::fs::read_dir(&d)
-            .unwrap_or_else(|e| panic!("{}: cannot list ({e}); {FIX}", d.display()));
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                out.insert(path.strip_prefix(dir).unwrap().to_path_buf());
-            }
-        }
-    }
-    out
-}
+const FIX: &str = "from the repository root run `cp wit/0.2.0/filter.wit plugin-sdk/wit/ && \
+                   cp wit/0.1.0/filter.wit plugin-sdk/wit/deps/filter-0.1.0/`";
 
 #[test]
 fn sdk_wit_is_a_copy_of_the_repository_wit() {
@@ -41,48 +22,49 @@ fn sdk_wit_is_a_copy_of_the_repository_wit() {
         );
         return;
     }
-    let copy_dir = sdk.join("wit");
-
-    // The file the bindings are generated from, byte for byte.
-    let repo = std::fs::read(repo_dir.join("filter.wit")).unwrap_or_else(|e| {
-        panic!(
-            "{}: cannot read: {e}",
-            repo_dir.join("filter.wit").display()
-        )
-    });
-    let copy = std::fs::read(copy_dir.join("filter.wit")).unwrap_or_else(|e| {
-        panic!(
-            "{}: cannot read ({e}); the SDK builds from its own copy of the WIT: {FIX}",
-            copy_dir.join("filter.wit").display()
-        )
-    });
-    if repo != copy {
-        let at = repo
-            .iter()
-            .zip(copy.iter())
-            .position(|(a, b)| a != b)
-            .unwrap_or(repo.len().min(copy.len()));
-        let line = 1 + repo[..at].iter().filter(|&&b| b == b'\n').count();
-        panic!(
-            "plugin-sdk/wit/filter.wit differs from wit/filter.wit (first at byte {at}, line {line}; \
-             {} vs {} bytes). The SDK builds from its own copy of the WIT: {FIX}",
-            copy.len(),
-            repo.len()
-        );
+    for (repo, copy) in [
+        ("0.2.0/filter.wit", "filter.wit"),
+        ("0.1.0/filter.wit", "deps/filter-0.1.0/filter.wit"),
+    ] {
+        let (repo_path, copy_path) = (repo_dir.join(repo), sdk.join("wit").join(copy));
+        let a = std::fs::read(&repo_path)
+            .unwrap_or_else(|e| panic!("{}: cannot read: {e}", repo_path.display()));
+        let b = std::fs::read(&copy_path).unwrap_or_else(|e| {
+            panic!(
+                "{}: cannot read ({e}); the SDK builds from its own copy of the WIT: {FIX}",
+                copy_path.display()
+            )
+        });
+        if a != b {
+            let at = a
+                .iter()
+                .zip(b.iter())
+                .position(|(x, y)| x != y)
+                .unwrap_or(a.len().min(b.len()));
+            let line = 1 + a[..at].iter().filter(|&&c| c == b'\n').count();
+            panic!(
+                "plugin-sdk/wit/{copy} differs from wit/{repo} (first at byte {at}, line {line}; \
+                 {} vs {} bytes). The SDK builds from its own copy of the WIT: {FIX}",
+                b.len(),
+                a.len()
+            );
+        }
     }
-
-    // And the rest of the folder, should the contract grow more files.
-    let (repo_files, copy_files) = (files(&repo_dir), files(&copy_dir));
-    assert_eq!(
-        repo_files, copy_files,
-        "plugin-sdk/wit/ and wit/ hold different files; {FIX}"
+    // Nothing else in the SDK's copy: a stray file would be a contract the host lacks.
+    let mut extra = Vec::new();
+    let mut todo = vec![sdk.join("wit")];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if !path.ends_with("filter.wit") {
+                extra.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        extra.is_empty(),
+        "unexpected files in plugin-sdk/wit: {extra:?}"
     );
-    for file in &repo_files {
-        assert!(
-            std::fs::read(repo_dir.join(file)).unwrap()
-                == std::fs::read(copy_dir.join(file)).unwrap(),
-            "plugin-sdk/wit/{0} differs from wit/{0}; {FIX}",
-            file.display()
-        );
-    }
 }

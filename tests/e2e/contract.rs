@@ -1,12 +1,15 @@
-//! The filter contract stays loadable: a component built against an earlier `aigw:filter@0.1.0`
-//! (the test filter at commit 782b2e1, before `http-client`, `edit-response-head` and
-//! `on-error-setting` were added, committed as a fixture) loads beside today's built-ins and
-//! behaves as it did: it edits request and response headers, answers locally, and a filter
-//! built today runs next to it in one pipeline.
+//! The filter contract's versions run side by side: a component built against an earlier
+//! `aigw:filter@0.1.0` (the test filter at commit 782b2e1, before `http-client`,
+//! `edit-response-head` and `on-error-setting` were added, committed as a fixture) loads beside
+//! today's filters, built against `aigw:filter@0.2.0`, and behaves as it did: it edits request
+//! and response headers, answers locally, and a 0.2.0 filter runs next to it in one pipeline.
+//! A 0.2.0 filter that declares `stateless` is configured once and lent per hook call.
 
 use crate::harness::*;
-use hyper::StatusCode;
+use hyper::{Method, StatusCode};
 use std::path::PathBuf;
+
+const ADMIN: &str = "admin_listen = \"127.0.0.1:0\"\n";
 
 fn old_filter() -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -29,7 +32,11 @@ async fn a_component_built_against_an_earlier_0_1_0_still_loads_and_behaves() {
          [gateways.refuse.filters.old]\nmode = \"respond\"\nstatus = 451\n",
         mock.providers_toml()
     );
-    let gw = Gateway::start(&config, &[("old", &old), ("new", &test_filter_wasm())]);
+    let gw = Gateway::start_in(prepare_with_server(
+        ADMIN,
+        &config,
+        &[("old", &old), ("new", &test_filter_wasm())],
+    ));
     let r = send(
         &gw.url("/v1/acct/gw/openai/chat/completions"),
         &[],
@@ -51,4 +58,67 @@ async fn a_component_built_against_an_earlier_0_1_0_still_loads_and_behaves() {
     assert_eq!(r.status.as_u16(), 451, "{}", r.text());
     assert_eq!(r.header("x-answered-by"), Some("test-filter"));
     assert_eq!(mock.requests().len(), 1);
+
+    // Each runs on the bindings of the version it was built for.
+    let status = send_req(request(Method::GET, &gw.admin_url("/api/plugins"), &[], ""))
+        .await
+        .json();
+    let version = |name: &str| {
+        status["plugins"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == name))
+            .map(|p| p["wit_version"].clone())
+    };
+    assert_eq!(version("old"), Some("aigw:filter@0.1.0".into()), "{status}");
+    assert_eq!(version("new"), Some("aigw:filter@0.2.0".into()), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_filter_is_configured_once_and_reads_headers_on_demand() {
+    let mock = Mock::start().await;
+    let config = format!(
+        "{}[gateways.gw]\npipeline = [\"stateless\", \"old\"]\n\
+         [gateways.gw.filters.stateless]\ntag = \"x-team\"\nprobe = true\n\
+         [gateways.gw.filters.old]\nmode = \"set-header\"\nheader = \"x-team\"\nvalue = \"rewritten\"\n",
+        mock.providers_toml()
+    );
+    let gw = Gateway::start_in(prepare_with_server(
+        ADMIN,
+        &config,
+        &[
+            ("stateless", &stateless_filter_wasm()),
+            ("old", &old_filter()),
+        ],
+    ));
+    let url = gw.url("/v1/acct/gw/openai/chat/completions");
+    let mut calls = Vec::new();
+    for i in 0..6 {
+        let team = format!("team-{i}");
+        let r = send(&url, &[("x-team", &team)], &chat("hi", false)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        // The header it read on demand is this request's, as the client sent it (the 0.1.0
+        // filter after it rewrites x-team, and the upstream sees that).
+        let seen = &mock.requests()[i]["headers"];
+        assert_eq!(seen["x-stateless-tag"], team.as_str(), "{seen}");
+        assert_eq!(seen["x-team"], "rewritten", "{seen}");
+        // Sequential requests reuse one pooled instance, configured once.
+        assert_eq!(r.header("x-probe-configures"), Some("1"), "request {i}");
+        calls.push(
+            r.header("x-probe-calls")
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0),
+        );
+    }
+    // Two hook calls per request on the same, never reconfigured, filter value.
+    assert_eq!(calls, [2, 4, 6, 8, 10, 12]);
+    let status = send_req(request(Method::GET, &gw.admin_url("/api/plugins"), &[], ""))
+        .await
+        .json();
+    let stateless = status["plugins"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "stateless"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(stateless["stateless"], true, "{status}");
+    assert_eq!(stateless["wit_version"], "aigw:filter@0.2.0", "{status}");
 }

@@ -22,6 +22,12 @@ pub fn test_filter_wasm() -> Vec<u8> {
     std::fs::read(env!("AIGW_WASM_AIGW_TEST_FILTER")).expect("test filter wasm built by build.rs")
 }
 
+/// The stateless 0.2.0 test filter (tag and probe options).
+pub fn stateless_filter_wasm() -> Vec<u8> {
+    std::fs::read(env!("AIGW_WASM_AIGW_STATELESS_FILTER"))
+        .expect("stateless filter wasm built by build.rs")
+}
+
 /// The mock provider, in this process.
 pub struct Mock {
     pub addr: SocketAddr,

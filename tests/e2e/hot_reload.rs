@@ -120,7 +120,7 @@ async fn replacing_a_filter_changes_behaviour_without_a_failed_request() {
         .clone();
     assert_eq!(swap["status"], "active");
     assert_eq!(swap["sha256"], aigw::runtime::sha256_hex(cache));
-    assert_eq!(swap["wit_version"], "aigw:filter@0.1.0");
+    assert_eq!(swap["wit_version"], "aigw:filter@0.2.0");
     assert!(status["generation"].as_u64().unwrap() >= 2);
 }
 

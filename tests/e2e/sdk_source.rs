@@ -288,6 +288,7 @@ fn sdk_packages_on_its_own() {
         "src/lib.rs",
         "src/bindings.rs",
         "wit/filter.wit",
+        "wit/deps/filter-0.1.0/filter.wit",
     ] {
         assert!(
             files.contains(&wanted),

@@ -333,7 +333,7 @@ async fn request_header_hooks(
         if !ex.wants(i, Hooks::REQUEST_HEADERS) {
             continue;
         }
-        match ex.call(i, Hook::RequestHeaders(head)).await {
+        match ex.call(i, Hook::RequestHeaders(&mut *head)).await {
             Ok(Some(Answer::Decision(Decision::Continue(edits)))) => {
                 if let Err(m) = headers::apply(&edits, upstream_headers, &mut head.headers) {
                     let err = ex.bad_answer(i, "on-request-headers", m);

@@ -1,10 +1,13 @@
-//! Host-side bindings of the `aigw:filter@0.1.0` world. The only place
-//! `bindgen!` is used; the rest of the host goes through `runtime::instance`.
+//! Host-side bindings of the filter contract, one module per version: this module is
+//! `aigw:filter@0.1.0` (whose types the pipeline uses throughout), `v2` is
+//! `aigw:filter@0.2.0`, which imports the 0.1.0 host services and so shares their
+//! implementations. The only place `bindgen!` is used; the rest of the host goes through
+//! `runtime::instance`.
 #![allow(missing_docs, clippy::all)]
 
 wasmtime::component::bindgen!({
-    world: "filter-plugin",
-    path: "../wit",
+    world: "aigw:filter/filter-plugin@0.1.0",
+    path: "../wit/0.1.0",
     // Exports are called asynchronously (on a fiber) so WASI calls a filter
     // makes, such as writing a panic message to stderr, never block a tokio
     // worker.
@@ -30,3 +33,26 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::aigw::filter::types;
+
+/// `aigw:filter@0.2.0`.
+pub mod v2 {
+    wasmtime::component::bindgen!({
+        world: "aigw:filter/filter-plugin@0.2.0",
+        path: "../wit/0.2.0",
+        exports: { default: async },
+        imports: { default: trappable },
+        with: {
+            "aigw:filter/types@0.1.0": super::aigw::filter::types,
+            "aigw:filter/kv@0.1.0": super::aigw::filter::kv,
+            "aigw:filter/limits@0.1.0": super::aigw::filter::limits,
+            "aigw:filter/telemetry@0.1.0": super::aigw::filter::telemetry,
+            "aigw:filter/log-store@0.1.0": super::aigw::filter::log_store,
+            "aigw:filter/context@0.1.0": super::aigw::filter::context,
+            "aigw:filter/spend@0.1.0": super::aigw::filter::spend,
+            "aigw:filter/manifest@0.1.0": super::aigw::filter::manifest,
+            "aigw:filter/http-client@0.1.0": super::aigw::filter::http_client,
+            "aigw:filter/types@0.2.0.fields": crate::runtime::v2::Fields,
+            "aigw:filter/types@0.2.0.body": crate::runtime::v2::Body,
+        },
+    });
+}

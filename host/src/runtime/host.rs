@@ -363,6 +363,11 @@ impl HostState {
         }
     }
 
+    /// The resources lent to the current call (0.2.0's header sets and bodies).
+    pub(super) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
     /// Before the host waits on the network for the filter: charges the CPU the call used
     /// since the deadline's last check, so a wait can move the deadline but never erase
     /// CPU already spent (a filter alternating short waits and busy work still ends).

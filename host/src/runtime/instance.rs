@@ -5,12 +5,39 @@
 
 use super::FilterInfo;
 use super::bindings::types::{
-    BodyDecision, ChunkDecision, Decision, RequestHead, ResponseDecision, ResponseHead, Summary,
+    self, BodyDecision, ChunkDecision, Decision, RequestHead, ResponseDecision, ResponseHead,
+    Summary,
 };
-use super::bindings::{FilterPlugin, FilterPluginPre};
+use super::bindings::{FilterPlugin, FilterPluginPre, v2 as v2b};
 use super::host::{HostState, Services};
+use super::v2;
+use bytes::Bytes;
 use std::sync::Arc;
+use wasmtime::component::Resource;
 use wasmtime::{Engine, Store, Trap};
+
+/// A filter type-checked against the contract version it was built for.
+pub enum Pre {
+    /// `aigw:filter@0.1.0`.
+    V1(FilterPluginPre<HostState>),
+    /// `aigw:filter@0.2.0`.
+    V2(v2b::FilterPluginPre<HostState>),
+}
+
+impl Pre {
+    /// The contract version, as `/api/plugins` shows it.
+    pub fn contract(&self) -> &'static str {
+        match self {
+            Pre::V1(_) => "0.1.0",
+            Pre::V2(_) => "0.2.0",
+        }
+    }
+}
+
+enum Bindings {
+    V1(FilterPlugin),
+    V2(v2b::FilterPlugin),
+}
 
 /// Why a filter could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -58,25 +85,27 @@ impl FilterError {
 /// A live instance.
 pub struct FilterInstance {
     store: Store<HostState>,
-    bindings: FilterPlugin,
+    bindings: Bindings,
     ticks: u64,
     name: Arc<str>,
     uses: u32,
 }
 
-/// A hook call and its argument.
-#[derive(Debug, Clone, Copy)]
+/// A hook call and its argument. The head and summary are lent mutably so that a 0.2.0
+/// filter's header sets can be moved into its call and back, never copied; they come
+/// back as they went in, except for the filter's header edits, applied to the view.
+#[derive(Debug)]
 pub enum Hook<'a> {
     /// `on-request-headers`.
-    RequestHeaders(&'a RequestHead),
+    RequestHeaders(&'a mut RequestHead),
     /// `on-request-body`.
-    RequestBody(&'a [u8]),
+    RequestBody(&'a Bytes),
     /// `on-response-headers`.
-    ResponseHeaders(&'a ResponseHead),
+    ResponseHeaders(&'a mut ResponseHead),
     /// `on-response-body` (chunk, end of stream).
     ResponseBody(&'a [u8], bool),
     /// `on-done`.
-    Done(&'a Summary),
+    Done(&'a mut Summary),
 }
 
 impl Hook<'_> {
@@ -110,7 +139,7 @@ pub enum Answer {
 impl FilterInstance {
     pub(super) async fn new(
         engine: &Engine,
-        pre: &FilterPluginPre<HostState>,
+        pre: &Pre,
         name: Arc<str>,
         services: Arc<Services>,
         timeout_ms: u64,
@@ -172,14 +201,15 @@ impl FilterInstance {
                 (timeout_ms - state.cpu_used_ms).div_ceil(tick).max(1),
             ))
         });
-        let bindings = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| FilterError::Call {
-                filter: name.to_string(),
-                hook: "instantiate",
-                message: describe_error(&e),
-            })?;
+        let bindings = match pre {
+            Pre::V1(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V1),
+            Pre::V2(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V2),
+        }
+        .map_err(|e| FilterError::Call {
+            filter: name.to_string(),
+            hook: "instantiate",
+            message: describe_error(&e),
+        })?;
         Ok(FilterInstance {
             store,
             bindings,
@@ -230,23 +260,46 @@ impl FilterInstance {
     /// `describe`.
     pub async fn describe(&mut self) -> Result<FilterInfo, FilterError> {
         self.arm();
-        let r = self
-            .bindings
-            .aigw_filter_filter()
-            .call_describe(&mut self.store)
-            .await;
-        let info = self.checked("describe", r)?;
+        let store = &mut self.store;
+        let r = match &self.bindings {
+            Bindings::V1(b) => b
+                .aigw_filter_filter()
+                .call_describe(store)
+                .await
+                .map(|i| (i.hooks, i.request_body, i.response_body, false)),
+            Bindings::V2(b) => b
+                .aigw_filter0_2_0_filter()
+                .call_describe(store)
+                .await
+                .map(|i| {
+                    (
+                        v2::hooks(i.hooks),
+                        i.request_body,
+                        i.response_body,
+                        i.stateless,
+                    )
+                }),
+        };
+        let (hooks, request_body, response_body, stateless) = self.checked("describe", r)?;
         Ok(FilterInfo {
-            hooks: info.hooks,
-            request_body: info.request_body,
-            response_body: info.response_body,
+            hooks,
+            request_body,
+            response_body,
             on_error: self.store.data_mut().declared_on_error.take(),
+            stateless,
         })
     }
 
-    /// Requests this instance was configured for.
+    /// Requests this instance was configured for (or, for a stateless filter, calls it
+    /// was lent for).
     pub fn uses(&self) -> u32 {
         self.uses
+    }
+
+    /// Counts a loan of a stateless filter's instance (never reconfigured, it is retired
+    /// by its count like any other).
+    pub fn lent(&mut self) {
+        self.uses = self.uses.saturating_add(1);
     }
 
     /// `configure`; a rejection is `FilterError::Configure`. Called once per
@@ -263,11 +316,19 @@ impl FilterInstance {
         state.secrets = settings.secrets.clone();
         state.on_error_setting = settings.on_error;
         self.arm();
-        let r = self
-            .bindings
-            .aigw_filter_filter()
-            .call_configure(&mut self.store, &settings.config_json)
-            .await;
+        let store = &mut self.store;
+        let r = match &self.bindings {
+            Bindings::V1(b) => {
+                b.aigw_filter_filter()
+                    .call_configure(store, &settings.config_json)
+                    .await
+            }
+            Bindings::V2(b) => {
+                b.aigw_filter0_2_0_filter()
+                    .call_configure(store, &settings.config_json)
+                    .await
+            }
+        };
         self.checked("configure", r)?
             .map_err(|message| FilterError::Configure {
                 filter: self.name.to_string(),
@@ -278,25 +339,124 @@ impl FilterInstance {
     /// Calls one hook with the call deadline armed.
     pub async fn hook(&mut self, hook: Hook<'_>) -> Result<Answer, FilterError> {
         self.arm();
-        let f = self.bindings.aigw_filter_filter();
+        let name = hook.name();
         let store = &mut self.store;
-        let result = match hook {
-            Hook::RequestHeaders(h) => f
-                .call_on_request_headers(store, h)
-                .await
-                .map(Answer::Decision),
-            Hook::RequestBody(b) => f.call_on_request_body(store, b).await.map(Answer::Body),
-            Hook::ResponseHeaders(h) => f
-                .call_on_response_headers(store, h)
-                .await
-                .map(Answer::Response),
-            Hook::ResponseBody(c, end) => f
-                .call_on_response_body(store, c, end)
-                .await
-                .map(Answer::Chunk),
-            Hook::Done(s) => f.call_on_done(store, s).await.map(|_| Answer::Done),
+        let result = match &self.bindings {
+            Bindings::V1(b) => {
+                let f = b.aigw_filter_filter();
+                match hook {
+                    Hook::RequestHeaders(h) => f
+                        .call_on_request_headers(store, h)
+                        .await
+                        .map(Answer::Decision),
+                    Hook::RequestBody(b) => {
+                        f.call_on_request_body(store, b).await.map(Answer::Body)
+                    }
+                    Hook::ResponseHeaders(h) => f
+                        .call_on_response_headers(store, h)
+                        .await
+                        .map(Answer::Response),
+                    Hook::ResponseBody(c, end) => f
+                        .call_on_response_body(store, c, end)
+                        .await
+                        .map(Answer::Chunk),
+                    Hook::Done(s) => f.call_on_done(store, s).await.map(|_| Answer::Done),
+                }
+            }
+            Bindings::V2(b) => call_v2(b, store, hook).await,
         };
-        self.checked(hook.name(), result)
+        self.checked(name, result)
+    }
+}
+
+/// Lends `list` to the call as a `fields` resource.
+fn lend(
+    store: &mut Store<HostState>,
+    list: &mut Vec<types::Header>,
+    writable: bool,
+) -> wasmtime::Result<Resource<v2::Fields>> {
+    let fields = v2::Fields::new(std::mem::take(list), writable);
+    Ok(store.data_mut().table().push(fields)?)
+}
+
+/// Takes a lent header set back: the view (with the filter's edits) returns to `list`.
+fn take_back(
+    store: &mut Store<HostState>,
+    lent: Resource<v2::Fields>,
+    list: &mut Vec<types::Header>,
+) -> wasmtime::Result<types::HeaderEdits> {
+    let (view, edits) = store.data_mut().table().delete(lent)?.into_parts();
+    *list = view;
+    Ok(edits)
+}
+
+fn borrow<T: 'static>(r: &Resource<T>) -> Resource<T> {
+    Resource::new_borrow(r.rep())
+}
+
+/// A 0.2.0 hook call, answered in 0.1.0's terms (header edits made on the lent set come
+/// back as a `continue`'s edits).
+async fn call_v2(
+    b: &v2b::FilterPlugin,
+    store: &mut Store<HostState>,
+    hook: Hook<'_>,
+) -> wasmtime::Result<Answer> {
+    use super::bindings::v2::aigw::filter0_2_0::types as w;
+    let f = b.aigw_filter0_2_0_filter();
+    match hook {
+        Hook::RequestHeaders(h) => {
+            let head = v2::request_head(h);
+            let lent = lend(store, &mut h.headers, true)?;
+            let r = f
+                .call_on_request_headers(&mut *store, &head, borrow(&lent))
+                .await;
+            let edits = take_back(store, lent, &mut h.headers)?;
+            Ok(Answer::Decision(match r? {
+                w::Decision::Continue => Decision::Continue(edits),
+                w::Decision::Respond(l) => Decision::Respond(l),
+            }))
+        }
+        Hook::RequestBody(bytes) => {
+            let lent = store
+                .data_mut()
+                .table()
+                .push(v2::Body::new(bytes.clone()))?;
+            let r = f.call_on_request_body(&mut *store, borrow(&lent)).await;
+            store.data_mut().table().delete(lent)?;
+            Ok(Answer::Body(match r? {
+                w::BodyDecision::Continue => BodyDecision::Continue,
+                w::BodyDecision::Replace(b) => BodyDecision::Replace(b),
+                w::BodyDecision::Respond(l) => BodyDecision::Respond(l),
+            }))
+        }
+        Hook::ResponseHeaders(h) => {
+            let head = v2::response_head(h);
+            let lent = lend(store, &mut h.headers, true)?;
+            let r = f
+                .call_on_response_headers(&mut *store, &head, borrow(&lent))
+                .await;
+            let edits = take_back(store, lent, &mut h.headers)?;
+            Ok(Answer::Response(match r? {
+                w::ResponseDecision::Continue => ResponseDecision::Continue(edits),
+                w::ResponseDecision::Respond(l) => ResponseDecision::Respond(l),
+                w::ResponseDecision::Retry(spec) => ResponseDecision::Retry(spec),
+            }))
+        }
+        Hook::ResponseBody(c, end) => f
+            .call_on_response_body(store, c, end)
+            .await
+            .map(Answer::Chunk),
+        Hook::Done(s) => {
+            let summary = v2::summary(s);
+            let req = lend(store, &mut s.request_headers, false)?;
+            let resp = lend(store, &mut s.response_headers, false)?;
+            let r = f
+                .call_on_done(&mut *store, &summary, borrow(&req), borrow(&resp))
+                .await;
+            take_back(store, req, &mut s.request_headers)?;
+            take_back(store, resp, &mut s.response_headers)?;
+            r.map(|_| Answer::Done)
+        }
     }
 }
 

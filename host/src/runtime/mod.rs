@@ -7,9 +7,11 @@ pub mod bindings;
 pub mod builtin;
 pub mod host;
 pub mod instance;
+pub mod v2;
 
 use bindings::FilterPluginPre;
 use host::{HostState, Services};
+use instance::Pre;
 use instance::{FilterError, FilterInstance};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -43,8 +45,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The WIT package version filters are loaded against.
-pub const WIT_VERSION: &str = "aigw:filter@0.1.0";
+/// The contract versions filters are loaded against, oldest first; the SDK builds
+/// against the last.
+pub const WIT_VERSIONS: [&str; 2] = ["aigw:filter@0.1.0", "aigw:filter@0.2.0"];
 
 /// Hooks and body modes a filter declared.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +61,9 @@ pub struct FilterInfo {
     /// The `on_error` default the filter declared (none: built with an SDK that predates
     /// the declaration; the host's default, `open`, applies).
     pub on_error: Option<crate::config::OnError>,
+    /// The filter keeps nothing of a request in its filter value (0.2.0): an instance is
+    /// configured once and lent per hook call.
+    pub stateless: bool,
 }
 
 impl FilterInfo {
@@ -108,7 +114,14 @@ pub struct LoadedFilter {
     pub info: FilterInfo,
     /// When it was compiled (ms since the Unix epoch).
     pub loaded_at_ms: u64,
-    pre: FilterPluginPre<HostState>,
+    pre: Pre,
+}
+
+impl LoadedFilter {
+    /// The contract version it was built for ("0.1.0", "0.2.0").
+    pub fn contract(&self) -> &'static str {
+        self.pre.contract()
+    }
 }
 
 impl std::fmt::Debug for LoadedFilter {
@@ -207,6 +220,12 @@ impl Runtime {
             .map_err(|e| format!("cannot link WASI: {e}"))?;
         bindings::FilterPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| format!("cannot link the aigw imports: {e}"))?;
+        // 0.2.0 imports the 0.1.0 services linked above; only its resources are new.
+        bindings::v2::aigw::filter0_2_0::types::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| format!("cannot link the aigw 0.2.0 imports: {e}"))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("aigw-epoch".into())
@@ -255,11 +274,28 @@ impl Runtime {
             }
             .map_err(|e| fail("parse", format!("{e:#}")))?
         };
+        let exports = |version: &str| {
+            component
+                .get_export_index(None, format!("aigw:filter/filter@{version}"))
+                .is_some()
+        };
+        let v2 = exports("0.2.0");
+        if !v2 && !exports("0.1.0") {
+            return Err(fail(
+                "type-check",
+                "the component exports neither aigw:filter/filter@0.1.0 nor aigw:filter/filter@0.2.0: build it with the aigw plugin SDK or against one of the contracts in wit/".to_string(),
+            ));
+        }
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| fail("type-check", format!("{e:#}")))?;
-        let pre = FilterPluginPre::new(pre).map_err(|e| fail("type-check", format!("{e:#}")))?;
+        let pre = if v2 {
+            bindings::v2::FilterPluginPre::new(pre).map(Pre::V2)
+        } else {
+            FilterPluginPre::new(pre).map(Pre::V1)
+        }
+        .map_err(|e| fail("type-check", format!("{e:#}")))?;
         let mut probe = FilterInstance::new(
             &self.engine,
             &pre,
@@ -318,6 +354,7 @@ mod tests {
             request_body,
             response_body,
             on_error: None,
+            stateless: false,
         };
         let fine = info(
             Hooks::REQUEST_HEADERS | Hooks::REQUEST_BODY | Hooks::RESPONSE_BODY,

@@ -14,7 +14,7 @@
 use super::App;
 use crate::config::Config;
 use crate::pipeline::{self, BuildError, Generation};
-use crate::runtime::{Runtime, Source, WIT_VERSION, sha256_hex};
+use crate::runtime::{Runtime, Source, sha256_hex};
 use crate::store::now_ms;
 use notify::{Event, RecursiveMode, Watcher};
 use serde_json::{Value, json};
@@ -184,7 +184,8 @@ impl Reloader {
             .map(|p| {
                 p.iter()
                     .map(|(name, s)| {
-                        let info = generation.filters.get(name).map(|f| f.info);
+                        let loaded = generation.filters.get(name);
+                        let info = loaded.map(|f| f.info);
                         // Per gateway using it: the effective on_error and the circuit.
                         let mut stages = Vec::new();
                         let mut failing = false;
@@ -221,7 +222,9 @@ impl Reloader {
                             "name": name,
                             "source": s.source,
                             "sha256": s.sha256,
-                            "wit_version": WIT_VERSION,
+                            // The contract it was built against.
+                            "wit_version": loaded.map(|f| format!("aigw:filter@{}", f.contract())),
+                            "stateless": info.map(|i| i.stateless),
                             "loaded_at_ms": s.loaded_at_ms,
                             "generation": s.generation,
                             "status": status,

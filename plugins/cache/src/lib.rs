@@ -82,41 +82,13 @@ fn decode_entry(bytes: &[u8]) -> Option<(String, &[u8])> {
     Some((ct, &bytes[nl + 1..]))
 }
 
-/// Canonical form of a JSON body: keys sorted, no whitespace. Non-JSON bodies
-/// are used as they are, and so are bodies holding a number that a float
-/// cannot keep exactly (an integer past the u64/i64 range): read as floats,
-/// `100000000000000000000` and `100000000000000000001` would share a key.
-pub fn canonical_body(body: &[u8]) -> Vec<u8> {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        // serde_json's map is ordered by key (no preserve_order feature), and
-        // it parses floats exactly (float_roundtrip), so distinct floats stay
-        // distinct.
-        Ok(v) if !has_inexact_number(&v) => v.to_string().into_bytes(),
-        _ => body.to_vec(),
-    }
-}
-
-/// Float magnitude from which not every integer is representable (2^53).
-const EXACT_FLOAT_LIMIT: f64 = 9_007_199_254_740_992.0;
-
-/// Whether `v` holds a float of magnitude 2^53 or more, which may stand for
-/// several different integers. (Integers within u64/i64 are kept exactly.)
-/// Recursion is bounded by serde_json's nesting limit.
-fn has_inexact_number(v: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match v {
-        Value::Number(n) => n.is_f64() && n.as_f64().is_some_and(|f| f.abs() >= EXACT_FLOAT_LIMIT),
-        Value::Array(items) => items.iter().any(has_inexact_number),
-        Value::Object(map) => map.values().any(has_inexact_number),
-        _ => false,
-    }
-}
+/// Canonical form of a JSON body (the SDK's, which the host computes natively in a
+/// hook): keys sorted, no whitespace; non-JSON bodies, and bodies holding a number a float
+/// cannot keep exactly, as they are.
+pub use aigw_plugin_sdk::body::canonical_json as canonical_body;
 
 fn model_of(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string))
-        .unwrap_or_default()
+    aigw_plugin_sdk::body::model(body).unwrap_or_default()
 }
 
 impl Cache {
@@ -221,18 +193,12 @@ impl Filter for Cache {
         if self.bypass || self.key.is_some() {
             return BodyDecision::Continue;
         }
-        let mut h = Sha256::new();
-        for part in [
-            self.provider.as_bytes(),
-            self.route.as_bytes(),
-            model_of(body).as_bytes(),
-            self.auth.as_bytes(),
-        ] {
-            h.update(part);
-            h.update([0u8]);
-        }
-        h.update(canonical_body(body));
-        let key = hex::encode(h.finalize());
+        // Done by the host when it lends the body: no JSON parse or hashing in here.
+        let model = model_of(body);
+        let key = aigw_plugin_sdk::body::canonical_sha256(
+            &[&self.provider, &self.route, &model, &self.auth],
+            body,
+        );
         if let Some(hit) = self.hit(&key) {
             return BodyDecision::Respond(hit);
         }

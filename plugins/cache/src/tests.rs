@@ -1,5 +1,6 @@
 use super::*;
 use aigw_plugin_sdk::Headers;
+use aigw_plugin_sdk::body::EXACT_FLOAT_LIMIT;
 use aigw_plugin_sdk::testing::MockHost;
 
 fn request(headers: &[(&str, &str)]) -> Request {

@@ -1,6 +1,6 @@
 """A tiny aigw filter in Python, built with componentize-py (see build.sh).
 
-It proves the `filter-plugin` contract (wit/filter.wit) is language-neutral:
+It proves the `filter-plugin` contract (wit/0.1.0/filter.wit) is language-neutral:
 
 * `configure` accepts one optional string key, `tag`;
 * `on-request-headers` answers 403 JSON when the request has `x-block-me`,

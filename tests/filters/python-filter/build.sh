@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Python example filter (app.py) into a WebAssembly component for
-# aigw's `filter-plugin` world (wit/filter.wit).
+# aigw's `filter-plugin` world at contract 0.1.0 (wit/0.1.0/filter.wit; the host
+# loads 0.1.0 and 0.2.0 components side by side).
 #
 # Needs componentize-py on PATH; this script installs nothing:
 #     pip install componentize-py==0.25.1
@@ -18,7 +19,7 @@ if ! command -v componentize-py >/dev/null; then
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-wit="$here/../../../wit"
+wit="$here/../../../wit/0.1.0"
 out="$1"
 case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
 mkdir -p "$(dirname "$out")"

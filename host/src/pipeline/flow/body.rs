@@ -420,7 +420,7 @@ impl BodyTask {
                 price_catalog: cost.map(|_| ex.config.prices.version().to_string()),
             },
         );
-        let summary = Summary {
+        let mut summary = Summary {
             request_id: ex.request_id.clone(),
             created_at_ms: ex.created_at_ms,
             account: ex.account.clone(),
@@ -473,7 +473,7 @@ impl BodyTask {
         );
         for i in 0..ex.gw.stages.len() {
             if ex.wants(i, Hooks::DONE) {
-                let _ = ex.call(i, Hook::Done(&summary)).await;
+                let _ = ex.call(i, Hook::Done(&mut summary)).await;
             }
         }
         // Reservations a filter left open (it failed, or forgot), charged as the SDK's

@@ -202,7 +202,17 @@ impl Exchange {
             started.elapsed().as_micros() as u64,
         );
         match result {
-            Ok(r) => Ok(Some(r)),
+            Ok(r) => {
+                // A stateless filter keeps nothing of this request: its instance goes
+                // back to the pool after each call, so a stream does not hold it.
+                if self.gw.stages[i].filter.info.stateless
+                    && let Some((_, mut inst)) = self.release(i)
+                {
+                    inst.lent();
+                    self.gw.stages[i].pool.give(inst);
+                }
+                Ok(Some(r))
+            }
             Err(e) => self.fail(i, e),
         }
     }
@@ -234,7 +244,11 @@ impl Exchange {
     ) {
         for (i, mut inst) in released {
             let stage = &gw.stages[i];
-            if inst.configure(&stage.settings).await.is_ok() {
+            // A stateless filter's instance keeps its configuration.
+            if stage.filter.info.stateless {
+                inst.lent();
+                stage.pool.give(inst);
+            } else if inst.configure(&stage.settings).await.is_ok() {
                 stage.pool.give(inst);
             }
         }

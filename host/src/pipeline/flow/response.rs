@@ -128,7 +128,7 @@ pub(super) async fn response_hooks(
         if !ex.wants(i, Hooks::RESPONSE_HEADERS) {
             continue;
         }
-        match ex.call(i, Hook::ResponseHeaders(&head)).await? {
+        match ex.call(i, Hook::ResponseHeaders(&mut head)).await? {
             Some(Answer::Response(ResponseDecision::Continue(edits))) => {
                 if let Err(m) = headers::apply(&edits, &mut out.headers, &mut head.headers) {
                     let err = ex.bad_answer(i, "on-response-headers", m);
