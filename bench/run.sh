@@ -230,14 +230,14 @@ fi
 # ---- builds ------------------------------------------------------------------
 if [ $QUICK = 1 ]; then PROFILE=${BENCH_PROFILE:-dev}; else PROFILE=${BENCH_PROFILE:-release}; fi
 case $PROFILE in dev) BIN=$ROOT/target/debug ;; *) BIN=$ROOT/target/$PROFILE ;; esac
-say "building aigw and the driver (profile $PROFILE) and the no-op test filter"
+say "building aigw and the driver (profile $PROFILE) and the no-op filter"
 cargo_locked build --profile "$PROFILE" -p aigw -p aigw-bench-driver > "$LOGS/build.log" 2>&1 \
     || { tail -20 "$LOGS/build.log" >&2; exit 1; }
-cargo_locked build -p aigw-test-filter --profile wasm --target wasm32-wasip2 >> "$LOGS/build.log" 2>&1 \
+cargo_locked build -p aigw-stateless-filter --profile wasm --target wasm32-wasip2 >> "$LOGS/build.log" 2>&1 \
     || { tail -20 "$LOGS/build.log" >&2; exit 1; }
 AIGW=$BIN/aigw
 DRIVER=$BIN/aigw-bench
-NOOP_WASM=$ROOT/target/wasm32-wasip2/wasm/aigw_test_filter.wasm
+NOOP_WASM=$ROOT/target/wasm32-wasip2/wasm/aigw_stateless_filter.wasm
 [ -f "$NOOP_WASM" ] || { echo "bench/run.sh: $NOOP_WASM missing after the build" >&2; exit 1; }
 meta build profile "$PROFILE"
 
@@ -268,9 +268,9 @@ fi
 # crabllm: one line per request; LiteLLM/uvicorn: one access line per request).
 unset RUST_LOG
 say "starting the mock provider (core 0)"
-start mock 0 "$AIGW" mock-provider --listen 127.0.0.1:0
+start mock 0 "$AIGW" mock-provider --listen 127.0.0.1:0 --lean
 MOCK=$(wait_line mock "mock provider listening on http://" 30)
-meta placement "mock provider (aigw mock-provider)" "core 0, pid ${PID_OF[mock]}"
+meta placement "mock provider (aigw mock-provider --lean: no request recording)" "core 0, pid ${PID_OF[mock]}"
 free_port() { "$DRIVER" free-port; }
 
 TARGETS=()
@@ -373,10 +373,6 @@ for n in 0 1 2 4 8; do
 [gateways.noop$n]
 pipeline = [$list]
 "
-    for i in $(seq 1 $n); do NOOP_TOML="$NOOP_TOML
-[gateways.noop$n.filters.noop$i]
-mode = \"noop\"
-"; done
 done
 mkdir -p "$RUN/aigw-noop/plugins.d"
 for i in 1 2 3 4 5 6 7 8; do cp "$NOOP_WASM" "$RUN/aigw-noop/plugins.d/noop$i.wasm"; done

@@ -42,6 +42,10 @@ pub enum Command {
         /// Address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:8790")]
         listen: SocketAddr,
+        /// Keep no record of the requests (`/__mock/requests` stays empty): the upstream of
+        /// a benchmark, where recording would be most of the mock's work.
+        #[arg(long)]
+        lean: bool,
     },
 }
 

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{report}\n{}: OK", config.display());
             }),
-            Command::MockProvider { listen } => run_mock(listen).await,
+            Command::MockProvider { listen, lean } => run_mock(listen, lean).await,
             Command::Logs(LogsCommand::Recost {
                 gateway,
                 since,
@@ -62,7 +62,7 @@ fn say(text: String) {
     let _ = writeln!(out, "{text}");
 }
 
-async fn run_mock(listen: std::net::SocketAddr) -> Result<(), String> {
+async fn run_mock(listen: std::net::SocketAddr, lean: bool) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("--listen {listen}: cannot bind: {e}"))?;
@@ -72,7 +72,11 @@ async fn run_mock(listen: std::net::SocketAddr) -> Result<(), String> {
         let _ = writeln!(out, "mock provider listening on http://{bound}");
         let _ = out.flush();
     }
-    let state = std::sync::Arc::new(aigw::mock::MockState::default());
+    let state = std::sync::Arc::new(if lean {
+        aigw::mock::MockState::lean()
+    } else {
+        aigw::mock::MockState::default()
+    });
     tokio::select! {
         _ = aigw::mock::serve(listener, state) => {}
         _ = tokio::signal::ctrl_c() => {}

@@ -50,6 +50,8 @@ pub struct MockState {
     failures: Mutex<HashMap<String, u64>>,
     open_streams: Arc<std::sync::atomic::AtomicUsize>,
     open_sockets: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests are not recorded (`mock-provider --lean`).
+    unrecorded: bool,
 }
 
 pub mod bedrock;
@@ -57,6 +59,14 @@ mod gemini;
 mod realtime;
 
 impl MockState {
+    /// A mock that records no request: a benchmark's upstream.
+    pub fn lean() -> Self {
+        MockState {
+            unrecorded: true,
+            ..MockState::default()
+        }
+    }
+
     /// SSE responses being sent right now.
     pub fn open_streams(&self) -> usize {
         self.open_streams.load(std::sync::atomic::Ordering::SeqCst)
@@ -118,23 +128,53 @@ fn json_response(status: StatusCode, body: Value) -> Response<GatewayBody> {
     r
 }
 
-async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<GatewayBody> {
-    let (mut parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    let path = parts.uri.path().to_string();
-    if path == "/__mock/requests" {
-        if parts.method == Method::DELETE {
-            if let Ok(mut r) = state.requests.lock() {
-                r.clear();
-            }
-            return json_response(StatusCode::OK, json!({"cleared": true}));
-        }
-        return json_response(StatusCode::OK, Value::Array(state.requests()));
+/// A benchmark's upstream (`--lean`) answers a plain non-streamed chat completion (no
+/// `x-mock-*` header) without building JSON trees: the same shape and usage as the full
+/// path, with a fixed reply. `None`: take the full path.
+fn lean_chat(
+    parts: &hyper::http::request::Parts,
+    path: &str,
+    body: &[u8],
+) -> Option<Response<GatewayBody>> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        model: Option<String>,
+        #[serde(default)]
+        stream: bool,
     }
+    if parts.method != Method::POST
+        || !path.ends_with("/chat/completions")
+        || parts
+            .headers
+            .keys()
+            .any(|k| k.as_str().starts_with("x-mock-"))
+    {
+        return None;
+    }
+    let probe: Probe = serde_json::from_slice(body).ok()?;
+    if probe.stream {
+        return None;
+    }
+    let model = serde_json::to_string(probe.model.as_deref().unwrap_or("mock-model")).ok()?;
+    let text = format!(
+        concat!(
+            r#"{{"id":"chatcmpl-mock","object":"chat.completion","created":{},"model":{},"#,
+            r#""choices":[{{"index":0,"message":{{"role":"assistant","content":"mock says: ok"}},"finish_reason":"stop"}}],"#,
+            r#""usage":{{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15,"prompt_tokens_details":{{"cached_tokens":0}}}}}}"#
+        ),
+        crate::store::now_ms() / 1000,
+        model
+    );
+    let mut r = Response::new(GatewayBody::full(text));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Some(r)
+}
+
+/// Keeps the request (method, path, query, headers, body) for `/__mock/requests`.
+fn record(state: &MockState, parts: &hyper::http::request::Parts, path: &str, body: &[u8]) {
     let headers: serde_json::Map<String, Value> = parts
         .headers
         .iter()
@@ -155,9 +195,35 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
             "path": path,
             "query": parts.uri.query(),
             "headers": headers,
-            "body": String::from_utf8_lossy(&body),
+            "body": String::from_utf8_lossy(body),
             "at_ms": crate::store::now_ms(),
         }));
+    }
+}
+
+async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<GatewayBody> {
+    let (mut parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let path = parts.uri.path().to_string();
+    if path == "/__mock/requests" {
+        if parts.method == Method::DELETE {
+            if let Ok(mut r) = state.requests.lock() {
+                r.clear();
+            }
+            return json_response(StatusCode::OK, json!({"cleared": true}));
+        }
+        return json_response(StatusCode::OK, Value::Array(state.requests()));
+    }
+    if state.unrecorded {
+        if let Some(fast) = lean_chat(&parts, &path, &body) {
+            return fast;
+        }
+    } else {
+        record(&state, &parts, &path, &body);
     }
 
     if path.ends_with("/realtime") && parts.method == Method::GET {
