@@ -18,5 +18,7 @@ wit_bindgen::generate!({
 
 /// The host services (0.1.0 interfaces, imported as they are by 0.2.0 filters).
 pub use self::aigw::filter0_1_0 as services;
+/// The 0.2.0 request-local values.
+pub use self::aigw::filter0_2_0::request_local as v2_local;
 /// The 0.2.0 types and resources.
 pub use self::aigw::filter0_2_0::types as v2;

@@ -299,6 +299,8 @@ pub fn run<F: Filter>(config: serde_json::Value, ex: Exchange) -> Played {
         panic!("{e}");
     }
     let info: FilterInfo = F::describe();
+    // A new request: nothing kept with `host::set_local` by an earlier one.
+    crate::testing::with_mock(|m| m.locals.clear());
     let mut filter = match F::configure(config) {
         Ok(f) => f,
         Err(e) => panic!(

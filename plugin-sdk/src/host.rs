@@ -161,6 +161,28 @@ pub fn annotations() -> Vec<(String, String)> {
     imp::annotations()
 }
 
+/// Keeps `value` under `key` in the host for the rest of this request, for a later hook of
+/// this filter: how a [`stateless`](crate::FilterInfo::stateless) filter carries what it
+/// learnt in one hook (a counter key, a header's override) to another, since its `self` may
+/// serve other requests in between. Private to this filter and request. At most 32 keys,
+/// keys up to 64 bytes, values up to 4096; `false` when refused.
+///
+/// ```
+/// use aigw_plugin_sdk::{host, testing::MockHost};
+/// MockHost::reset();
+/// assert!(host::set_local("key", "gw|ip:10.0.0.1"));
+/// assert_eq!(host::local("key").as_deref(), Some("gw|ip:10.0.0.1"));
+/// assert_eq!(host::local("other"), None);
+/// ```
+pub fn set_local(key: &str, value: &str) -> bool {
+    imp::set_local(key, value)
+}
+
+/// The value this filter kept under `key` with [`set_local`] earlier in this request.
+pub fn local(key: &str) -> Option<String> {
+    imp::local(key)
+}
+
 /// Sends the next upstream attempt to `provider` (a provider configured in the
 /// gateway), and when `model` is given rewrites the JSON body's `model`.
 /// From a request hook it chooses the first attempt's target; from
@@ -354,6 +376,12 @@ mod imp {
     pub fn annotate(key: &str, value: &str) {
         context::annotate(key, value)
     }
+    pub fn set_local(key: &str, value: &str) -> bool {
+        crate::bindings::v2_local::set(key, value)
+    }
+    pub fn local(key: &str) -> Option<String> {
+        crate::bindings::v2_local::get(key)
+    }
     pub fn annotations() -> Vec<(String, String)> {
         context::annotations()
     }
@@ -470,6 +498,21 @@ mod imp {
             serde_json::from_str(entry).map_err(|e| format!("log entry is not JSON: {e}"))?;
         with_mock(|m| m.log_entries.push(value));
         Ok(())
+    }
+    pub fn set_local(key: &str, value: &str) -> bool {
+        if key.len() > 64 || value.len() > 4096 {
+            return false;
+        }
+        with_mock(|m| {
+            if !m.locals.contains_key(key) && m.locals.len() >= 32 {
+                return false;
+            }
+            m.locals.insert(key.to_string(), value.to_string());
+            true
+        })
+    }
+    pub fn local(key: &str) -> Option<String> {
+        with_mock(|m| m.locals.get(key).cloned())
     }
     pub fn annotate(key: &str, value: &str) {
         with_mock(|m| match m.annotations.iter_mut().find(|(k, _)| k == key) {

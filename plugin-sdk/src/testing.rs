@@ -62,6 +62,9 @@ pub struct MockHost {
     pub response_head_edits: Vec<crate::HeaderEdits>,
     /// What [`crate::host::on_error_setting`] returns.
     pub on_error: Option<crate::OnError>,
+    /// Values kept with [`crate::host::set_local`] for the current request
+    /// ([`crate::testing::run`] starts each request with none).
+    pub locals: HashMap<String, String>,
 }
 
 impl Default for MockHost {
@@ -74,6 +77,7 @@ impl Default for MockHost {
             log_entries: Vec::new(),
             now_ms: 1_700_000_000_000,
             annotations: Vec::new(),
+            locals: HashMap::new(),
             routes: Vec::new(),
             providers: Vec::new(),
             consumer: None,

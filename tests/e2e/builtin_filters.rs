@@ -200,6 +200,12 @@ async fn retry_recovers_from_two_failures_with_spacing() {
     .await;
     assert_eq!(once.status.as_u16(), 503);
     assert_eq!(mock.requests().len(), 4);
+    // The retry filter is stateless: its instance serves the next request unreset, and the
+    // override above stayed with its request.
+    let again = send(&url(&gw), &[("x-mock-status", "503")], &body).await;
+    assert_eq!(again.status.as_u16(), 503);
+    assert_eq!(again.header("cf-aig-attempts"), Some("3"));
+    assert_eq!(mock.requests().len(), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,6 +88,9 @@ pub struct RequestContext {
     /// The changes body hooks made with `context.edit-response-head`: the status, and header
     /// edits in the order made.
     pub head_edits: Option<HeadEdits>,
+    /// What each filter keeps for the rest of the request (`request-local`, 0.2.0), by
+    /// filter name and key.
+    pub locals: std::collections::HashMap<(Arc<str>, String), String>,
 }
 
 /// Most header edits body hooks may make to one held answer head, all calls together.
@@ -235,6 +238,7 @@ impl RequestContext {
             reservations: Vec::new(),
             head_held: false,
             head_edits: None,
+            locals: std::collections::HashMap::new(),
         }))
     }
 
@@ -361,6 +365,35 @@ impl HostState {
             secrets: Arc::default(),
             http_wait_ms: 0,
         }
+    }
+
+    /// A `request-local` value of this filter for its current request.
+    pub(super) fn local(&self, key: &str) -> Option<String> {
+        let ctx = self.request.as_ref()?;
+        lock(ctx)
+            .locals
+            .get(&(self.filter.clone(), key.to_string()))
+            .cloned()
+    }
+
+    /// Keeps a `request-local` value; false over the limits or outside a request.
+    pub(super) fn set_local(&self, key: String, value: String) -> bool {
+        const MAX_KEYS: usize = 32;
+        let Some(ctx) = self.request.as_ref() else {
+            return false;
+        };
+        if key.len() > 64 || value.len() > 4096 {
+            return false;
+        }
+        let mut ctx = lock(ctx);
+        let id = (self.filter.clone(), key);
+        if !ctx.locals.contains_key(&id)
+            && ctx.locals.keys().filter(|(f, _)| *f == self.filter).count() >= MAX_KEYS
+        {
+            return false;
+        }
+        ctx.locals.insert(id, value);
+        true
     }
 
     /// The resources lent to the current call (0.2.0's header sets and bodies).

@@ -226,6 +226,11 @@ impl Runtime {
             |s| s,
         )
         .map_err(|e| format!("cannot link the aigw 0.2.0 imports: {e}"))?;
+        bindings::v2::aigw::filter0_2_0::request_local::add_to_linker::<
+            HostState,
+            HasSelf<HostState>,
+        >(&mut linker, |s| s)
+        .map_err(|e| format!("cannot link the aigw 0.2.0 imports: {e}"))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("aigw-epoch".into())

@@ -163,6 +163,16 @@ fn has_inexact_number(v: &serde_json::Value) -> bool {
 
 impl wit::Host for HostState {}
 
+impl super::bindings::v2::aigw::filter0_2_0::request_local::Host for HostState {
+    fn set(&mut self, key: String, value: String) -> wasmtime::Result<bool> {
+        Ok(self.set_local(key, value))
+    }
+
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.local(&key))
+    }
+}
+
 impl wit::HostFields for HostState {
     fn get(&mut self, this: Resource<Fields>, name: String) -> wasmtime::Result<Option<String>> {
         let f = self.table().get(&this)?;

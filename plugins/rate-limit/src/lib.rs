@@ -5,11 +5,14 @@
 //! Optional `token_budget`: tokens (in + out) per key and period, debited
 //! from the response's usage when the request is done.
 
-use aigw_plugin_sdk::host::{Technique, check_limit, debit};
+use aigw_plugin_sdk::host::{Technique, check_limit, debit, local, set_local};
 use aigw_plugin_sdk::{
     Decision, Filter, FilterInfo, LocalResponse, OnError, Request, Summary, config,
 };
 use serde::Deserialize;
+
+/// Where the request hook leaves the token counter's key for the done hook.
+const DEBIT_KEY: &str = "debit-key";
 
 /// What the limit is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +31,6 @@ pub struct RateLimit {
     key_by: KeyBy,
     technique: Technique,
     token_budget: Option<u64>,
-    key: String,
 }
 
 /// The filter's table.
@@ -66,11 +68,13 @@ impl RateLimit {
 
 impl Filter for RateLimit {
     fn describe() -> FilterInfo {
-        // A limit that fails must not become no limit: closed.
+        // A limit that fails must not become no limit: closed. Stateless: the counter key
+        // the done hook debits is kept in the host (`request-local`), not in `self`.
         FilterInfo::new()
             .on_request_headers()
             .on_done()
             .on_error(OnError::Closed)
+            .stateless()
     }
 
     fn configure(value: serde_json::Value) -> Result<Self, String> {
@@ -105,12 +109,11 @@ impl Filter for RateLimit {
             key_by,
             technique,
             token_budget: raw.token_budget,
-            key: String::new(),
         })
     }
 
     fn on_request_headers(&mut self, req: &Request) -> Decision {
-        self.key = match &self.key_by {
+        let key = match &self.key_by {
             KeyBy::Header(name) => match req.headers.get(name) {
                 Some(v) if !v.is_empty() => format!("{}|h:{name}={v}", req.gateway),
                 _ => format!("{}|ip:{}", req.gateway, req.client_ip),
@@ -119,9 +122,17 @@ impl Filter for RateLimit {
             KeyBy::Gateway => format!("{}|gateway", req.gateway),
         };
         if let Some(budget) = self.token_budget {
+            // For the done hook, which debits the tokens this request used.
+            if !set_local(DEBIT_KEY, &key) {
+                return Decision::Respond(LocalResponse::error(
+                    500,
+                    "filter_failed",
+                    "rate-limit: the host refused to keep this request's counter key",
+                ));
+            }
             // Cost 0: refused only when earlier responses already spent the budget.
             let v = check_limit(
-                &format!("tokens|{}", self.key),
+                &format!("tokens|{key}"),
                 0,
                 budget,
                 self.period_ms(),
@@ -134,7 +145,7 @@ impl Filter for RateLimit {
                 );
             }
         }
-        let v = check_limit(&self.key, 1, self.limit, self.period_ms(), self.technique);
+        let v = check_limit(&key, 1, self.limit, self.period_ms(), self.technique);
         if !v.allowed {
             return self.refuse(
                 &format!("rate limit of {} requests", self.limit),
@@ -145,13 +156,13 @@ impl Filter for RateLimit {
     }
 
     fn on_done(&mut self, summary: &Summary) {
-        let (Some(budget), false) = (self.token_budget, self.key.is_empty()) else {
+        let (Some(budget), Some(key)) = (self.token_budget, local(DEBIT_KEY)) else {
             return;
         };
         let used = summary.tokens_in.unwrap_or(0) as u64 + summary.tokens_out.unwrap_or(0) as u64;
         if used > 0 && !summary.cached {
             debit(
-                &format!("tokens|{}", self.key),
+                &format!("tokens|{key}"),
                 used,
                 budget,
                 self.period_ms(),

@@ -7,8 +7,8 @@
 //! carries `cf-aig-attempts`.
 
 use aigw_plugin_sdk::{
-    Decision, Filter, FilterInfo, HeaderEdits, OnError, Request, Response, ResponseDecision, cf,
-    config,
+    Decision, Filter, FilterInfo, HeaderEdits, LocalResponse, OnError, Request, Response,
+    ResponseDecision, cf, config, host,
 };
 use serde::Deserialize;
 
@@ -104,11 +104,13 @@ fn yes() -> bool {
 
 impl Filter for Retry {
     fn describe() -> FilterInfo {
-        // A retry filter that fails only costs the retry: open.
+        // A retry filter that fails only costs the retry: open. Stateless: a request's
+        // `cf-aig-*` overrides are kept in the host (`request-local`), not in `self`.
         FilterInfo::new()
             .on_request_headers()
             .on_response_headers()
             .on_error(OnError::Open)
+            .stateless()
     }
 
     fn configure(value: serde_json::Value) -> Result<Self, String> {
@@ -141,39 +143,59 @@ impl Filter for Retry {
     }
 
     fn on_request_headers(&mut self, req: &Request) -> Decision {
-        match cf::int_header(&req.headers, "cf-aig-max-attempts", 1, MAX_ATTEMPTS) {
-            Ok(Some(n)) => self.max_attempts = n,
-            Ok(None) => {}
-            Err(r) => return Decision::Respond(r),
-        }
-        match cf::int_header(&req.headers, "cf-aig-retry-delay", 0, MAX_DELAY_MS) {
-            Ok(Some(n)) => self.delay_ms = n,
-            Ok(None) => {}
-            Err(r) => return Decision::Respond(r),
-        }
-        if let Some(b) = req.headers.get("cf-aig-backoff") {
-            match Backoff::parse(b.trim()) {
-                Some(b) => self.backoff = b,
-                None => {
-                    return Decision::Respond(cf::bad_header(
+        // Validated here (a bad value is refused before any attempt); what a later hook
+        // needs is kept in the host for this request.
+        let keep = |key: &str, value: String| {
+            if host::set_local(key, &value) {
+                Ok(())
+            } else {
+                Err(LocalResponse::error(
+                    500,
+                    "filter_failed",
+                    "retry: the host refused to keep this request's overrides",
+                ))
+            }
+        };
+        let kept = (|| {
+            if let Some(n) = cf::int_header(&req.headers, "cf-aig-max-attempts", 1, MAX_ATTEMPTS)? {
+                keep("max_attempts", n.to_string())?;
+            }
+            if let Some(n) = cf::int_header(&req.headers, "cf-aig-retry-delay", 0, MAX_DELAY_MS)? {
+                keep("delay_ms", n.to_string())?;
+            }
+            if let Some(b) = req.headers.get("cf-aig-backoff") {
+                if Backoff::parse(b.trim()).is_none() {
+                    return Err(cf::bad_header(
                         "cf-aig-backoff",
                         "constant, linear or exponential",
                     ));
                 }
+                keep("backoff", b.trim().to_string())?;
             }
+            Ok(())
+        })();
+        match kept {
+            Ok(()) => Decision::proceed(),
+            Err(r) => Decision::Respond(r),
         }
-        Decision::proceed()
     }
 
     fn on_response_headers(&mut self, resp: &Response) -> ResponseDecision {
+        // This request's overrides, kept by its request hook.
+        let number = |key: &str| host::local(key).and_then(|v| v.parse::<u64>().ok());
+        let max_attempts = number("max_attempts").unwrap_or(self.max_attempts);
+        let delay_ms = number("delay_ms").unwrap_or(self.delay_ms);
+        let backoff = host::local("backoff")
+            .and_then(|b| Backoff::parse(&b))
+            .unwrap_or(self.backoff);
         let failed = match &resp.upstream_error {
             // The host reports its own first-byte timeout as a 504.
             Some(_) if resp.status == 504 => self.on_timeout,
             Some(_) => self.on_connection_error,
             None => !resp.local && self.on_status.contains(&resp.status),
         };
-        if failed && (resp.attempt as u64) < self.max_attempts {
-            let mut delay = self.backoff.delay_ms(self.delay_ms, resp.attempt);
+        if failed && (resp.attempt as u64) < max_attempts {
+            let mut delay = backoff.delay_ms(delay_ms, resp.attempt);
             if let Some(secs) = resp
                 .headers
                 .get("retry-after")
