@@ -35,21 +35,23 @@ pub fn canonical_sha256(prefix: &[&str], body: &[u8]) -> String {
     })
 }
 
-/// The top-level `model` of a JSON body, when it is a string.
+/// The top-level `model` of a JSON object body, when it is a string (the last one, when a
+/// body names it twice, as providers read it).
 ///
 /// ```
 /// use aigw_plugin_sdk::body::model;
 /// assert_eq!(model(br#"{"model":"gpt-4o","messages":[]}"#).as_deref(), Some("gpt-4o"));
+/// assert_eq!(model(br#"{"model":"a","model":"b"}"#).as_deref(), Some("b"));
 /// assert_eq!(model(br#"{"model":4}"#), None);
+/// assert_eq!(model(br#"["gpt-4o"]"#), None);
 /// ```
 pub fn model(body: &[u8]) -> Option<String> {
     crate::lent::with_body(body, |b| b.model()).unwrap_or_else(|| {
-        #[derive(serde::Deserialize)]
-        struct Probe {
-            model: Option<serde_json::Value>,
-        }
-        match serde_json::from_slice::<Probe>(body).ok()?.model? {
-            serde_json::Value::String(s) => Some(s),
+        match serde_json::from_slice::<serde_json::Value>(body).ok()? {
+            serde_json::Value::Object(mut o) => match o.remove("model")? {
+                serde_json::Value::String(s) => Some(s),
+                _ => None,
+            },
             _ => None,
         }
     })

@@ -122,3 +122,29 @@ async fn a_stateless_filter_is_configured_once_and_reads_headers_on_demand() {
     assert_eq!(stateless["stateless"], true, "{status}");
     assert_eq!(stateless["wit_version"], "aigw:filter@0.2.0", "{status}");
 }
+
+/// A stateless filter's instance goes back to the pool between its calls, but the circuit
+/// breaker still counts requests: one whose request hook succeeds and whose response hook
+/// fails is a failed request, so the circuit opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_filter_failing_its_later_hook_opens_the_circuit() {
+    let mock = Mock::start().await;
+    let config = format!(
+        "{}[gateways.gw]\npipeline = [\"stateless\"]\n\
+         [gateways.gw.filters.stateless]\nfail_response = true\non_error = \"closed\"\n\
+         circuit_failures = 3\ncircuit_open_ms = 60000\n",
+        mock.providers_toml()
+    );
+    let gw = Gateway::start(&config, &[("stateless", &stateless_filter_wasm())]);
+    let url = gw.url("/v1/acct/gw/openai/chat/completions");
+    for i in 0..3 {
+        let r = send(&url, &[], &chat("hi", false)).await;
+        assert_eq!(r.status.as_u16(), 500, "request {i}: {}", r.text());
+    }
+    assert_eq!(mock.requests().len(), 3);
+    // Open: refused before any call, the provider is not reached.
+    let r = send(&url, &[], &chat("hi", false)).await;
+    assert_eq!(r.status.as_u16(), 503, "{}", r.text());
+    assert!(r.text().contains("circuit is open"), "{}", r.text());
+    assert_eq!(mock.requests().len(), 3);
+}

@@ -10,8 +10,10 @@ use super::host::HostState;
 use bytes::Bytes;
 use wasmtime::component::Resource;
 
-/// A header set lent to one hook call: the pipeline's view, moved in for the call and
-/// back after it, with this filter's edits applied to it and recorded.
+/// A header set lent to one hook call: the pipeline's view, moved in for the call and back
+/// after it unchanged, and this filter's edits, recorded beside it (reads see them). The
+/// pipeline applies the edits only when the filter answers `continue`, as with 0.1.0's
+/// returned edits: a call that fails or answers otherwise leaves the headers as they were.
 pub struct Fields {
     list: Vec<v1::Header>,
     edits: v1::HeaderEdits,
@@ -31,8 +33,8 @@ impl Fields {
         }
     }
 
-    /// The list with the edits applied, and the edits (each name at most once, so
-    /// applying them again, in any order, changes nothing).
+    /// The list as lent, and the edits (each name at most once, so the order they are
+    /// applied in does not matter).
     pub fn into_parts(self) -> (Vec<v1::Header>, v1::HeaderEdits) {
         (self.list, self.edits)
     }
@@ -45,10 +47,10 @@ impl Fields {
         if hyper::header::HeaderName::from_bytes(lower.as_bytes()).is_err() {
             return Err(format!("invalid header name '{name}'"));
         }
-        let edited = self.edits.set.len() + self.edits.remove.len();
-        let known =
-            self.edits.set.iter().any(|h| h.name == lower) || self.edits.remove.contains(&lower);
-        if !known && edited >= crate::pipeline::headers::MAX_HEADER_EDITS {
+        if !self.edited(&lower)
+            && self.edits.set.len() + self.edits.remove.len()
+                >= crate::pipeline::headers::MAX_HEADER_EDITS
+        {
             return Err(format!(
                 "more than {} header edits",
                 crate::pipeline::headers::MAX_HEADER_EDITS
@@ -57,10 +59,15 @@ impl Fields {
         Ok(lower)
     }
 
+    /// Whether this call set or removed `lower`.
+    fn edited(&self, lower: &str) -> bool {
+        self.edits.set.iter().any(|h| h.name == lower)
+            || self.edits.remove.iter().any(|n| n == lower)
+    }
+
     fn forget(&mut self, lower: &str) {
         self.edits.set.retain(|h| h.name != lower);
         self.edits.remove.retain(|n| n != lower);
-        self.list.retain(|h| h.name != lower);
     }
 
     fn set(&mut self, name: &str, value: String) -> Result<(), String> {
@@ -84,23 +91,41 @@ impl Fields {
             ));
         }
         self.forget(&lower);
-        let header = v1::Header { name: lower, value };
-        self.list.push(header.clone());
-        self.edits.set.push(header);
+        self.edits.set.push(v1::Header { name: lower, value });
         Ok(())
     }
 
+    /// Removes `name`; a name no header can have is already absent (as 0.1.0's edits
+    /// treated it).
     fn remove(&mut self, name: &str) -> Result<(), String> {
+        if self.writable && hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Ok(());
+        }
         let lower = self.check(name)?;
         self.forget(&lower);
         self.edits.remove.push(lower);
         Ok(())
     }
 
-    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a v1::Header> + 'a {
+    /// The values of `name` as this call sees them: the lent ones, unless it set or removed
+    /// the name.
+    fn values(&self, name: &str) -> Vec<&v1::Header> {
+        let lower = name.to_ascii_lowercase();
+        if self.edited(&lower) {
+            return self.edits.set.iter().filter(|h| h.name == lower).collect();
+        }
+        self.list.iter().filter(|h| h.name == lower).collect()
+    }
+
+    /// Every header as this call sees them: the lent ones it did not edit, then the ones it
+    /// set (where the pipeline's view puts them).
+    fn entries(&self) -> Vec<v1::Header> {
         self.list
             .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .filter(|h| !self.edited(&h.name))
+            .chain(self.edits.set.iter())
+            .cloned()
+            .collect()
     }
 }
 
@@ -116,15 +141,14 @@ impl Body {
     }
 }
 
-/// The top-level `model` of a JSON body, when it is a string.
+/// The top-level `model` of a JSON object body, when it is a string (the last one, when a
+/// body names it twice, as providers read it).
 pub fn model_of(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        model: Option<serde_json::Value>,
-    }
-    let probe: Probe = serde_json::from_slice(body).ok()?;
-    match probe.model? {
-        serde_json::Value::String(s) => Some(s),
+    match serde_json::from_slice::<serde_json::Value>(body).ok()? {
+        serde_json::Value::Object(mut o) => match o.remove("model")? {
+            serde_json::Value::String(s) => Some(s),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -176,21 +200,21 @@ impl super::bindings::v2::aigw::filter0_2_0::request_local::Host for HostState {
 impl wit::HostFields for HostState {
     fn get(&mut self, this: Resource<Fields>, name: String) -> wasmtime::Result<Option<String>> {
         let f = self.table().get(&this)?;
-        Ok(f.values(&name).next().map(|h| h.value.clone()))
+        Ok(f.values(&name).first().map(|h| h.value.clone()))
     }
 
     fn get_all(&mut self, this: Resource<Fields>, name: String) -> wasmtime::Result<Vec<String>> {
         let f = self.table().get(&this)?;
-        Ok(f.values(&name).map(|h| h.value.clone()).collect())
+        Ok(f.values(&name).iter().map(|h| h.value.clone()).collect())
     }
 
     fn has(&mut self, this: Resource<Fields>, name: String) -> wasmtime::Result<bool> {
         let f = self.table().get(&this)?;
-        Ok(f.values(&name).next().is_some())
+        Ok(!f.values(&name).is_empty())
     }
 
     fn entries(&mut self, this: Resource<Fields>) -> wasmtime::Result<Vec<v1::Header>> {
-        Ok(self.table().get(&this)?.list.clone())
+        Ok(self.table().get(&this)?.entries())
     }
 
     fn set(
@@ -342,22 +366,31 @@ mod tests {
     }
 
     #[test]
-    fn edits_keep_the_last_operation_per_name_and_apply_again_unchanged() {
+    fn edits_keep_the_last_operation_per_name_and_the_lent_view_comes_back_unchanged() {
         let mut f = Fields::new(vec![h("a", "1"), h("b", "2"), h("b", "3")], true);
         f.set("X-New", "v".into()).unwrap();
         f.remove("b").unwrap();
         f.set("b", "4".into()).unwrap();
         f.remove("x-new").unwrap();
-        assert_eq!(
-            f.values("B").map(|h| h.value.as_str()).collect::<Vec<_>>(),
-            ["4"]
-        );
-        assert!(f.values("x-new").next().is_none());
-        let (list, edits) = f.into_parts();
+        let values = |f: &Fields, n: &str| {
+            f.values(n)
+                .iter()
+                .map(|h| h.value.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(values(&f, "B"), ["4"]);
+        assert!(values(&f, "x-new").is_empty());
+        assert_eq!(values(&f, "a"), ["1"]);
+        let seen = f.entries();
+        let (lent, edits) = f.into_parts();
+        // The lent view comes back as it went in: a failed call leaves it untouched.
+        assert_eq!(lent.len(), 3);
+        assert_eq!(lent[2].value, "3");
         assert_eq!(edits.set.len(), 1);
         assert_eq!(edits.remove, ["x-new"]);
-        // The pipeline applies the edits to its map and again to the (already edited) view.
-        let mut view = list.clone();
+        // On `continue` the pipeline applies the edits to its map and view: the view is
+        // then what the filter saw.
+        let mut view = lent;
         let mut map = hyper::HeaderMap::new();
         crate::pipeline::headers::apply(&edits, &mut map, &mut view).unwrap();
         let pairs = |l: &[v1::Header]| {
@@ -365,7 +398,7 @@ mod tests {
                 .map(|h| (h.name.clone(), h.value.clone()))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(pairs(&view), pairs(&list));
+        assert_eq!(pairs(&view), pairs(&seen));
         assert_eq!(map.get("b").unwrap(), "4");
     }
 
@@ -378,6 +411,9 @@ mod tests {
                 .contains("bad name")
         );
         assert!(f.set("x", "a\nb".into()).unwrap_err().contains("'x'"));
+        // As 0.1.0's edits did, removing a name no header can have changes nothing.
+        assert!(f.remove("bad name").is_ok());
+        assert!(f.into_parts().1.remove.is_empty());
         let mut ro = Fields::new(vec![h("a", "1")], false);
         assert!(ro.remove("a").unwrap_err().contains("read-only"));
         let (list, edits) = ro.into_parts();
@@ -394,6 +430,17 @@ mod tests {
             canonical_sha256(&p, br#"{"z":1.5,"a":{"y":[true,null],"b":"x"}}"#),
             "064cd12521639019de010d1657f9fa29afb6d24feb95d771bf897ca77b0d0239"
         );
+    }
+
+    #[test]
+    fn the_model_is_the_top_level_string_of_an_object() {
+        assert_eq!(
+            model_of(br#"{"model":"a","model":"b"}"#).as_deref(),
+            Some("b")
+        );
+        assert_eq!(model_of(br#"["gpt-4o"]"#), None);
+        assert_eq!(model_of(br#"{"model":4}"#), None);
+        assert_eq!(model_of(br#"{"x":{"model":"deep"}}"#), None);
     }
 
     #[test]

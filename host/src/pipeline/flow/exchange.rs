@@ -18,6 +18,9 @@ use tracing::Instrument as _;
 pub(super) enum Slot {
     Empty,
     Live(Box<FilterInstance>),
+    /// A stateless filter admitted for this request, its instance back in the pool between
+    /// calls: the circuit was asked once, and hears of the request once, when it ends.
+    Lent,
     Failed,
 }
 
@@ -111,9 +114,10 @@ impl Exchange {
         i: usize,
         hook: Hook<'_>,
     ) -> Result<Option<Answer>, GatewayError> {
-        if matches!(self.slots[i], Slot::Empty) {
+        if matches!(self.slots[i], Slot::Empty | Slot::Lent) {
+            let admitted = matches!(self.slots[i], Slot::Lent);
             let stage = &self.gw.stages[i];
-            if stage.breaker.admit() == Admit::No {
+            if !admitted && stage.breaker.admit() == Admit::No {
                 // Open circuit: the filter failed too often lately. Apply its
                 // policy without calling it.
                 self.slots[i] = Slot::Failed;
@@ -206,8 +210,9 @@ impl Exchange {
                 // A stateless filter keeps nothing of this request: its instance goes
                 // back to the pool after each call, so a stream does not hold it.
                 if self.gw.stages[i].filter.info.stateless
-                    && let Some((_, mut inst)) = self.release(i)
+                    && let Slot::Live(mut inst) = std::mem::replace(&mut self.slots[i], Slot::Lent)
                 {
+                    inst.set_request(None);
                     inst.lent();
                     self.gw.stages[i].pool.give(inst);
                 }
@@ -225,6 +230,11 @@ impl Exchange {
                 self.gw.stages[i].breaker.success();
                 inst.set_request(None);
                 Some((i, inst))
+            }
+            // A stateless filter whose calls all succeeded: its instance is in the pool.
+            Slot::Lent => {
+                self.gw.stages[i].breaker.success();
+                None
             }
             other => {
                 self.slots[i] = other;

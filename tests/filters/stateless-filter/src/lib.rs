@@ -6,7 +6,9 @@
 //! - `probe = true`: report, in `x-probe-calls`, how many hook calls this filter value
 //!   has served and, in `x-probe-configures`, how many times this instance was configured.
 //!   A stateless filter would never keep such a count; the tests use it to see that the host
-//!   configures its instance once and reuses it.
+//!   configures its instance once and reuses it;
+//! - `fail_response = true`: panic in the response-headers hook (after a request hook that
+//!   succeeded), for the circuit breaker's tests.
 
 use aigw_plugin_sdk::{
     Decision, Filter, FilterInfo, HeaderEdits, Request, Response, ResponseDecision,
@@ -21,6 +23,7 @@ static CONFIGURES: AtomicU32 = AtomicU32::new(0);
 pub struct Stateless {
     tag: Option<String>,
     probe: bool,
+    fail_response: bool,
     /// Hook calls this value served (probe only).
     calls: AtomicU32,
 }
@@ -45,9 +48,14 @@ impl Filter for Stateless {
             Some(serde_json::Value::Bool(b)) => *b,
             Some(_) => return Err("probe: expected true or false".into()),
         };
+        let fail_response = matches!(
+            config.get("fail_response"),
+            Some(serde_json::Value::Bool(true))
+        );
         Ok(Stateless {
             tag,
             probe,
+            fail_response,
             calls: AtomicU32::new(0),
         })
     }
@@ -60,7 +68,11 @@ impl Filter for Stateless {
         }
     }
 
+    #[allow(clippy::panic, reason = "the failure the circuit-breaker tests need")]
     fn on_response_headers(&mut self, _resp: &Response) -> ResponseDecision {
+        if self.fail_response {
+            panic!("fail_response is set");
+        }
         let calls = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let mut edits = HeaderEdits::default();
         if self.probe {
