@@ -1,6 +1,6 @@
 //! The bridge between the generated bindings (`aigw:filter@0.2.0`) and a `Filter`:
 //! converts WIT values to SDK types and back, lends the hook's header sets and body to
-//! [`crate::lent`] for the length of the call, and keeps the one filter value of this
+//! `crate::lent` for the length of the call, and keeps the one filter value of this
 //! instance (built by `configure`; a stateful filter's is rebuilt between requests).
 //! Used by `export_filter!`.
 
