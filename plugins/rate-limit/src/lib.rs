@@ -10,6 +10,11 @@ use aigw_plugin_sdk::{
     Decision, Filter, FilterInfo, LocalResponse, OnError, Request, Summary, config,
 };
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// Header values longer than this count under their SHA-256 (a key the host keeps in
+/// `request-local` is at most 4 KiB).
+const MAX_PLAIN_VALUE: usize = 256;
 
 /// Where the request hook leaves the token counter's key for the done hook.
 const DEBIT_KEY: &str = "debit-key";
@@ -115,6 +120,13 @@ impl Filter for RateLimit {
     fn on_request_headers(&mut self, req: &Request) -> Decision {
         let key = match &self.key_by {
             KeyBy::Header(name) => match req.headers.get(name) {
+                // A long value (a JWT) is counted under its digest: the key stays short
+                // enough for the host to keep for the done hook.
+                Some(v) if v.len() > MAX_PLAIN_VALUE => format!(
+                    "{}|h:{name}#sha256:{}",
+                    req.gateway,
+                    hex::encode(Sha256::digest(v.as_bytes()))
+                ),
                 Some(v) if !v.is_empty() => format!("{}|h:{name}={v}", req.gateway),
                 _ => format!("{}|ip:{}", req.gateway, req.client_ip),
             },
@@ -195,6 +207,26 @@ mod tests {
             Decision::Respond(resp) => resp.status,
             Decision::Continue(_) => 200,
         }
+    }
+
+    #[test]
+    fn a_long_header_value_is_counted_under_its_digest_with_a_token_budget() {
+        MockHost::reset();
+        let jwt = "x".repeat(5000);
+        let cfg = serde_json::json!({"limit": 1, "period_s": 60, "key": "header:authorization", "token_budget": 100});
+        assert_eq!(
+            status(cfg.clone(), &req("1.1.1.1", &[("authorization", &jwt)])),
+            200
+        );
+        assert_eq!(
+            status(cfg.clone(), &req("2.2.2.2", &[("authorization", &jwt)])),
+            429
+        );
+        let other = "y".repeat(5000);
+        assert_eq!(
+            status(cfg, &req("1.1.1.1", &[("authorization", &other)])),
+            200
+        );
     }
 
     #[test]

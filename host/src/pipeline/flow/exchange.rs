@@ -114,10 +114,18 @@ impl Exchange {
         i: usize,
         hook: Hook<'_>,
     ) -> Result<Option<Answer>, GatewayError> {
+        // This call is the half-open circuit's probe.
+        let mut probe = false;
         if matches!(self.slots[i], Slot::Empty | Slot::Lent) {
             let admitted = matches!(self.slots[i], Slot::Lent);
             let stage = &self.gw.stages[i];
-            if !admitted && stage.breaker.admit() == Admit::No {
+            let verdict = if admitted {
+                Admit::Yes
+            } else {
+                stage.breaker.admit()
+            };
+            probe = verdict == Admit::Probe;
+            if verdict == Admit::No {
                 // Open circuit: the filter failed too often lately. Apply its
                 // policy without calling it.
                 self.slots[i] = Slot::Failed;
@@ -215,6 +223,11 @@ impl Exchange {
                     inst.set_request(None);
                     inst.lent();
                     self.gw.stages[i].pool.give(inst);
+                    // A probe that worked closes the circuit now: a stream or a session
+                    // must not keep every other request out until it ends.
+                    if probe {
+                        self.gw.stages[i].breaker.success();
+                    }
                 }
                 Ok(Some(r))
             }
