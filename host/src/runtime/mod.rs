@@ -45,10 +45,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The contract versions filters are loaded against, oldest first; the SDK builds
-/// against the last.
-pub const WIT_VERSIONS: [&str; 2] = ["aigw:filter@0.1.0", "aigw:filter@0.2.0"];
-
 /// Hooks and body modes a filter declared.
 #[derive(Debug, Clone, Copy)]
 pub struct FilterInfo {
