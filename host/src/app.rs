@@ -162,10 +162,16 @@ pub async fn serve(config_path: &Path) -> Result<(), String> {
     let keys = match services.logs {
         Some(_) => {
             let s = services.clone();
-            let ring = tokio::task::spawn_blocking(move || crate::control::ring::KeyRing::open(s))
-                .await
-                .map_err(|e| format!("virtual keys: {e}"))?
-                .map_err(|e| format!("virtual keys: {e}"))?;
+            let ring = tokio::task::spawn_blocking(move || {
+                // Stored responses (`store_responses`) live beside the keys.
+                if let Some(logs) = &s.logs {
+                    logs.with_db(crate::store::responses::ensure_schema)?;
+                }
+                crate::control::ring::KeyRing::open(s)
+            })
+            .await
+            .map_err(|e| format!("virtual keys: {e}"))?
+            .map_err(|e| format!("virtual keys: {e}"))?;
             ring.spawn_refresher();
             Some(ring)
         }

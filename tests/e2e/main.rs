@@ -34,6 +34,7 @@ mod realtime;
 mod redaction;
 mod sdk_source;
 mod security;
+mod stored_responses;
 mod streams;
 mod telemetry;
 mod under_load;

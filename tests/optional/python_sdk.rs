@@ -29,12 +29,18 @@ pub fn python() -> Option<PathBuf> {
 /// Runs `tests/sdk/{script}` with `arg` and parses the one JSON line it prints; a script that
 /// fails fails the test with its output.
 async fn run_script(script: &str, arg: String) -> serde_json::Value {
+    run_script_args(script, &[arg]).await
+}
+
+/// `run_script` with several arguments.
+async fn run_script_args(script: &str, args: &[String]) -> serde_json::Value {
     let python = python().expect("the runner checked for a Python with the SDKs");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/sdk")
         .join(script);
+    let args = args.to_vec();
     let out =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(arg).output())
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).args(args).output())
             .await
             .unwrap()
             .unwrap();
@@ -592,16 +598,18 @@ pub async fn anthropic_sdk_reaches_openai_models_through_messages() {
 
 /// The OpenAI SDK's Responses API at the compat endpoint: text, stream and function calls
 /// (JSON and streamed, then the call's output) to an Anthropic model through two translations
-/// and back, an OpenAI model passed through, and `previous_response_id` refused (stateless).
+/// and back, an OpenAI model passed through, `previous_response_id` refused where the gateway
+/// keeps no responses, and continuing a tool call by `previous_response_id` where it does.
 pub async fn openai_responses_reach_anthropic_models_through_compat() {
     let mock = Mock::start().await;
     let cfg = format!(
-        "{}[gateways.gw]\npipeline = [\"logging\"]\n",
+        "{}[gateways.gw]\npipeline = [\"logging\"]\n[gateways.kept]\nstore_responses = true\npipeline = [\"logging\"]\n",
         mock.providers_toml()
     );
     let gw = Gateway::start(&cfg, &[]);
     let base = gw.url("/v1/acct/gw");
-    let v = run_script("responses_sdk.py", base).await;
+    let kept = gw.url("/v1/acct/kept");
+    let v = run_script_args("responses_sdk.py", &[base, kept]).await;
     assert!(
         v["text"]
             .as_str()
@@ -633,8 +641,22 @@ pub async fn openai_responses_reach_anthropic_models_through_compat() {
         "{v}"
     );
     assert_eq!(v["stateful"]["status"], 400, "{v}");
+    assert_eq!(
+        v["continued"]["previous"], v["continued"]["first_id"],
+        "{v}"
+    );
+    assert_eq!(v["continued"]["first_store"], true, "{v}");
+    assert!(!v["continued"]["text"].as_str().unwrap().is_empty(), "{v}");
 
     let seen = mock.requests();
+    // The continued turn reached Anthropic whole: the question, the call, its result.
+    let continued = body_of(seen.last().unwrap());
+    let turns = continued["messages"].as_array().unwrap();
+    assert_eq!(turns.len(), 3, "{continued}");
+    assert_eq!(turns[1]["content"][0]["type"], "tool_use", "{continued}");
+    assert_eq!(turns[2]["content"][0]["type"], "tool_result", "{continued}");
+    assert!(turns[2].to_string().contains("21 degrees"), "{continued}");
+    let seen = &seen[..seen.len() - 2];
     let paths: Vec<&str> = seen.iter().map(|r| r["path"].as_str().unwrap()).collect();
     assert_eq!(
         paths,
@@ -660,7 +682,7 @@ pub async fn openai_responses_reach_anthropic_models_through_compat() {
     let mut gw = gw;
     assert!(gw.stop());
     let entries = log_entries(&gw.data_dir());
-    assert_eq!(entries.len(), 6, "{entries:#?}");
+    assert_eq!(entries.len(), 8, "{entries:#?}");
     assert!(
         entries
             .iter()

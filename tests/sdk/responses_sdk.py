@@ -2,7 +2,8 @@
 (translated to a chat completion, then to Anthropic Messages, and back) and an OpenAI model
 (passed through).
 
-Usage: python responses_sdk.py GATEWAY_URL   (e.g. http://127.0.0.1:8787/v1/acct/gw)
+Usage: python responses_sdk.py GATEWAY_URL KEPT_URL   (e.g. http://127.0.0.1:8787/v1/acct/gw; KEPT_URL
+is a gateway with store_responses, where a tool call's output continues it by previous_response_id)
 Prints one JSON line with what each call returned or raised.
 """
 import json
@@ -92,5 +93,22 @@ try:
     out["stateful"] = "not raised"
 except openai.BadRequestError as e:
     out["stateful"] = {"status": e.status_code, "message": str(e.message)}
+
+kept = OpenAI(base_url=f"{sys.argv[2]}/compat", api_key="sk-ant-kept", max_retries=0)
+first = kept.responses.create(
+    model="anthropic/claude-3-5-haiku",
+    input="weather in Paris?",
+    tools=tools,
+    extra_headers=call_headers,
+)
+kept_call = next(item for item in first.output if item.type == "function_call")
+follow = kept.responses.create(
+    model="anthropic/claude-3-5-haiku",
+    previous_response_id=first.id,
+    input=[{"type": "function_call_output", "call_id": kept_call.call_id, "output": "21 degrees"}],
+    tools=tools,
+)
+out["continued"] = {"text": follow.output_text, "previous": follow.previous_response_id,
+                    "first_id": first.id, "first_store": first.store}
 
 print(json.dumps(out))

@@ -2,7 +2,7 @@
 //! filter's table is split into the host's keys (failure policy, deadline,
 //! memory, circuit breaker) and the rest, which goes to the filter as JSON.
 
-use super::raw::RawGateway;
+use super::raw::{RawGateway, RawStoreResponses};
 use super::{
     ConfigError, FilterSettings, GatewayConfig, HttpGrant, KeyMode, MAX_FILTER_MEMORY_MB, OnError,
     Source,
@@ -10,6 +10,9 @@ use super::{
 use crate::http::secret::Secret;
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// Responses kept by `store_responses = true`.
+pub const DEFAULT_STORED_RESPONSES: u64 = 10_000;
 
 /// Reads every `[gateways.NAME]`; the file must define at least one.
 pub(super) fn read_gateways(
@@ -54,11 +57,23 @@ fn read_gateway(src: &Source, name: &str, g: RawGateway) -> Result<GatewayConfig
             ));
         }
     };
+    let store_responses = match g.store_responses {
+        None | Some(RawStoreResponses::On(false)) => 0,
+        Some(RawStoreResponses::On(true)) => DEFAULT_STORED_RESPONSES,
+        Some(RawStoreResponses::Keep(n)) if n > 0 => n as u64,
+        Some(RawStoreResponses::Keep(n)) => {
+            return Err(src.invalid(
+                &format!("gateways.{name}.store_responses"),
+                format!("{n}: expected true, false or how many responses to keep (at least 1)"),
+            ));
+        }
+    };
     let filters = read_pipeline(src, name, &g.pipeline, &g.filters)?;
     Ok(GatewayConfig {
         accounts,
         auth_token,
         keys,
+        store_responses,
         pipeline: g.pipeline,
         filters,
     })

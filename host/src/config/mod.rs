@@ -165,6 +165,8 @@ pub struct GatewayConfig {
     pub auth_token: Option<Secret>,
     /// Whether requests carry virtual keys (`keys`).
     pub keys: KeyMode,
+    /// How many Responses-API responses to keep for `previous_response_id` (0: none).
+    pub store_responses: u64,
     /// Filter names in request order.
     pub pipeline: Vec<String>,
     /// Settings per filter named in `pipeline`.

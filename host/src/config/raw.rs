@@ -154,6 +154,14 @@ pub struct RawProvider {
     pub project: Option<String>,
 }
 
+/// `store_responses = true | false | N`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawStoreResponses {
+    On(bool),
+    Keep(i64),
+}
+
 /// `[gateways.NAME]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +171,9 @@ pub struct RawGateway {
     pub auth_token: Option<RawSecret>,
     /// Virtual keys: `"required"`, `"optional"` or `"off"` (the default).
     pub keys: Option<String>,
+    /// Keeps the Responses entry point's responses so `previous_response_id` works: `true`
+    /// (up to 10,000) or how many to keep.
+    pub store_responses: Option<RawStoreResponses>,
     #[serde(default)]
     pub pipeline: Vec<String>,
     /// Per-filter tables: host keys (`on_error`, `timeout_ms`, `max_memory_mb`,

@@ -1,7 +1,7 @@
 //! OpenAI Responses in, chat completions out: the compat endpoint's `responses` entry point
 //! for providers without a Responses API (Codex and the Vercel AI SDK pointed at any model).
-//! Stateless: a request that names a `previous_response_id` is refused, as the gateway keeps
-//! no responses. The request becomes a chat completion (sent on to an OpenAI-compatible
+//! A `previous_response_id` is resolved before this (the gateway's stored responses, in
+//! `server::stored`); here the conversation travels whole in `input`. The request becomes a chat completion (sent on to an OpenAI-compatible
 //! provider, or translated further to Anthropic Messages), and the answer comes back as a
 //! response object, or as Responses stream events translated one by one.
 
@@ -39,7 +39,7 @@ pub fn request_to_chat(req: &Value, model: &str) -> Result<Value, String> {
         .get("previous_response_id")
         .is_some_and(|v| !v.is_null())
     {
-        return Err("previous_response_id: this gateway keeps no responses (stateless); send the whole conversation in input".into());
+        return Err("previous_response_id: this gateway keeps no responses (set store_responses = true in its [gateways.NAME] table), so send the whole conversation in input".into());
     }
     let mut messages: Vec<Value> = Vec::new();
     if let Some(instructions) = req.get("instructions").and_then(Value::as_str) {
@@ -302,6 +302,12 @@ pub struct StreamToResponses {
     finish: Option<String>,
     usage: Option<Value>,
     done: bool,
+    /// The id was given, not taken from the chat completion's.
+    fixed_id: bool,
+    /// Fields set on every response object (`store`, `previous_response_id`).
+    fields: Map<String, Value>,
+    /// The final response object, once complete and until taken.
+    completed: Option<Value>,
 }
 
 impl StreamToResponses {
@@ -319,7 +325,23 @@ impl StreamToResponses {
             finish: None,
             usage: None,
             done: false,
+            fixed_id: false,
+            fields: Map::new(),
+            completed: None,
         }
+    }
+
+    /// The same translator answering as response `id`, with `fields` on every response object.
+    pub fn with_id(mut self, id: &str, fields: Map<String, Value>) -> Self {
+        self.id = id.to_string();
+        self.fixed_id = true;
+        self.fields = fields;
+        self
+    }
+
+    /// The final response object (`completed` or `incomplete`), once, when sent.
+    pub fn take_completed(&mut self) -> Option<Value> {
+        self.completed.take()
     }
 
     /// Translates the bytes; returns the Responses SSE text to send now.
@@ -354,7 +376,11 @@ impl StreamToResponses {
     }
 
     fn response(&self, status: &str, output: Vec<Value>, usage: Value) -> Value {
-        response_object(&self.id, &self.model, self.created, status, output, usage)
+        let mut r = response_object(&self.id, &self.model, self.created, status, output, usage);
+        for (k, v) in &self.fields {
+            r[k] = v.clone();
+        }
+        r
     }
 
     fn start(&mut self, id: Option<&str>, out: &mut String) {
@@ -362,7 +388,7 @@ impl StreamToResponses {
             return;
         }
         self.started = true;
-        if let Some(id) = id {
+        if let Some(id) = id.filter(|_| !self.fixed_id) {
             self.id = format!("resp_{id}");
         }
         let r = self.response("in_progress", Vec::new(), Value::Null);
@@ -432,7 +458,8 @@ impl StreamToResponses {
         } else {
             "response.incomplete"
         };
-        self.event(name, json!({"response": r}), out);
+        self.event(name, json!({"response": r.clone()}), out);
+        self.completed = Some(r);
         self.done = true;
     }
 

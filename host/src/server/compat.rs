@@ -5,8 +5,9 @@
 //! - `messages` (also `v1/messages`, where the Anthropic SDKs and Claude Code send it):
 //!   Anthropic Messages, passed through to Anthropic or translated to an OpenAI-compatible
 //!   chat completion and back;
-//! - `responses` (also `v1/responses`): the OpenAI Responses API, stateless, passed through to
-//!   OpenAI or translated to a chat completion (and on to Anthropic when the model is one);
+//! - `responses` (also `v1/responses`): the OpenAI Responses API, passed through to OpenAI or
+//!   translated to a chat completion (and on to Anthropic when the model is one), continuing a
+//!   stored conversation by `previous_response_id` when the gateway keeps them (`stored`);
 //! - `embeddings` (also `v1/embeddings`): OpenAI embeddings, sent to the provider's
 //!   OpenAI-compatible embeddings path (beside its chat path), or translated to Cohere's v2
 //!   embed and back.
@@ -20,6 +21,7 @@ use crate::http::error::GatewayError;
 use crate::pipeline::Generation;
 use crate::pipeline::flow::{self, BodyIn, Env, Route};
 use crate::providers::{ProviderSpec, anthropic, converse, gemini, messages, responses};
+use crate::server::stored;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
@@ -427,32 +429,128 @@ async fn messages_in(
 }
 
 /// OpenAI Responses to a provider without it: a chat completion (on to Anthropic when the
-/// model is one), and the answer back as a response.
+/// model is one), and the answer back as a response. With `store_responses` on the gateway, a
+/// `previous_response_id` continues a stored conversation and the answer is kept.
 async fn responses_in(
     call: Call<'_>,
-    request: Value,
+    mut request: Value,
     provider: String,
     model: String,
     spec: &ProviderSpec,
 ) -> Response<GatewayBody> {
+    let keep = call
+        .generation
+        .config
+        .gateways
+        .get(&call.route.gateway)
+        .map_or(0, |g| g.store_responses);
+    let previous = request
+        .get("previous_response_id")
+        .filter(|v| !v.is_null())
+        .cloned();
+    let wants_store = request.get("store").and_then(Value::as_bool) != Some(false);
+    let mut scope = None;
+    if keep > 0 && (wants_store || previous.is_some()) {
+        let s = match stored_scope(&call, keep) {
+            Ok(s) => s,
+            Err(e) => return e.into_response(),
+        };
+        scope = Some(s);
+    }
+    // The conversation so far: the stored one continued, then this request's input.
+    let mut before = Vec::new();
+    if let (Some(s), Some(previous)) = (&scope, &previous) {
+        let Some(id) = previous.as_str() else {
+            return GatewayError::bad_request("previous_response_id: expected a string")
+                .into_response();
+        };
+        before = match s.load(id).await {
+            Ok(items) => items,
+            Err(resp) => return resp,
+        };
+    }
+    if scope.is_some() {
+        match stored::input_items(request.get("input")) {
+            Ok(items) => before.extend(items),
+            Err(m) => return GatewayError::bad_request(m).into_response(),
+        }
+        if let Some(o) = request.as_object_mut() {
+            o.remove("previous_response_id");
+            o.insert("input".into(), Value::Array(before.clone()));
+        }
+    }
     let chat_request = match responses::request_to_chat(&request, &model) {
         Ok(t) => t,
         Err(m) => return GatewayError::bad_request(m).into_response(),
     };
+    let id = format!("resp_{}", uuid::Uuid::new_v4().simple());
+    let mut fields = serde_json::Map::new();
+    fields.insert("store".into(), Value::Bool(scope.is_some() && wants_store));
+    fields.insert(
+        "previous_response_id".into(),
+        previous.clone().unwrap_or(Value::Null),
+    );
+    let kept = scope
+        .filter(|_| wants_store)
+        .map(|scope| Keep { scope, before });
     let resp = chat(call, chat_request, provider, model.clone(), spec).await;
     let created = crate::store::now_ms() / 1000;
-    translate(
+    let stream_fields = fields.clone();
+    translate_keeping(
         resp,
-        responses::StreamToResponses::new(&model, created),
+        responses::StreamToResponses::new(&model, created).with_id(&id, stream_fields),
         |status, bytes| {
             Some(if (200..300).contains(&status) {
-                responses::chat_to_response(&serde_json::from_slice(bytes).ok()?, &model, created)
+                let mut r = responses::chat_to_response(
+                    &serde_json::from_slice(bytes).ok()?,
+                    &model,
+                    created,
+                );
+                r["id"] = Value::String(id.clone());
+                for (k, v) in fields {
+                    r[k] = v;
+                }
+                r
             } else {
                 responses::error_to_openai(bytes)
             })
         },
+        kept,
     )
     .await
+}
+
+/// Where this request's responses are stored: its gateway, under its virtual key.
+fn stored_scope(call: &Call<'_>, keep: u64) -> Result<stored::Scope, GatewayError> {
+    let gw = call
+        .generation
+        .gateways
+        .get(&call.route.gateway)
+        .ok_or_else(|| {
+            GatewayError::not_found(format!("unknown gateway '{}'", call.route.gateway))
+        })?;
+    let identified = crate::control::identify(
+        call.env.keys.as_deref(),
+        gw.keys,
+        &gw.name,
+        &call.parts.headers,
+        call.route.query.as_deref(),
+        crate::store::now_ms(),
+    )?;
+    Ok(stored::Scope {
+        services: call.env.runtime.services.clone(),
+        gateway: gw.name.clone(),
+        owner: identified
+            .map(|i| i.consumer.key_id.clone())
+            .unwrap_or_default(),
+        keep,
+    })
+}
+
+/// A response to keep once it is complete, with the conversation before it.
+struct Keep {
+    scope: stored::Scope,
+    before: Vec<Value>,
 }
 
 /// Whether an OpenAI chat request asked for the usage chunk at the end of its stream.
@@ -517,6 +615,10 @@ pub trait StreamTranslate: Send + 'static {
     fn finish(&mut self) -> String;
     /// Whether the client's protocol's terminal event was sent.
     fn finished(&self) -> bool;
+    /// The finished answer as one object, once, when the protocol has one to keep.
+    fn completed(&mut self) -> Option<Value> {
+        None
+    }
 }
 
 impl StreamTranslate for anthropic::StreamTranslator {
@@ -568,6 +670,9 @@ impl StreamTranslate for gemini::StreamToChat {
 }
 
 impl StreamTranslate for responses::StreamToResponses {
+    fn completed(&mut self) -> Option<Value> {
+        self.take_completed()
+    }
     fn feed(&mut self, bytes: &[u8]) -> String {
         responses::StreamToResponses::feed(self, bytes)
     }
@@ -585,8 +690,19 @@ impl StreamTranslate for responses::StreamToResponses {
 /// (`None`, for a body it cannot read, passes it on unchanged).
 async fn translate<T: StreamTranslate>(
     resp: Response<GatewayBody>,
+    stream: T,
+    whole: impl FnOnce(u16, &[u8]) -> Option<Value>,
+) -> Response<GatewayBody> {
+    translate_keeping(resp, stream, whole, None).await
+}
+
+/// [`translate`], keeping the finished answer when `keep` says where, before the client sees
+/// it complete.
+async fn translate_keeping<T: StreamTranslate>(
+    resp: Response<GatewayBody>,
     mut stream: T,
     whole: impl FnOnce(u16, &[u8]) -> Option<Value>,
+    keep: Option<Keep>,
 ) -> Response<GatewayBody> {
     let (mut head, body) = resp.into_parts();
     let streamed = head
@@ -612,6 +728,11 @@ async fn translate<T: StreamTranslate>(
                             continue;
                         };
                         let out = stream.feed(&data);
+                        if let Some(k) = &keep
+                            && let Some(done) = stream.completed()
+                        {
+                            k.scope.keep(&k.before, &done).await;
+                        }
                         if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
                             return;
                         }
@@ -624,6 +745,11 @@ async fn translate<T: StreamTranslate>(
                 }
             }
             let tail = stream.finish();
+            if let Some(k) = &keep
+                && let Some(done) = stream.completed()
+            {
+                k.scope.keep(&k.before, &done).await;
+            }
             if !tail.is_empty() {
                 let _ = tx.send(Ok(Bytes::from(tail))).await;
             }
@@ -652,6 +778,15 @@ async fn translate<T: StreamTranslate>(
             .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         return Response::from_parts(head, GatewayBody::full(bytes));
     };
+    if let Some(k) = &keep
+        && head.status.is_success()
+        && matches!(
+            out.get("status").and_then(Value::as_str),
+            Some("completed" | "incomplete")
+        )
+    {
+        k.scope.keep(&k.before, &out).await;
+    }
     let out = out.to_string();
     head.headers
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

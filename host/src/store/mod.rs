@@ -9,6 +9,7 @@ pub mod limits;
 pub mod logs;
 pub mod port;
 pub mod redis;
+pub mod responses;
 pub mod spend;
 
 /// Milliseconds since the Unix epoch.

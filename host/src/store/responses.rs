@@ -1,0 +1,144 @@
+//! Stored responses of the compat endpoint's Responses entry point (`store_responses` on a
+//! gateway), so that a later request can continue one with `previous_response_id`. Each row
+//! holds a response's whole conversation (the input items it continued, its own input and its
+//! output) as Responses items, under the gateway and the virtual key that made it: another key
+//! cannot continue it. Rows live in the log store's database (SQLite, or PostgreSQL shared by
+//! replicas), bounded per gateway by count and by age.
+
+use super::logs::LogStoreError;
+use super::logs::db::{Arg, Db};
+use serde_json::Value;
+
+const SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS aigw_responses (id TEXT PRIMARY KEY, gateway TEXT NOT NULL, \
+     owner TEXT NOT NULL, created_at BIGINT NOT NULL, items TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS aigw_responses_gateway ON aigw_responses (gateway, created_at)",
+];
+
+/// How long a stored response can be continued (OpenAI keeps them 30 days).
+pub const MAX_AGE_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Creates the table when missing.
+pub fn ensure_schema(db: &mut dyn Db) -> Result<(), LogStoreError> {
+    for sql in SCHEMA {
+        db.exec(sql, &[])?;
+    }
+    Ok(())
+}
+
+/// Stores response `id`'s conversation `items` for `owner` (a virtual key's id, or empty) in
+/// `gateway`, then deletes the gateway's responses older than [`MAX_AGE_MS`] and the oldest
+/// beyond `keep`.
+pub fn put(
+    db: &mut dyn Db,
+    gateway: &str,
+    owner: &str,
+    id: &str,
+    items: &[Value],
+    keep: u64,
+    now_ms: i64,
+) -> Result<(), LogStoreError> {
+    let text = serde_json::to_string(items).map_err(|e| LogStoreError::Corrupt(e.to_string()))?;
+    db.exec(
+        "INSERT INTO aigw_responses (id, gateway, owner, created_at, items) VALUES (?1, ?2, ?3, ?4, ?5)",
+        &[
+            Arg::Text(id.into()),
+            Arg::Text(gateway.into()),
+            Arg::Text(owner.into()),
+            Arg::Int(now_ms),
+            Arg::Text(text),
+        ],
+    )?;
+    db.exec(
+        "DELETE FROM aigw_responses WHERE gateway = ?1 AND created_at < ?2",
+        &[Arg::Text(gateway.into()), Arg::Int(now_ms - MAX_AGE_MS)],
+    )?;
+    db.exec(
+        "DELETE FROM aigw_responses WHERE gateway = ?1 AND created_at < (SELECT created_at FROM \
+         aigw_responses WHERE gateway = ?1 ORDER BY created_at DESC LIMIT 1 OFFSET ?2)",
+        &[
+            Arg::Text(gateway.into()),
+            Arg::Int((keep.saturating_sub(1)).min(i64::MAX as u64) as i64),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The conversation of response `id`, when `gateway` stored it for `owner` and it is not too old.
+pub fn get(
+    db: &mut dyn Db,
+    gateway: &str,
+    owner: &str,
+    id: &str,
+    now_ms: i64,
+) -> Result<Option<Vec<Value>>, LogStoreError> {
+    let rows = db.rows(
+        "SELECT items FROM aigw_responses WHERE id = ?1 AND gateway = ?2 AND owner = ?3 AND created_at >= ?4",
+        &[
+            Arg::Text(id.into()),
+            Arg::Text(gateway.into()),
+            Arg::Text(owner.into()),
+            Arg::Int(now_ms - MAX_AGE_MS),
+        ],
+    )?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    serde_json::from_str(&row[0].text())
+        .map(Some)
+        .map_err(|e| LogStoreError::Corrupt(format!("stored response {id}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn db() -> rusqlite::Connection {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        ensure_schema(&mut conn).unwrap();
+        conn
+    }
+
+    #[test]
+    fn a_response_is_read_back_by_its_gateway_and_owner_only() {
+        let mut db = db();
+        let items = vec![json!({"type": "message", "role": "user", "content": "hi"})];
+        put(&mut db, "gw", "key_a", "resp_1", &items, 10, 1_000).unwrap();
+        assert_eq!(
+            get(&mut db, "gw", "key_a", "resp_1", 2_000).unwrap(),
+            Some(items)
+        );
+        assert_eq!(get(&mut db, "gw", "key_b", "resp_1", 2_000).unwrap(), None);
+        assert_eq!(
+            get(&mut db, "other", "key_a", "resp_1", 2_000).unwrap(),
+            None
+        );
+        assert_eq!(get(&mut db, "gw", "key_a", "resp_2", 2_000).unwrap(), None);
+        // Past its age, it cannot be continued.
+        assert_eq!(
+            get(&mut db, "gw", "key_a", "resp_1", 1_000 + MAX_AGE_MS + 1).unwrap(),
+            None
+        );
+        // The same id twice is an error, never an overwrite.
+        assert!(put(&mut db, "gw", "key_a", "resp_1", &[], 10, 3_000).is_err());
+    }
+
+    #[test]
+    fn each_gateway_keeps_its_newest_responses() {
+        let mut db = db();
+        for i in 0..5 {
+            put(&mut db, "gw", "", &format!("resp_{i}"), &[], 3, i * 10).unwrap();
+            put(&mut db, "other", "", &format!("o_{i}"), &[], 100, i * 10).unwrap();
+        }
+        let kept: Vec<bool> = (0..5)
+            .map(|i| {
+                get(&mut db, "gw", "", &format!("resp_{i}"), 100)
+                    .unwrap()
+                    .is_some()
+            })
+            .collect();
+        assert_eq!(kept, [false, false, true, true, true]);
+        assert!(get(&mut db, "other", "", "o_0", 100).unwrap().is_some());
+    }
+}
