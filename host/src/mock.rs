@@ -23,6 +23,7 @@
 //!
 //! `POST …/models/{model}:generateContent` (and `:streamGenerateContent`) is Gemini (see
 //! `gemini`).
+//! `POST …/v2/chat` is Cohere's v2 chat and `…/v2/embed` its embed (see `cohere`).
 //! `POST …/model/{id}/converse` is Bedrock Converse behind a real SigV4 check (see `bedrock`).
 //! `GET …/realtime?model=…` upgraded to a WebSocket is OpenAI Realtime (see `realtime`).
 //!
@@ -55,6 +56,7 @@ pub struct MockState {
 }
 
 pub mod bedrock;
+mod cohere;
 mod gemini;
 mod realtime;
 
@@ -320,6 +322,9 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
     }
     if path.ends_with("/v2/embed") {
         return cohere_embed(&request);
+    }
+    if path.ends_with("/v2/chat") {
+        return cohere::chat(&parts, &request, pacing);
     }
     if path.ends_with("/images/generations") {
         let padding = number(&parts, "x-mock-image-bytes")

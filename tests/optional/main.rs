@@ -18,6 +18,7 @@
 #[allow(dead_code)]
 mod harness;
 
+mod cohere_sdk;
 mod dashboard;
 mod node_sdk;
 mod python_filter;
@@ -78,7 +79,7 @@ impl Need {
                     .map_err(|e| format!("no PostgreSQL database at {place} ({e})"))
             }
             Need::PythonSdks => python_sdk::python().map(|_| ()).ok_or_else(|| {
-                "no Python with the openai[realtime], anthropic, cloudflare, websocket-client, boto3 and google-genai packages (AIGW_PYTHON or .venv)".into()
+                "no Python with the openai[realtime], anthropic, cloudflare, websocket-client, boto3, google-genai and cohere packages (AIGW_PYTHON or .venv)".into()
             }),
             Need::NodeSdk => node_sdk::node().map(|_| ()).ok_or_else(|| {
                 "no node with the Vercel AI SDK installed (npm ci in tests/sdk/node)".into()
@@ -185,6 +186,10 @@ fn tests() -> Vec<Test> {
         ),
         test!(
             python_sdk::gemini_passes_through_for_google_genai_and_translates_for_the_openai_sdk,
+            Need::PythonSdks
+        ),
+        test!(
+            cohere_sdk::cohere_chat_passes_through_and_translates_for_every_entry_point,
             Need::PythonSdks
         ),
         test!(

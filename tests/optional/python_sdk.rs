@@ -18,7 +18,7 @@ pub fn python() -> Option<PathBuf> {
         Command::new(p)
             .args([
                 "-c",
-                "import openai, anthropic, cloudflare, websocket, websockets, boto3, google.genai",
+                "import openai, anthropic, cloudflare, websocket, websockets, boto3, google.genai, cohere",
             ])
             .output()
             .map(|o| o.status.success())
@@ -28,7 +28,7 @@ pub fn python() -> Option<PathBuf> {
 
 /// Runs `tests/sdk/{script}` with `arg` and parses the one JSON line it prints; a script that
 /// fails fails the test with its output.
-async fn run_script(script: &str, arg: String) -> serde_json::Value {
+pub async fn run_script(script: &str, arg: String) -> serde_json::Value {
     run_script_args(script, &[arg]).await
 }
 

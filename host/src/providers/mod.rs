@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod chat_chunk;
 pub mod chat_request;
 pub mod cohere;
+pub mod cohere_chat;
 pub mod converse;
 pub mod eventstream;
 pub mod gemini;
@@ -106,6 +107,9 @@ pub struct ProviderSpec {
     pub gemini_native: bool,
     /// Speaks Bedrock Converse: the compat endpoint translates chat to and from it, in `region`.
     pub bedrock_converse: bool,
+    /// Speaks Cohere's v2 chat: the compat endpoint translates chat to and from it (unless
+    /// `compat_path` is set, which names an OpenAI-compatible path instead).
+    pub cohere_native: bool,
     /// The region the compat endpoint sends native requests to: Bedrock's AWS region, Vertex
     /// AI's location (`global` when unset).
     pub region: Option<String>,
@@ -128,6 +132,7 @@ impl ProviderSpec {
             aws: None,
             gemini_native: false,
             bedrock_converse: false,
+            cohere_native: false,
             region: None,
             project: None,
             anthropic_messages: false,
@@ -244,14 +249,14 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
                     Some("/chat/completions".into())
                 }
                 "google-ai-studio" => Some("/v1beta/openai/chat/completions".into()),
-                // Cohere's own OpenAI-compatible API.
-                "cohere" => Some("/compatibility/v1/chat/completions".into()),
                 "ollama" => Some("/v1/chat/completions".into()),
                 _ => None,
             };
             spec.anthropic_messages = *name == "anthropic";
             spec.gemini_native = matches!(*name, "google-ai-studio" | "google-vertex-ai");
             spec.bedrock_converse = *name == "aws-bedrock";
+            // Cohere's native v2 chat, unless `compat_path` names its OpenAI-compatible API.
+            spec.cohere_native = *name == "cohere";
             // Mistral and Perplexity refuse fields they do not know (and send usage in their
             // last chunk by themselves); every other provider gets the usage request on its
             // OpenAI-style chat streams, so that token budgets see what a stream spent.

@@ -20,7 +20,9 @@ use crate::http::body::{BodyError, GatewayBody};
 use crate::http::error::GatewayError;
 use crate::pipeline::Generation;
 use crate::pipeline::flow::{self, BodyIn, Env, Route};
-use crate::providers::{ProviderSpec, anthropic, converse, gemini, messages, responses};
+use crate::providers::{
+    ProviderSpec, anthropic, cohere_chat, converse, gemini, messages, responses,
+};
 use crate::server::stored;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -228,6 +230,9 @@ async fn chat(
     if spec.bedrock_converse {
         return chat_via_converse(call, request, provider, model, spec.region.clone()).await;
     }
+    if spec.cohere_native && spec.compat_path.is_none() {
+        return chat_via_cohere(call, request, provider, model).await;
+    }
     let Some(path) = spec.compat_path.clone() else {
         return GatewayError::bad_request(format!(
             "model: provider '{provider}' has no OpenAI-compatible chat endpoint; call /v1/{}/{}/{provider}/… in its own format",
@@ -377,6 +382,34 @@ async fn chat_via_converse(
     .await
 }
 
+/// A chat completion request translated to Cohere's v2 chat, and the answer back.
+async fn chat_via_cohere(
+    call: Call<'_>,
+    request: Value,
+    provider: String,
+    model: String,
+) -> Response<GatewayBody> {
+    let include_usage = wants_usage(&request);
+    let translated = match cohere_chat::request_from_chat(&request, &model) {
+        Ok(t) => t,
+        Err(m) => return GatewayError::bad_request(m).into_response(),
+    };
+    let resp = call.send(provider, "/v2/chat".into(), &translated).await;
+    let created = crate::store::now_ms() / 1000;
+    translate(
+        resp,
+        cohere_chat::StreamToChat::new(&model, created, include_usage),
+        |status, bytes| {
+            Some(if (200..300).contains(&status) {
+                cohere_chat::response_to_chat(&serde_json::from_slice(bytes).ok()?, &model, created)
+            } else {
+                responses::error_to_openai(bytes)
+            })
+        },
+    )
+    .await
+}
+
 /// Anthropic Messages to an OpenAI-compatible provider, and the answer back.
 async fn messages_in(
     mut call: Call<'_>,
@@ -385,11 +418,15 @@ async fn messages_in(
     model: String,
     spec: &ProviderSpec,
 ) -> Response<GatewayBody> {
-    if spec.compat_path.is_none() && !spec.gemini_native && !spec.bedrock_converse {
+    if spec.compat_path.is_none()
+        && !spec.gemini_native
+        && !spec.bedrock_converse
+        && !spec.cohere_native
+    {
         return anthropic_error(
             400,
             &format!(
-                "model: provider '{provider}' has no chat endpoint to translate Anthropic Messages to (an OpenAI-compatible one, Gemini or Bedrock)"
+                "model: provider '{provider}' has no chat endpoint to translate Anthropic Messages to (an OpenAI-compatible one, Gemini, Bedrock or Cohere)"
             ),
         );
     }
@@ -412,7 +449,7 @@ async fn messages_in(
     }
     bearer_to(headers, spec.auth_header.name);
     // Through the chat translation of that provider: its OpenAI-compatible endpoint, Gemini's
-    // generateContent or Bedrock's Converse.
+    // generateContent, Bedrock's Converse or Cohere's v2 chat.
     let resp = chat(call, translated, provider, model.clone(), spec).await;
     translate(
         resp,
@@ -654,6 +691,18 @@ impl StreamTranslate for converse::StreamToChat {
     }
     fn finished(&self) -> bool {
         converse::StreamToChat::finished(self)
+    }
+}
+
+impl StreamTranslate for cohere_chat::StreamToChat {
+    fn feed(&mut self, bytes: &[u8]) -> String {
+        cohere_chat::StreamToChat::feed(self, bytes)
+    }
+    fn finish(&mut self) -> String {
+        cohere_chat::StreamToChat::finish(self)
+    }
+    fn finished(&self) -> bool {
+        cohere_chat::StreamToChat::finished(self)
     }
 }
 
