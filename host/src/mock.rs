@@ -25,7 +25,8 @@
 //! `gemini`).
 //! `POST …/v2/chat` is Cohere's v2 chat and `…/v2/embed` its embed (see `cohere`).
 //! `POST …/model/{id}/converse` is Bedrock Converse behind a real SigV4 check (see `bedrock`).
-//! `GET …/realtime?model=…` upgraded to a WebSocket is OpenAI Realtime (see `realtime`).
+//! `GET …/realtime?model=…` upgraded to a WebSocket is OpenAI Realtime (see `realtime`), and
+//! `GET …/ws/…BidiGenerateContent` Gemini Live (see `live`).
 //!
 //! `GET /__mock/requests` lists what it received; `DELETE` clears it.
 
@@ -58,6 +59,7 @@ pub struct MockState {
 pub mod bedrock;
 mod cohere;
 mod gemini;
+mod live;
 mod realtime;
 
 impl MockState {
@@ -230,6 +232,9 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<Gatew
 
     if path.ends_with("/realtime") && parts.method == Method::GET {
         return realtime::accept(&state, &mut parts);
+    }
+    if path.ends_with(".BidiGenerateContent") && parts.method == Method::GET {
+        return live::accept(&state, &mut parts);
     }
     if let Some(ms) = number(&parts, "x-mock-delay-ms") {
         tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;

@@ -23,6 +23,7 @@ mod custom_filters;
 mod faults;
 mod filter_failures;
 mod filter_safety;
+mod gemini_live;
 mod guardrails;
 mod hot_reload;
 mod keys;

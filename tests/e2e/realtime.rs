@@ -11,11 +11,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens a session; `Err(status, body)` when the handshake is refused.
-async fn connect(
+pub(crate) async fn connect(
     gw: &Gateway,
     path: &str,
     headers: &[(&str, &str)],
@@ -79,7 +79,7 @@ async fn turn(ws: &mut Ws, text: &str) -> (String, Value) {
 }
 
 /// Waits for the session's close frame (the code and reason), within `within`.
-async fn closed(ws: &mut Ws, within: Duration) -> Option<(CloseCode, String)> {
+pub(crate) async fn closed(ws: &mut Ws, within: Duration) -> Option<(CloseCode, String)> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {
@@ -102,7 +102,7 @@ fn gateway(mock: &Mock, server: &str, extra: &str) -> Gateway {
 }
 
 /// The log entries once `n` are written (the gateway has stopped or will within the wait).
-async fn entries(gw: &Gateway, n: usize) -> Vec<Value> {
+pub(crate) async fn entries(gw: &Gateway, n: usize) -> Vec<Value> {
     let found = eventually(Duration::from_secs(5), || async {
         log_entries(&gw.data_dir()).len() >= n
     })

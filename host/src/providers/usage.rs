@@ -338,12 +338,26 @@ fn scan_event_frames(pending: &mut Vec<u8>, usage: &mut Usage) {
 }
 
 /// Gemini's `usageMetadata`: `promptTokenCount` includes `cachedContentTokenCount`; thinking
-/// tokens (`thoughtsTokenCount`) are billed as output beside `candidatesTokenCount`.
-fn gemini_usage(u: &Value) -> Usage {
+/// tokens (`thoughtsTokenCount`) are billed as output beside `candidatesTokenCount` (in a Live
+/// session, `responseTokenCount`). Audio tokens (the `AUDIO` modality of the per-modality
+/// details) are counted apart: they are billed at audio rates, never at text rates.
+pub fn gemini_usage(u: &Value) -> Usage {
     if !u.is_object() {
         return Usage::default();
     }
-    let candidates = count(u, "/candidatesTokenCount");
+    let candidates = count(u, "/candidatesTokenCount").or_else(|| count(u, "/responseTokenCount"));
+    let audio: Vec<u32> = [
+        "promptTokensDetails",
+        "candidatesTokensDetails",
+        "responseTokensDetails",
+        "toolUsePromptTokensDetails",
+    ]
+    .iter()
+    .filter_map(|k| u.get(*k).and_then(Value::as_array))
+    .flatten()
+    .filter(|d| d.get("modality").and_then(Value::as_str) == Some("AUDIO"))
+    .filter_map(|d| count(d, "/tokenCount"))
+    .collect();
     let thoughts = count(u, "/thoughtsTokenCount");
     // Built-in tools' prompts (`toolUsePromptTokenCount`) are billed as input too.
     let prompt = match (
@@ -361,7 +375,8 @@ fn gemini_usage(u: &Value) -> Usage {
         },
         tokens_cached: count(u, "/cachedContentTokenCount"),
         tokens_reasoning: thoughts,
-        tokens_audio: None,
+        tokens_audio: (!audio.is_empty())
+            .then(|| audio.iter().fold(0u32, |a, b| a.saturating_add(*b))),
         tokens_cache_write: None,
         tokens_image_in: None,
     }

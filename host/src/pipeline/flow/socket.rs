@@ -374,6 +374,8 @@ struct Tally {
     bytes_in: u64,
     bytes_out: u64,
     usage: Usage,
+    /// The model a Gemini Live session set up in its first message.
+    model: Option<String>,
 }
 
 /// Sums `add` into `total` (a count either has is kept).
@@ -392,16 +394,42 @@ fn add_usage(total: &mut Usage, add: &Usage) {
     sum(&mut total.tokens_audio, add.tokens_audio);
 }
 
-/// The usage a provider's message reports: OpenAI Realtime's `response.done`.
-fn message_usage(text: &str) -> Option<Usage> {
-    if !text.contains("\"response.done\"") {
-        return None;
+/// The usage a provider's message reports: OpenAI Realtime's `response.done`, or a Gemini Live
+/// server message's `usageMetadata` (one per turn).
+fn message_usage(text: &[u8]) -> Option<Usage> {
+    let has = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+    if has(b"\"response.done\"") {
+        let v: serde_json::Value = serde_json::from_slice(text).ok()?;
+        if v.get("type")?.as_str()? != "response.done" {
+            return None;
+        }
+        return Some(usage_in(v.pointer("/response/usage")?));
     }
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    if v.get("type")?.as_str()? != "response.done" {
-        return None;
+    if has(b"\"usageMetadata\"") {
+        let v: serde_json::Value = serde_json::from_slice(text).ok()?;
+        return Some(crate::providers::usage::gemini_usage(
+            v.get("usageMetadata")?,
+        ));
     }
-    Some(usage_in(v.pointer("/response/usage")?))
+    None
+}
+
+/// The model a Gemini Live session's first message sets up (`{"setup": {"model":
+/// "models/…"}}`), without its `models/` prefix.
+fn setup_model(text: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(text).ok()?;
+    let model = v.pointer("/setup/model")?.as_str()?;
+    let model = model.rsplit_once("/models/").map_or(model, |(_, m)| m);
+    Some(model.strip_prefix("models/").unwrap_or(model).to_string())
+}
+
+/// The payload of a data message (Gemini Live sends its JSON in binary frames).
+fn payload(msg: &Message) -> Option<&[u8]> {
+    match msg {
+        Message::Text(t) => Some(t.as_bytes()),
+        Message::Binary(b) => Some(b),
+        _ => None,
+    }
 }
 
 /// A session's limits.
@@ -427,7 +455,7 @@ async fn session(
     let socket = |io: Upgraded, role: Role| {
         WebSocketStream::from_raw_socket(TokioIo::new(io), role, Some(config))
     };
-    let (outcome, ended, tally) = match (client, upstream) {
+    let (outcome, ended, mut tally) = match (client, upstream) {
         (Ok(c), Ok(u)) => {
             let client = socket(c, Role::Server).await;
             let upstream = socket(u, Role::Client).await;
@@ -464,6 +492,9 @@ async fn session(
         ),
     );
     ex.request_bytes = tally.bytes_in;
+    if ex.model.is_none() {
+        ex.model = tally.model.take();
+    }
     ex.armed = false;
     let mut task = BodyTask::abandoned(ex);
     task.status = 101;
@@ -551,6 +582,11 @@ async fn relay(
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(msg)) => {
                     last = tokio::time::Instant::now();
+                    if tally.to_provider == 0
+                        && let Some(p) = payload(&msg)
+                    {
+                        tally.model = setup_model(p);
+                    }
                     tally.to_provider += 1;
                     tally.bytes_in += msg.len() as u64;
                     if !provider.send(msg, SEND_WAIT).await && ended.is_none() {
@@ -578,9 +614,7 @@ async fn relay(
                     tally.to_client += 1;
                     tally.bytes_out += msg.len() as u64;
                     // Counted whether or not the client takes it: the provider bills it.
-                    if let Message::Text(text) = &msg
-                        && let Some(u) = message_usage(text.as_str())
-                    {
+                    if let Some(u) = payload(&msg).and_then(message_usage) {
                         add_usage(&mut tally.usage, &u);
                     }
                     if !client.send(msg, SEND_WAIT).await && ended.is_none() {
@@ -625,17 +659,49 @@ mod tests {
     #[test]
     fn usage_is_read_from_response_done_only() {
         let done = r#"{"type":"response.done","response":{"usage":{"total_tokens":30,"input_tokens":20,"output_tokens":10,"input_token_details":{"cached_tokens":4,"text_tokens":20,"audio_tokens":0},"output_token_details":{"text_tokens":10,"audio_tokens":0}}}}"#;
-        let u = message_usage(done).unwrap();
+        let u = message_usage(done.as_bytes()).unwrap();
         assert_eq!(
             (u.tokens_in, u.tokens_out, u.tokens_cached, u.tokens_audio),
             (Some(20), Some(10), Some(4), Some(0))
         );
-        assert!(message_usage(r#"{"type":"response.created","note":"response.done"}"#).is_none());
-        assert!(message_usage(r#"{"type":"response.output_text.delta","delta":"hi"}"#).is_none());
+        assert!(message_usage(br#"{"type":"response.created","note":"response.done"}"#).is_none());
+        assert!(message_usage(br#"{"type":"response.output_text.delta","delta":"hi"}"#).is_none());
         let mut total = Usage::default();
         add_usage(&mut total, &u);
         add_usage(&mut total, &u);
         assert_eq!((total.tokens_in, total.tokens_out), (Some(40), Some(20)));
         assert_eq!(total.tokens_reasoning, None);
+    }
+
+    #[test]
+    fn gemini_live_usage_and_model_are_read() {
+        let turn = br#"{"serverContent":{"turnComplete":true},"usageMetadata":{"promptTokenCount":12,"responseTokenCount":5,"thoughtsTokenCount":2,"totalTokenCount":19,"promptTokensDetails":[{"modality":"TEXT","tokenCount":12}],"responseTokensDetails":[{"modality":"TEXT","tokenCount":5}]}}"#;
+        let u = message_usage(turn).unwrap();
+        assert_eq!(
+            (
+                u.tokens_in,
+                u.tokens_out,
+                u.tokens_reasoning,
+                u.tokens_audio
+            ),
+            (Some(12), Some(7), Some(2), None)
+        );
+        let spoken = br#"{"usageMetadata":{"promptTokenCount":30,"responseTokenCount":40,"responseTokensDetails":[{"modality":"AUDIO","tokenCount":40}]}}"#;
+        assert_eq!(message_usage(spoken).unwrap().tokens_audio, Some(40));
+        assert!(
+            message_usage(
+                br#"{"serverContent":{"modelTurn":{"parts":[{"text":"usageMetadata"}]}}}"#
+            )
+            .is_none()
+        );
+        assert_eq!(
+            setup_model(br#"{"setup":{"model":"models/gemini-live-2.5-flash"}}"#).as_deref(),
+            Some("gemini-live-2.5-flash")
+        );
+        assert_eq!(
+            setup_model(br#"{"setup":{"model":"projects/p/locations/l/publishers/google/models/gemini-2.0-flash"}}"#).as_deref(),
+            Some("gemini-2.0-flash")
+        );
+        assert_eq!(setup_model(br#"{"clientContent":{}}"#), None);
     }
 }
