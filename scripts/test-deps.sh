@@ -52,7 +52,7 @@ if ! python3 -m venv "$repo/.venv" 2>/dev/null; then
     apt-get install -y -qq python3-venv
     python3 -m venv "$repo/.venv"
 fi
-"$repo/.venv/bin/pip" install --quiet --disable-pip-version-check "openai[realtime]" anthropic cloudflare==5.9.0 websocket-client==1.8.0 boto3 google-genai cohere componentize-py==0.25.1
+"$repo/.venv/bin/pip" install --quiet --disable-pip-version-check "openai[realtime]" anthropic cloudflare==5.9.0 websocket-client==1.8.0 boto3 google-genai cohere cryptography componentize-py==0.25.1
 
 # Node and the Vercel AI SDK (tests/sdk/node, versions pinned by its package-lock.json).
 need_apt node nodejs

@@ -20,6 +20,7 @@ mod harness;
 
 mod cohere_sdk;
 mod dashboard;
+mod live_sdk;
 mod node_sdk;
 mod python_filter;
 mod python_sdk;
@@ -79,7 +80,7 @@ impl Need {
                     .map_err(|e| format!("no PostgreSQL database at {place} ({e})"))
             }
             Need::PythonSdks => python_sdk::python().map(|_| ()).ok_or_else(|| {
-                "no Python with the openai[realtime], anthropic, cloudflare, websocket-client, boto3, google-genai and cohere packages (AIGW_PYTHON or .venv)".into()
+                "no Python with the openai[realtime], anthropic, cloudflare, websocket-client, boto3, google-genai, cohere and cryptography packages (AIGW_PYTHON or .venv)".into()
             }),
             Need::NodeSdk => node_sdk::node().map(|_| ()).ok_or_else(|| {
                 "no node with the Vercel AI SDK installed (npm ci in tests/sdk/node)".into()
@@ -190,6 +191,10 @@ fn tests() -> Vec<Test> {
         ),
         test!(
             cohere_sdk::cohere_chat_passes_through_and_translates_for_every_entry_point,
+            Need::PythonSdks
+        ),
+        test!(
+            live_sdk::google_genai_live_sessions_pass_through_and_are_billed_exactly,
             Need::PythonSdks
         ),
         test!(

@@ -18,7 +18,7 @@ pub fn python() -> Option<PathBuf> {
         Command::new(p)
             .args([
                 "-c",
-                "import openai, anthropic, cloudflare, websocket, websockets, boto3, google.genai, cohere",
+                "import openai, anthropic, cloudflare, websocket, websockets, boto3, google.genai, cohere, cryptography",
             ])
             .output()
             .map(|o| o.status.success())

@@ -4,7 +4,8 @@
 //! `{"setupComplete": {}}`; each `clientContent` turn that completes is answered by one
 //! `serverContent.modelTurn` text part per word, `generationComplete`, then `turnComplete` with
 //! the turn's `usageMetadata` (prompt: the words of the conversation so far; response: the
-//! reply's words). `realtimeInput` is taken and not answered. Handshake: `x-mock-reply` sets the
+//! reply's words). Field names are read in either spelling (`clientContent`, `client_content`),
+//! as protobuf JSON is. `realtimeInput` is taken and not answered. Handshake: `x-mock-reply` sets the
 //! reply; without `x-goog-api-key` (or `key=`) the handshake is refused with a 401.
 
 use super::{MockState, header, json_response};
@@ -109,14 +110,26 @@ async fn serve(mut ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, reply
             }
             set_up = true;
             out.push(json!({"setupComplete": {}}));
-        } else if let Some(content) = message.get("clientContent") {
+        } else if let Some(content) = message
+            .get("clientContent")
+            .or_else(|| message.get("client_content"))
+        {
+            // Google reads protobuf JSON, so either spelling of a field (the Python SDK sends
+            // `client_content`).
+            let complete = content
+                .get("turnComplete")
+                .or_else(|| content.get("turn_complete"));
             let turns = content.get("turns").and_then(Value::as_array);
             let last = turns
                 .and_then(|t| t.last())
                 .map(turn_text)
                 .unwrap_or_default();
-            conversation_words += super::count_words(&json!(turns));
-            if content.get("turnComplete").and_then(Value::as_bool) == Some(true) {
+            conversation_words += turns
+                .into_iter()
+                .flatten()
+                .map(|t| turn_text(t).split_whitespace().count() as u64)
+                .sum::<u64>();
+            if complete.and_then(Value::as_bool) == Some(true) {
                 let words: Vec<String> = reply
                     .clone()
                     .unwrap_or_else(|| format!("Live mock reply to: {last}"))
