@@ -1,7 +1,7 @@
 //! OpenAI Responses in, chat completions out: the compat endpoint's `responses` entry point
 //! for providers without a Responses API (Codex and the Vercel AI SDK pointed at any model).
 //! A `previous_response_id` is resolved before this (the gateway's stored responses, in
-//! `server::stored`); here the conversation travels whole in `input`. The request becomes a chat completion (sent on to an OpenAI-compatible
+//! `server::compat::stored`); here the conversation travels whole in `input`. The request becomes a chat completion (sent on to an OpenAI-compatible
 //! provider, or translated further to Anthropic Messages), and the answer comes back as a
 //! response object, or as Responses stream events translated one by one.
 

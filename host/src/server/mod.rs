@@ -12,7 +12,6 @@ pub mod endpoints;
 pub mod listener;
 pub mod reload;
 pub mod route;
-pub mod stored;
 
 use crate::http::body::GatewayBody;
 use crate::http::error::GatewayError;
