@@ -56,8 +56,6 @@ struct Tally {
     bytes_in: u64,
     bytes_out: u64,
     usage: Usage,
-    /// The model a Gemini Live session set up in its first message.
-    model: Option<String>,
 }
 
 /// Sums `add` into `total` (a count either has is kept).
@@ -97,16 +95,78 @@ fn message_usage(text: &[u8]) -> Option<Usage> {
 }
 
 /// The model a Gemini Live session's first message sets up (`{"setup": {"model":
-/// "models/…"}}`), without its `models/` prefix.
-fn setup_model(text: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(text).ok()?;
-    let model = v.pointer("/setup/model")?.as_str()?;
-    let model = model.rsplit_once("/models/").map_or(model, |(_, m)| m);
-    Some(model.strip_prefix("models/").unwrap_or(model).to_string())
+/// "models/…"}}`), without its `models/` (or Vertex AI's `…/models/`) prefix. A setup that
+/// names no model, or names one twice (the filters would judge one and the provider might
+/// read the other), is refused with a message naming it.
+pub(super) fn setup_model(text: &[u8]) -> Result<String, String> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+    struct Models(Vec<String>);
+    impl<'de> Visitor<'de> for Models {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a setup object")
+        }
+        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Vec<String>, A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "model" {
+                    self.0.push(map.next_value::<String>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(self.0)
+        }
+    }
+    struct Setup(Option<Vec<String>>, usize);
+    impl<'de> Visitor<'de> for Setup {
+        type Value = (Option<Vec<String>>, usize);
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "setup" {
+                    self.1 += 1;
+                    struct Inner;
+                    impl<'de> serde::de::DeserializeSeed<'de> for Inner {
+                        type Value = Vec<String>;
+                        fn deserialize<D: serde::Deserializer<'de>>(
+                            self,
+                            d: D,
+                        ) -> Result<Vec<String>, D::Error> {
+                            d.deserialize_map(Models(Vec::new()))
+                        }
+                    }
+                    self.0 = Some(map.next_value_seed(Inner)?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok((self.0, self.1))
+        }
+    }
+    const EXPECTED: &str = "the first message must be {\"setup\": {\"model\": \"models/…\"}}";
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let (models, setups) = de
+        .deserialize_map(Setup(None, 0))
+        .map_err(|e| format!("{EXPECTED}: {e}"))?;
+    let models = models.ok_or(EXPECTED)?;
+    if setups > 1 || models.len() > 1 {
+        return Err("setup.model: given more than once".into());
+    }
+    let model = models.into_iter().next().ok_or(EXPECTED)?;
+    let model = model
+        .rsplit_once("/models/")
+        .map_or(model.as_str(), |(_, m)| m);
+    let model = model.strip_prefix("models/").unwrap_or(model);
+    if model.is_empty() {
+        return Err(EXPECTED.into());
+    }
+    Ok(model.to_string())
 }
 
 /// The payload of a data message (Gemini Live sends its JSON in binary frames).
-fn payload(msg: &Message) -> Option<&[u8]> {
+pub(super) fn payload(msg: &Message) -> Option<&[u8]> {
     match msg {
         Message::Text(t) => Some(t.as_bytes()),
         Message::Binary(b) => Some(b),
@@ -124,43 +184,114 @@ pub(super) struct Limits {
 }
 
 pub(super) async fn session(
-    mut ex: Exchange,
-    client: OnUpgrade,
+    ex: Exchange,
+    client: Client,
     upstream: OnUpgrade,
     limits: Limits,
     slot: SessionSlot,
 ) {
-    let (client, upstream) = tokio::join!(client, upstream);
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(Some(limits.max_message))
-        .max_frame_size(Some(limits.max_message));
+    let config = socket_config(limits);
     let socket = |io: Upgraded, role: Role| {
         WebSocketStream::from_raw_socket(TokioIo::new(io), role, Some(config))
     };
-    let (outcome, ended, mut tally) = match (client, upstream) {
-        (Ok(c), Ok(u)) => {
-            let client = socket(c, Role::Server).await;
+    let (client, first, upstream) = match client {
+        Client::Upgrading(c) => {
+            let (c, u) = tokio::join!(c, upstream);
+            let c = match c {
+                Ok(c) => socket(c, Role::Server).await,
+                Err(e) => {
+                    tracing::debug!("client upgrade failed: {e}");
+                    return end(ex, slot, Outcome::ClientAborted, None, Tally::default()).await;
+                }
+            };
+            (c, None, u)
+        }
+        Client::Open(c, first) => (*c, first, upstream.await),
+    };
+    let mut client = client;
+    let (outcome, ended, tally) = match upstream {
+        Ok(u) => {
             let upstream = socket(u, Role::Client).await;
             let closing = ex.runtime.services.closing.subscribe();
-            let (ended, tally) = relay(client, upstream, limits.idle, closing).await;
+            let (ended, tally) = relay(client, upstream, first, limits.idle, closing).await;
             let outcome = match ended {
                 Ended::ProviderFailed => Outcome::UpstreamError,
                 _ => Outcome::Completed,
             };
             (outcome, Some(ended), tally)
         }
-        (Err(e), _) => {
-            tracing::debug!("client upgrade failed: {e}");
-            (Outcome::ClientAborted, None, Tally::default())
-        }
-        (Ok(c), Err(e)) => {
+        Err(e) => {
             tracing::warn!("provider upgrade failed: {e}");
-            let mut client = socket(c, Role::Server).await;
             let frame = close(CloseCode::Error, "the provider's connection failed");
             let _ = tokio::time::timeout(CLOSE_WAIT, client.send(frame)).await;
             (Outcome::UpstreamError, None, Tally::default())
         }
     };
+    end(ex, slot, outcome, ended, tally).await;
+}
+
+/// The client's side of a session: still upgrading, or open with the first message it sent.
+pub(super) enum Client {
+    Upgrading(OnUpgrade),
+    Open(Box<Socket>, Option<First>),
+}
+
+/// A session's first client message, read by the gateway before the provider was called; it
+/// is the first the provider gets.
+pub(super) struct First(pub Message);
+
+fn socket_config(limits: Limits) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(limits.max_message))
+        .max_frame_size(Some(limits.max_message))
+}
+
+/// The client's side of a session, upgraded.
+pub(super) async fn server_socket(io: Upgraded, limits: Limits) -> Socket {
+    WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(socket_config(limits)))
+        .await
+}
+
+/// The first data message the client sends within `wait` (none if it closes, fails or waits).
+pub(super) async fn first_message(ws: &mut Socket, wait: Duration) -> Option<Message> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(m @ (Message::Text(_) | Message::Binary(_))))) => return Some(m),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Closes the client's side of a session that will not open, with `why` as the close reason
+/// (cut to the 123 bytes a close frame carries).
+pub(super) async fn refuse(ws: &mut Socket, code: CloseCode, why: &str) {
+    let mut reason = why.to_string();
+    if reason.len() > 123 {
+        let mut at = 120;
+        while !reason.is_char_boundary(at) {
+            at -= 1;
+        }
+        reason.truncate(at);
+        reason.push_str("...");
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, ws.send(close(code, &reason))).await;
+    // The client's answering close frame, then the connection ends.
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+/// The session's log entry.
+async fn end(
+    mut ex: Exchange,
+    slot: SessionSlot,
+    outcome: Outcome,
+    ended: Option<Ended>,
+    tally: Tally,
+) {
     drop(slot);
     if let Some(ended) = ended {
         RequestContext::annotate(&ex.context, "websocket_closed_by", ended.name().into());
@@ -174,9 +305,6 @@ pub(super) async fn session(
         ),
     );
     ex.request_bytes = tally.bytes_in;
-    if ex.model.is_none() {
-        ex.model = tally.model.take();
-    }
     ex.armed = false;
     let mut task = BodyTask::abandoned(ex);
     task.status = 101;
@@ -187,7 +315,7 @@ pub(super) async fn session(
     task.done().await;
 }
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+pub(super) type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 fn close(code: CloseCode, why: &str) -> Message {
     Message::Close(Some(CloseFrame {
@@ -225,6 +353,7 @@ impl Side {
 async fn relay(
     client: Socket,
     upstream: Socket,
+    first: Option<First>,
     idle: Duration,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) -> (Ended, Tally) {
@@ -241,6 +370,16 @@ async fn relay(
     let (mut reading_client, mut reading_provider) = (true, true);
     let mut tally = Tally::default();
     let mut ended: Option<Ended> = None;
+    if let Some(First(msg)) = first {
+        tally.to_provider += 1;
+        tally.bytes_in += msg.len() as u64;
+        if !provider.send(msg, SEND_WAIT).await {
+            ended = Some(Ended::ProviderFailed);
+            client
+                .send(close(CloseCode::Away, "provider went away"), CLOSE_WAIT)
+                .await;
+        }
+    }
     let mut last = tokio::time::Instant::now();
     let mut close_by: Option<tokio::time::Instant> = None;
     // Polled only until a session end is known (then never again).
@@ -264,11 +403,6 @@ async fn relay(
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(msg)) => {
                     last = tokio::time::Instant::now();
-                    if tally.to_provider == 0
-                        && let Some(p) = payload(&msg)
-                    {
-                        tally.model = setup_model(p);
-                    }
                     tally.to_provider += 1;
                     tally.bytes_in += msg.len() as u64;
                     if !provider.send(msg, SEND_WAIT).await && ended.is_none() {
@@ -377,13 +511,31 @@ mod tests {
             .is_none()
         );
         assert_eq!(
-            setup_model(br#"{"setup":{"model":"models/gemini-live-2.5-flash"}}"#).as_deref(),
-            Some("gemini-live-2.5-flash")
+            setup_model(br#"{"setup":{"generationConfig":{"model":1},"model":"models/gemini-live-2.5-flash"}}"#),
+            Ok("gemini-live-2.5-flash".into())
         );
         assert_eq!(
-            setup_model(br#"{"setup":{"model":"projects/p/locations/l/publishers/google/models/gemini-2.0-flash"}}"#).as_deref(),
-            Some("gemini-2.0-flash")
+            setup_model(br#"{"setup":{"model":"projects/p/locations/l/publishers/google/models/gemini-2.0-flash"}}"#),
+            Ok("gemini-2.0-flash".into())
         );
-        assert_eq!(setup_model(br#"{"clientContent":{}}"#), None);
+        for bad in [
+            &br#"{"clientContent":{}}"#[..],
+            br#"{"setup":{}}"#,
+            br#"{"setup":{"model":"models/"}}"#,
+            br#"not json"#,
+            br#"{"setup":{"model":"models/a","model":"models/b"}}"#,
+            br#"{"setup":{"model":"models/a"},"setup":{"model":"models/b"}}"#,
+        ] {
+            assert!(
+                setup_model(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(
+            setup_model(br#"{"setup":{"model":"a","model":"b"}}"#)
+                .unwrap_err()
+                .contains("more than once")
+        );
     }
 }
