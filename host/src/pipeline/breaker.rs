@@ -134,6 +134,12 @@ impl Breaker {
         self.probing.store(false, Ordering::Release);
     }
 
+    /// The probe ended without a verdict (its request was abandoned mid-call, or no instance
+    /// could be started to call the filter): the next request may probe.
+    pub fn abandon(&self) {
+        self.probing.store(false, Ordering::Release);
+    }
+
     /// A call failed. True when this failure opened the circuit.
     pub fn failure(&self) -> bool {
         self.failure_at(now_ms())
@@ -168,6 +174,17 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_abandoned_probe_lets_the_next_request_probe() {
+        let b = Breaker::new(1, 1000);
+        assert!(b.failure_at(0));
+        assert_eq!(b.admit_at(1000), Admit::Probe);
+        assert_eq!(b.admit_at(1000), Admit::No);
+        b.abandon();
+        assert_eq!(b.admit_at(1000), Admit::Probe);
+        assert!(b.is_open(), "still half-open until a probe gives a verdict");
+    }
 
     #[test]
     fn opens_after_threshold_probes_and_closes() {

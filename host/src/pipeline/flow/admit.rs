@@ -262,6 +262,7 @@ pub(super) fn start(
         armed: true,
         answer_status: 499,
         in_call: None,
+        probes: Vec::new(),
     };
     (ex, head, upstream_headers)
 }

@@ -60,11 +60,17 @@ pub(super) struct Exchange {
     /// The stage whose hook is running (its instance cannot be reused if the
     /// call is abandoned half-way).
     pub(super) in_call: Option<usize>,
+    /// Stages whose half-open circuit this request is probing, until the probe's verdict.
+    pub(super) probes: Vec<usize>,
 }
 
 impl Drop for Exchange {
     fn drop(&mut self) {
         if !self.armed || tokio::runtime::Handle::try_current().is_err() {
+            // A probe that never got its verdict must not keep the circuit half-open forever.
+            for i in self.probes.drain(..) {
+                self.gw.stages[i].breaker.abandon();
+            }
             return;
         }
         if let Some(i) = self.in_call.take() {
@@ -94,6 +100,7 @@ impl Drop for Exchange {
             armed: false,
             answer_status: self.answer_status,
             in_call: None,
+            probes: std::mem::take(&mut self.probes),
         };
         tracing::debug!(parent: &ex.span, "client left before the answer");
         let task = super::body::BodyTask::abandoned(ex);
@@ -125,6 +132,9 @@ impl Exchange {
                 stage.breaker.admit()
             };
             probe = verdict == Admit::Probe;
+            if probe {
+                self.probes.push(i);
+            }
             if verdict == Admit::No {
                 // Open circuit: the filter failed too often lately. Apply its
                 // policy without calling it.
@@ -188,6 +198,10 @@ impl Exchange {
                     // Skipping the filter would silently drop a policy (rate
                     // limits!), so the request is refused instead.
                     self.slots[i] = Slot::Failed;
+                    if probe {
+                        self.verdict(i);
+                        self.gw.stages[i].breaker.abandon();
+                    }
                     let name = self.gw.stages[i].filter.name.clone();
                     tracing::warn!(filter = %name, "cannot instantiate: {message}");
                     return Err(GatewayError::unavailable(format!(
@@ -226,6 +240,7 @@ impl Exchange {
                     // A probe that worked closes the circuit now: a stream or a session
                     // must not keep every other request out until it ends.
                     if probe {
+                        self.verdict(i);
                         self.gw.stages[i].breaker.success();
                     }
                 }
@@ -240,12 +255,14 @@ impl Exchange {
     pub(super) fn release(&mut self, i: usize) -> Option<(usize, Box<FilterInstance>)> {
         match std::mem::replace(&mut self.slots[i], Slot::Empty) {
             Slot::Live(mut inst) => {
+                self.verdict(i);
                 self.gw.stages[i].breaker.success();
                 inst.set_request(None);
                 Some((i, inst))
             }
             // A stateless filter whose calls all succeeded: its instance is in the pool.
             Slot::Lent => {
+                self.verdict(i);
                 self.gw.stages[i].breaker.success();
                 None
             }
@@ -277,8 +294,14 @@ impl Exchange {
         }
     }
 
+    /// Stage `i`'s probe (if this request is its probe) has its verdict.
+    fn verdict(&mut self, i: usize) {
+        self.probes.retain(|&p| p != i);
+    }
+
     pub(super) fn fail<R>(&mut self, i: usize, e: FilterError) -> Result<Option<R>, GatewayError> {
         self.slots[i] = Slot::Failed;
+        self.verdict(i);
         let stage = &self.gw.stages[i];
         self.runtime
             .services
