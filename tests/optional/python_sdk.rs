@@ -603,8 +603,9 @@ pub async fn anthropic_sdk_reaches_openai_models_through_messages() {
 pub async fn openai_responses_reach_anthropic_models_through_compat() {
     let mock = Mock::start().await;
     let cfg = format!(
-        "{}[gateways.gw]\npipeline = [\"logging\"]\n[gateways.kept]\nstore_responses = true\npipeline = [\"logging\"]\n",
-        mock.providers_toml()
+        "{}[providers.groq]\nbase_url = \"http://{}/openai/v1\"\n[gateways.gw]\npipeline = [\"logging\"]\n[gateways.kept]\nstore_responses = true\npipeline = [\"logging\"]\n",
+        mock.providers_toml(),
+        mock.addr
     );
     let gw = Gateway::start(&cfg, &[]);
     let base = gw.url("/v1/acct/gw");
@@ -641,6 +642,12 @@ pub async fn openai_responses_reach_anthropic_models_through_compat() {
         "{v}"
     );
     assert_eq!(v["stateful"]["status"], 400, "{v}");
+    assert_eq!(v["compat_stream_tool"]["arguments"]["city"], "Paris", "{v}");
+    assert_eq!(
+        v["compat_stream_tool"]["final"],
+        serde_json::json!(["function_call"]),
+        "{v}"
+    );
     assert_eq!(
         v["continued"]["previous"], v["continued"]["first_id"],
         "{v}"
@@ -666,7 +673,8 @@ pub async fn openai_responses_reach_anthropic_models_through_compat() {
             "/v1/messages",
             "/v1/messages",
             "/v1/messages",
-            "/v1/responses"
+            "/v1/responses",
+            "/openai/v1/chat/completions"
         ]
     );
     // Translated twice: the instructions are Anthropic's system prompt, the key its x-api-key.
@@ -682,7 +690,7 @@ pub async fn openai_responses_reach_anthropic_models_through_compat() {
     let mut gw = gw;
     assert!(gw.stop());
     let entries = log_entries(&gw.data_dir());
-    assert_eq!(entries.len(), 8, "{entries:#?}");
+    assert_eq!(entries.len(), 9, "{} entries", entries.len());
     assert!(
         entries
             .iter()
@@ -926,11 +934,24 @@ pub async fn gemini_passes_through_for_google_genai_and_translates_for_the_opena
         "{v}"
     );
     assert_eq!(v["compat_responses"]["status"], "completed", "{v}");
+    assert_eq!(
+        v["compat_responses_stream"]["text"], "Gemini mock reply to: stream responses to gemini",
+        "{v}"
+    );
+    assert_eq!(
+        v["compat_responses_stream"]["text"], v["compat_responses_stream"]["final"],
+        "{v}"
+    );
+    assert_eq!(v["compat_responses_tool"]["name"], "get_weather", "{v}");
+    assert_eq!(
+        v["compat_responses_tool"]["arguments"]["city"], "Paris",
+        "{v}"
+    );
     let compat: Vec<&serde_json::Value> = seen
         .iter()
         .filter(|r| r["headers"]["x-goog-api-key"] == "goog-through-compat")
         .collect();
-    assert_eq!(compat.len(), 5, "{seen:?}");
+    assert_eq!(compat.len(), 7, "{seen:?}");
     assert_eq!(
         compat[0]["path"],
         "/v1beta/models/gemini-2.0-flash:generateContent"
@@ -959,7 +980,7 @@ pub async fn gemini_passes_through_for_google_genai_and_translates_for_the_opena
     assert!(v["messages_stream"]["out"].as_u64().unwrap() > 0, "{v}");
     assert!(gw.stop());
     let entries = log_entries(&gw.data_dir());
-    assert_eq!(entries.len(), 10, "{entries:?}");
+    assert_eq!(entries.len(), 12, "{} entries", entries.len());
     let first = &entries[0];
     assert_eq!(first["model"], "gemini-2.0-flash");
     assert_eq!(first["tokens_in"], v["usage"]["in"]);

@@ -87,6 +87,21 @@ r = oa.chat.completions.create(
 out["compat_after_tool"] = r.choices[0].message.content
 resp = oa.responses.create(model="google-ai-studio/gemini-2.0-flash", input="hello responses to gemini")
 out["compat_responses"] = {"text": resp.output_text, "status": resp.status, "in": resp.usage.input_tokens}
+deltas, final = [], None
+for e in oa.responses.create(model="google-ai-studio/gemini-2.0-flash", input="stream responses to gemini", stream=True):
+    if e.type == "response.output_text.delta":
+        deltas.append(e.delta)
+    elif e.type == "response.completed":
+        final = e.response
+out["compat_responses_stream"] = {"text": "".join(deltas), "final": final.output_text if final else None}
+resp = oa.responses.create(
+    model="google-ai-studio/gemini-2.0-flash", input="weather in Paris, via responses?",
+    tools=[{"type": "function", "name": "get_weather", "description": "Weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
+    extra_headers={"x-mock-tool-call": "get_weather", "x-mock-tool-args": '{"city": "Paris"}'},
+)
+rcall = next(i for i in resp.output if i.type == "function_call")
+out["compat_responses_tool"] = {"name": rcall.name, "arguments": json.loads(rcall.arguments)}
 import anthropic
 
 ac = anthropic.Anthropic(base_url=f"{sys.argv[1]}/compat", api_key="goog-through-messages", max_retries=0)

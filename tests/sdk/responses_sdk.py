@@ -88,6 +88,17 @@ out["after_tool"] = r.output_text
 r = client.responses.create(model="openai/gpt-4o-mini", input="hello openai through compat responses")
 out["openai"] = r.output_text
 
+# An OpenAI-compatible provider (translated to its chat completions): a streamed function call.
+args, final = [], None
+for event in client.responses.create(model="groq/llama-3.1-8b-instant", input="weather, via groq?",
+                                     tools=tools, stream=True, extra_headers=call_headers):
+    if event.type == "response.function_call_arguments.delta":
+        args.append(event.delta)
+    elif event.type == "response.completed":
+        final = event.response
+out["compat_stream_tool"] = {"arguments": json.loads("".join(args)),
+                             "final": [item.type for item in final.output] if final else None}
+
 try:
     client.responses.create(model="anthropic/claude-3-5-haiku", input="again", previous_response_id="resp_1")
     out["stateful"] = "not raised"
