@@ -210,8 +210,10 @@ async fn the_compat_endpoint_routes_provider_slash_model() {
     let mock = Mock::start().await;
     let gw = Gateway::start(
         &format!(
-            "{}[gateways.gw]\npipeline = [\"cache\"]\n",
-            mock.providers_toml()
+            "{}[providers.workers-ai]\nbase_url = \"http://{}/client/v4/accounts/{{account}}/ai/run\"\n\
+             [gateways.gw]\npipeline = [\"cache\"]\n",
+            mock.providers_toml(),
+            mock.addr
         ),
         &[],
     );
@@ -242,7 +244,7 @@ async fn the_compat_endpoint_routes_provider_slash_model() {
     for (model, needle) in [
         ("gpt-4o", "model: expected"),
         ("nosuch/x", "unknown provider"),
-        ("workers-ai/llama", "no OpenAI-compatible"),
+        ("replicate/llama", "no OpenAI-compatible"),
     ] {
         let r = send(
             &compat,
@@ -253,6 +255,35 @@ async fn the_compat_endpoint_routes_provider_slash_model() {
         assert!(r.status.is_client_error(), "{model}");
         assert!(r.text().contains(needle), "{model}: {}", r.text());
     }
+
+    // Workers AI: its OpenAI-compatible API beside `ai/run`, the model as Cloudflare names it;
+    // its own route still runs a model by path.
+    let r = send(
+        &compat,
+        &[("authorization", "Bearer cf-token")],
+        r#"{"model":"workers-ai/@cf/meta/llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi workers"}]}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let seen = mock.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(
+        last["path"],
+        "/client/v4/accounts/acct/ai/v1/chat/completions"
+    );
+    assert_eq!(body_of(last)["model"], "@cf/meta/llama-3.1-8b-instruct");
+    assert_eq!(last["headers"]["authorization"], "Bearer cf-token");
+    let r = send(
+        &gw.url("/v1/acct/gw/workers-ai/@cf/meta/llama-3.1-8b-instruct"),
+        &[("authorization", "Bearer cf-token")],
+        r#"{"messages":[{"role":"user","content":"run it"}]}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        mock.requests().last().unwrap()["path"],
+        "/client/v4/accounts/acct/ai/run/@cf/meta/llama-3.1-8b-instruct"
+    );
 }
 
 /// An upstream that answers every request with a 400 JSON error: Anthropic's shape on

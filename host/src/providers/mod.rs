@@ -168,6 +168,14 @@ impl ProviderSpec {
             base = base.replacen("{segment}", segment, 1);
             rest = after;
         }
+        // Workers AI: `…/ai/run/{model}` runs a model; its OpenAI-compatible API is beside
+        // that, at `…/ai/v1/…` (as Cloudflare's gateway maps `workers-ai/v1/…`).
+        if self.name == "workers-ai"
+            && rest.starts_with("/v1/")
+            && let Some(parent) = base.strip_suffix("/run")
+        {
+            base = parent.to_string();
+        }
         let mut uri = String::with_capacity(base.len() + rest.len() + 16);
         uri.push_str(&base);
         uri.push_str(rest);
@@ -249,7 +257,7 @@ pub fn builtin_providers() -> BTreeMap<String, ProviderSpec> {
                     Some("/chat/completions".into())
                 }
                 "google-ai-studio" => Some("/v1beta/openai/chat/completions".into()),
-                "ollama" => Some("/v1/chat/completions".into()),
+                "ollama" | "workers-ai" => Some("/v1/chat/completions".into()),
                 _ => None,
             };
             spec.anthropic_messages = *name == "anthropic";
@@ -331,6 +339,14 @@ mod tests {
         assert_eq!(
             uri.to_string(),
             "https://api.cloudflare.com/client/v4/accounts/abc123/ai/run/@cf/meta/llama"
+        );
+        // Its OpenAI-compatible API is beside `run`.
+        let uri = p
+            .upstream_uri("abc123", "/v1/chat/completions", None)
+            .unwrap();
+        assert_eq!(
+            uri.to_string(),
+            "https://api.cloudflare.com/client/v4/accounts/abc123/ai/v1/chat/completions"
         );
     }
 
