@@ -25,6 +25,7 @@ mod node_sdk;
 mod python_filter;
 mod python_sdk;
 mod shared_stores;
+mod stored_on_postgres;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::future::Future;
@@ -135,6 +136,10 @@ fn tests() -> Vec<Test> {
         ),
         test!(
             shared_stores::two_replicas_logging_to_one_postgres_show_all_requests_on_either,
+            Need::Postgres
+        ),
+        test!(
+            stored_on_postgres::a_response_stored_by_one_replica_is_continued_on_the_other,
             Need::Postgres
         ),
         test!(

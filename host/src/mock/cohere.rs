@@ -4,7 +4,8 @@
 //! and `usage` with `billed_units` and `tokens` (one token per word). Streams are Cohere's
 //! server-sent events, each `data:` naming its `type`: `message-start`, `content-start`,
 //! `content-delta`…, `content-end` (or `tool-plan-delta`, `tool-call-start`,
-//! `tool-call-delta`…, `tool-call-end`), `message-end` with the finish reason and usage.
+//! `tool-call-delta`…, `tool-call-end`), `message-end` with the finish reason and usage, then
+//! `data: [DONE]`.
 
 use super::{Pacing, count_words, groups, header, json_response, sse};
 use crate::http::body::GatewayBody;
@@ -26,6 +27,9 @@ fn last_user_text(messages: &[Value]) -> String {
         _ => String::new(),
     }
 }
+
+/// The stream's terminator, after `message-end`.
+const DONE: &str = "data: [DONE]\n\n";
 
 fn event(e: Value) -> String {
     format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or(""))
@@ -90,6 +94,7 @@ pub(super) fn chat(
             event(
                 json!({"type": "message-end", "delta": {"finish_reason": "TOOL_CALL", "usage": usage(out)}}),
             ),
+            DONE.to_string(),
         ];
         return sse(events, pacing);
     }
@@ -123,5 +128,6 @@ pub(super) fn chat(
     events.push(event(
         json!({"type": "message-end", "delta": {"finish_reason": "COMPLETE", "usage": usage(total)}}),
     ));
+    events.push(DONE.to_string());
     sse(events, pacing)
 }

@@ -240,9 +240,16 @@ fn usage_from(v: &Value) -> Usage {
 }
 
 /// A count in a JSON object, capped to `u32`.
+/// A token count at `path`: an integer, or a float with no fraction (Cohere types its counts
+/// as floats, `18.0`); anything else is no count.
 fn count(v: &Value, path: &str) -> Option<u32> {
-    v.pointer(path)
-        .and_then(Value::as_u64)
+    let n = v.pointer(path)?;
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                .map(|f| f as u64)
+        })
         .map(|n| n.min(u32::MAX as u64) as u32)
 }
 

@@ -134,6 +134,11 @@ fn cohere_billed_units() {
         "tokens":{"input_tokens":71,"output_tokens":420}}}"#);
     let u = r.finish();
     assert_eq!((u.tokens_in, u.tokens_out), (Some(5), Some(418)));
+    // Cohere types its counts as floats: an integral one counts, a fractional one does not.
+    let mut r = UsageReader::for_content_type(Some("text/event-stream"));
+    r.feed(b"event: message-end\ndata: {\"type\":\"message-end\",\"delta\":{\"finish_reason\":\"COMPLETE\",\"usage\":{\"billed_units\":{\"input_tokens\":18.0,\"output_tokens\":2.5}}}}\n\ndata: [DONE]\n\n");
+    let u = r.finish();
+    assert_eq!((u.tokens_in, u.tokens_out), (Some(18), None));
 }
 
 #[test]
