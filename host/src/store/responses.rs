@@ -17,6 +17,9 @@ const SCHEMA: [&str; 2] = [
 
 /// How long a stored response can be continued (OpenAI keeps them 30 days).
 pub const MAX_AGE_MS: i64 = 30 * 24 * 3600 * 1000;
+/// The largest conversation kept, in bytes of JSON (about eight times the largest context
+/// window a model reads today); a longer one is not kept, and the next turn sends it whole.
+pub const MAX_ITEMS_BYTES: usize = 32 << 20;
 
 /// Creates the table when missing.
 pub fn ensure_schema(db: &mut dyn Db) -> Result<(), LogStoreError> {
@@ -26,7 +29,7 @@ pub fn ensure_schema(db: &mut dyn Db) -> Result<(), LogStoreError> {
     Ok(())
 }
 
-/// Stores response `id`'s conversation `items` for `owner` (a virtual key's id, or empty) in
+/// Stores response `id`'s conversation `items` (a JSON array of Responses items) for `owner` (a virtual key's id, or empty) in
 /// `gateway`, then deletes the gateway's responses older than [`MAX_AGE_MS`] and the oldest
 /// beyond `keep`.
 pub fn put(
@@ -34,11 +37,11 @@ pub fn put(
     gateway: &str,
     owner: &str,
     id: &str,
-    items: &[Value],
+    items: &str,
     keep: u64,
     now_ms: i64,
 ) -> Result<(), LogStoreError> {
-    let text = serde_json::to_string(items).map_err(|e| LogStoreError::Corrupt(e.to_string()))?;
+    let text = items.to_string();
     db.exec(
         "INSERT INTO aigw_responses (id, gateway, owner, created_at, items) VALUES (?1, ?2, ?3, ?4, ?5)",
         &[
@@ -104,7 +107,8 @@ mod tests {
     fn a_response_is_read_back_by_its_gateway_and_owner_only() {
         let mut db = db();
         let items = vec![json!({"type": "message", "role": "user", "content": "hi"})];
-        put(&mut db, "gw", "key_a", "resp_1", &items, 10, 1_000).unwrap();
+        let text = serde_json::to_string(&items).unwrap();
+        put(&mut db, "gw", "key_a", "resp_1", &text, 10, 1_000).unwrap();
         assert_eq!(
             get(&mut db, "gw", "key_a", "resp_1", 2_000).unwrap(),
             Some(items)
@@ -121,15 +125,15 @@ mod tests {
             None
         );
         // The same id twice is an error, never an overwrite.
-        assert!(put(&mut db, "gw", "key_a", "resp_1", &[], 10, 3_000).is_err());
+        assert!(put(&mut db, "gw", "key_a", "resp_1", "[]", 10, 3_000).is_err());
     }
 
     #[test]
     fn each_gateway_keeps_its_newest_responses() {
         let mut db = db();
         for i in 0..5 {
-            put(&mut db, "gw", "", &format!("resp_{i}"), &[], 3, i * 10).unwrap();
-            put(&mut db, "other", "", &format!("o_{i}"), &[], 100, i * 10).unwrap();
+            put(&mut db, "gw", "", &format!("resp_{i}"), "[]", 3, i * 10).unwrap();
+            put(&mut db, "other", "", &format!("o_{i}"), "[]", 100, i * 10).unwrap();
         }
         let kept: Vec<bool> = (0..5)
             .map(|i| {

@@ -82,6 +82,14 @@ impl Scope {
                 .flatten()
                 .cloned(),
         );
+        let text = match serde_json::to_string(&items) {
+            Ok(t) if t.len() <= responses::MAX_ITEMS_BYTES => t,
+            Ok(t) => {
+                tracing::warn!(gateway = %self.gateway, bytes = t.len(), "a conversation over {} bytes is not kept; previous_response_id will not find it", responses::MAX_ITEMS_BYTES);
+                return;
+            }
+            Err(_) => return,
+        };
         let (scope, id) = (self.clone(), id.to_string());
         let written = tokio::task::spawn_blocking(move || {
             let store = scope.store().map_err(|e| e.message)?;
@@ -92,7 +100,7 @@ impl Scope {
                         &scope.gateway,
                         &scope.owner,
                         &id,
-                        &items,
+                        &text,
                         scope.keep,
                         crate::store::now_ms() as i64,
                     )
