@@ -161,6 +161,15 @@ async fn a_keys_model_list_judges_the_model_a_live_setup_names() {
     let (code, why) = closed(&mut ws, Duration::from_secs(5)).await.unwrap();
     assert_eq!(code, CloseCode::Policy);
     assert!(why.contains("setup"), "{why}");
+    // A model in the query other than the setup's (filters would judge the one, the provider
+    // use the other).
+    let (mut ws, _) = connect(&gw, &format!("{path}?model=gemini-2.0-flash"), &auth)
+        .await
+        .unwrap();
+    setup(&mut ws, "gemini-2.5-pro").await;
+    let (code, why) = closed(&mut ws, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(code, CloseCode::Policy);
+    assert!(why.starts_with("model:"), "{why}");
     assert!(
         live_calls(&mock).is_empty(),
         "the provider was never called"
@@ -179,8 +188,8 @@ async fn a_keys_model_list_judges_the_model_a_live_setup_names() {
     assert_eq!(calls[0]["headers"]["x-goog-api-key"], "goog-stored");
     // Each opened session is logged, refused or not (the keyless handshake never got past
     // admission, as any request without a required key).
-    let log = entries(&gw, 3).await;
+    let log = entries(&gw, 4).await;
     let mut statuses: Vec<u64> = log.iter().map(|e| e["status"].as_u64().unwrap()).collect();
     statuses.sort();
-    assert_eq!(statuses, [101, 400, 403], "{log:#?}");
+    assert_eq!(statuses, [101, 400, 400, 403], "{log:#?}");
 }

@@ -46,7 +46,8 @@ async fn previous_response_id_continues_a_stored_conversation() {
         "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"adm1n\"\n",
         &format!(
             "{}[gateways.gw]\nkeys = \"optional\"\nstore_responses = 100\npipeline = [\"logging\"]\n\
-             [gateways.plain]\npipeline = []\n",
+             [gateways.plain]\npipeline = []\n\
+             [gateways.locked]\nauth_token = \"s3cret\"\nstore_responses = true\npipeline = []\n",
             mock.providers_toml_with_keys()
         ),
         &[],
@@ -172,6 +173,15 @@ async fn previous_response_id_continues_a_stored_conversation() {
         assert_eq!(r.status, status, "{}", r.text());
     }
     assert_eq!(mock.requests().len(), sent_before + 2);
+
+    // An authenticated gateway checks its token before it reads anything stored.
+    let r = send(
+        &gw.url("/v1/acct/locked/compat/responses"),
+        &[auth],
+        &json!({"model": model, "input": "x", "previous_response_id": first_id}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
 
     // A gateway that keeps no responses names the setting.
     let r = send(

@@ -85,6 +85,18 @@ pub struct Route {
 
 /// Serves one gateway request, phase by phase: admission, the request-headers hooks, the body
 /// and its hooks, then the upstream. All but admission run inside the request's span.
+/// Who is calling, as admission sees it (gateway, account, `auth_token` and virtual key all
+/// checked): the virtual key's id, if one was sent. The compat endpoint asks this before it
+/// reads anything stored for the caller.
+pub fn caller(
+    generation: &Generation,
+    route: &Route,
+    parts: &hyper::http::request::Parts,
+    keys: Option<&crate::control::ring::KeyRing>,
+) -> Result<Option<String>, GatewayError> {
+    admit(generation, route, parts, keys).map(|a| a.identified.map(|i| i.consumer.key_id.clone()))
+}
+
 pub async fn handle(
     env: &Env,
     generation: Arc<Generation>,

@@ -208,7 +208,8 @@ fn content_value(content: Option<&Value>, at: &str) -> Result<Value, String> {
 fn finish_reason(reason: &str) -> &'static str {
     match reason {
         "TOOL_CALL" => "tool_calls",
-        "MAX_TOKENS" => "length",
+        // A generation that failed or timed out is cut short, never a complete answer.
+        "MAX_TOKENS" | "ERROR" | "TIMEOUT" => "length",
         "ERROR_TOXIC" => "content_filter",
         _ => "stop",
     }
@@ -327,7 +328,7 @@ impl StreamToChat {
         }
         self.start(out);
         match kind {
-            "content-delta" => {
+            "content-start" | "content-delta" => {
                 if let Some(text) = e
                     .pointer("/delta/message/content/text")
                     .and_then(Value::as_str)

@@ -239,9 +239,8 @@ fn usage_from(v: &Value) -> Usage {
     v.get("usage").map(usage_in).unwrap_or_default()
 }
 
-/// A count in a JSON object, capped to `u32`.
 /// A token count at `path`: an integer, or a float with no fraction (Cohere types its counts
-/// as floats, `18.0`); anything else is no count.
+/// as floats, `18.0`), capped to `u32`; anything else is no count.
 fn count(v: &Value, path: &str) -> Option<u32> {
     let n = v.pointer(path)?;
     n.as_u64()

@@ -20,11 +20,13 @@ pub(super) async fn responses_in(
     model: String,
     spec: &ProviderSpec,
 ) -> Response<GatewayBody> {
+    // Responses are kept in the log store's database (always open when serving).
     let keep = call
         .generation
         .config
         .gateways
         .get(&call.route.gateway)
+        .filter(|_| call.env.runtime.services.logs.is_some())
         .map_or(0, |g| g.store_responses);
     let previous = request
         .get("previous_response_id")
@@ -33,7 +35,7 @@ pub(super) async fn responses_in(
     let wants_store = request.get("store").and_then(Value::as_bool) != Some(false);
     let mut scope = None;
     if keep > 0 && (wants_store || previous.is_some()) {
-        let s = match stored_scope(&call, keep) {
+        let s = match stored_scope(&call, &provider, keep) {
             Ok(s) => s,
             Err(e) => return e.into_response(),
         };
@@ -102,30 +104,26 @@ pub(super) async fn responses_in(
     .await
 }
 
-/// Where this request's responses are stored: its gateway, under its virtual key.
-fn stored_scope(call: &Call<'_>, keep: u64) -> Result<stored::Scope, GatewayError> {
-    let gw = call
-        .generation
-        .gateways
-        .get(&call.route.gateway)
-        .ok_or_else(|| {
-            GatewayError::not_found(format!("unknown gateway '{}'", call.route.gateway))
-        })?;
-    let identified = crate::control::identify(
+/// Where this request's responses are stored: its gateway, under its virtual key. Admission's
+/// checks (gateway, account, `auth_token`, key) come first, so nothing stored is read for a
+/// caller the gateway would refuse.
+fn stored_scope(call: &Call<'_>, provider: &str, keep: u64) -> Result<stored::Scope, GatewayError> {
+    let route = crate::pipeline::flow::Route {
+        provider: provider.to_string(),
+        ..call.route.clone()
+    };
+    let owner = crate::pipeline::flow::caller(
+        &call.generation,
+        &route,
+        &call.parts,
         call.env.keys.as_deref(),
-        gw.keys,
-        &gw.name,
-        &call.parts.headers,
-        call.route.query.as_deref(),
-        crate::store::now_ms(),
     )?;
     Ok(stored::Scope {
         services: call.env.runtime.services.clone(),
-        gateway: gw.name.clone(),
-        owner: identified
-            .map(|i| i.consumer.key_id.clone())
-            .unwrap_or_default(),
+        gateway: call.route.gateway.clone(),
+        owner: owner.unwrap_or_default(),
         keep,
+        max_bytes: call.generation.config.max_body_bytes,
     })
 }
 

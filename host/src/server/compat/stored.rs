@@ -21,8 +21,10 @@ pub struct Scope {
     pub gateway: String,
     /// The virtual key's id, or empty without one.
     pub owner: String,
-    /// How many responses the gateway keeps.
+    /// How many responses the gateway keeps for each key (and for callers without one).
     pub keep: u64,
+    /// The largest conversation kept: one that could not be sent back (`max_body_bytes`) is not.
+    pub max_bytes: usize,
 }
 
 impl Scope {
@@ -82,10 +84,11 @@ impl Scope {
                 .flatten()
                 .cloned(),
         );
+        let max = self.max_bytes.min(responses::MAX_ITEMS_BYTES);
         let text = match serde_json::to_string(&items) {
-            Ok(t) if t.len() <= responses::MAX_ITEMS_BYTES => t,
+            Ok(t) if t.len() <= max => t,
             Ok(t) => {
-                tracing::warn!(gateway = %self.gateway, bytes = t.len(), "a conversation over {} bytes is not kept; previous_response_id will not find it", responses::MAX_ITEMS_BYTES);
+                tracing::warn!(gateway = %self.gateway, bytes = t.len(), "a conversation over {max} bytes is not kept; previous_response_id will not find it");
                 return;
             }
             Err(_) => return,

@@ -188,7 +188,8 @@ impl Flow<'_> {
         };
         // Gemini Live names its model in the session's first message: the client's side opens
         // first, and the rest of the handshake waits for that message.
-        if model.is_none() && setup_first(&self.route.path) {
+        // (A `model` in its query would be judged in place of the setup's: it must match it.)
+        if setup_first(&self.route.path) {
             return self
                 .defer(
                     ex,
@@ -198,6 +199,7 @@ impl Flow<'_> {
                     client_upgrade,
                     slot,
                     limits,
+                    model,
                 )
                 .await;
         }
@@ -249,6 +251,7 @@ impl Flow<'_> {
         client_upgrade: OnUpgrade,
         slot: SessionSlot,
         limits: Limits,
+        query_model: Option<String>,
     ) -> Response<GatewayBody> {
         let Some(accept) = parts
             .headers
@@ -285,13 +288,22 @@ impl Flow<'_> {
                 route: &route,
                 admitted,
             };
-            flow.deferred_session(ex, head, upstream_headers, client_upgrade, slot, limits)
-                .await;
+            flow.deferred_session(
+                ex,
+                head,
+                upstream_headers,
+                client_upgrade,
+                slot,
+                limits,
+                query_model,
+            )
+            .await;
         });
         response
     }
 
     /// The rest of a deferred handshake, then the session (see [`Flow::defer`]).
+    #[allow(clippy::too_many_arguments)]
     async fn deferred_session(
         self,
         mut ex: Exchange,
@@ -300,6 +312,7 @@ impl Flow<'_> {
         client_upgrade: OnUpgrade,
         slot: SessionSlot,
         limits: Limits,
+        query_model: Option<String>,
     ) {
         let Ok(io) = client_upgrade.await else {
             let out = Outgoing::from_error(&GatewayError::bad_request(
@@ -311,7 +324,17 @@ impl Flow<'_> {
         let mut client = session::server_socket(io, limits).await;
         let first = session::first_message(&mut client, SETUP_WAIT).await;
         let model = match first.as_ref().map(|m| session::payload(m).map(setup_model)) {
-            Some(Some(Ok(m))) => m,
+            Some(Some(Ok(m))) if query_model.as_ref().is_none_or(|q| *q == m) => m,
+            Some(Some(Ok(m))) => {
+                let e = GatewayError::bad_request(format!(
+                    "model: the query names '{}' and the setup '{m}'; the setup's model is the one the provider uses, so name one or the same",
+                    query_model.unwrap_or_default()
+                ));
+                drain(finish(ex, 0, Outgoing::from_error(&e), Outcome::RespondedLocally).await)
+                    .await;
+                session::refuse(&mut client, CloseCode::Policy, &e.message).await;
+                return;
+            }
             found => {
                 let why = match found {
                     None => format!(
@@ -545,7 +568,11 @@ fn release_idle(ex: &mut Exchange) {
 /// written; returns its body.
 async fn drain(resp: Response<GatewayBody>) -> Bytes {
     use http_body_util::BodyExt as _;
-    match resp.into_body().collect().await {
+    // Only its start becomes a close reason; the rest is read and dropped, so it is logged.
+    match http_body_util::Limited::new(resp.into_body(), 1 << 20)
+        .collect()
+        .await
+    {
         Ok(c) => c.to_bytes(),
         Err(_) => Bytes::new(),
     }
