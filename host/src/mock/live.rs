@@ -11,7 +11,6 @@
 use super::{MockState, header, json_response};
 use crate::http::body::GatewayBody;
 use futures_util::{SinkExt as _, StreamExt as _};
-use hyper::header::HeaderValue;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -20,7 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -59,15 +57,7 @@ pub(super) fn accept(
         serve(ws, reply).await;
         open.fetch_sub(1, Ordering::SeqCst);
     });
-    let mut r = Response::new(GatewayBody::full(bytes::Bytes::new()));
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert("upgrade", HeaderValue::from_static("websocket"));
-    h.insert("connection", HeaderValue::from_static("upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        h.insert("sec-websocket-accept", v);
-    }
-    r
+    super::realtime::switching_protocols(&key)
 }
 
 /// The text of a turn's parts.

@@ -62,6 +62,11 @@ pub(super) fn accept(
         serve(ws, model, reply, audio).await;
         open.fetch_sub(1, Ordering::SeqCst);
     });
+    switching_protocols(&key)
+}
+
+/// The 101 that accepts a WebSocket handshake with `key` (its `Sec-WebSocket-Key`).
+pub(super) fn switching_protocols(key: &str) -> Response<GatewayBody> {
     let mut r = Response::new(GatewayBody::full(bytes::Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();

@@ -279,6 +279,20 @@ impl SseLines {
             }
         }
     }
+
+    /// The JSON of each `data:` line these bytes complete (other lines, and data that is not
+    /// JSON such as `[DONE]`, left out).
+    pub fn data_json(&mut self, bytes: &[u8]) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        self.feed(bytes, |line| {
+            if let Some(data) = line.strip_prefix(b"data:")
+                && let Ok(v) = serde_json::from_slice(data.trim_ascii())
+            {
+                events.push(v);
+            }
+        });
+        events
+    }
 }
 
 impl StreamTranslator {

@@ -450,16 +450,8 @@ impl StreamToChat {
 
     /// Translates the bytes a provider sent; returns the client's.
     pub fn feed(&mut self, bytes: &[u8]) -> String {
-        let mut events = Vec::new();
-        self.lines.feed(bytes, |line| {
-            if let Some(data) = line.strip_prefix(b"data:")
-                && let Ok(v) = serde_json::from_slice::<Value>(data.trim_ascii())
-            {
-                events.push(v);
-            }
-        });
         let mut out = String::new();
-        for e in events {
+        for e in self.lines.data_json(bytes) {
             if !self.done {
                 self.event(&e, &mut out);
             }
