@@ -12,6 +12,16 @@ pub struct ChunkWriter {
 }
 
 impl ChunkWriter {
+    /// A writer for a stream answering for `model` (its id `chatcmpl-aigw` until the provider
+    /// gives one).
+    pub fn new(model: &str, created: u64) -> Self {
+        ChunkWriter {
+            id: "chatcmpl-aigw".into(),
+            model: model.to_string(),
+            created,
+        }
+    }
+
     /// One `data:` event with a delta for choice 0 (and its finish reason, or null).
     pub fn delta(&self, delta: Value, finish: Value) -> String {
         let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,

@@ -295,11 +295,7 @@ impl StreamToChat {
     /// A translator for one stream.
     pub fn new(model: &str, created: u64, include_usage: bool) -> Self {
         StreamToChat {
-            out: ChunkWriter {
-                id: "chatcmpl-aigw".into(),
-                model: model.to_string(),
-                created,
-            },
+            out: ChunkWriter::new(model, created),
             lines: SseLines::default(),
             started: false,
             calls: 0,
