@@ -140,6 +140,16 @@ impl ProviderSpec {
         }
     }
 
+    /// Whether the compat endpoint can send it a chat completion: natively translated
+    /// (Anthropic, Gemini, Bedrock, Cohere) or at its OpenAI-compatible path.
+    pub fn takes_chat(&self) -> bool {
+        self.anthropic_messages
+            || self.gemini_native
+            || self.bedrock_converse
+            || self.cohere_native
+            || self.compat_path.is_some()
+    }
+
     /// The upstream URI for a provider path (starting with `/`) and query.
     pub fn upstream_uri(
         &self,

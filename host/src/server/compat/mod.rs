@@ -241,11 +241,7 @@ async fn messages_in(
     model: String,
     spec: &ProviderSpec,
 ) -> Response<GatewayBody> {
-    if spec.compat_path.is_none()
-        && !spec.gemini_native
-        && !spec.bedrock_converse
-        && !spec.cohere_native
-    {
+    if !spec.takes_chat() {
         return anthropic_error(
             400,
             &format!(
