@@ -1013,7 +1013,8 @@ fn sse(events: Vec<String>, pacing: Pacing) -> Response<GatewayBody> {
                     .await;
                 return;
             }
-            if i > 0 {
+            // A zero delay sends the events back to back (a timer of zero still waits a tick).
+            if i > 0 && !pacing.delay.is_zero() {
                 tokio::time::sleep(pacing.delay).await;
             }
             if tx.send(Ok(Bytes::from(e))).await.is_err() {

@@ -421,13 +421,25 @@ pub async fn official_sdks_see_guardrails_flags_blocks_and_cut_streams() {
         "{providers}[gateways.gw]\npipeline = [\"logging\", \"guardrails\"]\n\
          [gateways.gw.filters.guardrails]\nclassifier = \"openai-moderation\"\n\
          endpoint = \"http://{addr}/v1/moderations\"\nallow_http = [\"http://{addr}\"]\n\
-         window_chars = 100\ncategories = {{ harassment = \"flag\" }}\n",
+         window_chars = 100\ncategories = {{ harassment = \"flag\" }}\n{slow}",
         providers = mock.providers_toml(),
-        addr = mock.addr
+        addr = mock.addr,
+        slow = ["closed", "open"]
+            .map(|on_error| format!(
+                "[gateways.{on_error}]\npipeline = [\"logging\", \"guardrails\"]\n\
+                 [gateways.{on_error}.filters.guardrails]\nclassifier = \"openai-moderation\"\n\
+                 endpoint = \"http://{addr}/v1/moderations\"\nallow_http = [\"http://{addr}\"]\n\
+                 http_timeout_ms = 300\non_error = \"{on_error}\"\n",
+                addr = mock.addr
+            ))
+            .concat()
     );
     let gw = Gateway::start(&cfg, &[]);
-    let base = gw.url("/v1/acct/gw");
-    let v = run_script("guardrails_sdk.py", base).await;
+    let v = run_script_args(
+        "guardrails_sdk.py",
+        &["gw", "closed", "open"].map(|g| gw.url(&format!("/v1/acct/{g}"))),
+    )
+    .await;
     assert!(
         v["flagged_reply"]
             .as_str()
@@ -479,13 +491,63 @@ pub async fn official_sdks_see_guardrails_flags_blocks_and_cut_streams() {
         .filter(|r| !r["path"].as_str().unwrap_or("").ends_with("/moderations"))
         .map(|r| r["body"].as_str().unwrap_or("").to_string())
         .collect();
-    assert_eq!(chats.len(), 3, "{chats:?}");
+    // Three calls to `gw` and the one `open` let through; `closed` refused before the provider.
+    assert_eq!(chats.len(), 4, "{chats:?}");
     assert!(
         chats.iter().all(|b| !b.contains("mock-flag:violence")),
         "{chats:?}"
     );
+    // The classifier timing out: the SDK's status error (503, code 7013) under `closed`, the
+    // answer under `open`.
+    assert_eq!(v["timeout_closed"]["status"], 503, "{v}");
+    assert_eq!(v["timeout_closed"]["code"], "7013", "{v}");
+    assert!(
+        v["timeout_open"]["reply"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hello"),
+        "{v}"
+    );
     let mut gw = gw;
     assert!(gw.stop());
+    // The log says what happened to each: the flag, the block, the cut stream, the timeouts.
+    let entries = log_entries(&gw.data_dir());
+    let meta = |gateway: &str, key: &str, value: &str| {
+        entries.iter().any(|e| {
+            e["gateway"] == gateway
+                && e["metadata"][key]
+                    .as_str()
+                    .is_some_and(|v| v.contains(value))
+        })
+    };
+    assert!(
+        meta("gw", "guardrails_prompt_action", "flag"),
+        "{entries:#?}"
+    );
+    assert!(
+        meta("gw", "guardrails_prompt_categories", "harassment"),
+        "{entries:#?}"
+    );
+    assert!(
+        meta("gw", "guardrails_prompt_action", "block"),
+        "{entries:#?}"
+    );
+    assert!(
+        meta("gw", "guardrails_response_action", "block"),
+        "{entries:#?}"
+    );
+    assert!(
+        meta(
+            "closed",
+            "guardrails_prompt_error",
+            "no answer within 300 ms"
+        ),
+        "{entries:#?}"
+    );
+    assert!(
+        meta("open", "guardrails_prompt_error", "no answer within 300 ms"),
+        "{entries:#?}"
+    );
 }
 
 /// The Anthropic SDK at the compat endpoint's Messages entry point: text, stream and tool

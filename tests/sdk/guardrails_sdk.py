@@ -1,6 +1,8 @@
 """The official OpenAI and Anthropic SDKs against a gateway with the guardrails filter.
 
-Usage: python guardrails_sdk.py GATEWAY_URL   (e.g. http://127.0.0.1:8787/v1/acct/gw)
+Usage: python guardrails_sdk.py GATEWAY_URL [CLOSED_URL OPEN_URL]
+  (e.g. http://127.0.0.1:8787/v1/acct/gw); CLOSED_URL and OPEN_URL are gateways whose classifier
+  times out, with on_error = "closed" and "open".
 Prints one JSON line with what each call returned or raised.
 """
 import json
@@ -75,5 +77,17 @@ try:
 except anthropic.APIError as e:
     out["anthropic_stream_error"] = {"type": type(e).__name__, "message": str(e.message)}
 out["anthropic_stream_received"] = received
+
+# A classifier that does not answer in time (the mock waits 1.5 s): refused under "closed", let
+# through under "open".
+if len(sys.argv) > 3:
+    slow = [{"role": "user", "content": "hello mock-delay-ms:1500"}]
+    for name, url in [("closed", sys.argv[2]), ("open", sys.argv[3])]:
+        c = OpenAI(base_url=f"{url}/openai", api_key="sk-test", max_retries=0)
+        try:
+            r = c.chat.completions.create(model="gpt-4o-mini", messages=slow)
+            out[f"timeout_{name}"] = {"reply": r.choices[0].message.content}
+        except openai.APIStatusError as e:
+            out[f"timeout_{name}"] = {"status": e.status_code, "code": e.code, "message": str(e.message)}
 
 print(json.dumps(out))
