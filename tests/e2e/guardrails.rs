@@ -81,6 +81,8 @@ async fn prompts_are_flagged_or_blocked_before_any_provider_is_called() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let flags: Value = serde_json::from_str(r.header("aigw-guardrails").unwrap()).unwrap();
     assert_eq!(flags["prompt"][0], "harassment");
+    // The mock's answer echoes the prompt: the whole answer is flagged and named too.
+    assert_eq!(flags["response"][0], "harassment", "{flags}");
     let seen = mock.requests();
     // The prompt, then the answer, are classified.
     assert_eq!(
@@ -238,6 +240,62 @@ async fn a_slow_classifier_fails_closed_or_open() {
             "{entries:?}"
         );
     }
+}
+
+/// A classifier that times out in the middle of a streamed answer: under `closed` the stream
+/// ends there with an error event (503's code 7013) and the log says where and why; under
+/// `open` the whole answer arrives and the failure is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classifier_failing_mid_stream_follows_on_error() {
+    let mock = Mock::start().await;
+    let gw = guarded(&mock, "");
+    // The 4th window of 100 characters holds the word that makes the classifier wait 1.5 s.
+    let mut words: Vec<String> = (0..80).map(|i| format!("word{i:02}")).collect();
+    words[45] = "mock-delay-ms:1500".into();
+    let reply = words.join(" ");
+    let body = chat("tell me a story", true);
+
+    let url = gw.url("/v1/acct/closed/openai/chat/completions");
+    let s = stream(&url, &[("x-mock-reply", &reply)], &body).await;
+    assert_eq!(s.status, StatusCode::OK);
+    let text = s.text();
+    let delivered = s.delta_text();
+    assert!(delivered.starts_with("word00 word01"), "{text}");
+    assert!(!delivered.contains("mock-delay"), "{text}");
+    assert!(!delivered.contains("word60"), "{text}");
+    let error = sse_data(&text)
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v.get("error").is_some())
+        .unwrap_or_else(|| panic!("no error event: {text}"));
+    assert_eq!(error["error"]["code"], 7013, "{error}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let entries = logs(&gw, "closed", "&meta.guardrails_response_end=refused", 1).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let meta = &entries[0]["metadata"];
+    assert!(
+        meta["guardrails_response_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no answer within 300 ms"),
+        "{meta}"
+    );
+    assert!(meta["guardrails_response_at"].is_string(), "{meta}");
+
+    let url = gw.url("/v1/acct/open/openai/chat/completions");
+    let s = stream(&url, &[("x-mock-reply", &reply)], &body).await;
+    assert_eq!(s.status, StatusCode::OK);
+    assert_eq!(s.delta_text(), reply, "{}", s.text());
+    let entries = logs(&gw, "open", "", 1).await;
+    let meta = &entries[0]["metadata"];
+    assert!(
+        meta["guardrails_response_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no answer within 300 ms"),
+        "{meta}"
+    );
+    assert!(meta.get("guardrails_response_end").is_none(), "{meta}");
 }
 
 /// The time to first byte a window adds, measured against the same gateway without the filter

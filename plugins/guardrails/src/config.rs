@@ -31,6 +31,15 @@ impl Action {
             Action::Block => "block",
         }
     }
+
+    /// The name used in counters (`prompt_flagged`, `response_blocked`, …).
+    pub fn past(self) -> &'static str {
+        match self {
+            Action::Ignore => "ignored",
+            Action::Flag => "flagged",
+            Action::Block => "blocked",
+        }
+    }
 }
 
 /// Which text is classified.

@@ -15,8 +15,10 @@
 //!   passes goes out, one that blocks ends the stream with an error event in the caller's
 //!   protocol. Time to first byte grows by at most one window and its classification.
 //! - Flags go to the log entry (`guardrails_prompt_action`, `guardrails_prompt_categories`,
-//!   the same for `response`, `guardrails_response_at` for where an answer was cut) and, for
-//!   prompts, to the `aigw-guardrails` response header.
+//!   the same for `response`, summed over an answer's windows; `guardrails_response_at` and
+//!   `guardrails_response_end` (`blocked` or `refused`) for where and why an answer was cut)
+//!   and to the `aigw-guardrails` response header: a prompt's flags, and a non-streamed
+//!   answer's while its head is held (a streamed answer's head is sent before its text).
 //! - A classifier that fails or times out (`http_timeout_ms`) refuses the request under
 //!   `on_error = "closed"` (the default: 503 with Cloudflare's code 7013, or an error event
 //!   mid-stream) where some category could have been blocked, and otherwise lets it
@@ -82,6 +84,10 @@ pub struct Guardrails {
     prompt: String,
     /// Categories a flagged prompt raised, for the response header.
     prompt_flags: Vec<String>,
+    /// What the answer's windows raised so far: the categories (each once) and the strongest
+    /// action, so the log entry names all of them and the counters count an answer once.
+    response_flags: Vec<String>,
+    response_action: Option<Action>,
     reading: Reading,
 }
 
@@ -96,7 +102,7 @@ enum Outcome {
 
 impl Guardrails {
     /// Classifies `text` and applies the actions: annotations and counters, and what to do.
-    fn judge(&self, text: &str, direction: Direction) -> Outcome {
+    fn judge(&mut self, text: &str, direction: Direction) -> Outcome {
         let d = direction.name();
         let categories =
             match classify::classify(&self.config.classifier, text, direction, &self.prompt) {
@@ -125,15 +131,44 @@ impl Guardrails {
             return Outcome::Pass;
         };
         let names: Vec<String> = acted.into_iter().map(|(c, _)| c).collect();
-        annotate(&format!("guardrails_{d}_action"), strongest.name());
-        annotate(&format!("guardrails_{d}_categories"), &names.join(","));
+        // An answer is judged window by window: its log fields and counters are the answer's,
+        // not the last window's.
+        let (logged, before) = match direction {
+            Direction::Prompt => (names.clone(), None),
+            Direction::Response => {
+                for n in &names {
+                    if !self.response_flags.contains(n) {
+                        self.response_flags.push(n.clone());
+                    }
+                }
+                let before = self.response_action;
+                self.response_action = before.max(Some(strongest));
+                (self.response_flags.clone(), before)
+            }
+        };
+        let overall = before.map_or(strongest, |b| b.max(strongest));
+        annotate(&format!("guardrails_{d}_action"), overall.name());
+        annotate(&format!("guardrails_{d}_categories"), &logged.join(","));
+        if before != Some(overall) {
+            counter_add(&format!("{d}_{}", overall.past()), 1);
+        }
         if strongest == Action::Block {
-            counter_add(&format!("{d}_blocked"), 1);
             Outcome::Blocked(names)
         } else {
-            counter_add(&format!("{d}_flagged"), 1);
             Outcome::Flagged(names)
         }
+    }
+
+    /// The `aigw-guardrails` header: the categories a prompt and a whole answer raised.
+    fn flags_header(&self) -> Option<String> {
+        let mut flags = serde_json::Map::new();
+        if !self.prompt_flags.is_empty() {
+            flags.insert("prompt".into(), json!(self.prompt_flags));
+        }
+        if !self.response_flags.is_empty() {
+            flags.insert("response".into(), json!(self.response_flags));
+        }
+        (!flags.is_empty()).then(|| Value::Object(flags).to_string())
     }
 
     /// A refusal in the caller's error shape.
@@ -183,7 +218,17 @@ impl Guardrails {
             return ChunkDecision::Replace(body);
         }
         let (status, code, message) = match self.judge(&text, Direction::Response) {
-            Outcome::Pass | Outcome::Flagged(_) => return ChunkDecision::Replace(body),
+            Outcome::Pass => return ChunkDecision::Replace(body),
+            Outcome::Flagged(_) => {
+                // Named in the header too, while the head is held (a small answer with a length).
+                if let Some(flags) = self.flags_header()
+                    && edit_response_head(None, HeaderEdits::default().set(FLAGS_HEADER, &flags))
+                        != Ok(true)
+                {
+                    annotate("guardrails_response_header_kept", "true");
+                }
+                return ChunkDecision::Replace(body);
+            }
             Outcome::Blocked(c) => (424, 2017, Self::blocked_message(Direction::Response, &c)),
             Outcome::Refused => (503, UNAVAILABLE, Self::unavailable_message()),
         };
@@ -211,6 +256,8 @@ impl Filter for Guardrails {
             caller: Caller::default(),
             prompt: String::new(),
             prompt_flags: Vec::new(),
+            response_flags: Vec::new(),
+            response_action: None,
             reading: Reading::Off,
         })
     }
@@ -284,11 +331,8 @@ impl Filter for Guardrails {
 
     fn on_response_headers(&mut self, resp: &Response) -> ResponseDecision {
         let mut edits = HeaderEdits::default();
-        if !self.prompt_flags.is_empty() {
-            edits = edits.set(
-                FLAGS_HEADER,
-                &json!({"prompt": self.prompt_flags}).to_string(),
-            );
+        if let Some(flags) = self.flags_header() {
+            edits = edits.set(FLAGS_HEADER, &flags);
         }
         let content_type = resp
             .headers

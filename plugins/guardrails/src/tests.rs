@@ -429,3 +429,55 @@ fn llama_guard_answers_are_parsed() {
 fn hooks_match_describe() {
     aigw_plugin_sdk::testing::check_hooks::<Guardrails>(json!({})).unwrap();
 }
+
+#[test]
+fn an_answer_flagged_in_several_windows_is_counted_once_and_a_whole_one_is_named_in_the_header() {
+    MockHost::reset();
+    moderation_answers(&["harassment"]);
+    let mut f = moderation(json!({"window_chars": 50, "categories": {"harassment": "flag"}}));
+    f.on_request_body(&chat("hi"));
+    f.on_response_headers(&response("text/event-stream"));
+    let words: Vec<String> = (0..60).map(|i| format!("word{i:02} ")).collect();
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    let events = openai_events(&refs);
+    // Flags never change the answer.
+    assert_eq!(respond(&mut f, &events), events.concat());
+    let calls = MockHost::with(|m| m.http_requests.len());
+    // The prompt and at least six windows of 50 characters were classified.
+    assert!(calls >= 7, "{calls}");
+    assert_eq!(counter("response_flagged"), 1);
+    assert_eq!(counter("prompt_flagged"), 1);
+    assert_eq!(
+        annotation("guardrails_response_categories").as_deref(),
+        Some("harassment")
+    );
+    assert_eq!(
+        annotation("guardrails_response_action").as_deref(),
+        Some("flag")
+    );
+
+    // A whole answer's flags join the prompt's in the header while the head is held.
+    MockHost::reset();
+    moderation_answers(&["harassment"]);
+    MockHost::with(|m| m.head_held = true);
+    let mut f = moderation(json!({"categories": {"harassment": "flag"}}));
+    f.on_request_body(&chat("hi"));
+    f.on_response_headers(&response("application/json"));
+    let answer =
+        json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "rude"}}]});
+    let body = answer.to_string().into_bytes();
+    assert_eq!(respond(&mut f, std::slice::from_ref(&body)), body);
+    let header = MockHost::with(|m| {
+        m.response_head_edits
+            .iter()
+            .flat_map(|e| e.set.clone())
+            .find(|h| h.name == FLAGS_HEADER)
+            .map(|h| h.value)
+    });
+    let flags: Value = serde_json::from_str(&header.unwrap()).unwrap();
+    assert_eq!(
+        flags,
+        json!({"prompt": ["harassment"], "response": ["harassment"]})
+    );
+    assert_eq!(MockHost::with(|m| m.response_status), None);
+}
