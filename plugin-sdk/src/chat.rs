@@ -87,7 +87,11 @@ impl ChatRequest {
 
     /// Calls `f(role, text)` for every text piece, in body order: Anthropic
     /// `system` (role `"system"`), then each message (its `role`, `""` when
-    /// missing), then legacy `prompt` (role `"user"`).
+    /// missing), then legacy `prompt` (role `"user"`), then OpenAI Responses'
+    /// `instructions` and `input` (embeddings' `input` too), then Gemini's
+    /// `systemInstruction` and `contents`. Parts typed `text`, `input_text` or
+    /// `output_text` and untyped parts (Gemini, Bedrock Converse) are read, with
+    /// tool calls' arguments and tools' results.
     ///
     /// ```
     /// use aigw_plugin_sdk::chat::ChatRequest;
@@ -189,6 +193,55 @@ macro_rules! walkers {
                 }
                 _ => {}
             }
+            // OpenAI Responses: `instructions`, then `input` (a string, or items: messages,
+            // function calls' arguments, their outputs); embeddings' `input` alike.
+            if let Some(Value::String(s)) = body.$get("instructions") {
+                f("system", s);
+            }
+            match body.$get("input") {
+                Some(Value::String(s)) => f("user", s),
+                Some(Value::Array(items)) => {
+                    for item in items {
+                        if let Value::String(s) = item {
+                            f("user", s);
+                            continue;
+                        }
+                        let role = item
+                            .get("role")
+                            .and_then(Value::as_str)
+                            .unwrap_or("user")
+                            .to_string();
+                        if let Some(c) = item.$get("content") {
+                            $content(c, &role, f);
+                        }
+                        if let Some(Value::String(args)) = item.$get("arguments") {
+                            f("assistant", args);
+                        }
+                        if let Some(output) = item.$get("output") {
+                            $content(output, "tool", f);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            // Gemini: `systemInstruction` (either spelling), then `contents`.
+            for key in ["systemInstruction", "system_instruction"] {
+                if let Some(parts) = body.$pointer(&format!("/{key}/parts")) {
+                    $content(parts, "system", f);
+                }
+            }
+            if let Some(Value::Array(contents)) = body.$get("contents") {
+                for c in contents {
+                    let role = c
+                        .get("role")
+                        .and_then(Value::as_str)
+                        .unwrap_or("user")
+                        .to_string();
+                    if let Some(parts) = c.$get("parts") {
+                        $content(parts, &role, f);
+                    }
+                }
+            }
         }
 
         /// A `content` (or `system`): a string, or an array of typed parts/blocks.
@@ -198,9 +251,26 @@ macro_rules! walkers {
                 Value::Array(parts) => {
                     for part in parts {
                         match part.get("type").and_then(Value::as_str) {
-                            Some("text") => {
+                            Some("text" | "input_text" | "output_text") => {
                                 if let Some(Value::String(s)) = part.$get("text") {
                                     f(role, s);
+                                }
+                            }
+                            // Untyped parts: Gemini's and Bedrock Converse's (`text`, a tool
+                            // call's arguments, a tool's result).
+                            None => {
+                                if let Some(Value::String(s)) = part.$get("text") {
+                                    f(role, s);
+                                }
+                                for at in [
+                                    "/functionCall/args",
+                                    "/functionResponse/response",
+                                    "/toolUse/input",
+                                    "/toolResult/content",
+                                ] {
+                                    if let Some(v) = part.$pointer(at) {
+                                        $strings(v, role, f);
+                                    }
                                 }
                             }
                             Some("tool_result") => {
@@ -304,6 +374,63 @@ mod tests {
     }
 
     #[test]
+    fn responses_gemini_bedrock_and_embeddings_bodies() {
+        let got = pieces(
+            json!({"model": "gpt-4o", "instructions": "be brief", "input": [
+            "plain",
+            {"role": "user", "content": [{"type": "input_text", "text": "mail a@b.co"},
+                {"type": "input_image", "image_url": "data:..."}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{\"to\":\"x\"}"},
+            {"type": "function_call_output", "call_id": "c", "output": "done"}]}),
+        );
+        assert_eq!(
+            got,
+            [
+                pair("system", "be brief"),
+                pair("user", "plain"),
+                pair("user", "mail a@b.co"),
+                pair("assistant", "ok"),
+                pair("assistant", "{\"to\":\"x\"}"),
+                pair("tool", "done"),
+            ]
+        );
+        let got = pieces(
+            json!({"systemInstruction": {"parts": [{"text": "sys"}]}, "contents": [
+            {"role": "user", "parts": [{"text": "q"}, {"inlineData": {"data": "AAAA"}}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"city": "Paris"}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"t": "20C"}}}]}]}),
+        );
+        assert_eq!(
+            got,
+            [
+                pair("system", "sys"),
+                pair("user", "q"),
+                pair("model", "Paris"),
+                pair("user", "20C"),
+            ]
+        );
+        // Bedrock Converse: untyped content blocks.
+        let got = pieces(json!({"system": [{"text": "s"}], "messages": [
+            {"role": "user", "content": [{"text": "hi"}]},
+            {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t", "name": "n", "input": {"q": "x"}}}]},
+            {"role": "user", "content": [{"toolResult": {"toolUseId": "t", "content": [{"text": "r"}]}}]}]}));
+        assert_eq!(
+            got,
+            [
+                pair("system", "s"),
+                pair("user", "hi"),
+                pair("assistant", "x"),
+                pair("user", "r"),
+            ]
+        );
+        let got = pieces(json!({"model": "text-embedding-3-small", "input": ["one", "two"]}));
+        assert_eq!(got, [pair("user", "one"), pair("user", "two")]);
+        // Token arrays are not text.
+        assert!(pieces(json!({"input": [[1, 2, 3]]})).is_empty());
+    }
+
+    #[test]
     fn anthropic_system_blocks_and_tool_blocks() {
         let got = pieces(
             json!({"model": "claude", "system": [{"type": "text", "text": "s1"}],
@@ -337,7 +464,11 @@ mod tests {
             pieces(json!({"prompt": ["a", 1, "b"]})),
             [pair("user", "a"), pair("user", "b")]
         );
-        assert!(pieces(json!({"input": "embeddings are not chats"})).is_empty());
+        // An embeddings (or Responses) `input` is text sent to a provider too.
+        assert_eq!(
+            pieces(json!({"input": "embed me"})),
+            [pair("user", "embed me")]
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::harness::*;
 use hyper::StatusCode;
+use serde_json::json;
 
 /// An OpenAI-style SSE upstream that answers with the placeholder `[EMAIL_1]`
 /// split across three events (`[EM`, `AIL_`, `1]`), each in its own TCP write.
@@ -212,6 +213,59 @@ async fn redaction_block_mode_refuses_naming_the_entity_types() {
     assert!(mock.requests().is_empty());
     let clean = send(&url, &[], &chat("what is the capital of France?", false)).await;
     assert_eq!(clean.status, StatusCode::OK);
+}
+
+/// Block mode reads every API's prompt shape, not only chat completions': a Responses body
+/// (`instructions`, `input` items), an embeddings `input`, Gemini's `contents` and a Bedrock
+/// Converse body on their provider routes are refused before the provider is called, and the
+/// same bodies without personal data pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_mode_reads_responses_embeddings_gemini_and_converse_bodies() {
+    let mock = Mock::start().await;
+    let gw = redaction_gateway(
+        &mock,
+        &format!(
+            "[providers.google-ai-studio]\nbase_url = \"http://{}\"\n",
+            mock.addr
+        ),
+        "block",
+    );
+    let cases = [
+        (
+            "openai/responses",
+            json!({"model": "gpt-4o", "input": [{"role": "user", "content": [
+                {"type": "input_text", "text": "mail PII"}]}]}),
+        ),
+        (
+            "openai/responses",
+            json!({"model": "gpt-4o", "instructions": "answer PII", "input": "hi"}),
+        ),
+        (
+            "openai/embeddings",
+            json!({"model": "text-embedding-3-small", "input": ["fine", "PII"]}),
+        ),
+        (
+            "google-ai-studio/v1beta/models/gemini-2.0-flash:generateContent",
+            json!({"contents": [{"role": "user", "parts": [{"text": "PII"}]}]}),
+        ),
+        (
+            "openai/chat/completions",
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": [
+                {"text": "PII"}]}]}),
+        ),
+    ];
+    for (i, (route, body)) in cases.into_iter().enumerate() {
+        let url = gw.url(&format!("/v1/acct/gw/{route}"));
+        let pii = body.to_string().replace("PII", "jane.doe@example.com");
+        let r = send(&url, &[], &pii).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{route}: {}", r.text());
+        assert!(r.text().contains("email"), "{route}: {}", r.text());
+        assert_eq!(mock.requests().len(), i, "{route} reached the provider");
+        let clean = body.to_string().replace("PII", "the weather");
+        let r = send(&url, &[], &clean).await;
+        assert_eq!(r.status, StatusCode::OK, "{route}: {}", r.text());
+        assert_eq!(mock.requests().len(), i + 1, "{route}");
+    }
 }
 
 /// DLP on answers: a non-streamed answer with a finding becomes a 400 with code 2030 and the
