@@ -319,8 +319,9 @@ pub struct HostState {
     pub host_wait_ms: u64,
     /// Thread CPU time at the last deadline check of the current call.
     pub cpu_baseline: Option<std::time::Duration>,
-    /// CPU time the current call has been charged so far.
-    pub cpu_used_ms: u64,
+    /// CPU time the current call has been charged so far (kept exact: a filter alternating
+    /// sub-millisecond work with host waits must add up to its deadline).
+    pub cpu_used: std::time::Duration,
     /// What the filter's panic hook reported during the current call (its message and
     /// location), taken by the call's error.
     pub panic_message: Option<String>,
@@ -357,7 +358,7 @@ impl HostState {
             request: None,
             host_wait_ms: 0,
             cpu_baseline: None,
-            cpu_used_ms: 0,
+            cpu_used: std::time::Duration::ZERO,
             panic_message: None,
             declared_on_error: None,
             on_error_setting: None,
@@ -408,8 +409,8 @@ impl HostState {
         if let Some(base) = self.cpu_baseline
             && let Ok(now) = cpu_time::ThreadTime::try_now()
         {
-            let used = now.as_duration().saturating_sub(base).as_millis() as u64;
-            self.cpu_used_ms = self.cpu_used_ms.saturating_add(used);
+            let used = now.as_duration().saturating_sub(base);
+            self.cpu_used = self.cpu_used.saturating_add(used);
             self.cpu_baseline = Some(now.as_duration());
         }
     }

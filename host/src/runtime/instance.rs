@@ -164,6 +164,7 @@ impl FilterInstance {
         // CPU clock is a system call: only calls that outlive their budget
         // pay for it. Between two checks the fiber stays on its thread; after
         // a host wait it may have moved, so the baseline restarts.)
+        let budget = std::time::Duration::from_millis(timeout_ms);
         store.epoch_deadline_callback(move |mut cx| {
             let state = cx.data_mut();
             let now = cpu_time::ThreadTime::try_now()
@@ -173,7 +174,7 @@ impl FilterInstance {
             if waited > 0 {
                 // The CPU used before each wait was charged when the wait began
                 // (`HostState::begin_wait`): waits extend wall time, never erase CPU.
-                if state.cpu_used_ms >= timeout_ms {
+                if state.cpu_used >= budget {
                     return Err(Trap::Interrupt.into());
                 }
                 state.cpu_baseline = now;
@@ -190,15 +191,14 @@ impl FilterInstance {
                     timeout_ms.div_ceil(tick).max(1),
                 ));
             };
-            state.cpu_used_ms = state
-                .cpu_used_ms
-                .saturating_add(now.saturating_sub(base).as_millis() as u64);
+            state.cpu_used = state.cpu_used.saturating_add(now.saturating_sub(base));
             state.cpu_baseline = Some(now);
-            if state.cpu_used_ms >= timeout_ms {
+            if state.cpu_used >= budget {
                 return Err(Trap::Interrupt.into());
             }
+            let left_ms = budget.saturating_sub(state.cpu_used).as_millis() as u64;
             Ok(wasmtime::UpdateDeadline::Continue(
-                (timeout_ms - state.cpu_used_ms).div_ceil(tick).max(1),
+                left_ms.div_ceil(tick).max(1),
             ))
         });
         let bindings = match pre {
@@ -250,7 +250,7 @@ impl FilterInstance {
     fn arm(&mut self) {
         let state = self.store.data_mut();
         state.host_wait_ms = 0;
-        state.cpu_used_ms = 0;
+        state.cpu_used = std::time::Duration::ZERO;
         state.cpu_baseline = None;
         state.http_wait_ms = 0;
         state.panic_message = None;
