@@ -215,14 +215,28 @@ impl Flow<'_> {
             if let BodyMode::Buffered(max) = mode
                 && body.len() > max as usize
             {
-                let err = ex.bad_answer(
-                    i,
-                    "on-request-body",
-                    format!(
-                        "request body of {} bytes is over the filter's buffered limit of {max}",
-                        body.len()
-                    ),
+                let message = format!(
+                    "request body of {} bytes is over the filter's buffered limit of {max}",
+                    body.len()
                 );
+                // A filter that declares it fails closed judges bodies (guardrails,
+                // prompt-redaction, a policy of your own): sending more than it reads must not
+                // skip it, whatever its table's `on_error` (which is about the filter failing),
+                // and is no failure of the filter (oversized requests cannot open its circuit).
+                let stage = &ex.gw.stages[i];
+                if stage.filter.info.on_error == Some(crate::config::OnError::Closed) {
+                    let e = GatewayError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("filter '{}': {message}", stage.filter.name),
+                    );
+                    return Err(Early::Finish(
+                        i,
+                        Outgoing::from_error(&e),
+                        Outcome::RespondedLocally,
+                    ));
+                }
+                let err = ex.bad_answer(i, "on-request-body", message);
                 match ex.fail::<()>(i, err) {
                     Ok(_) => continue,
                     Err(e) => return Err(Early::failed(&e)),
