@@ -266,11 +266,16 @@ macro_rules! walkers {
                                     "/functionCall/args",
                                     "/functionResponse/response",
                                     "/toolUse/input",
-                                    "/toolResult/content",
+                                    "/json",
                                 ] {
                                     if let Some(v) = part.$pointer(at) {
                                         $strings(v, role, f);
                                     }
+                                }
+                                // A tool's result is blocks again: text and JSON are read,
+                                // images' and documents' bytes are not.
+                                if let Some(v) = part.$pointer("/toolResult/content") {
+                                    $content(v, role, f);
                                 }
                             }
                             Some("tool_result") => {
@@ -414,7 +419,9 @@ mod tests {
         let got = pieces(json!({"system": [{"text": "s"}], "messages": [
             {"role": "user", "content": [{"text": "hi"}]},
             {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t", "name": "n", "input": {"q": "x"}}}]},
-            {"role": "user", "content": [{"toolResult": {"toolUseId": "t", "content": [{"text": "r"}]}}]}]}));
+            {"role": "user", "content": [{"toolResult": {"toolUseId": "t", "content": [{"text": "r"},
+                {"json": {"k": "j"}},
+                {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB"}}}]}}]}]}));
         assert_eq!(
             got,
             [
@@ -422,6 +429,7 @@ mod tests {
                 pair("user", "hi"),
                 pair("assistant", "x"),
                 pair("user", "r"),
+                pair("user", "j"),
             ]
         );
         let got = pieces(json!({"model": "text-embedding-3-small", "input": ["one", "two"]}));

@@ -230,11 +230,7 @@ impl Flow<'_> {
                         "payload_too_large",
                         format!("filter '{}': {message}", stage.filter.name),
                     );
-                    return Err(Early::Finish(
-                        i,
-                        Outgoing::from_error(&e),
-                        Outcome::RespondedLocally,
-                    ));
+                    return Err(Early::Local(i, Outgoing::from_error(&e)));
                 }
                 let err = ex.bad_answer(i, "on-request-body", message);
                 match ex.fail::<()>(i, err) {

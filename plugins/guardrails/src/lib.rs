@@ -296,10 +296,11 @@ impl Filter for Guardrails {
                     text.push_str(": ");
                     text.push_str(piece);
                 });
-                if text.is_empty() {
-                    // Another API's shape (Responses `input`, Gemini `contents`, …): its
-                    // strings, never nothing.
-                    text = answer::request_strings(chat.value());
+                let v = chat.value();
+                if text.is_empty() || (v.get("messages").is_none() && v.get("prompt").is_none()) {
+                    // Another API's shape (Responses, Gemini, Bedrock, …): every string, so
+                    // fields the text walker does not know are classified too.
+                    text = answer::request_strings(v);
                 }
             }
             Err(_) => text = String::from_utf8_lossy(body).into_owned(),
