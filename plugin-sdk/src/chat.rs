@@ -6,7 +6,13 @@
 //! OpenAI legacy completions (`prompt`, a string or an array of strings) and
 //! Anthropic messages (`system` as a string or text blocks,
 //! `messages[].content` as a string or blocks: `text`, the `content` of
-//! `tool_result`, the string values of `tool_use` `input`).
+//! `tool_result`, the string values of `tool_use` `input`), OpenAI Responses
+//! (`instructions`; `input` as a string or items: message contents with
+//! `input_text`/`output_text` parts, function calls' `arguments`, their `output`),
+//! embeddings (`input`, a string or strings; token arrays are not text), Gemini
+//! (`systemInstruction` and `contents[].parts[]`: `text`, `functionCall.args`,
+//! `functionResponse.response`) and Bedrock Converse (untyped blocks: `text`,
+//! `toolUse.input`, `toolResult.content` as blocks, `json`).
 //! It does not know routes or providers: the caller decides which bodies to
 //! treat as chats. Images, audio and other non-text parts are left alone.
 
