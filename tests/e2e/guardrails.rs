@@ -65,6 +65,15 @@ async fn logs(gw: &Gateway, gateway: &str, query: &str, n: usize) -> Vec<Value> 
     found
 }
 
+/// The error event that ended an OpenAI-shaped stream.
+fn error_event(text: &str) -> Value {
+    sse_data(text)
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v.get("error").is_some())
+        .unwrap_or_else(|| panic!("no error event: {text}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompts_are_flagged_or_blocked_before_any_provider_is_called() {
     let mock = Mock::start().await;
@@ -173,11 +182,7 @@ async fn answers_are_cut_at_the_window_that_blocks() {
         "{} chars delivered: {text}",
         delivered.len()
     );
-    let error = sse_data(&text)
-        .iter()
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .find(|v| v.get("error").is_some())
-        .unwrap_or_else(|| panic!("no error event: {text}"));
+    let error = error_event(&text);
     assert_eq!(error["error"]["code"], 2017, "{error}");
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
 
@@ -263,11 +268,7 @@ async fn a_classifier_failing_mid_stream_follows_on_error() {
     assert!(delivered.starts_with("word00 word01"), "{text}");
     assert!(!delivered.contains("mock-delay"), "{text}");
     assert!(!delivered.contains("word60"), "{text}");
-    let error = sse_data(&text)
-        .iter()
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .find(|v| v.get("error").is_some())
-        .unwrap_or_else(|| panic!("no error event: {text}"));
+    let error = error_event(&text);
     assert_eq!(error["error"]["code"], 7013, "{error}");
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     let entries = logs(&gw, "closed", "&meta.guardrails_response_end=refused", 1).await;
